@@ -1,0 +1,135 @@
+//! What each subcommand does: validate input before any AWS call, set up the run
+//! context (config, SDK, account, locked state), walk the layers, report.
+
+use crate::cli::Common;
+use crate::config::ConfigFile;
+use crate::engine::{Ctx, Direction, Outcome, walk};
+use crate::error::{Error, Result};
+use crate::state::{State, StateStore, lock, state_path};
+use std::io::{BufRead, IsTerminal, Write};
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Instant;
+
+const DEFAULT_CONFIG: &str = "payctl.toml";
+
+/// Checks everything that needs no AWS call: env name, config file, the registry.
+fn check_input(c: &Common) -> Result<crate::config::Settings> {
+    crate::naming::validate_env(&c.env)?;
+    let config = match &c.config {
+        Some(path) => ConfigFile::load(path, true)?,
+        None => ConfigFile::load(Path::new(DEFAULT_CONFIG), false)?,
+    };
+    let settings = config.settings_for(&c.env)?;
+    crate::engine::validate(&crate::layers())?;
+    Ok(settings)
+}
+
+async fn prepare(c: &Common, command: &str) -> Result<Arc<Ctx>> {
+    let settings = check_input(c)?;
+    let sdk = crate::aws::load_config(c.region.clone()).await;
+    let region = crate::aws::region_of(&sdk);
+    let account_id = crate::aws::account_id(&sdk).await?;
+    let state = StateStore::open(&c.state_dir, &c.env, &region, &account_id, command)?;
+    tracing::info!("{command} {} in {region} (account {account_id}), state {}", c.env, state.path().display());
+    Ok(Arc::new(Ctx {
+        env: c.env.clone(),
+        region,
+        account_id,
+        settings,
+        aws: crate::aws::Clients::new(&sdk),
+        state,
+        report: Default::default(),
+    }))
+}
+
+fn finish(ctx: &Ctx, command: &str, outcome: Outcome, started: Instant) -> Result<()> {
+    let elapsed = started.elapsed().as_secs_f64();
+    eprintln!("{command} {}: {} in {elapsed:.1}s", ctx.env, ctx.report.summary());
+    if outcome.ok() {
+        return Ok(());
+    }
+    for (kind, blocker) in &outcome.skipped {
+        eprintln!("  not attempted: {kind} (waits for {blocker}, which failed)");
+    }
+    let kinds: Vec<&str> = outcome.failures.iter().map(|(k, _)| *k).collect();
+    let first = outcome.failures.first().map(|(_, e)| e.to_string()).unwrap_or_default();
+    Err(Error::Invalid(format!(
+        "{} resource kind(s) failed ({}): {first}; the state file is up to date, re-run `payctl {command} --env {}` to continue",
+        kinds.len(),
+        kinds.join(", "),
+        ctx.env
+    )))
+}
+
+pub async fn up(c: &Common) -> Result<()> {
+    let started = Instant::now();
+    let ctx = prepare(c, "up").await?;
+    let outcome = walk(ctx.clone(), &crate::layers(), Direction::Up).await;
+    finish(&ctx, "up", outcome, started)?;
+    print!("{}", crate::outputs::table(&crate::outputs::collect(&ctx.state.snapshot())));
+    Ok(())
+}
+
+pub async fn down(c: &Common, yes: bool) -> Result<()> {
+    let started = Instant::now();
+    if !yes && check_input(c)?.production && !std::io::stdin().is_terminal() {
+        return Err(refusal(&c.env));
+    }
+    let ctx = prepare(c, "down").await?;
+    if ctx.settings.production && !yes {
+        confirm(&ctx)?;
+    }
+    let outcome = walk(ctx.clone(), &crate::layers(), Direction::Down).await;
+    finish(&ctx, "down", outcome, started)
+}
+
+fn refusal(env: &str) -> Error {
+    Error::Refused(format!("refusing to delete environment {env} without --yes (no terminal to confirm on); nothing was changed"))
+}
+
+/// Lists what `down` deletes and asks for the environment name on a terminal.
+fn confirm(ctx: &Ctx) -> Result<()> {
+    let stdin = std::io::stdin();
+    if !stdin.is_terminal() {
+        return Err(refusal(&ctx.env));
+    }
+    let state = ctx.state.snapshot();
+    let mut err = std::io::stderr();
+    let _ = writeln!(err, "payctl down will delete every resource of environment {} in {}:", ctx.env, ctx.region);
+    for (addr, rec) in &state.resources {
+        let _ = writeln!(err, "  {addr}  {}", rec.id);
+    }
+    let _ = writeln!(err, "plus any resource tagged ManagedBy=payctl, Environment={} that the state file does not list.", ctx.env);
+    let _ = write!(err, "Type the environment name to confirm: ");
+    let _ = err.flush();
+    let mut answer = String::new();
+    stdin.lock().read_line(&mut answer).map_err(|e| Error::Refused(format!("could not read the confirmation: {e}")))?;
+    if answer.trim() != ctx.env {
+        return Err(Error::Refused(format!("confirmation did not match {:?}; nothing was changed", ctx.env)));
+    }
+    Ok(())
+}
+
+pub fn outputs(c: &Common, json: bool) -> Result<()> {
+    crate::naming::validate_env(&c.env)?;
+    let path = state_path(&c.state_dir, &c.env);
+    let state = State::load(&path)?.ok_or_else(|| {
+        Error::Invalid(format!("no state for environment {} at {}; run `payctl up --env {}` first", c.env, path.display(), c.env))
+    })?;
+    let outputs = crate::outputs::collect(&state);
+    if json {
+        let text = serde_json::to_string_pretty(&outputs).map_err(|e| Error::Invalid(e.to_string()))?;
+        println!("{text}");
+    } else {
+        print!("{}", crate::outputs::table(&outputs));
+    }
+    Ok(())
+}
+
+pub fn force_unlock(c: &Common, lock_id: &str) -> Result<()> {
+    crate::naming::validate_env(&c.env)?;
+    let holder = lock::force_unlock(&state_path(&c.state_dir, &c.env), lock_id)?;
+    eprintln!("removed lock {} (pid {} on {}, since {})", holder.id, holder.pid, holder.host, holder.started_at);
+    Ok(())
+}

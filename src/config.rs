@@ -1,0 +1,168 @@
+//! Settings per environment: built-in defaults, a stricter `prod` profile, then the
+//! optional `payctl.toml` (`[defaults]` for every environment, `[env.<name>]` for one).
+//!
+//! ```toml
+//! [defaults]
+//! vpc_cidr = "10.20.0.0/16"
+//!
+//! [env.staging]
+//! nat_gateways = 3
+//! ```
+//!
+//! Unknown keys, wrong types and invalid values are errors that name the key.
+
+use crate::error::{Error, Result};
+use ipnet::Ipv4Net;
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::path::Path;
+
+pub const AZ_COUNT: usize = 3;
+pub const PROD_ENV: &str = "prod";
+
+/// What one environment gets, after all layers of configuration are applied.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Settings {
+    /// The VPC's IPv4 block, /16 to /24; it is cut into /(n+4) subnets.
+    pub vpc_cidr: Ipv4Net,
+    /// NAT gateways, 1 to 3: one per AZ in prod, one shared elsewhere by default.
+    pub nat_gateways: usize,
+    /// Stricter defaults and confirmations (the `prod` environment).
+    pub production: bool,
+}
+
+impl Settings {
+    pub fn builtin(env: &str) -> Self {
+        let production = env == PROD_ENV;
+        Settings {
+            vpc_cidr: "10.0.0.0/16".parse().expect("valid built-in CIDR"),
+            nat_gateways: if production { AZ_COUNT } else { 1 },
+            production,
+        }
+    }
+}
+
+/// One table of overrides in `payctl.toml`.
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Overrides {
+    pub vpc_cidr: Option<String>,
+    pub nat_gateways: Option<i64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConfigFile {
+    #[serde(default)]
+    pub defaults: Overrides,
+    #[serde(default)]
+    pub env: BTreeMap<String, Overrides>,
+}
+
+impl ConfigFile {
+    pub fn parse(text: &str, origin: &str) -> Result<Self> {
+        toml::from_str(text).map_err(|e| {
+            Error::Config(format!("{origin}: {}", crate::error::one_line(e.message())))
+        })
+    }
+
+    /// Reads `path`; a missing file is an error only when the user named it.
+    pub fn load(path: &Path, explicit: bool) -> Result<Self> {
+        match std::fs::read_to_string(path) {
+            Ok(text) => Self::parse(&text, &path.display().to_string()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && !explicit => Ok(Self::default()),
+            Err(e) => Err(Error::Config(format!("{}: {e}", path.display()))),
+        }
+    }
+
+    pub fn settings_for(&self, env: &str) -> Result<Settings> {
+        let mut s = Settings::builtin(env);
+        apply(&mut s, &self.defaults, "[defaults]")?;
+        if let Some(o) = self.env.get(env) {
+            apply(&mut s, o, &format!("[env.{env}]"))?;
+        }
+        Ok(s)
+    }
+}
+
+fn apply(s: &mut Settings, o: &Overrides, table: &str) -> Result<()> {
+    if let Some(cidr) = &o.vpc_cidr {
+        let net: Ipv4Net = cidr
+            .parse()
+            .map_err(|_| Error::Config(format!("{table} vpc_cidr {cidr:?} is not an IPv4 CIDR block")))?;
+        if net.network() != net.addr() {
+            return Err(Error::Config(format!(
+                "{table} vpc_cidr {cidr:?} has host bits set (did you mean {}?)",
+                net.trunc()
+            )));
+        }
+        if !(16..=24).contains(&net.prefix_len()) {
+            return Err(Error::Config(format!(
+                "{table} vpc_cidr {cidr:?} must be between /16 and /24"
+            )));
+        }
+        s.vpc_cidr = net;
+    }
+    if let Some(n) = o.nat_gateways {
+        if !(1..=AZ_COUNT as i64).contains(&n) {
+            return Err(Error::Config(format!(
+                "{table} nat_gateways = {n} must be between 1 and {AZ_COUNT}"
+            )));
+        }
+        s.nat_gateways = n as usize;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn builtin_prod_is_stricter() {
+        assert_eq!(Settings::builtin("prod").nat_gateways, 3);
+        assert!(Settings::builtin("prod").production);
+        assert_eq!(Settings::builtin("dev").nat_gateways, 1);
+        assert_eq!(Settings::builtin("dev").vpc_cidr.to_string(), "10.0.0.0/16");
+    }
+
+    #[test]
+    fn env_table_overrides_defaults_table() {
+        let c = ConfigFile::parse(
+            "[defaults]\nvpc_cidr = \"10.9.0.0/16\"\nnat_gateways = 2\n[env.qa]\nnat_gateways = 3\n",
+            "t",
+        )
+        .unwrap();
+        let qa = c.settings_for("qa").unwrap();
+        assert_eq!((qa.vpc_cidr.to_string().as_str(), qa.nat_gateways), ("10.9.0.0/16", 3));
+        assert_eq!(c.settings_for("dev").unwrap().nat_gateways, 2);
+    }
+
+    #[test]
+    fn bad_files_name_the_problem() {
+        let cases = [
+            ("[defaults]\nnat_gatways = 1\n", "nat_gatways"),
+            ("[defaults]\nnat_gateways = \"two\"\n", "invalid type"),
+            ("[env.dev]\nvpc_cidr = \"10.0.0.0/33\"\n", "not an IPv4 CIDR"),
+            ("[env.dev]\nvpc_cidr = \"10.0.0.1/16\"\n", "host bits"),
+            ("[env.dev]\nvpc_cidr = \"10.0.0.0/8\"\n", "between /16 and /24"),
+            ("[env.dev]\nnat_gateways = 0\n", "between 1 and 3"),
+            ("[surprise]\n", "surprise"),
+        ];
+        for (text, want) in cases {
+            let err = ConfigFile::parse(text, "payctl.toml")
+                .and_then(|c| c.settings_for("dev"))
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(want), "{text:?} gave {err}");
+            assert!(!err.contains('\n'), "{err}");
+        }
+    }
+
+    #[test]
+    fn missing_file_is_fine_unless_named() {
+        let p = Path::new("/nonexistent/payctl.toml");
+        assert!(ConfigFile::load(p, false).is_ok());
+        assert!(ConfigFile::load(p, true).is_err());
+    }
+}

@@ -1,0 +1,85 @@
+//! What a run did, resource by resource: logged as it happens, summed up at the end.
+
+use std::fmt;
+use std::sync::Mutex;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Change {
+    Created,
+    Adopted,
+    Updated,
+    Unchanged,
+    Deleted,
+    Absent,
+}
+
+impl fmt::Display for Change {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Change::Created => "created",
+            Change::Adopted => "adopted",
+            Change::Updated => "updated",
+            Change::Unchanged => "unchanged",
+            Change::Deleted => "deleted",
+            Change::Absent => "already gone",
+        })
+    }
+}
+
+#[derive(Debug, Default)]
+pub struct Report {
+    entries: Mutex<Vec<(Change, String)>>,
+}
+
+impl Report {
+    /// Records one change; `what` is e.g. `ec2_vpc.main vpc-0abc (payment-vpc-dev)`.
+    pub fn note(&self, change: Change, what: impl Into<String>) {
+        let what = what.into();
+        tracing::info!("{change}: {what}");
+        self.entries.lock().unwrap_or_else(|p| p.into_inner()).push((change, what));
+    }
+
+    pub fn count(&self, change: Change) -> usize {
+        self.entries
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .filter(|(c, _)| *c == change)
+            .count()
+    }
+
+    /// `3 created, 1 updated, 10 unchanged` (only the non-zero counts).
+    pub fn summary(&self) -> String {
+        let all = [
+            Change::Created,
+            Change::Adopted,
+            Change::Updated,
+            Change::Unchanged,
+            Change::Deleted,
+            Change::Absent,
+        ];
+        let parts: Vec<String> = all
+            .iter()
+            .filter_map(|c| match self.count(*c) {
+                0 => None,
+                n => Some(format!("{n} {c}")),
+            })
+            .collect();
+        if parts.is_empty() { "nothing to do".into() } else { parts.join(", ") }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn summary_lists_nonzero_counts_in_order() {
+        let r = Report::default();
+        assert_eq!(r.summary(), "nothing to do");
+        r.note(Change::Unchanged, "a");
+        r.note(Change::Created, "b");
+        r.note(Change::Created, "c");
+        assert_eq!(r.summary(), "2 created, 1 unchanged");
+    }
+}

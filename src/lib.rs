@@ -1,0 +1,26 @@
+//! payctl: provisions, describes and tears down the payment-processing stack on AWS by
+//! calling the AWS SDK directly.
+//!
+//! - [`engine`]: the resource trait, the run context, the registry check and the walker;
+//! - [`state`]: the locked, atomically written JSON state file;
+//! - [`aws`]: SDK configuration (region, credentials, retries) and clients;
+//! - one module per layer ([`network`], [`security`]), one file per resource kind;
+//! - [`commands`]: what `up`, `down`, `outputs` and `force-unlock` do.
+
+pub mod aws;
+pub mod cli;
+pub mod commands;
+pub mod config;
+pub mod engine;
+pub mod error;
+pub mod naming;
+pub mod network;
+pub mod outputs;
+pub mod security;
+pub mod state;
+pub mod waiter;
+
+/// Every layer, in creation order. Adding a layer is adding its module and a line here.
+pub fn layers() -> Vec<engine::Layer> {
+    vec![network::layer(), security::layer()]
+}

@@ -1,0 +1,39 @@
+//! The `payctl` binary: parse the command line, set up logging, dispatch.
+
+use clap::Parser;
+use payctl::cli::{Cli, Command};
+use tracing_subscriber::EnvFilter;
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    let default_filter = match cli.verbose {
+        0 => "warn,payctl=info",
+        1 => "info,payctl=debug",
+        _ => "debug,payctl=trace",
+    };
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_filter));
+    tracing_subscriber::fmt().with_env_filter(filter).with_target(false).with_writer(std::io::stderr).init();
+
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async {
+        match &cli.command {
+            Command::Up { common } => payctl::commands::up(common).await,
+            Command::Down { common, yes } => payctl::commands::down(common, *yes).await,
+            Command::Outputs { common, json } => payctl::commands::outputs(common, *json),
+            Command::ForceUnlock { common, lock_id } => payctl::commands::force_unlock(common, lock_id),
+        }
+    });
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,137 @@
+//! Elastic IPs for the NAT gateways: one per NAT gateway (`nat_gateways` in settings).
+//!
+//! Release waits for the NAT gateway to be gone (the NAT kind depends on this one, so
+//! `down` deletes and waits for NAT gateways first) and retries while AWS still reports
+//! the address in use.
+
+use super::{is_not_found, owned_filters, pairs, tag_spec};
+use crate::engine::report::Change;
+use crate::engine::{Ctx, Resource};
+use crate::error::{Error, Result, all_ok, aws, required};
+use crate::state::Record;
+use crate::waiter::{Wait, retry_while};
+use async_trait::async_trait;
+use aws_sdk_ec2::types::{Address, DomainType, ResourceType};
+use futures::future::join_all;
+
+pub const KIND: &str = "ec2_eip";
+
+pub struct ElasticIps;
+
+pub fn address(index: usize) -> String {
+    format!("{KIND}.nat-{index}")
+}
+
+fn eip_name(ctx: &Ctx, index: usize) -> String {
+    ctx.name(&format!("nat-eip-{index}"))
+}
+
+async fn describe(ctx: &Ctx, by_id: Option<&str>, name: Option<&str>) -> Result<Vec<Address>> {
+    let mut call = ctx.aws.ec2.describe_addresses();
+    call = match by_id {
+        Some(id) => call.allocation_ids(id),
+        None => call.set_filters(Some(owned_filters(ctx, name))),
+    };
+    match call.send().await.map_err(aws("DescribeAddresses", by_id.or(name).unwrap_or("owned addresses"))) {
+        Ok(out) => Ok(out.addresses().to_vec()),
+        Err(e) if is_not_found(&e) => Ok(Vec::new()),
+        Err(e) => Err(e),
+    }
+}
+
+async fn ensure_one(ctx: &Ctx, index: usize) -> Result<()> {
+    let name = eip_name(ctx, index);
+    let addr = address(index);
+    let known = ctx.state.id(&addr);
+    let mut found = match &known {
+        Some(id) => describe(ctx, Some(id), None).await?,
+        None => Vec::new(),
+    };
+    let from_state = !found.is_empty();
+    if found.is_empty() {
+        found = describe(ctx, None, Some(&name)).await?;
+    }
+    let (alloc, ip, change) = match found.as_slice() {
+        [a] => {
+            let alloc = required(a.allocation_id(), "allocation id")?;
+            ctx.check_owned(&format!("Elastic IP {alloc}"), pairs(a.tags()))?;
+            let change = if from_state { Change::Unchanged } else { Change::Adopted };
+            (alloc, a.public_ip().unwrap_or_default().to_string(), change)
+        }
+        [] => {
+            let out = ctx
+                .aws
+                .ec2
+                .allocate_address()
+                .domain(DomainType::Vpc)
+                .tag_specifications(tag_spec(ctx, ResourceType::ElasticIp, &name))
+                .send()
+                .await
+                .map_err(aws("AllocateAddress", &name))?;
+            let alloc = required(out.allocation_id(), "allocation id")?;
+            (alloc, out.public_ip().unwrap_or_default().to_string(), Change::Created)
+        }
+        many => {
+            return Err(Error::Invalid(format!("{} Elastic IPs are tagged as {name}; release the extras", many.len())));
+        }
+    };
+    ctx.state.put(&addr, Record::new(KIND, &alloc).attr("public_ip", &ip))?;
+    ctx.report.note(change, format!("{addr} {alloc} ({name}, {ip})"));
+    Ok(())
+}
+
+async fn release(ctx: &Ctx, alloc: &str, addr: Option<&str>) -> Result<()> {
+    let found = describe(ctx, Some(alloc), None).await?;
+    let exists = match found.first() {
+        Some(a) => {
+            ctx.check_owned(&format!("Elastic IP {alloc}"), pairs(a.tags()))?;
+            true
+        }
+        None => false,
+    };
+    if exists {
+        // A NAT gateway that was just deleted may keep the address associated briefly.
+        let in_use = |e: &Error| matches!(e.aws_code(), Some("InvalidIPAddress.InUse" | "AuthFailure"));
+        let what = format!("releasing Elastic IP {alloc}");
+        let result = retry_while(&what, Wait::minutes(5), in_use, || async {
+            ctx.aws.ec2.release_address().allocation_id(alloc).send().await.map_err(aws("ReleaseAddress", alloc))
+        })
+        .await;
+        match result {
+            Ok(_) => {}
+            Err(e) if is_not_found(&e) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    if let Some(addr) = addr {
+        ctx.state.remove(addr)?;
+    }
+    ctx.report.note(if exists { Change::Deleted } else { Change::Absent }, format!("{KIND} {alloc}"));
+    Ok(())
+}
+
+#[async_trait]
+impl Resource for ElasticIps {
+    fn kind(&self) -> &'static str {
+        KIND
+    }
+
+    async fn ensure(&self, ctx: &Ctx) -> Result<()> {
+        let work = (1..=ctx.settings.nat_gateways).map(|i| ensure_one(ctx, i));
+        all_ok(join_all(work).await)
+    }
+
+    async fn delete(&self, ctx: &Ctx) -> Result<()> {
+        let mut ids: Vec<(String, Option<String>)> =
+            ctx.state.of_kind(KIND).into_iter().map(|(a, r)| (r.id, Some(a))).collect();
+        for a in describe(ctx, None, None).await? {
+            if let Some(id) = a.allocation_id() {
+                if !ids.iter().any(|(i, _)| i == id) {
+                    ids.push((id.to_string(), None));
+                }
+            }
+        }
+        let work = ids.iter().map(|(id, addr)| release(ctx, id, addr.as_deref()));
+        all_ok(join_all(work).await)
+    }
+}

@@ -1,0 +1,245 @@
+//! The Lambda and RDS security groups, with exactly these rules (others are revoked):
+//! - Lambda egress: TCP 443 to anywhere (AWS APIs) and TCP 5432 to the RDS group;
+//! - RDS ingress: TCP 5432 from the Lambda group only; RDS has no egress.
+//!
+//! Both groups reference each other, so `down` revokes every rule first, then deletes.
+
+use super::{filter, is_dependency_violation, is_not_found, owned_filters, pairs, tag_spec, vpc_id, DEPENDENCY_WAIT};
+use crate::engine::report::Change;
+use crate::engine::{Ctx, Resource};
+use crate::error::{Error, Result, all_ok, aws, required};
+use crate::state::Record;
+use crate::waiter::retry_while;
+use async_trait::async_trait;
+use aws_sdk_ec2::types::{IpPermission, IpRange, ResourceType, SecurityGroup, SecurityGroupRule, UserIdGroupPair};
+use futures::future::join_all;
+
+pub const KIND: &str = "ec2_security_group";
+pub const GROUPS: [&str; 2] = ["lambda", "rds"];
+pub const POSTGRES_PORT: i32 = 5432;
+
+pub struct SecurityGroups;
+
+pub fn address(group: &str) -> String {
+    format!("{KIND}.{group}")
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Peer {
+    Cidr(String),
+    Group(String),
+    Other(String),
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Rule {
+    pub egress: bool,
+    pub protocol: String,
+    pub from: i32,
+    pub to: i32,
+    pub peer: Peer,
+}
+
+impl Rule {
+    fn tcp(egress: bool, port: i32, peer: Peer) -> Self {
+        Rule { egress, protocol: "tcp".into(), from: port, to: port, peer }
+    }
+
+    pub fn of(r: &SecurityGroupRule) -> Self {
+        let peer = if let Some(c) = r.cidr_ipv4() {
+            Peer::Cidr(c.to_string())
+        } else if let Some(g) = r.referenced_group_info().and_then(|g| g.group_id()) {
+            Peer::Group(g.to_string())
+        } else {
+            Peer::Other(r.cidr_ipv6().or(r.prefix_list_id()).unwrap_or("?").to_string())
+        };
+        Rule {
+            egress: r.is_egress() == Some(true),
+            protocol: r.ip_protocol().unwrap_or("-1").to_string(),
+            from: r.from_port().unwrap_or(-1),
+            to: r.to_port().unwrap_or(-1),
+            peer,
+        }
+    }
+
+    fn permission(&self, description: &str) -> IpPermission {
+        let p = IpPermission::builder().ip_protocol(&self.protocol).from_port(self.from).to_port(self.to);
+        match &self.peer {
+            Peer::Cidr(c) => p.ip_ranges(IpRange::builder().cidr_ip(c).description(description).build()),
+            Peer::Group(g) | Peer::Other(g) => p.user_id_group_pairs(UserIdGroupPair::builder().group_id(g).description(description).build()),
+        }
+        .build()
+    }
+}
+
+/// The rules each group must have, given both group ids.
+pub fn desired(group: &str, lambda: &str, rds: &str) -> Vec<(Rule, &'static str)> {
+    match group {
+        "lambda" => vec![
+            (Rule::tcp(true, 443, Peer::Cidr("0.0.0.0/0".into())), "HTTPS to AWS APIs"),
+            (Rule::tcp(true, POSTGRES_PORT, Peer::Group(rds.into())), "PostgreSQL to RDS"),
+        ],
+        _ => vec![(Rule::tcp(false, POSTGRES_PORT, Peer::Group(lambda.into())), "PostgreSQL from Lambda")],
+    }
+}
+
+async fn rules_of(ctx: &Ctx, group_id: &str) -> Result<Vec<SecurityGroupRule>> {
+    let out = ctx.aws.ec2.describe_security_group_rules().filters(filter("group-id", group_id)).send().await;
+    Ok(out.map_err(aws("DescribeSecurityGroupRules", group_id))?.security_group_rules().to_vec())
+}
+
+async fn revoke(ctx: &Ctx, group_id: &str, rules: &[SecurityGroupRule]) -> Result<usize> {
+    let ids = |egress: bool| -> Vec<String> {
+        rules.iter().filter(|r| r.is_egress() == Some(egress)).filter_map(|r| r.security_group_rule_id().map(str::to_string)).collect()
+    };
+    let (ingress, egress) = (ids(false), ids(true));
+    let ec2 = &ctx.aws.ec2;
+    if !ingress.is_empty() {
+        let call = ec2.revoke_security_group_ingress().group_id(group_id).set_security_group_rule_ids(Some(ingress.clone()));
+        call.send().await.map_err(aws("RevokeSecurityGroupIngress", group_id))?;
+    }
+    if !egress.is_empty() {
+        let call = ec2.revoke_security_group_egress().group_id(group_id).set_security_group_rule_ids(Some(egress.clone()));
+        call.send().await.map_err(aws("RevokeSecurityGroupEgress", group_id))?;
+    }
+    Ok(ingress.len() + egress.len())
+}
+
+async fn find(ctx: &Ctx, vpc: &str, group: &str) -> Result<Option<SecurityGroup>> {
+    let name = ctx.name(&format!("{group}-sg"));
+    let call = ctx.aws.ec2.describe_security_groups().filters(filter("vpc-id", vpc)).filters(filter("group-name", &name));
+    Ok(call.send().await.map_err(aws("DescribeSecurityGroups", &name))?.security_groups().first().cloned())
+}
+
+async fn ensure_group(ctx: &Ctx, vpc: &str, group: &str) -> Result<(String, Change)> {
+    let name = ctx.name(&format!("{group}-sg"));
+    let (id, change) = match find(ctx, vpc, group).await? {
+        Some(sg) => {
+            let id = required(sg.group_id(), "security group id")?;
+            ctx.check_owned(&format!("security group {id}"), pairs(sg.tags()))?;
+            let change = if ctx.state.id(&address(group)).as_deref() == Some(id.as_str()) { Change::Unchanged } else { Change::Adopted };
+            (id, change)
+        }
+        None => {
+            let out = ctx
+                .aws
+                .ec2
+                .create_security_group()
+                .group_name(&name)
+                .description(format!("payctl: {group} tier of the payment stack ({})", ctx.env))
+                .vpc_id(vpc)
+                .tag_specifications(tag_spec(ctx, ResourceType::SecurityGroup, &name))
+                .send()
+                .await
+                .map_err(aws("CreateSecurityGroup", &name))?;
+            (required(out.group_id(), "security group id")?, Change::Created)
+        }
+    };
+    ctx.state.put(&address(group), Record::new(KIND, &id).attr("name", &name))?;
+    Ok((id, change))
+}
+
+/// Revokes unwanted rules and authorizes missing ones; returns whether anything changed.
+async fn converge_rules(ctx: &Ctx, group: &str, id: &str, want: &[(Rule, &str)]) -> Result<bool> {
+    let ec2 = &ctx.aws.ec2;
+    let have = rules_of(ctx, id).await?;
+    let unwanted: Vec<SecurityGroupRule> = have.iter().filter(|r| !want.iter().any(|(w, _)| *w == Rule::of(r))).cloned().collect();
+    revoke(ctx, id, &unwanted).await?;
+    let name = ctx.name(&format!("{group}-rule"));
+    let mut changed = !unwanted.is_empty();
+    for (rule, description) in want.iter().filter(|(w, _)| !have.iter().any(|r| Rule::of(r) == *w)) {
+        let tags = tag_spec(ctx, ResourceType::SecurityGroupRule, &name);
+        if rule.egress {
+            let call = ec2.authorize_security_group_egress().group_id(id).ip_permissions(rule.permission(description));
+            call.tag_specifications(tags).send().await.map_err(aws("AuthorizeSecurityGroupEgress", id))?;
+        } else {
+            let call = ec2.authorize_security_group_ingress().group_id(id).ip_permissions(rule.permission(description));
+            call.tag_specifications(tags).send().await.map_err(aws("AuthorizeSecurityGroupIngress", id))?;
+        }
+        changed = true;
+    }
+    Ok(changed)
+}
+
+#[async_trait]
+impl Resource for SecurityGroups {
+    fn kind(&self) -> &'static str {
+        KIND
+    }
+
+    fn depends_on(&self) -> &'static [&'static str] {
+        &[super::vpc::KIND]
+    }
+
+    async fn ensure(&self, ctx: &Ctx) -> Result<()> {
+        let vpc = vpc_id(ctx)?;
+        let (lambda, rds) = futures::try_join!(ensure_group(ctx, &vpc, "lambda"), ensure_group(ctx, &vpc, "rds"))?;
+        for (group, (id, change)) in [("lambda", &lambda), ("rds", &rds)] {
+            let want = desired(group, &lambda.0, &rds.0);
+            let changed = converge_rules(ctx, group, id, &want).await?;
+            let change = if changed && *change == Change::Unchanged { Change::Updated } else { *change };
+            ctx.report.note(change, format!("{} {id} ({})", address(group), ctx.name(&format!("{group}-sg"))));
+        }
+        Ok(())
+    }
+
+    async fn delete(&self, ctx: &Ctx) -> Result<()> {
+        let mut groups: Vec<SecurityGroup> = Vec::new();
+        let out = ctx.aws.ec2.describe_security_groups().set_filters(Some(owned_filters(ctx, None))).send().await;
+        groups.extend(out.map_err(aws("DescribeSecurityGroups", format!("groups of {}", ctx.env)))?.security_groups().iter().cloned());
+        for (_, rec) in ctx.state.of_kind(KIND) {
+            if groups.iter().any(|g| g.group_id() == Some(rec.id.as_str())) {
+                continue;
+            }
+            match ctx.aws.ec2.describe_security_groups().group_ids(&rec.id).send().await.map_err(aws("DescribeSecurityGroups", &rec.id)) {
+                Ok(out) => groups.extend(out.security_groups().iter().cloned()),
+                Err(e) if is_not_found(&e) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        for g in &groups {
+            let id = required(g.group_id(), "security group id")?;
+            ctx.check_owned(&format!("security group {id}"), pairs(g.tags()))?;
+        }
+        // Drop the cross-references first, or neither group can be deleted.
+        let revoked = join_all(groups.iter().map(|g| async {
+            let id = g.group_id().unwrap_or_default();
+            revoke(ctx, id, &rules_of(ctx, id).await?).await.map(|_| ())
+        }));
+        all_ok(revoked.await)?;
+        let deleted = join_all(groups.iter().map(|g| async {
+            let id = g.group_id().unwrap_or_default();
+            let result = retry_while(&format!("deleting security group {id}"), DEPENDENCY_WAIT, is_dependency_violation, || async {
+                ctx.aws.ec2.delete_security_group().group_id(id).send().await.map_err(aws("DeleteSecurityGroup", id))
+            })
+            .await;
+            match result {
+                Ok(_) => {}
+                Err(e) if is_not_found(&e) => {}
+                Err(e) => return Err(e),
+            }
+            ctx.report.note(Change::Deleted, format!("{KIND} {id}"));
+            Ok::<(), Error>(())
+        }));
+        all_ok(deleted.await)?;
+        for (addr, _) in ctx.state.of_kind(KIND) {
+            ctx.state.remove(&addr)?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rds_admits_postgres_from_lambda_only() {
+        let rds = desired("rds", "sg-l", "sg-r");
+        assert_eq!(rds.len(), 1);
+        assert_eq!(rds[0].0, Rule { egress: false, protocol: "tcp".into(), from: 5432, to: 5432, peer: Peer::Group("sg-l".into()) });
+        let lambda = desired("lambda", "sg-l", "sg-r");
+        assert!(lambda.iter().all(|(r, _)| r.egress));
+        assert!(lambda.iter().any(|(r, _)| r.peer == Peer::Group("sg-r".into()) && r.from == 5432));
+    }
+}

@@ -1,0 +1,44 @@
+//! The stack's outputs, read from the state file: `VPCId` now; later layers add
+//! `APIEndpoint`, `RDSEndpoint`, `DynamoDBTable`, `S3AuditBucket`, `SQSRetryQueue` and
+//! `SNSAlertTopic`, each from the record that holds it.
+
+use crate::state::State;
+use std::collections::BTreeMap;
+
+/// (output key, state address, attribute or `None` for the record's id).
+const SOURCES: &[(&str, &str, Option<&str>)] = &[("VPCId", crate::network::vpc::ADDR, None)];
+
+pub fn collect(state: &State) -> BTreeMap<&'static str, String> {
+    SOURCES
+        .iter()
+        .filter_map(|(key, addr, attr)| {
+            let rec = state.resources.get(*addr)?;
+            let value = match attr {
+                Some(a) => rec.get(a)?.to_string(),
+                None => rec.id.clone(),
+            };
+            Some((*key, value))
+        })
+        .collect()
+}
+
+pub fn table(outputs: &BTreeMap<&'static str, String>) -> String {
+    let width = outputs.keys().map(|k| k.len()).max().unwrap_or(0);
+    outputs.iter().map(|(k, v)| format!("{k:<width$}  {v}\n")).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::state::Record;
+
+    #[test]
+    fn outputs_come_from_state_records() {
+        let mut s = State::new("dev", "us-east-1", "1");
+        assert!(collect(&s).is_empty());
+        s.resources.insert("ec2_vpc.main".into(), Record::new("ec2_vpc", "vpc-123"));
+        let out = collect(&s);
+        assert_eq!(out.get("VPCId").map(String::as_str), Some("vpc-123"));
+        assert_eq!(table(&out), "VPCId  vpc-123\n");
+    }
+}

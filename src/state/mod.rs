@@ -1,0 +1,483 @@
+//! The local state file: `<state-dir>/<env>.json`.
+//!
+//! It records every resource payctl owns in one environment, keyed by an *address*
+//! (`<kind>.<name>`, e.g. `ec2_subnet.private-us-east-1a`), with its id, ARN and the few
+//! attributes later resources need. Besides the resources it carries a schema version,
+//! a serial that grows on every write, a lineage id fixed when the file is first made,
+//! and the env, region and account it belongs to.
+//!
+//! Rules the store enforces:
+//! - every change is written at once, atomically (temp file in the same directory,
+//!   fsync, rename, fsync of the directory), so a crash leaves the old or the new file;
+//!   before the first write of a run the previous file is copied to `<env>.json.backup`;
+//! - the file is only opened for writing under the exclusive [`lock`];
+//! - a file that does not parse, or that a newer payctl wrote, is an error and is never
+//!   overwritten; so is a file that belongs to another env, region or account;
+//! - when a write fails, the state is dumped to a recovery file and the run stops;
+//! - no secrets: records hold ids, ARNs and plain attributes only.
+
+pub mod lock;
+
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+pub const SCHEMA_VERSION: u32 = 1;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StateError {
+    #[error("state file {path}: {source}")]
+    Io {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("state file {path} is not valid payctl state ({reason}); it was left untouched: fix or move it")]
+    Corrupt { path: String, reason: String },
+    #[error("state file {path} has schema version {found}, newer than this payctl understands ({SCHEMA_VERSION}); upgrade payctl")]
+    NewerVersion { path: String, found: u64 },
+    #[error("state file {path} belongs to {field} {found:?}, not {expected:?}; {hint}")]
+    Mismatch {
+        path: String,
+        field: &'static str,
+        found: String,
+        expected: String,
+        hint: String,
+    },
+    #[error("environment is locked by {holder} ({path}); wait for that run to finish")]
+    Locked { path: String, holder: String },
+    #[error("stale lock {path}: held by {holder}, which is no longer running; clear it with `{unlock}`")]
+    StaleLock {
+        path: String,
+        holder: String,
+        unlock: String,
+    },
+    #[error("no lock file at {path}")]
+    NoLock { path: String },
+    #[error("lock {path} has id {actual}, not {given}; nothing was removed")]
+    LockIdMismatch {
+        path: String,
+        given: String,
+        actual: String,
+    },
+    #[error("could not write state file {path} ({source}); the current state was saved to {recovery}: copy it back once the directory is writable")]
+    WriteFailed {
+        path: String,
+        recovery: String,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+impl StateError {
+    pub(crate) fn io(path: &Path, source: std::io::Error) -> Self {
+        StateError::Io {
+            path: path.display().to_string(),
+            source,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Record {
+    pub kind: String,
+    pub id: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub arn: Option<String>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub attrs: BTreeMap<String, String>,
+}
+
+impl Record {
+    pub fn new(kind: &str, id: impl Into<String>) -> Self {
+        Record {
+            kind: kind.to_string(),
+            id: id.into(),
+            arn: None,
+            attrs: BTreeMap::new(),
+        }
+    }
+
+    pub fn arn(mut self, arn: impl Into<String>) -> Self {
+        self.arn = Some(arn.into());
+        self
+    }
+
+    pub fn attr(mut self, key: &str, value: impl Into<String>) -> Self {
+        self.attrs.insert(key.to_string(), value.into());
+        self
+    }
+
+    pub fn get(&self, key: &str) -> Option<&str> {
+        self.attrs.get(key).map(String::as_str)
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct State {
+    pub version: u32,
+    pub serial: u64,
+    pub lineage: String,
+    pub env: String,
+    pub region: String,
+    pub account_id: String,
+    #[serde(default)]
+    pub resources: BTreeMap<String, Record>,
+}
+
+impl State {
+    pub fn new(env: &str, region: &str, account_id: &str) -> Self {
+        State {
+            version: SCHEMA_VERSION,
+            serial: 0,
+            lineage: uuid::Uuid::new_v4().to_string(),
+            env: env.to_string(),
+            region: region.to_string(),
+            account_id: account_id.to_string(),
+            resources: BTreeMap::new(),
+        }
+    }
+
+    /// Reads a state file; `Ok(None)` when there is none.
+    pub fn load(path: &Path) -> Result<Option<State>, StateError> {
+        let bytes = match std::fs::read(path) {
+            Ok(b) => b,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(StateError::io(path, e)),
+        };
+        let corrupt = |reason: String| StateError::Corrupt {
+            path: path.display().to_string(),
+            reason,
+        };
+        let value: serde_json::Value =
+            serde_json::from_slice(&bytes).map_err(|e| corrupt(e.to_string()))?;
+        match value.get("version").and_then(|v| v.as_u64()) {
+            Some(v) if v > u64::from(SCHEMA_VERSION) => {
+                return Err(StateError::NewerVersion {
+                    path: path.display().to_string(),
+                    found: v,
+                });
+            }
+            Some(_) => {}
+            None => return Err(corrupt("no schema version".into())),
+        }
+        let state: State = serde_json::from_value(value).map_err(|e| corrupt(e.to_string()))?;
+        for (addr, rec) in &state.resources {
+            if !addr.starts_with(&format!("{}.", rec.kind)) || rec.id.is_empty() {
+                return Err(corrupt(format!("resource {addr:?} is malformed")));
+            }
+        }
+        Ok(Some(state))
+    }
+
+    /// Checks that this file belongs to the environment, region and account of the run.
+    pub fn check_belongs(
+        &self,
+        path: &Path,
+        env: &str,
+        region: &str,
+        account_id: &str,
+    ) -> Result<(), StateError> {
+        let mismatch = |field, found: &str, expected: &str, hint: String| StateError::Mismatch {
+            path: path.display().to_string(),
+            field,
+            found: found.to_string(),
+            expected: expected.to_string(),
+            hint,
+        };
+        if self.env != env {
+            return Err(mismatch("environment", &self.env, env, "use the matching --env or --state-dir".into()));
+        }
+        if self.region != region {
+            return Err(mismatch("region", &self.region, region, format!("pass --region {}", self.region)));
+        }
+        if !self.account_id.is_empty() && self.account_id != account_id {
+            return Err(mismatch("account", &self.account_id, account_id, "use credentials for that account".into()));
+        }
+        Ok(())
+    }
+}
+
+pub fn state_path(dir: &Path, env: &str) -> PathBuf {
+    dir.join(format!("{env}.json"))
+}
+
+/// Writes `bytes` to `path` atomically: temp file beside it, fsync, rename, fsync dir.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let file_name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let tmp = dir.join(format!(".{file_name}.tmp.{}", std::process::id()));
+    let result = (|| {
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, path)?;
+        std::fs::File::open(dir)?.sync_all()
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result
+}
+
+/// The state of one run: loaded under the lock, written after every change.
+#[derive(Debug)]
+pub struct StateStore {
+    path: PathBuf,
+    inner: Mutex<Inner>,
+    _lock: lock::LockGuard,
+}
+
+#[derive(Debug)]
+struct Inner {
+    state: State,
+    backed_up: bool,
+}
+
+impl StateStore {
+    /// Takes the lock, then loads (or starts) the state for `env`.
+    pub fn open(
+        dir: &Path,
+        env: &str,
+        region: &str,
+        account_id: &str,
+        command: &str,
+    ) -> Result<Self, StateError> {
+        std::fs::create_dir_all(dir).map_err(|e| StateError::io(dir, e))?;
+        let path = state_path(dir, env);
+        let guard = lock::acquire(&path, env, command)?;
+        let state = match State::load(&path)? {
+            Some(s) => {
+                s.check_belongs(&path, env, region, account_id)?;
+                s
+            }
+            None => State::new(env, region, account_id),
+        };
+        Ok(StateStore {
+            path,
+            inner: Mutex::new(Inner {
+                state,
+                backed_up: false,
+            }),
+            _lock: guard,
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn inner(&self) -> std::sync::MutexGuard<'_, Inner> {
+        // A panic while holding the lock cannot leave a half-applied change: every
+        // mutation is a single map operation, so the poisoned value is still consistent.
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub fn snapshot(&self) -> State {
+        self.inner().state.clone()
+    }
+
+    pub fn get(&self, addr: &str) -> Option<Record> {
+        self.inner().state.resources.get(addr).cloned()
+    }
+
+    pub fn id(&self, addr: &str) -> Option<String> {
+        self.get(addr).map(|r| r.id)
+    }
+
+    /// All records of one kind, by address.
+    pub fn of_kind(&self, kind: &str) -> Vec<(String, Record)> {
+        let prefix = format!("{kind}.");
+        self.inner()
+            .state
+            .resources
+            .iter()
+            .filter(|(a, _)| a.starts_with(&prefix))
+            .map(|(a, r)| (a.clone(), r.clone()))
+            .collect()
+    }
+
+    /// Records (or replaces) a resource and writes the file when anything changed.
+    pub fn put(&self, addr: &str, record: Record) -> Result<(), StateError> {
+        let mut inner = self.inner();
+        if inner.state.resources.get(addr) == Some(&record) {
+            return Ok(());
+        }
+        inner.state.resources.insert(addr.to_string(), record);
+        self.persist(&mut inner)
+    }
+
+    /// Forgets a resource (it is gone) and writes the file.
+    pub fn remove(&self, addr: &str) -> Result<(), StateError> {
+        let mut inner = self.inner();
+        if inner.state.resources.remove(addr).is_none() {
+            return Ok(());
+        }
+        self.persist(&mut inner)
+    }
+
+    fn persist(&self, inner: &mut Inner) -> Result<(), StateError> {
+        if !inner.backed_up {
+            if self.path.exists() {
+                let backup = self.path.with_extension("json.backup");
+                std::fs::copy(&self.path, &backup).map_err(|e| StateError::io(&backup, e))?;
+            }
+            inner.backed_up = true;
+        }
+        inner.state.serial += 1;
+        let bytes = serde_json::to_vec_pretty(&inner.state)
+            .map_err(|e| StateError::io(&self.path, e.into()))?;
+        write_atomic(&self.path, &bytes).map_err(|source| {
+            let recovery = std::env::temp_dir().join(format!(
+                "payctl-{}-recovery-{}.json",
+                inner.state.env,
+                std::process::id()
+            ));
+            let recovery = match std::fs::write(&recovery, &bytes) {
+                Ok(()) => recovery.display().to_string(),
+                Err(e) => format!("nowhere ({e})"),
+            };
+            StateError::WriteFailed {
+                path: self.path.display().to_string(),
+                recovery,
+                source,
+            }
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn open(dir: &Path) -> StateStore {
+        StateStore::open(dir, "dev", "us-east-1", "123456789012", "up").unwrap()
+    }
+
+    #[test]
+    fn every_change_is_written_with_a_growing_serial() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open(dir.path());
+        store.put("ec2_vpc.main", Record::new("ec2_vpc", "vpc-1")).unwrap();
+        let on_disk = State::load(store.path()).unwrap().unwrap();
+        assert_eq!(on_disk.serial, 1);
+        assert_eq!(on_disk.resources["ec2_vpc.main"].id, "vpc-1");
+        store.put("ec2_vpc.main", Record::new("ec2_vpc", "vpc-1")).unwrap();
+        assert_eq!(State::load(store.path()).unwrap().unwrap().serial, 1, "unchanged put writes nothing");
+        store.remove("ec2_vpc.main").unwrap();
+        let on_disk = State::load(store.path()).unwrap().unwrap();
+        assert_eq!(on_disk.serial, 2);
+        assert!(on_disk.resources.is_empty());
+        let lineage = on_disk.lineage.clone();
+        drop(store);
+        let store = open(dir.path());
+        assert_eq!(store.snapshot().lineage, lineage, "lineage survives reopening");
+    }
+
+    #[test]
+    fn atomic_write_leaves_no_temp_files_and_replaces_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("x.json");
+        write_atomic(&path, b"{\"a\":1}").unwrap();
+        write_atomic(&path, b"{}").unwrap();
+        assert_eq!(std::fs::read(&path).unwrap(), b"{}");
+        let names: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(names, vec!["x.json".to_string()]);
+    }
+
+    #[test]
+    fn previous_file_is_backed_up_before_first_write() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open(dir.path());
+        store.put("ec2_vpc.main", Record::new("ec2_vpc", "vpc-1")).unwrap();
+        drop(store);
+        let store = open(dir.path());
+        store.put("ec2_vpc.main", Record::new("ec2_vpc", "vpc-2")).unwrap();
+        let backup = State::load(&dir.path().join("dev.json.backup")).unwrap().unwrap();
+        assert_eq!(backup.resources["ec2_vpc.main"].id, "vpc-1");
+    }
+
+    #[test]
+    fn corrupt_file_is_an_error_and_left_untouched() {
+        let dir = tempfile::tempdir().unwrap();
+        for body in ["{\"version\": 1, \"serial\":", "not json", "{\"serial\": 1}", "[]"] {
+            let path = state_path(dir.path(), "dev");
+            std::fs::write(&path, body).unwrap();
+            let err = StateStore::open(dir.path(), "dev", "us-east-1", "1", "up").unwrap_err();
+            assert!(matches!(err, StateError::Corrupt { .. }), "{body}: {err}");
+            assert_eq!(std::fs::read_to_string(&path).unwrap(), body);
+            assert!(!lock::lock_path(&path).exists(), "lock released after the error");
+        }
+    }
+
+    #[test]
+    fn malformed_record_is_corrupt() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = State::new("dev", "us-east-1", "1");
+        s.resources.insert("ec2_vpc.main".into(), Record::new("kms_key", "k"));
+        std::fs::write(state_path(dir.path(), "dev"), serde_json::to_vec(&s).unwrap()).unwrap();
+        let err = StateStore::open(dir.path(), "dev", "us-east-1", "1", "up").unwrap_err();
+        assert!(matches!(err, StateError::Corrupt { .. }), "{err}");
+    }
+
+    #[test]
+    fn newer_version_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = serde_json::to_value(State::new("dev", "us-east-1", "1")).unwrap();
+        s["version"] = serde_json::json!(SCHEMA_VERSION + 1);
+        let path = state_path(dir.path(), "dev");
+        std::fs::write(&path, serde_json::to_vec(&s).unwrap()).unwrap();
+        let err = StateStore::open(dir.path(), "dev", "us-east-1", "1", "up").unwrap_err();
+        assert!(matches!(err, StateError::NewerVersion { .. }), "{err}");
+    }
+
+    #[test]
+    fn file_of_another_region_or_account_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        drop(open(dir.path()));
+        let store = open(dir.path());
+        store.put("ec2_vpc.main", Record::new("ec2_vpc", "vpc-1")).unwrap();
+        drop(store);
+        let err = StateStore::open(dir.path(), "dev", "eu-west-1", "123456789012", "up").unwrap_err();
+        assert!(err.to_string().contains("pass --region us-east-1"), "{err}");
+        let err = StateStore::open(dir.path(), "dev", "us-east-1", "999999999999", "up").unwrap_err();
+        assert!(matches!(err, StateError::Mismatch { field: "account", .. }), "{err}");
+    }
+
+    #[test]
+    fn lock_is_held_while_the_store_is_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open(dir.path());
+        let err = StateStore::open(dir.path(), "dev", "us-east-1", "123456789012", "up").unwrap_err();
+        assert!(matches!(err, StateError::Locked { .. }));
+        drop(store);
+        open(dir.path());
+    }
+
+    #[test]
+    fn unwritable_directory_dumps_a_recovery_file() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let store = open(dir.path());
+        store.put("ec2_vpc.main", Record::new("ec2_vpc", "vpc-1")).unwrap();
+        // Make the state file's directory refuse new files (the temp file). Root ignores
+        // permission bits, so replace the directory's temp target with a directory instead.
+        let tmp = dir.path().join(format!(".dev.json.tmp.{}", std::process::id()));
+        std::fs::create_dir(&tmp).unwrap();
+        std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o500)).unwrap();
+        let err = store.put("ec2_subnet.a", Record::new("ec2_subnet", "subnet-1")).unwrap_err();
+        let StateError::WriteFailed { recovery, .. } = &err else {
+            panic!("expected WriteFailed, got {err}");
+        };
+        let saved = State::load(Path::new(recovery)).unwrap().unwrap();
+        assert_eq!(saved.resources["ec2_subnet.a"].id, "subnet-1");
+        std::fs::remove_file(recovery).unwrap();
+        let on_disk = State::load(store.path()).unwrap().unwrap();
+        assert!(!on_disk.resources.contains_key("ec2_subnet.a"));
+    }
+}

@@ -1,0 +1,186 @@
+//! Shared harness for the integration tests: a moto server on a free port, the real
+//! `payctl` binary pointed at it through `AWS_ENDPOINT_URL`, and SDK clients that read
+//! the emulator back independently of payctl's state file.
+
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::net::{TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+pub const REGION: &str = "us-east-1";
+
+fn moto_server() -> PathBuf {
+    if let Ok(p) = std::env::var("PAYCTL_MOTO_SERVER") {
+        return PathBuf::from(p);
+    }
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/moto_server")
+}
+
+pub struct Moto {
+    child: Child,
+    pub endpoint: String,
+}
+
+impl Moto {
+    pub fn start() -> Moto {
+        let bin = moto_server();
+        assert!(
+            bin.exists(),
+            "moto_server not found at {}: run scripts/setup-emulator.sh (the README's test command does)",
+            bin.display()
+        );
+        let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let child = Command::new(&bin)
+            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {}: {e}", bin.display()));
+        let mut moto = Moto { child, endpoint: format!("http://127.0.0.1:{port}") };
+        let start = Instant::now();
+        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+            if let Ok(Some(status)) = moto.child.try_wait() {
+                panic!("moto_server exited at start: {status}");
+            }
+            assert!(start.elapsed() < Duration::from_secs(60), "moto_server did not listen within 60 s");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        moto
+    }
+}
+
+impl Drop for Moto {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// One environment under test: its own emulator and state directory.
+pub struct Stack {
+    pub moto: Moto,
+    pub state_dir: tempfile::TempDir,
+    pub home: tempfile::TempDir,
+    pub env: String,
+}
+
+pub struct Run {
+    pub ok: bool,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Run {
+    fn from(out: Output) -> Run {
+        Run {
+            ok: out.status.success(),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    }
+
+    /// The `error: …` line payctl printed last.
+    pub fn error_line(&self) -> String {
+        self.stderr.lines().filter(|l| l.starts_with("error: ")).last().unwrap_or("").to_string()
+    }
+}
+
+/// A `payctl` command with a clean environment: no profile, no real AWS reachable.
+pub fn payctl_command(home: &std::path::Path) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_payctl"));
+    cmd.env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("HOME", home)
+        .env("AWS_CONFIG_FILE", home.join("no-config"))
+        .env("AWS_SHARED_CREDENTIALS_FILE", home.join("no-credentials"))
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .env("NO_COLOR", "1")
+        .env("RUST_LOG", "warn,payctl=info")
+        .current_dir(home)
+        .stdin(Stdio::null());
+    cmd
+}
+
+impl Stack {
+    pub fn new(env: &str) -> Stack {
+        Stack {
+            moto: Moto::start(),
+            state_dir: tempfile::tempdir().unwrap(),
+            home: tempfile::tempdir().unwrap(),
+            env: env.to_string(),
+        }
+    }
+
+    pub fn command(&self) -> Command {
+        let mut cmd = payctl_command(self.home.path());
+        cmd.env("AWS_ENDPOINT_URL", &self.moto.endpoint)
+            .env("AWS_ACCESS_KEY_ID", "testing")
+            .env("AWS_SECRET_ACCESS_KEY", "testing")
+            .env("AWS_REGION", REGION)
+            .env("PAYCTL_STATE_DIR", self.state_dir.path());
+        cmd
+    }
+
+    /// Runs `payctl <args> --env <env>`.
+    pub fn payctl(&self, args: &[&str]) -> Run {
+        let out = self.command().args(args).args(["--env", &self.env]).output().expect("run payctl");
+        Run::from(out)
+    }
+
+    /// Runs payctl and fails the test, with its output, when it does not succeed.
+    pub fn must(&self, args: &[&str]) -> Run {
+        let run = self.payctl(args);
+        assert!(run.ok, "payctl {args:?} failed:\n{}\n{}", run.stdout, run.stderr);
+        run
+    }
+
+    pub fn state_file(&self) -> PathBuf {
+        self.state_dir.path().join(format!("{}.json", self.env))
+    }
+
+    pub async fn sdk(&self) -> aws_config::SdkConfig {
+        aws_config::defaults(aws_config::BehaviorVersion::latest())
+            .region(aws_config::Region::new(REGION))
+            .endpoint_url(&self.moto.endpoint)
+            .credentials_provider(aws_credential_types::Credentials::new("testing", "testing", None, None, "tests"))
+            .load()
+            .await
+    }
+
+    pub async fn ec2(&self) -> aws_sdk_ec2::Client {
+        aws_sdk_ec2::Client::new(&self.sdk().await)
+    }
+
+    pub async fn kms(&self) -> aws_sdk_kms::Client {
+        aws_sdk_kms::Client::new(&self.sdk().await)
+    }
+}
+
+pub fn tag_filter(key: &str, value: &str) -> aws_sdk_ec2::types::Filter {
+    aws_sdk_ec2::types::Filter::builder().name(format!("tag:{key}")).values(value).build()
+}
+
+pub fn filter(name: &str, value: &str) -> aws_sdk_ec2::types::Filter {
+    aws_sdk_ec2::types::Filter::builder().name(name).values(value).build()
+}
+
+pub fn tags_of(tags: &[aws_sdk_ec2::types::Tag]) -> BTreeMap<String, String> {
+    tags.iter().map(|t| (t.key().unwrap_or_default().to_string(), t.value().unwrap_or_default().to_string())).collect()
+}
+
+/// The five standard tags payctl must put on every taggable resource.
+pub fn assert_standard_tags(tags: &BTreeMap<String, String>, env: &str, what: &str) {
+    let want = [
+        ("Project", "payment-processing"),
+        ("Environment", env),
+        ("ManagedBy", "payctl"),
+        ("Team", "platform-engineering"),
+        ("CostCenter", "fintech-payments"),
+    ];
+    for (k, v) in want {
+        assert_eq!(tags.get(k).map(String::as_str), Some(v), "{what} tag {k}: {tags:?}");
+    }
+}
