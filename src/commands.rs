@@ -31,7 +31,11 @@ async fn prepare(c: &Common, command: &str) -> Result<Arc<Ctx>> {
     let region = crate::aws::region_of(&sdk);
     let account_id = crate::aws::account_id(&sdk).await?;
     let state = StateStore::open(&c.state_dir, &c.env, &region, &account_id, command)?;
-    tracing::info!("{command} {} in {region} (account {account_id}), state {}", c.env, state.path().display());
+    tracing::info!(
+        "{command} {} in {region} (account {account_id}), state {}",
+        c.env,
+        state.path().display()
+    );
     Ok(Arc::new(Ctx {
         env: c.env.clone(),
         region,
@@ -45,7 +49,11 @@ async fn prepare(c: &Common, command: &str) -> Result<Arc<Ctx>> {
 
 fn finish(ctx: &Ctx, command: &str, outcome: Outcome, started: Instant) -> Result<()> {
     let elapsed = started.elapsed().as_secs_f64();
-    eprintln!("{command} {}: {} in {elapsed:.1}s", ctx.env, ctx.report.summary());
+    eprintln!(
+        "{command} {}: {} in {elapsed:.1}s",
+        ctx.env,
+        ctx.report.summary()
+    );
     if outcome.ok() {
         return Ok(());
     }
@@ -53,7 +61,11 @@ fn finish(ctx: &Ctx, command: &str, outcome: Outcome, started: Instant) -> Resul
         eprintln!("  not attempted: {kind} (waits for {blocker}, which failed)");
     }
     let kinds: Vec<&str> = outcome.failures.iter().map(|(k, _)| *k).collect();
-    let first = outcome.failures.first().map(|(_, e)| e.to_string()).unwrap_or_default();
+    let first = outcome
+        .failures
+        .first()
+        .map(|(_, e)| e.to_string())
+        .unwrap_or_default();
     Err(Error::Invalid(format!(
         "{} resource kind(s) failed ({}): {first}; the state file is up to date, re-run `payctl {command} --env {}` to continue",
         kinds.len(),
@@ -67,7 +79,10 @@ pub async fn up(c: &Common) -> Result<()> {
     let ctx = prepare(c, "up").await?;
     let outcome = walk(ctx.clone(), &crate::layers(), Direction::Up).await;
     finish(&ctx, "up", outcome, started)?;
-    print!("{}", crate::outputs::table(&crate::outputs::collect(&ctx.state.snapshot())));
+    print!(
+        "{}",
+        crate::outputs::table(&crate::outputs::collect(&ctx.state.snapshot()))
+    );
     Ok(())
 }
 
@@ -85,7 +100,9 @@ pub async fn down(c: &Common, yes: bool) -> Result<()> {
 }
 
 fn refusal(env: &str) -> Error {
-    Error::Refused(format!("refusing to delete environment {env} without --yes (no terminal to confirm on); nothing was changed"))
+    Error::Refused(format!(
+        "refusing to delete environment {env} without --yes (no terminal to confirm on); nothing was changed"
+    ))
 }
 
 /// Lists what `down` deletes and asks for the environment name on a terminal.
@@ -96,17 +113,31 @@ fn confirm(ctx: &Ctx) -> Result<()> {
     }
     let state = ctx.state.snapshot();
     let mut err = std::io::stderr();
-    let _ = writeln!(err, "payctl down will delete every resource of environment {} in {}:", ctx.env, ctx.region);
+    let _ = writeln!(
+        err,
+        "payctl down will delete every resource of environment {} in {}:",
+        ctx.env, ctx.region
+    );
     for (addr, rec) in &state.resources {
         let _ = writeln!(err, "  {addr}  {}", rec.id);
     }
-    let _ = writeln!(err, "plus any resource tagged ManagedBy=payctl, Environment={} that the state file does not list.", ctx.env);
+    let _ = writeln!(
+        err,
+        "plus any resource tagged ManagedBy=payctl, Environment={} that the state file does not list.",
+        ctx.env
+    );
     let _ = write!(err, "Type the environment name to confirm: ");
     let _ = err.flush();
     let mut answer = String::new();
-    stdin.lock().read_line(&mut answer).map_err(|e| Error::Refused(format!("could not read the confirmation: {e}")))?;
+    stdin
+        .lock()
+        .read_line(&mut answer)
+        .map_err(|e| Error::Refused(format!("could not read the confirmation: {e}")))?;
     if answer.trim() != ctx.env {
-        return Err(Error::Refused(format!("confirmation did not match {:?}; nothing was changed", ctx.env)));
+        return Err(Error::Refused(format!(
+            "confirmation did not match {:?}; nothing was changed",
+            ctx.env
+        )));
     }
     Ok(())
 }
@@ -115,11 +146,17 @@ pub fn outputs(c: &Common, json: bool) -> Result<()> {
     crate::naming::validate_env(&c.env)?;
     let path = state_path(&c.state_dir, &c.env);
     let state = State::load(&path)?.ok_or_else(|| {
-        Error::Invalid(format!("no state for environment {} at {}; run `payctl up --env {}` first", c.env, path.display(), c.env))
+        Error::Invalid(format!(
+            "no state for environment {} at {}; run `payctl up --env {}` first",
+            c.env,
+            path.display(),
+            c.env
+        ))
     })?;
     let outputs = crate::outputs::collect(&state);
     if json {
-        let text = serde_json::to_string_pretty(&outputs).map_err(|e| Error::Invalid(e.to_string()))?;
+        let text =
+            serde_json::to_string_pretty(&outputs).map_err(|e| Error::Invalid(e.to_string()))?;
         println!("{text}");
     } else {
         print!("{}", crate::outputs::table(&outputs));
@@ -130,6 +167,9 @@ pub fn outputs(c: &Common, json: bool) -> Result<()> {
 pub fn force_unlock(c: &Common, lock_id: &str) -> Result<()> {
     crate::naming::validate_env(&c.env)?;
     let holder = lock::force_unlock(&state_path(&c.state_dir, &c.env), lock_id)?;
-    eprintln!("removed lock {} (pid {} on {}, since {})", holder.id, holder.pid, holder.host, holder.started_at);
+    eprintln!(
+        "removed lock {} (pid {} on {}, since {})",
+        holder.id, holder.pid, holder.host, holder.started_at
+    );
     Ok(())
 }

@@ -87,9 +87,11 @@ impl ConfigFile {
 
 fn apply(s: &mut Settings, o: &Overrides, table: &str) -> Result<()> {
     if let Some(cidr) = &o.vpc_cidr {
-        let net: Ipv4Net = cidr
-            .parse()
-            .map_err(|_| Error::Config(format!("{table} vpc_cidr {cidr:?} is not an IPv4 CIDR block")))?;
+        let net: Ipv4Net = cidr.parse().map_err(|_| {
+            Error::Config(format!(
+                "{table} vpc_cidr {cidr:?} is not an IPv4 CIDR block"
+            ))
+        })?;
         if net.network() != net.addr() {
             return Err(Error::Config(format!(
                 "{table} vpc_cidr {cidr:?} has host bits set (did you mean {}?)",
@@ -134,7 +136,10 @@ mod tests {
         )
         .unwrap();
         let qa = c.settings_for("qa").unwrap();
-        assert_eq!((qa.vpc_cidr.to_string().as_str(), qa.nat_gateways), ("10.9.0.0/16", 3));
+        assert_eq!(
+            (qa.vpc_cidr.to_string().as_str(), qa.nat_gateways),
+            ("10.9.0.0/16", 3)
+        );
         assert_eq!(c.settings_for("dev").unwrap().nat_gateways, 2);
     }
 
@@ -143,9 +148,15 @@ mod tests {
         let cases = [
             ("[defaults]\nnat_gatways = 1\n", "nat_gatways"),
             ("[defaults]\nnat_gateways = \"two\"\n", "invalid type"),
-            ("[env.dev]\nvpc_cidr = \"10.0.0.0/33\"\n", "not an IPv4 CIDR"),
+            (
+                "[env.dev]\nvpc_cidr = \"10.0.0.0/33\"\n",
+                "not an IPv4 CIDR",
+            ),
             ("[env.dev]\nvpc_cidr = \"10.0.0.1/16\"\n", "host bits"),
-            ("[env.dev]\nvpc_cidr = \"10.0.0.0/8\"\n", "between /16 and /24"),
+            (
+                "[env.dev]\nvpc_cidr = \"10.0.0.0/8\"\n",
+                "between /16 and /24",
+            ),
             ("[env.dev]\nnat_gateways = 0\n", "between 1 and 3"),
             ("[surprise]\n", "surprise"),
         ];

@@ -31,7 +31,9 @@ pub enum Error {
     #[error("{0}")]
     Invalid(String),
 
-    #[error("{resource} is not managed by payctl for this environment ({why}); refusing to touch it")]
+    #[error(
+        "{resource} is not managed by payctl for this environment ({why}); refusing to touch it"
+    )]
     NotOwned { resource: String, why: String },
 
     #[error("{0}")]
@@ -80,6 +82,34 @@ pub fn one_line(s: &str) -> String {
     s.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
+/// An id or field that AWS must return; its absence is an error, not an empty string.
+pub fn required(value: Option<&str>, what: &str) -> Result<String> {
+    value
+        .filter(|v| !v.is_empty())
+        .map(str::to_string)
+        .ok_or_else(|| Error::Invalid(format!("AWS returned no {what}")))
+}
+
+/// Settles a batch of concurrent results: the first error, with a count of the rest
+/// (each of which is logged), or `Ok` when all succeeded.
+pub fn all_ok(results: Vec<Result<()>>) -> Result<()> {
+    let mut errors = results.into_iter().filter_map(|r| r.err());
+    let Some(first) = errors.next() else {
+        return Ok(());
+    };
+    let rest: Vec<Error> = errors.collect();
+    if rest.is_empty() {
+        return Err(first);
+    }
+    for e in &rest {
+        tracing::error!("{e}");
+    }
+    Err(Error::Invalid(format!(
+        "{first} (and {} more errors, logged above)",
+        rest.len()
+    )))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -104,29 +134,4 @@ mod tests {
         );
         assert_eq!(Error::Invalid("x".into()).aws_code(), None);
     }
-}
-
-/// An id or field that AWS must return; its absence is an error, not an empty string.
-pub fn required(value: Option<&str>, what: &str) -> Result<String> {
-    value
-        .filter(|v| !v.is_empty())
-        .map(str::to_string)
-        .ok_or_else(|| Error::Invalid(format!("AWS returned no {what}")))
-}
-
-/// Settles a batch of concurrent results: the first error, with a count of the rest
-/// (each of which is logged), or `Ok` when all succeeded.
-pub fn all_ok(results: Vec<Result<()>>) -> Result<()> {
-    let mut errors = results.into_iter().filter_map(|r| r.err());
-    let Some(first) = errors.next() else {
-        return Ok(());
-    };
-    let rest: Vec<Error> = errors.collect();
-    if rest.is_empty() {
-        return Err(first);
-    }
-    for e in &rest {
-        tracing::error!("{e}");
-    }
-    Err(Error::Invalid(format!("{first} (and {} more errors, logged above)", rest.len())))
 }

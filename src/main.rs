@@ -11,8 +11,13 @@ fn main() -> std::process::ExitCode {
         1 => "info,payctl=debug",
         _ => "debug,payctl=trace",
     };
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_filter));
-    tracing_subscriber::fmt().with_env_filter(filter).with_target(false).with_writer(std::io::stderr).init();
+    let filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_filter));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_target(false)
+        .with_writer(std::io::stderr)
+        .init();
 
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
@@ -26,7 +31,9 @@ fn main() -> std::process::ExitCode {
             Command::Up { common } => payctl::commands::up(common).await,
             Command::Down { common, yes } => payctl::commands::down(common, *yes).await,
             Command::Outputs { common, json } => payctl::commands::outputs(common, *json),
-            Command::ForceUnlock { common, lock_id } => payctl::commands::force_unlock(common, lock_id),
+            Command::ForceUnlock { common, lock_id } => {
+                payctl::commands::force_unlock(common, lock_id)
+            }
         }
     });
     match result {

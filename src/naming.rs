@@ -112,8 +112,14 @@ mod tests {
         let tags = standard_tags("qa");
         assert_eq!(tags.len(), 5);
         assert!(tags.contains(&("Environment".into(), "qa".into())));
-        assert!(is_owned("qa", tags.iter().map(|(k, v)| (k.as_str(), v.as_str()))));
-        assert!(!is_owned("dev", tags.iter().map(|(k, v)| (k.as_str(), v.as_str()))));
+        assert!(is_owned(
+            "qa",
+            tags.iter().map(|(k, v)| (k.as_str(), v.as_str()))
+        ));
+        assert!(!is_owned(
+            "dev",
+            tags.iter().map(|(k, v)| (k.as_str(), v.as_str()))
+        ));
         assert!(!is_owned("qa", [("Environment", "qa")]));
     }
 }

@@ -24,7 +24,10 @@ pub fn collect(state: &State) -> BTreeMap<&'static str, String> {
 
 pub fn table(outputs: &BTreeMap<&'static str, String>) -> String {
     let width = outputs.keys().map(|k| k.len()).max().unwrap_or(0);
-    outputs.iter().map(|(k, v)| format!("{k:<width$}  {v}\n")).collect()
+    outputs
+        .iter()
+        .map(|(k, v)| format!("{k:<width$}  {v}\n"))
+        .collect()
 }
 
 #[cfg(test)]
@@ -36,7 +39,8 @@ mod tests {
     fn outputs_come_from_state_records() {
         let mut s = State::new("dev", "us-east-1", "1");
         assert!(collect(&s).is_empty());
-        s.resources.insert("ec2_vpc.main".into(), Record::new("ec2_vpc", "vpc-123"));
+        s.resources
+            .insert("ec2_vpc.main".into(), Record::new("ec2_vpc", "vpc-123"));
         let out = collect(&s);
         assert_eq!(out.get("VPCId").map(String::as_str), Some("vpc-123"));
         assert_eq!(table(&out), "VPCId  vpc-123\n");

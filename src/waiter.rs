@@ -64,7 +64,10 @@ where
                 });
             }
             Status::Pending(status) => {
-                tracing::info!("waiting for {what}: {status} ({}s)", start.elapsed().as_secs());
+                tracing::info!(
+                    "waiting for {what}: {status} ({}s)",
+                    start.elapsed().as_secs()
+                );
                 tokio::time::sleep(interval).await;
                 interval = (interval * 2).min(wait.max_interval);
             }
@@ -73,7 +76,12 @@ where
 }
 
 /// Runs `action` again while `transient` says its error will pass, up to the deadline.
-pub async fn retry_while<T, F, Fut, P>(what: &str, wait: Wait, transient: P, mut action: F) -> Result<T>
+pub async fn retry_while<T, F, Fut, P>(
+    what: &str,
+    wait: Wait,
+    transient: P,
+    mut action: F,
+) -> Result<T>
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = Result<T>>,
@@ -112,7 +120,11 @@ mod tests {
         let n = AtomicU32::new(0);
         let v = wait_for("thing", quick(), || async {
             let i = n.fetch_add(1, Ordering::SeqCst);
-            Ok(if i >= 2 { Status::Ready(i) } else { Status::Pending("pending".into()) })
+            Ok(if i >= 2 {
+                Status::Ready(i)
+            } else {
+                Status::Pending("pending".into())
+            })
         })
         .await
         .unwrap();
@@ -121,9 +133,11 @@ mod tests {
 
     #[tokio::test]
     async fn wait_times_out_naming_the_resource() {
-        let err = wait_for::<(), _, _>("NAT gateway nat-1", quick(), || async { Ok(Status::Pending("pending".into())) })
-            .await
-            .unwrap_err();
+        let err = wait_for::<(), _, _>("NAT gateway nat-1", quick(), || async {
+            Ok(Status::Pending("pending".into()))
+        })
+        .await
+        .unwrap_err();
         assert!(matches!(err, Error::Timeout { .. }));
         assert!(err.to_string().contains("NAT gateway nat-1"));
     }
@@ -139,7 +153,11 @@ mod tests {
             message: String::new(),
         };
         let r = retry_while("delete", quick(), transient, || async {
-            if n.fetch_add(1, Ordering::SeqCst) < 2 { Err(err("DependencyViolation")) } else { Ok(7) }
+            if n.fetch_add(1, Ordering::SeqCst) < 2 {
+                Err(err("DependencyViolation"))
+            } else {
+                Ok(7)
+            }
         })
         .await;
         assert_eq!(r.unwrap(), 7);
@@ -151,7 +169,14 @@ mod tests {
         .await;
         assert_eq!(r.unwrap_err().aws_code(), Some("AccessDenied"));
         assert_eq!(n.load(Ordering::SeqCst), 1);
-        let r: Result<()> = retry_while("delete", quick(), transient, || async { Err(err("DependencyViolation")) }).await;
-        assert_eq!(r.unwrap_err().aws_code(), Some("DependencyViolation"), "gives up at the deadline");
+        let r: Result<()> = retry_while("delete", quick(), transient, || async {
+            Err(err("DependencyViolation"))
+        })
+        .await;
+        assert_eq!(
+            r.unwrap_err().aws_code(),
+            Some("DependencyViolation"),
+            "gives up at the deadline"
+        );
     }
 }

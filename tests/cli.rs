@@ -8,7 +8,11 @@ use std::net::TcpListener;
 
 fn run(args: &[&str], extra_env: &[(&str, &str)]) -> (bool, String, tempfile::TempDir) {
     let home = tempfile::tempdir().unwrap();
-    let closed = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let closed = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
     let mut cmd = payctl_command(home.path());
     cmd.env("AWS_ENDPOINT_URL", format!("http://127.0.0.1:{closed}"))
         .env("AWS_ACCESS_KEY_ID", "testing")
@@ -19,7 +23,11 @@ fn run(args: &[&str], extra_env: &[(&str, &str)]) -> (bool, String, tempfile::Te
         cmd.env(k, v);
     }
     let out = cmd.args(args).output().unwrap();
-    (out.status.success(), String::from_utf8_lossy(&out.stderr).into_owned(), home)
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+        home,
+    )
 }
 
 fn error_lines(stderr: &str) -> Vec<&str> {
@@ -28,13 +36,26 @@ fn error_lines(stderr: &str) -> Vec<&str> {
 
 #[test]
 fn invalid_env_names_are_refused_before_any_aws_call() {
-    for env in ["Prod", "1abc", "a_b", "much-too-long-environment", "dev-", ""] {
+    for env in [
+        "Prod",
+        "1abc",
+        "a_b",
+        "much-too-long-environment",
+        "dev-",
+        "",
+    ] {
         let (ok, stderr, home) = run(&["up", "--env", env], &[]);
         assert!(!ok, "{env:?} accepted");
         let lines = error_lines(&stderr);
         assert_eq!(lines.len(), 1, "{env:?}: {stderr}");
-        assert!(lines[0].starts_with("error: invalid environment name"), "{env:?}: {stderr}");
-        assert!(!home.path().join("state").exists(), "state dir created for {env:?}");
+        assert!(
+            lines[0].starts_with("error: invalid environment name"),
+            "{env:?}: {stderr}"
+        );
+        assert!(
+            !home.path().join("state").exists(),
+            "state dir created for {env:?}"
+        );
     }
 }
 
@@ -42,7 +63,10 @@ fn invalid_env_names_are_refused_before_any_aws_call() {
 fn env_falls_back_to_environment_suffix() {
     let (ok, stderr, _) = run(&["up"], &[("ENVIRONMENT_SUFFIX", "Bad_Env")]);
     assert!(!ok);
-    assert!(stderr.contains("invalid environment name \"Bad_Env\""), "{stderr}");
+    assert!(
+        stderr.contains("invalid environment name \"Bad_Env\""),
+        "{stderr}"
+    );
 }
 
 #[test]
@@ -56,15 +80,24 @@ fn bad_config_is_refused_naming_the_key() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("payctl.toml");
         std::fs::write(&path, text).unwrap();
-        let (ok, stderr, home) = run(&["up", "--env", "dev", "--config", path.to_str().unwrap()], &[]);
+        let (ok, stderr, home) = run(
+            &["up", "--env", "dev", "--config", path.to_str().unwrap()],
+            &[],
+        );
         assert!(!ok);
         let lines = error_lines(&stderr);
         assert_eq!(lines.len(), 1, "{stderr}");
-        assert!(lines[0].starts_with("error: invalid configuration") && lines[0].contains(want), "{stderr}");
+        assert!(
+            lines[0].starts_with("error: invalid configuration") && lines[0].contains(want),
+            "{stderr}"
+        );
         assert!(!home.path().join("state").exists());
     }
     let (ok, stderr, _) = run(&["up", "--config", "/nonexistent/payctl.toml"], &[]);
-    assert!(!ok && stderr.contains("/nonexistent/payctl.toml"), "{stderr}");
+    assert!(
+        !ok && stderr.contains("/nonexistent/payctl.toml"),
+        "{stderr}"
+    );
 }
 
 #[test]
@@ -79,7 +112,10 @@ fn missing_credentials_give_one_sentence() {
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
     let last = stderr.lines().last().unwrap_or_default();
-    assert!(last.starts_with("error: no AWS credentials found"), "{stderr}");
+    assert!(
+        last.starts_with("error: no AWS credentials found"),
+        "{stderr}"
+    );
     assert!(!home.path().join("state").exists());
 }
 
@@ -87,13 +123,19 @@ fn missing_credentials_give_one_sentence() {
 fn outputs_without_state_says_to_run_up() {
     let (ok, stderr, _) = run(&["outputs", "--env", "dev"], &[]);
     assert!(!ok);
-    assert!(stderr.contains("run `payctl up --env dev` first"), "{stderr}");
+    assert!(
+        stderr.contains("run `payctl up --env dev` first"),
+        "{stderr}"
+    );
 }
 
 #[test]
 fn prod_down_without_yes_and_without_a_terminal_refuses_at_once() {
     let (ok, stderr, home) = run(&["down", "--env", "prod"], &[]);
     assert!(!ok);
-    assert!(stderr.contains("refusing to delete environment prod without --yes"), "{stderr}");
+    assert!(
+        stderr.contains("refusing to delete environment prod without --yes"),
+        "{stderr}"
+    );
     assert!(!home.path().join("state").exists());
 }

@@ -14,12 +14,45 @@ async fn inventory(stack: &Stack) -> BTreeMap<&'static str, BTreeSet<String>> {
     let env = stack.env.as_str();
     let owned = || vec![tag_filter("Environment", env)];
     let mut inv: BTreeMap<&'static str, BTreeSet<String>> = BTreeMap::new();
-    let out = ec2.describe_vpcs().set_filters(Some(owned())).send().await.unwrap();
-    inv.insert("vpc", out.vpcs().iter().map(|v| v.vpc_id().unwrap().to_string()).collect());
-    let out = ec2.describe_subnets().set_filters(Some(owned())).send().await.unwrap();
-    inv.insert("subnet", out.subnets().iter().map(|s| s.subnet_id().unwrap().to_string()).collect());
-    let out = ec2.describe_internet_gateways().set_filters(Some(owned())).send().await.unwrap();
-    inv.insert("igw", out.internet_gateways().iter().map(|g| g.internet_gateway_id().unwrap().to_string()).collect());
+    let out = ec2
+        .describe_vpcs()
+        .set_filters(Some(owned()))
+        .send()
+        .await
+        .unwrap();
+    inv.insert(
+        "vpc",
+        out.vpcs()
+            .iter()
+            .map(|v| v.vpc_id().unwrap().to_string())
+            .collect(),
+    );
+    let out = ec2
+        .describe_subnets()
+        .set_filters(Some(owned()))
+        .send()
+        .await
+        .unwrap();
+    inv.insert(
+        "subnet",
+        out.subnets()
+            .iter()
+            .map(|s| s.subnet_id().unwrap().to_string())
+            .collect(),
+    );
+    let out = ec2
+        .describe_internet_gateways()
+        .set_filters(Some(owned()))
+        .send()
+        .await
+        .unwrap();
+    inv.insert(
+        "igw",
+        out.internet_gateways()
+            .iter()
+            .map(|g| g.internet_gateway_id().unwrap().to_string())
+            .collect(),
+    );
     // Tag filters are not honoured for NAT gateways by every endpoint: check tags here.
     let out = ec2.describe_nat_gateways().send().await.unwrap();
     inv.insert(
@@ -27,15 +60,47 @@ async fn inventory(stack: &Stack) -> BTreeMap<&'static str, BTreeSet<String>> {
         out.nat_gateways()
             .iter()
             .filter(|g| tags_of(g.tags()).get("Environment").map(String::as_str) == Some(env))
-            .filter(|g| !matches!(g.state(), Some(NatGatewayState::Deleted | NatGatewayState::Deleting)))
+            .filter(|g| {
+                !matches!(
+                    g.state(),
+                    Some(NatGatewayState::Deleted | NatGatewayState::Deleting)
+                )
+            })
             .map(|g| g.nat_gateway_id().unwrap().to_string())
             .collect(),
     );
-    let out = ec2.describe_addresses().set_filters(Some(owned())).send().await.unwrap();
-    inv.insert("eip", out.addresses().iter().map(|a| a.allocation_id().unwrap().to_string()).collect());
-    let out = ec2.describe_route_tables().set_filters(Some(owned())).send().await.unwrap();
-    inv.insert("route_table", out.route_tables().iter().map(|t| t.route_table_id().unwrap().to_string()).collect());
-    let out = ec2.describe_vpc_endpoints().set_filters(Some(owned())).send().await.unwrap();
+    let out = ec2
+        .describe_addresses()
+        .set_filters(Some(owned()))
+        .send()
+        .await
+        .unwrap();
+    inv.insert(
+        "eip",
+        out.addresses()
+            .iter()
+            .map(|a| a.allocation_id().unwrap().to_string())
+            .collect(),
+    );
+    let out = ec2
+        .describe_route_tables()
+        .set_filters(Some(owned()))
+        .send()
+        .await
+        .unwrap();
+    inv.insert(
+        "route_table",
+        out.route_tables()
+            .iter()
+            .map(|t| t.route_table_id().unwrap().to_string())
+            .collect(),
+    );
+    let out = ec2
+        .describe_vpc_endpoints()
+        .set_filters(Some(owned()))
+        .send()
+        .await
+        .unwrap();
     inv.insert(
         "endpoint",
         out.vpc_endpoints()
@@ -44,8 +109,19 @@ async fn inventory(stack: &Stack) -> BTreeMap<&'static str, BTreeSet<String>> {
             .map(|e| e.vpc_endpoint_id().unwrap().to_string())
             .collect(),
     );
-    let out = ec2.describe_security_groups().set_filters(Some(owned())).send().await.unwrap();
-    inv.insert("security_group", out.security_groups().iter().map(|g| g.group_id().unwrap().to_string()).collect());
+    let out = ec2
+        .describe_security_groups()
+        .set_filters(Some(owned()))
+        .send()
+        .await
+        .unwrap();
+    inv.insert(
+        "security_group",
+        out.security_groups()
+            .iter()
+            .map(|g| g.group_id().unwrap().to_string())
+            .collect(),
+    );
     let kms = stack.kms().await;
     let aliases = kms.list_aliases().send().await.unwrap();
     inv.insert(
@@ -53,8 +129,18 @@ async fn inventory(stack: &Stack) -> BTreeMap<&'static str, BTreeSet<String>> {
         aliases
             .aliases()
             .iter()
-            .filter(|a| a.alias_name().unwrap_or_default().ends_with(&format!("-{env}")))
-            .map(|a| format!("{}={}", a.alias_name().unwrap(), a.target_key_id().unwrap_or_default()))
+            .filter(|a| {
+                a.alias_name()
+                    .unwrap_or_default()
+                    .ends_with(&format!("-{env}"))
+            })
+            .map(|a| {
+                format!(
+                    "{}={}",
+                    a.alias_name().unwrap(),
+                    a.target_key_id().unwrap_or_default()
+                )
+            })
             .collect(),
     );
     inv
@@ -67,7 +153,14 @@ fn counts(inv: &BTreeMap<&'static str, BTreeSet<String>>) -> BTreeMap<&'static s
 async fn key_of_alias(stack: &Stack, purpose: &str) -> aws_sdk_kms::types::KeyMetadata {
     let kms = stack.kms().await;
     let alias = format!("alias/payment-{purpose}-{}", stack.env);
-    kms.describe_key().key_id(&alias).send().await.unwrap().key_metadata().unwrap().clone()
+    kms.describe_key()
+        .key_id(&alias)
+        .send()
+        .await
+        .unwrap()
+        .key_metadata()
+        .unwrap()
+        .clone()
 }
 
 /// Reads every network and key setting back and checks it.
@@ -84,74 +177,170 @@ async fn check_network(stack: &Stack, nat_count: usize) {
     assert_eq!(vpc.cidr_block(), Some("10.0.0.0/16"));
     let tags = tags_of(vpc.tags());
     assert_standard_tags(&tags, env, "VPC");
-    assert_eq!(tags.get("Name").map(String::as_str), Some(format!("payment-vpc-{env}").as_str()));
-    for attr in [aws_sdk_ec2::types::VpcAttributeName::EnableDnsSupport, aws_sdk_ec2::types::VpcAttributeName::EnableDnsHostnames] {
-        let out = ec2.describe_vpc_attribute().vpc_id(&vpc_id).attribute(attr.clone()).send().await.unwrap();
-        let on = out.enable_dns_support().or(out.enable_dns_hostnames()).and_then(|v| v.value());
+    assert_eq!(
+        tags.get("Name").map(String::as_str),
+        Some(format!("payment-vpc-{env}").as_str())
+    );
+    for attr in [
+        aws_sdk_ec2::types::VpcAttributeName::EnableDnsSupport,
+        aws_sdk_ec2::types::VpcAttributeName::EnableDnsHostnames,
+    ] {
+        let out = ec2
+            .describe_vpc_attribute()
+            .vpc_id(&vpc_id)
+            .attribute(attr.clone())
+            .send()
+            .await
+            .unwrap();
+        let on = out
+            .enable_dns_support()
+            .or(out.enable_dns_hostnames())
+            .and_then(|v| v.value());
         assert_eq!(on, Some(true), "{attr:?}");
     }
 
-    let subnets = ec2.describe_subnets().filters(filter("vpc-id", &vpc_id)).send().await.unwrap();
+    let subnets = ec2
+        .describe_subnets()
+        .filters(filter("vpc-id", &vpc_id))
+        .send()
+        .await
+        .unwrap();
     let subnets = subnets.subnets();
     assert_eq!(subnets.len(), 6);
-    let azs: BTreeSet<_> = subnets.iter().map(|s| s.availability_zone().unwrap().to_string()).collect();
+    let azs: BTreeSet<_> = subnets
+        .iter()
+        .map(|s| s.availability_zone().unwrap().to_string())
+        .collect();
     assert_eq!(azs.len(), 3, "{azs:?}");
-    let tier = |s: &aws_sdk_ec2::types::Subnet| tags_of(s.tags())["Name"].split('-').nth(1).unwrap().to_string();
+    let tier = |s: &aws_sdk_ec2::types::Subnet| {
+        tags_of(s.tags())["Name"]
+            .split('-')
+            .nth(1)
+            .unwrap()
+            .to_string()
+    };
     let public: Vec<_> = subnets.iter().filter(|s| tier(s) == "public").collect();
     let private: Vec<_> = subnets.iter().filter(|s| tier(s) == "private").collect();
     assert_eq!((public.len(), private.len()), (3, 3));
     for s in subnets {
-        assert_ne!(s.map_public_ip_on_launch(), Some(true), "subnet {:?} assigns public IPs", s.subnet_id());
+        assert_ne!(
+            s.map_public_ip_on_launch(),
+            Some(true),
+            "subnet {:?} assigns public IPs",
+            s.subnet_id()
+        );
         assert_standard_tags(&tags_of(s.tags()), env, "subnet");
     }
 
-    let igw = ec2.describe_internet_gateways().filters(filter("attachment.vpc-id", &vpc_id)).send().await.unwrap();
+    let igw = ec2
+        .describe_internet_gateways()
+        .filters(filter("attachment.vpc-id", &vpc_id))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(igw.internet_gateways().len(), 1);
-    let igw_id = igw.internet_gateways()[0].internet_gateway_id().unwrap().to_string();
+    let igw_id = igw.internet_gateways()[0]
+        .internet_gateway_id()
+        .unwrap()
+        .to_string();
 
-    let nats = ec2.describe_nat_gateways().filter(filter("vpc-id", &vpc_id)).send().await.unwrap();
-    let nats: Vec<_> = nats.nat_gateways().iter().filter(|g| g.vpc_id() == Some(vpc_id.as_str())).collect();
+    let nats = ec2
+        .describe_nat_gateways()
+        .filter(filter("vpc-id", &vpc_id))
+        .send()
+        .await
+        .unwrap();
+    let nats: Vec<_> = nats
+        .nat_gateways()
+        .iter()
+        .filter(|g| g.vpc_id() == Some(vpc_id.as_str()))
+        .collect();
     assert_eq!(nats.len(), nat_count);
     let public_ids: BTreeSet<_> = public.iter().map(|s| s.subnet_id().unwrap()).collect();
     for g in &nats {
         assert_eq!(g.state(), Some(&NatGatewayState::Available));
-        assert!(public_ids.contains(g.subnet_id().unwrap()), "NAT gateway in a public subnet");
+        assert!(
+            public_ids.contains(g.subnet_id().unwrap()),
+            "NAT gateway in a public subnet"
+        );
         assert_eq!(g.nat_gateway_addresses().len(), 1);
     }
     let nat_azs: BTreeSet<_> = nats
         .iter()
-        .map(|g| subnets.iter().find(|s| s.subnet_id() == g.subnet_id()).unwrap().availability_zone().unwrap())
+        .map(|g| {
+            subnets
+                .iter()
+                .find(|s| s.subnet_id() == g.subnet_id())
+                .unwrap()
+                .availability_zone()
+                .unwrap()
+        })
         .collect();
     assert_eq!(nat_azs.len(), nat_count, "one NAT gateway per AZ");
 
-    let tables = ec2.describe_route_tables().filters(filter("vpc-id", &vpc_id)).send().await.unwrap();
+    let tables = ec2
+        .describe_route_tables()
+        .filters(filter("vpc-id", &vpc_id))
+        .send()
+        .await
+        .unwrap();
     let tables = tables.route_tables();
     let table_of = |subnet: &str| {
         tables
             .iter()
-            .find(|t| t.associations().iter().any(|a| a.subnet_id() == Some(subnet)))
+            .find(|t| {
+                t.associations()
+                    .iter()
+                    .any(|a| a.subnet_id() == Some(subnet))
+            })
             .unwrap_or_else(|| panic!("subnet {subnet} has no route table"))
     };
     let default_route = |t: &aws_sdk_ec2::types::RouteTable| {
-        t.routes().iter().find(|r| r.destination_cidr_block() == Some("0.0.0.0/0")).cloned().expect("a default route")
+        t.routes()
+            .iter()
+            .find(|r| r.destination_cidr_block() == Some("0.0.0.0/0"))
+            .cloned()
+            .expect("a default route")
     };
     for s in &public {
-        assert_eq!(default_route(table_of(s.subnet_id().unwrap())).gateway_id(), Some(igw_id.as_str()));
+        assert_eq!(
+            default_route(table_of(s.subnet_id().unwrap())).gateway_id(),
+            Some(igw_id.as_str())
+        );
     }
     let mut private_tables = BTreeSet::new();
     for s in &private {
         let t = table_of(s.subnet_id().unwrap());
         private_tables.insert(t.route_table_id().unwrap().to_string());
-        let nat = default_route(t).nat_gateway_id().expect("private route goes to a NAT gateway").to_string();
-        let g = nats.iter().find(|g| g.nat_gateway_id() == Some(nat.as_str())).expect("route to one of ours");
+        let nat = default_route(t)
+            .nat_gateway_id()
+            .expect("private route goes to a NAT gateway")
+            .to_string();
+        let g = nats
+            .iter()
+            .find(|g| g.nat_gateway_id() == Some(nat.as_str()))
+            .expect("route to one of ours");
         if nat_count == 3 {
-            let nat_az = subnets.iter().find(|x| x.subnet_id() == g.subnet_id()).unwrap().availability_zone();
-            assert_eq!(nat_az, s.availability_zone(), "private subnet routes to the NAT in its own AZ");
+            let nat_az = subnets
+                .iter()
+                .find(|x| x.subnet_id() == g.subnet_id())
+                .unwrap()
+                .availability_zone();
+            assert_eq!(
+                nat_az,
+                s.availability_zone(),
+                "private subnet routes to the NAT in its own AZ"
+            );
         }
     }
     assert_eq!(private_tables.len(), 3, "one private route table per AZ");
 
-    let endpoints = ec2.describe_vpc_endpoints().filters(filter("vpc-id", &vpc_id)).send().await.unwrap();
+    let endpoints = ec2
+        .describe_vpc_endpoints()
+        .filters(filter("vpc-id", &vpc_id))
+        .send()
+        .await
+        .unwrap();
     let mut services = BTreeSet::new();
     for e in endpoints.vpc_endpoints() {
         assert_eq!(e.vpc_endpoint_type().map(|t| t.as_str()), Some("Gateway"));
@@ -159,30 +348,63 @@ async fn check_network(stack: &Stack, nat_count: usize) {
         assert_eq!(rts, private_tables, "endpoint on the private route tables");
         services.insert(e.service_name().unwrap().to_string());
     }
-    let want: BTreeSet<String> = ["s3", "dynamodb"].iter().map(|s| format!("com.amazonaws.{REGION}.{s}")).collect();
+    let want: BTreeSet<String> = ["s3", "dynamodb"]
+        .iter()
+        .map(|s| format!("com.amazonaws.{REGION}.{s}"))
+        .collect();
     assert_eq!(services, want);
 
-    let groups = ec2.describe_security_groups().filters(filter("vpc-id", &vpc_id)).send().await.unwrap();
+    let groups = ec2
+        .describe_security_groups()
+        .filters(filter("vpc-id", &vpc_id))
+        .send()
+        .await
+        .unwrap();
     let group = |name: &str| {
-        groups.security_groups().iter().find(|g| g.group_name() == Some(name)).unwrap_or_else(|| panic!("group {name}")).clone()
+        groups
+            .security_groups()
+            .iter()
+            .find(|g| g.group_name() == Some(name))
+            .unwrap_or_else(|| panic!("group {name}"))
+            .clone()
     };
     let rules_of = |id: String| {
         let ec2 = ec2.clone();
         async move {
-            ec2.describe_security_group_rules().filters(filter("group-id", &id)).send().await.unwrap().security_group_rules().to_vec()
+            ec2.describe_security_group_rules()
+                .filters(filter("group-id", &id))
+                .send()
+                .await
+                .unwrap()
+                .security_group_rules()
+                .to_vec()
         }
     };
     let default = group("default");
-    assert!(rules_of(default.group_id().unwrap().to_string()).await.is_empty(), "default group has no rules");
+    assert!(
+        rules_of(default.group_id().unwrap().to_string())
+            .await
+            .is_empty(),
+        "default group has no rules"
+    );
     let lambda = group(&format!("payment-lambda-sg-{env}"));
     let rds = group(&format!("payment-rds-sg-{env}"));
     assert_standard_tags(&tags_of(rds.tags()), env, "RDS security group");
     let rds_rules = rules_of(rds.group_id().unwrap().to_string()).await;
-    let ingress: Vec<_> = rds_rules.iter().filter(|r| r.is_egress() != Some(true)).collect();
+    let ingress: Vec<_> = rds_rules
+        .iter()
+        .filter(|r| r.is_egress() != Some(true))
+        .collect();
     assert_eq!(ingress.len(), 1, "{rds_rules:?}");
     let r = ingress[0];
-    assert_eq!((r.ip_protocol(), r.from_port(), r.to_port()), (Some("tcp"), Some(5432), Some(5432)));
-    assert_eq!(r.referenced_group_info().and_then(|g| g.group_id()), lambda.group_id());
+    assert_eq!(
+        (r.ip_protocol(), r.from_port(), r.to_port()),
+        (Some("tcp"), Some(5432), Some(5432))
+    );
+    assert_eq!(
+        r.referenced_group_info().and_then(|g| g.group_id()),
+        lambda.group_id()
+    );
     assert!(r.cidr_ipv4().is_none() && r.cidr_ipv6().is_none());
 
     for purpose in ["rds", "s3"] {
@@ -190,10 +412,24 @@ async fn check_network(stack: &Stack, nat_count: usize) {
         assert_eq!(key.key_state(), Some(&KeyState::Enabled));
         assert_eq!(key.key_manager().map(|m| m.as_str()), Some("CUSTOMER"));
         let kms = stack.kms().await;
-        let rotation = kms.get_key_rotation_status().key_id(key.key_id()).send().await.unwrap();
+        let rotation = kms
+            .get_key_rotation_status()
+            .key_id(key.key_id())
+            .send()
+            .await
+            .unwrap();
         assert!(rotation.key_rotation_enabled(), "rotation on for {purpose}");
-        let tags = kms.list_resource_tags().key_id(key.key_id()).send().await.unwrap();
-        let tags = tags.tags().iter().map(|t| (t.tag_key().to_string(), t.tag_value().to_string())).collect();
+        let tags = kms
+            .list_resource_tags()
+            .key_id(key.key_id())
+            .send()
+            .await
+            .unwrap();
+        let tags = tags
+            .tags()
+            .iter()
+            .map(|t| (t.tag_key().to_string(), t.tag_value().to_string()))
+            .collect();
         assert_standard_tags(&tags, env, "KMS key");
     }
 }
@@ -219,41 +455,67 @@ async fn dev_lifecycle_up_up_adopt_down_up() {
 
     // A second run changes nothing.
     let again = stack.must(&["up"]);
-    assert_eq!(inventory(&stack).await, first, "second up created or replaced something");
+    assert_eq!(
+        inventory(&stack).await,
+        first,
+        "second up created or replaced something"
+    );
     assert!(!again.stderr.contains("created:"), "{}", again.stderr);
 
     // Without the state file, up adopts what exists instead of duplicating it.
     std::fs::remove_file(stack.state_file()).unwrap();
     stack.must(&["up"]);
-    assert_eq!(inventory(&stack).await, first, "up without state duplicated resources");
+    assert_eq!(
+        inventory(&stack).await,
+        first,
+        "up without state duplicated resources"
+    );
     check_network(&stack, 1).await;
 
     let keys: Vec<String> = futures_keys(&stack).await;
     stack.must(&["down", "--yes"]);
     let after = inventory(&stack).await;
-    assert!(after.values().all(|ids| ids.is_empty()), "left behind: {after:?}");
+    assert!(
+        after.values().all(|ids| ids.is_empty()),
+        "left behind: {after:?}"
+    );
     let kms = stack.kms().await;
     for id in &keys {
         let m = kms.describe_key().key_id(id).send().await.unwrap();
-        assert_eq!(m.key_metadata().unwrap().key_state(), Some(&KeyState::PendingDeletion), "key {id}");
+        assert_eq!(
+            m.key_metadata().unwrap().key_state(),
+            Some(&KeyState::PendingDeletion),
+            "key {id}"
+        );
     }
 
     // down again is a no-op; up again reuses the keys pending deletion.
     stack.must(&["down", "--yes"]);
     stack.must(&["up"]);
-    assert_eq!(futures_keys(&stack).await, keys, "up made new keys instead of reusing them");
+    assert_eq!(
+        futures_keys(&stack).await,
+        keys,
+        "up made new keys instead of reusing them"
+    );
     check_network(&stack, 1).await;
 
     // And with neither state nor aliases, the keys are found by their tags.
     stack.must(&["down", "--yes"]);
     std::fs::remove_file(stack.state_file()).unwrap();
     stack.must(&["up"]);
-    assert_eq!(futures_keys(&stack).await, keys, "keys not found by tags without state");
+    assert_eq!(
+        futures_keys(&stack).await,
+        keys,
+        "keys not found by tags without state"
+    );
     stack.must(&["down", "--yes"]);
 }
 
 async fn futures_keys(stack: &Stack) -> Vec<String> {
-    vec![key_of_alias(stack, "rds").await.key_id().to_string(), key_of_alias(stack, "s3").await.key_id().to_string()]
+    vec![
+        key_of_alias(stack, "rds").await.key_id().to_string(),
+        key_of_alias(stack, "s3").await.key_id().to_string(),
+    ]
 }
 
 #[tokio::test]
@@ -266,35 +528,72 @@ async fn prod_has_a_nat_gateway_per_zone_and_down_needs_yes() {
 
     let refused = stack.payctl(&["down"]);
     assert!(!refused.ok);
-    assert!(refused.error_line().contains("without --yes"), "{}", refused.stderr);
-    assert_eq!(inventory(&stack).await, before, "a refused down changed something");
+    assert!(
+        refused.error_line().contains("without --yes"),
+        "{}",
+        refused.stderr
+    );
+    assert_eq!(
+        inventory(&stack).await,
+        before,
+        "a refused down changed something"
+    );
 
     stack.must(&["down", "--yes"]);
     let after = inventory(&stack).await;
-    assert!(after.values().all(|ids| ids.is_empty()), "left behind: {after:?}");
+    assert!(
+        after.values().all(|ids| ids.is_empty()),
+        "left behind: {after:?}"
+    );
 }
 
 #[tokio::test]
 async fn resources_without_payctl_tags_are_neither_adopted_nor_deleted() {
     let stack = Stack::new("qa");
     let ec2 = stack.ec2().await;
-    let name = aws_sdk_ec2::types::Tag::builder().key("Name").value("payment-vpc-qa").build();
-    let env = aws_sdk_ec2::types::Tag::builder().key("Environment").value("qa").build();
+    let name = aws_sdk_ec2::types::Tag::builder()
+        .key("Name")
+        .value("payment-vpc-qa")
+        .build();
+    let env = aws_sdk_ec2::types::Tag::builder()
+        .key("Environment")
+        .value("qa")
+        .build();
     let spec = aws_sdk_ec2::types::TagSpecification::builder()
         .resource_type(aws_sdk_ec2::types::ResourceType::Vpc)
         .tags(name)
         .tags(env)
         .build();
-    let lookalike = ec2.create_vpc().cidr_block("10.0.0.0/16").tag_specifications(spec).send().await.unwrap();
+    let lookalike = ec2
+        .create_vpc()
+        .cidr_block("10.0.0.0/16")
+        .tag_specifications(spec)
+        .send()
+        .await
+        .unwrap();
     let lookalike = lookalike.vpc().unwrap().vpc_id().unwrap().to_string();
 
     stack.must(&["up"]);
-    let outputs: serde_json::Value = serde_json::from_str(&stack.must(&["outputs", "--json"]).stdout).unwrap();
-    assert_ne!(outputs["VPCId"].as_str(), Some(lookalike.as_str()), "adopted a VPC payctl does not own");
+    let outputs: serde_json::Value =
+        serde_json::from_str(&stack.must(&["outputs", "--json"]).stdout).unwrap();
+    assert_ne!(
+        outputs["VPCId"].as_str(),
+        Some(lookalike.as_str()),
+        "adopted a VPC payctl does not own"
+    );
 
     stack.must(&["down", "--yes"]);
-    let still = ec2.describe_vpcs().vpc_ids(&lookalike).send().await.unwrap();
-    assert_eq!(still.vpcs().len(), 1, "down deleted a VPC payctl does not own");
+    let still = ec2
+        .describe_vpcs()
+        .vpc_ids(&lookalike)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        still.vpcs().len(),
+        1,
+        "down deleted a VPC payctl does not own"
+    );
 
     // A state file that points at the look-alike is refused, not obeyed.
     let state = serde_json::json!({
@@ -305,8 +604,21 @@ async fn resources_without_payctl_tags_are_neither_adopted_nor_deleted() {
     std::fs::write(stack.state_file(), state.to_string()).unwrap();
     let run = stack.payctl(&["down", "--yes"]);
     assert!(!run.ok);
-    assert!(run.stderr.contains("not managed by payctl"), "{}", run.stderr);
-    assert_eq!(ec2.describe_vpcs().vpc_ids(&lookalike).send().await.unwrap().vpcs().len(), 1);
+    assert!(
+        run.stderr.contains("not managed by payctl"),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(
+        ec2.describe_vpcs()
+            .vpc_ids(&lookalike)
+            .send()
+            .await
+            .unwrap()
+            .vpcs()
+            .len(),
+        1
+    );
 }
 
 #[tokio::test]
@@ -321,8 +633,16 @@ async fn a_second_run_fails_fast_naming_the_lock_holder() {
     std::fs::write(&lock, holder.to_string()).unwrap();
     let run = stack.payctl(&["up"]);
     assert!(!run.ok);
-    assert!(run.error_line().contains(&format!("locked by pid {}", std::process::id())), "{}", run.stderr);
-    assert!(inventory(&stack).await.values().all(|v| v.is_empty()), "a locked run created something");
+    assert!(
+        run.error_line()
+            .contains(&format!("locked by pid {}", std::process::id())),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        inventory(&stack).await.values().all(|v| v.is_empty()),
+        "a locked run created something"
+    );
 
     // A lock whose process is gone is stale: reported with the command that clears it.
     let dead = serde_json::json!({
@@ -331,7 +651,12 @@ async fn a_second_run_fails_fast_naming_the_lock_holder() {
     });
     std::fs::write(&lock, dead.to_string()).unwrap();
     let run = stack.payctl(&["up"]);
-    assert!(run.error_line().contains("payctl force-unlock --env dev lock-2"), "{}", run.stderr);
+    assert!(
+        run.error_line()
+            .contains("payctl force-unlock --env dev lock-2"),
+        "{}",
+        run.stderr
+    );
     stack.must(&["force-unlock", "lock-2"]);
     assert!(!lock.exists());
 }

@@ -95,7 +95,10 @@ impl Ctx {
         } else {
             Err(Error::NotOwned {
                 resource: resource.to_string(),
-                why: format!("it lacks the tags ManagedBy=payctl and Environment={}", self.env),
+                why: format!(
+                    "it lacks the tags ManagedBy=payctl and Environment={}",
+                    self.env
+                ),
             })
         }
     }
@@ -107,7 +110,10 @@ pub fn validate(layers: &[Layer]) -> Result<()> {
     for (i, layer) in layers.iter().enumerate() {
         for r in &layer.resources {
             if layer_of.insert(r.kind(), i).is_some() {
-                return Err(Error::Invalid(format!("resource kind {} is registered twice", r.kind())));
+                return Err(Error::Invalid(format!(
+                    "resource kind {} is registered twice",
+                    r.kind()
+                )));
             }
         }
     }
@@ -116,7 +122,10 @@ pub fn validate(layers: &[Layer]) -> Result<()> {
             for dep in r.depends_on() {
                 match layer_of.get(dep) {
                     None => {
-                        return Err(Error::Invalid(format!("{} depends on unknown kind {dep}", r.kind())));
+                        return Err(Error::Invalid(format!(
+                            "{} depends on unknown kind {dep}",
+                            r.kind()
+                        )));
                     }
                     Some(&j) if j > i => {
                         return Err(Error::Invalid(format!(
@@ -142,8 +151,15 @@ pub fn validate(layers: &[Layer]) -> Result<()> {
             }
         }
         if done.len() == before {
-            let stuck: Vec<_> = all.iter().map(|r| r.kind()).filter(|k| !done.contains(k)).collect();
-            return Err(Error::Invalid(format!("dependency cycle among {}", stuck.join(", "))));
+            let stuck: Vec<_> = all
+                .iter()
+                .map(|r| r.kind())
+                .filter(|k| !done.contains(k))
+                .collect();
+            return Err(Error::Invalid(format!(
+                "dependency cycle among {}",
+                stuck.join(", ")
+            )));
         }
     }
     Ok(())
@@ -174,7 +190,10 @@ pub(crate) mod tests {
     fn layer(name: &'static str, rs: Vec<Fake>) -> Layer {
         Layer {
             name,
-            resources: rs.into_iter().map(|r| Arc::new(r) as Arc<dyn Resource>).collect(),
+            resources: rs
+                .into_iter()
+                .map(|r| Arc::new(r) as Arc<dyn Resource>)
+                .collect(),
         }
     }
 
@@ -186,15 +205,34 @@ pub(crate) mod tests {
     #[test]
     fn rejects_unknown_forward_duplicate_and_cyclic_edges() {
         let unknown = vec![layer("a", vec![Fake("x", &["nope"])])];
-        assert!(validate(&unknown).unwrap_err().to_string().contains("unknown kind nope"));
-        let forward = vec![layer("a", vec![Fake("x", &["y"])]), layer("b", vec![Fake("y", &[])])];
-        assert!(validate(&forward).unwrap_err().to_string().contains("later layer"));
+        assert!(
+            validate(&unknown)
+                .unwrap_err()
+                .to_string()
+                .contains("unknown kind nope")
+        );
+        let forward = vec![
+            layer("a", vec![Fake("x", &["y"])]),
+            layer("b", vec![Fake("y", &[])]),
+        ];
+        assert!(
+            validate(&forward)
+                .unwrap_err()
+                .to_string()
+                .contains("later layer")
+        );
         let dup = vec![layer("a", vec![Fake("x", &[]), Fake("x", &[])])];
         assert!(validate(&dup).unwrap_err().to_string().contains("twice"));
-        let cycle = vec![layer("a", vec![Fake("x", &["y"]), Fake("y", &["x"]), Fake("z", &[])])];
+        let cycle = vec![layer(
+            "a",
+            vec![Fake("x", &["y"]), Fake("y", &["x"]), Fake("z", &[])],
+        )];
         let msg = validate(&cycle).unwrap_err().to_string();
         assert!(msg.contains("cycle among x, y"), "{msg}");
-        let ok = vec![layer("a", vec![Fake("x", &[]), Fake("y", &["x"])]), layer("b", vec![Fake("z", &["x", "y"])])];
+        let ok = vec![
+            layer("a", vec![Fake("x", &[]), Fake("y", &["x"])]),
+            layer("b", vec![Fake("z", &["x", "y"])]),
+        ];
         validate(&ok).unwrap();
     }
 }

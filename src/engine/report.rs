@@ -36,7 +36,10 @@ impl Report {
     pub fn note(&self, change: Change, what: impl Into<String>) {
         let what = what.into();
         tracing::info!("{change}: {what}");
-        self.entries.lock().unwrap_or_else(|p| p.into_inner()).push((change, what));
+        self.entries
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push((change, what));
     }
 
     pub fn count(&self, change: Change) -> usize {
@@ -65,7 +68,11 @@ impl Report {
                 n => Some(format!("{n} {c}")),
             })
             .collect();
-        if parts.is_empty() { "nothing to do".into() } else { parts.join(", ") }
+        if parts.is_empty() {
+            "nothing to do".into()
+        } else {
+            parts.join(", ")
+        }
     }
 }
 

@@ -38,7 +38,10 @@ enum Done {
 }
 
 pub async fn walk(ctx: Arc<Ctx>, layers: &[Layer], direction: Direction) -> Outcome {
-    let all: Vec<Arc<dyn Resource>> = layers.iter().flat_map(|l| l.resources.iter().cloned()).collect();
+    let all: Vec<Arc<dyn Resource>> = layers
+        .iter()
+        .flat_map(|l| l.resources.iter().cloned())
+        .collect();
     let mut waits_for: HashMap<&'static str, Vec<&'static str>> =
         all.iter().map(|r| (r.kind(), Vec::new())).collect();
     for r in &all {
@@ -113,9 +116,10 @@ pub async fn walk(ctx: Arc<Ctx>, layers: &[Layer], direction: Direction) -> Outc
             Err(join_err) => {
                 // A task panicked: fail its kind, keep walking the rest.
                 let kind = task_kind.get(&join_err.id()).copied().unwrap_or("unknown");
-                outcome
-                    .failures
-                    .push((kind, Error::Invalid(format!("internal error in {kind}: {join_err}"))));
+                outcome.failures.push((
+                    kind,
+                    Error::Invalid(format!("internal error in {kind}: {join_err}")),
+                ));
                 done.insert(kind, Done::Blocked(kind));
             }
         }
@@ -159,10 +163,17 @@ mod tests {
 
     impl Step {
         async fn run(&self, what: &str) -> Result<()> {
-            self.log.lock().unwrap().push(format!("start {}", self.kind));
+            self.log
+                .lock()
+                .unwrap()
+                .push(format!("start {}", self.kind));
             tokio::time::sleep(Duration::from_millis(30)).await;
             self.log.lock().unwrap().push(format!("end {}", self.kind));
-            if self.fail { Err(Error::Invalid(format!("{} {what} failed", self.kind))) } else { Ok(()) }
+            if self.fail {
+                Err(Error::Invalid(format!("{} {what} failed", self.kind)))
+            } else {
+                Ok(())
+            }
         }
     }
 
@@ -177,23 +188,37 @@ mod tests {
             account_id: "123456789012".into(),
             settings: crate::config::Settings::builtin("dev"),
             aws: crate::aws::Clients::new(&conf),
-            state: crate::state::StateStore::open(dir, "dev", "us-east-1", "123456789012", "test").unwrap(),
+            state: crate::state::StateStore::open(dir, "dev", "us-east-1", "123456789012", "test")
+                .unwrap(),
             report: Default::default(),
         })
     }
 
     fn layers(log: &Log, failing: &str) -> Vec<Layer> {
         let step = |kind, deps| {
-            Arc::new(Step { kind, deps, fail: kind == failing, log: log.clone() }) as Arc<dyn Resource>
+            Arc::new(Step {
+                kind,
+                deps,
+                fail: kind == failing,
+                log: log.clone(),
+            }) as Arc<dyn Resource>
         };
         vec![
-            Layer { name: "one", resources: vec![step("a", &[]), step("b", &["a"]), step("c", &[])] },
-            Layer { name: "two", resources: vec![step("d", &["b"]), step("e", &["c"])] },
+            Layer {
+                name: "one",
+                resources: vec![step("a", &[]), step("b", &["a"]), step("c", &[])],
+            },
+            Layer {
+                name: "two",
+                resources: vec![step("d", &["b"]), step("e", &["c"])],
+            },
         ]
     }
 
     fn pos(log: &[String], entry: &str) -> usize {
-        log.iter().position(|l| l == entry).unwrap_or_else(|| panic!("{entry} missing from {log:?}"))
+        log.iter()
+            .position(|l| l == entry)
+            .unwrap_or_else(|| panic!("{entry} missing from {log:?}"))
     }
 
     #[tokio::test]
@@ -206,7 +231,10 @@ mod tests {
         assert!(pos(&log, "end a") < pos(&log, "start b"));
         assert!(pos(&log, "end b") < pos(&log, "start d"));
         assert!(pos(&log, "end c") < pos(&log, "start e"));
-        assert!(pos(&log, "start c") < pos(&log, "end a"), "a and c run concurrently: {log:?}");
+        assert!(
+            pos(&log, "start c") < pos(&log, "end a"),
+            "a and c run concurrently: {log:?}"
+        );
     }
 
     #[tokio::test]
@@ -232,7 +260,10 @@ mod tests {
         skipped.sort();
         assert_eq!(skipped, vec![("b", "a"), ("d", "a")]);
         let log = log.lock().unwrap().clone();
-        assert!(log.contains(&"end e".to_string()), "independent work still ran: {log:?}");
+        assert!(
+            log.contains(&"end e".to_string()),
+            "independent work still ran: {log:?}"
+        );
 
         let log2 = Log::default();
         let out = walk(test_ctx(dir.path()), &layers(&log2, "d"), Direction::Down).await;

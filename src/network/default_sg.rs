@@ -34,8 +34,14 @@ impl Resource for DefaultSecurityGroup {
             .filters(filter("group-name", "default"))
             .send()
             .await
-            .map_err(aws("DescribeSecurityGroups", format!("default group of {vpc}")))?;
-        let sg = required(groups.security_groups().first().and_then(|g| g.group_id()), "default security group")?;
+            .map_err(aws(
+                "DescribeSecurityGroups",
+                format!("default group of {vpc}"),
+            ))?;
+        let sg = required(
+            groups.security_groups().first().and_then(|g| g.group_id()),
+            "default security group",
+        )?;
         let rules = ec2
             .describe_security_group_rules()
             .filters(filter("group-id", &sg))
@@ -45,24 +51,46 @@ impl Resource for DefaultSecurityGroup {
         let (mut ingress, mut egress) = (Vec::new(), Vec::new());
         for rule in rules.security_group_rules() {
             if let Some(id) = rule.security_group_rule_id() {
-                if rule.is_egress() == Some(true) { &mut egress } else { &mut ingress }.push(id.to_string());
+                if rule.is_egress() == Some(true) {
+                    &mut egress
+                } else {
+                    &mut ingress
+                }
+                .push(id.to_string());
             }
         }
         if !ingress.is_empty() {
-            let call = ec2.revoke_security_group_ingress().group_id(&sg).set_security_group_rule_ids(Some(ingress.clone()));
-            call.send().await.map_err(aws("RevokeSecurityGroupIngress", &sg))?;
+            let call = ec2
+                .revoke_security_group_ingress()
+                .group_id(&sg)
+                .set_security_group_rule_ids(Some(ingress.clone()));
+            call.send()
+                .await
+                .map_err(aws("RevokeSecurityGroupIngress", &sg))?;
         }
         if !egress.is_empty() {
-            let call = ec2.revoke_security_group_egress().group_id(&sg).set_security_group_rule_ids(Some(egress.clone()));
-            call.send().await.map_err(aws("RevokeSecurityGroupEgress", &sg))?;
+            let call = ec2
+                .revoke_security_group_egress()
+                .group_id(&sg)
+                .set_security_group_rule_ids(Some(egress.clone()));
+            call.send()
+                .await
+                .map_err(aws("RevokeSecurityGroupEgress", &sg))?;
         }
         let change = match (ctx.state.get(ADDR), ingress.len() + egress.len()) {
             (Some(_), 0) => Change::Unchanged,
             (None, 0) => Change::Adopted,
             _ => Change::Updated,
         };
-        ctx.state.put(ADDR, Record::new(KIND, &sg).attr("vpc_id", &vpc))?;
-        ctx.report.note(change, format!("{ADDR} {sg} (rules removed: {})", ingress.len() + egress.len()));
+        ctx.state
+            .put(ADDR, Record::new(KIND, &sg).attr("vpc_id", &vpc))?;
+        ctx.report.note(
+            change,
+            format!(
+                "{ADDR} {sg} (rules removed: {})",
+                ingress.len() + egress.len()
+            ),
+        );
         Ok(())
     }
 

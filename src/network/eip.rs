@@ -32,7 +32,10 @@ async fn describe(ctx: &Ctx, by_id: Option<&str>, name: Option<&str>) -> Result<
         Some(id) => call.allocation_ids(id),
         None => call.set_filters(Some(owned_filters(ctx, name))),
     };
-    match call.send().await.map_err(aws("DescribeAddresses", by_id.or(name).unwrap_or("owned addresses"))) {
+    match call.send().await.map_err(aws(
+        "DescribeAddresses",
+        by_id.or(name).unwrap_or("owned addresses"),
+    )) {
         Ok(out) => Ok(out.addresses().to_vec()),
         Err(e) if is_not_found(&e) => Ok(Vec::new()),
         Err(e) => Err(e),
@@ -55,7 +58,11 @@ async fn ensure_one(ctx: &Ctx, index: usize) -> Result<()> {
         [a] => {
             let alloc = required(a.allocation_id(), "allocation id")?;
             ctx.check_owned(&format!("Elastic IP {alloc}"), pairs(a.tags()))?;
-            let change = if from_state { Change::Unchanged } else { Change::Adopted };
+            let change = if from_state {
+                Change::Unchanged
+            } else {
+                Change::Adopted
+            };
             (alloc, a.public_ip().unwrap_or_default().to_string(), change)
         }
         [] => {
@@ -69,14 +76,23 @@ async fn ensure_one(ctx: &Ctx, index: usize) -> Result<()> {
                 .await
                 .map_err(aws("AllocateAddress", &name))?;
             let alloc = required(out.allocation_id(), "allocation id")?;
-            (alloc, out.public_ip().unwrap_or_default().to_string(), Change::Created)
+            (
+                alloc,
+                out.public_ip().unwrap_or_default().to_string(),
+                Change::Created,
+            )
         }
         many => {
-            return Err(Error::Invalid(format!("{} Elastic IPs are tagged as {name}; release the extras", many.len())));
+            return Err(Error::Invalid(format!(
+                "{} Elastic IPs are tagged as {name}; release the extras",
+                many.len()
+            )));
         }
     };
-    ctx.state.put(&addr, Record::new(KIND, &alloc).attr("public_ip", &ip))?;
-    ctx.report.note(change, format!("{addr} {alloc} ({name}, {ip})"));
+    ctx.state
+        .put(&addr, Record::new(KIND, &alloc).attr("public_ip", &ip))?;
+    ctx.report
+        .note(change, format!("{addr} {alloc} ({name}, {ip})"));
     Ok(())
 }
 
@@ -91,10 +107,17 @@ async fn release(ctx: &Ctx, alloc: &str, addr: Option<&str>) -> Result<()> {
     };
     if exists {
         // A NAT gateway that was just deleted may keep the address associated briefly.
-        let in_use = |e: &Error| matches!(e.aws_code(), Some("InvalidIPAddress.InUse" | "AuthFailure"));
+        let in_use =
+            |e: &Error| matches!(e.aws_code(), Some("InvalidIPAddress.InUse" | "AuthFailure"));
         let what = format!("releasing Elastic IP {alloc}");
         let result = retry_while(&what, Wait::minutes(5), in_use, || async {
-            ctx.aws.ec2.release_address().allocation_id(alloc).send().await.map_err(aws("ReleaseAddress", alloc))
+            ctx.aws
+                .ec2
+                .release_address()
+                .allocation_id(alloc)
+                .send()
+                .await
+                .map_err(aws("ReleaseAddress", alloc))
         })
         .await;
         match result {
@@ -106,7 +129,14 @@ async fn release(ctx: &Ctx, alloc: &str, addr: Option<&str>) -> Result<()> {
     if let Some(addr) = addr {
         ctx.state.remove(addr)?;
     }
-    ctx.report.note(if exists { Change::Deleted } else { Change::Absent }, format!("{KIND} {alloc}"));
+    ctx.report.note(
+        if exists {
+            Change::Deleted
+        } else {
+            Change::Absent
+        },
+        format!("{KIND} {alloc}"),
+    );
     Ok(())
 }
 
@@ -122,16 +152,22 @@ impl Resource for ElasticIps {
     }
 
     async fn delete(&self, ctx: &Ctx) -> Result<()> {
-        let mut ids: Vec<(String, Option<String>)> =
-            ctx.state.of_kind(KIND).into_iter().map(|(a, r)| (r.id, Some(a))).collect();
+        let mut ids: Vec<(String, Option<String>)> = ctx
+            .state
+            .of_kind(KIND)
+            .into_iter()
+            .map(|(a, r)| (r.id, Some(a)))
+            .collect();
         for a in describe(ctx, None, None).await? {
-            if let Some(id) = a.allocation_id() {
-                if !ids.iter().any(|(i, _)| i == id) {
-                    ids.push((id.to_string(), None));
-                }
+            if let Some(id) = a.allocation_id()
+                && !ids.iter().any(|(i, _)| i == id)
+            {
+                ids.push((id.to_string(), None));
             }
         }
-        let work = ids.iter().map(|(id, addr)| release(ctx, id, addr.as_deref()));
+        let work = ids
+            .iter()
+            .map(|(id, addr)| release(ctx, id, addr.as_deref()));
         all_ok(join_all(work).await)
     }
 }

@@ -16,7 +16,15 @@ pub const SERVICES: [&str; 2] = ["s3", "dynamodb"];
 pub struct GatewayEndpoints;
 
 fn live(e: &VpcEndpoint) -> bool {
-    !matches!(e.state(), Some(EndpointState::Deleted | EndpointState::Deleting | EndpointState::Failed | EndpointState::Rejected))
+    !matches!(
+        e.state(),
+        Some(
+            EndpointState::Deleted
+                | EndpointState::Deleting
+                | EndpointState::Failed
+                | EndpointState::Rejected
+        )
+    )
 }
 
 fn private_route_tables(ctx: &Ctx) -> Vec<String> {
@@ -44,13 +52,24 @@ async fn ensure_one(ctx: &Ctx, vpc: &str, service: &str) -> Result<()> {
         .send()
         .await
         .map_err(aws("DescribeVpcEndpoints", &name))?;
-    let mut found = out.vpc_endpoints().iter().filter(|e| live(e) && name_of(e.tags()) == Some(name.as_str()));
+    let mut found = out
+        .vpc_endpoints()
+        .iter()
+        .filter(|e| live(e) && name_of(e.tags()) == Some(name.as_str()));
     let (id, mut change, current) = match (found.next(), found.next()) {
-        (Some(_), Some(_)) => return Err(Error::Invalid(format!("more than one endpoint is named {name}; delete the extras"))),
+        (Some(_), Some(_)) => {
+            return Err(Error::Invalid(format!(
+                "more than one endpoint is named {name}; delete the extras"
+            )));
+        }
         (Some(e), None) => {
             let id = required(e.vpc_endpoint_id(), "VPC endpoint id")?;
             ctx.check_owned(&format!("VPC endpoint {id}"), pairs(e.tags()))?;
-            let change = if ctx.state.id(&addr).as_deref() == Some(id.as_str()) { Change::Unchanged } else { Change::Adopted };
+            let change = if ctx.state.id(&addr).as_deref() == Some(id.as_str()) {
+                Change::Unchanged
+            } else {
+                Change::Adopted
+            };
             (id, change, e.route_table_ids().to_vec())
         }
         (None, _) => {
@@ -64,15 +83,33 @@ async fn ensure_one(ctx: &Ctx, vpc: &str, service: &str) -> Result<()> {
                 .send()
                 .await
                 .map_err(aws("CreateVpcEndpoint", &name))?;
-            (required(out.vpc_endpoint().and_then(|e| e.vpc_endpoint_id()), "VPC endpoint id")?, Change::Created, tables.clone())
+            (
+                required(
+                    out.vpc_endpoint().and_then(|e| e.vpc_endpoint_id()),
+                    "VPC endpoint id",
+                )?,
+                Change::Created,
+                tables.clone(),
+            )
         }
     };
-    ctx.state.put(&addr, Record::new(KIND, &id).attr("service", &service_name))?;
-    let add: Vec<String> = tables.iter().filter(|t| !current.contains(t)).cloned().collect();
-    let remove: Vec<String> = current.iter().filter(|t| !tables.contains(t)).cloned().collect();
+    ctx.state
+        .put(&addr, Record::new(KIND, &id).attr("service", &service_name))?;
+    let add: Vec<String> = tables
+        .iter()
+        .filter(|t| !current.contains(t))
+        .cloned()
+        .collect();
+    let remove: Vec<String> = current
+        .iter()
+        .filter(|t| !tables.contains(t))
+        .cloned()
+        .collect();
     if !add.is_empty() || !remove.is_empty() {
         let call = ec2.modify_vpc_endpoint().vpc_endpoint_id(&id);
-        let call = call.set_add_route_table_ids((!add.is_empty()).then_some(add)).set_remove_route_table_ids((!remove.is_empty()).then_some(remove));
+        let call = call
+            .set_add_route_table_ids((!add.is_empty()).then_some(add))
+            .set_remove_route_table_ids((!remove.is_empty()).then_some(remove));
         call.send().await.map_err(aws("ModifyVpcEndpoint", &id))?;
         if change == Change::Unchanged {
             change = Change::Updated;
@@ -85,15 +122,30 @@ async fn ensure_one(ctx: &Ctx, vpc: &str, service: &str) -> Result<()> {
 async fn delete_one(ctx: &Ctx, e: &VpcEndpoint) -> Result<()> {
     let id = required(e.vpc_endpoint_id(), "VPC endpoint id")?;
     ctx.check_owned(&format!("VPC endpoint {id}"), pairs(e.tags()))?;
-    let out = ctx.aws.ec2.delete_vpc_endpoints().vpc_endpoint_ids(&id).send().await.map_err(aws("DeleteVpcEndpoints", &id));
+    let out = ctx
+        .aws
+        .ec2
+        .delete_vpc_endpoints()
+        .vpc_endpoint_ids(&id)
+        .send()
+        .await
+        .map_err(aws("DeleteVpcEndpoints", &id));
     match out {
         Ok(out) => {
             if let Some(item) = out.unsuccessful().first() {
                 let err = Error::Aws {
                     op: "DeleteVpcEndpoints",
                     resource: id.clone(),
-                    code: item.error().and_then(|e| e.code()).unwrap_or("Unknown").to_string(),
-                    message: item.error().and_then(|e| e.message()).unwrap_or_default().to_string(),
+                    code: item
+                        .error()
+                        .and_then(|e| e.code())
+                        .unwrap_or("Unknown")
+                        .to_string(),
+                    message: item
+                        .error()
+                        .and_then(|e| e.message())
+                        .unwrap_or_default()
+                        .to_string(),
                 };
                 if !is_not_found(&err) {
                     return Err(err);
@@ -126,13 +178,33 @@ impl Resource for GatewayEndpoints {
         let known = ctx.state.of_kind(KIND);
         let mut ids: Vec<String> = known.iter().map(|(_, r)| r.id.clone()).collect();
         let mut endpoints = Vec::new();
-        let by_tag = ctx.aws.ec2.describe_vpc_endpoints().set_filters(Some(owned_filters(ctx, None))).send().await;
-        for e in by_tag.map_err(aws("DescribeVpcEndpoints", format!("endpoints of {}", ctx.env)))?.vpc_endpoints() {
+        let by_tag = ctx
+            .aws
+            .ec2
+            .describe_vpc_endpoints()
+            .set_filters(Some(owned_filters(ctx, None)))
+            .send()
+            .await;
+        for e in by_tag
+            .map_err(aws(
+                "DescribeVpcEndpoints",
+                format!("endpoints of {}", ctx.env),
+            ))?
+            .vpc_endpoints()
+        {
             ids.retain(|i| Some(i.as_str()) != e.vpc_endpoint_id());
             endpoints.push(e.clone());
         }
         for id in ids {
-            match ctx.aws.ec2.describe_vpc_endpoints().vpc_endpoint_ids(&id).send().await.map_err(aws("DescribeVpcEndpoints", &id)) {
+            match ctx
+                .aws
+                .ec2
+                .describe_vpc_endpoints()
+                .vpc_endpoint_ids(&id)
+                .send()
+                .await
+                .map_err(aws("DescribeVpcEndpoints", &id))
+            {
                 Ok(out) => endpoints.extend(out.vpc_endpoints().iter().cloned()),
                 Err(e) if is_not_found(&e) => {}
                 Err(e) => return Err(e),

@@ -16,7 +16,12 @@ pub struct InternetGateway;
 async fn find(ctx: &Ctx) -> Result<Option<(Igw, bool)>> {
     let ec2 = &ctx.aws.ec2;
     if let Some(id) = ctx.state.id(ADDR) {
-        match ec2.describe_internet_gateways().internet_gateway_ids(&id).send().await {
+        match ec2
+            .describe_internet_gateways()
+            .internet_gateway_ids(&id)
+            .send()
+            .await
+        {
             Ok(out) => {
                 if let Some(g) = out.internet_gateways().first() {
                     return Ok(Some((g.clone(), true)));
@@ -40,12 +45,18 @@ async fn find(ctx: &Ctx) -> Result<Option<(Igw, bool)>> {
     match out.internet_gateways() {
         [] => Ok(None),
         [g] => Ok(Some((g.clone(), false))),
-        many => Err(Error::Invalid(format!("{} internet gateways are tagged as {name}; delete the extras", many.len()))),
+        many => Err(Error::Invalid(format!(
+            "{} internet gateways are tagged as {name}; delete the extras",
+            many.len()
+        ))),
     }
 }
 
 fn attached_vpcs(g: &Igw) -> Vec<String> {
-    g.attachments().iter().filter_map(|a| a.vpc_id().map(str::to_string)).collect()
+    g.attachments()
+        .iter()
+        .filter_map(|a| a.vpc_id().map(str::to_string))
+        .collect()
 }
 
 #[async_trait]
@@ -65,7 +76,15 @@ impl Resource for InternetGateway {
             Some((g, from_state)) => {
                 let id = required(g.internet_gateway_id(), "internet gateway id")?;
                 ctx.check_owned(&format!("internet gateway {id}"), pairs(g.tags()))?;
-                (id, attached_vpcs(&g), if from_state { Change::Unchanged } else { Change::Adopted })
+                (
+                    id,
+                    attached_vpcs(&g),
+                    if from_state {
+                        Change::Unchanged
+                    } else {
+                        Change::Adopted
+                    },
+                )
             }
             None => {
                 let out = ctx
@@ -76,17 +95,30 @@ impl Resource for InternetGateway {
                     .send()
                     .await
                     .map_err(aws("CreateInternetGateway", &name))?;
-                let id = required(out.internet_gateway().and_then(|g| g.internet_gateway_id()), "internet gateway id")?;
+                let id = required(
+                    out.internet_gateway().and_then(|g| g.internet_gateway_id()),
+                    "internet gateway id",
+                )?;
                 (id, Vec::new(), Change::Created)
             }
         };
-        ctx.state.put(ADDR, Record::new(KIND, &id).attr("vpc_id", &vpc))?;
+        ctx.state
+            .put(ADDR, Record::new(KIND, &id).attr("vpc_id", &vpc))?;
         if let Some(other) = attached.iter().find(|v| **v != vpc) {
-            return Err(Error::Invalid(format!("internet gateway {id} is attached to {other}, not to {vpc}")));
+            return Err(Error::Invalid(format!(
+                "internet gateway {id} is attached to {other}, not to {vpc}"
+            )));
         }
         if attached.is_empty() {
-            let call = ctx.aws.ec2.attach_internet_gateway().internet_gateway_id(&id).vpc_id(&vpc);
-            call.send().await.map_err(aws("AttachInternetGateway", &id))?;
+            let call = ctx
+                .aws
+                .ec2
+                .attach_internet_gateway()
+                .internet_gateway_id(&id)
+                .vpc_id(&vpc);
+            call.send()
+                .await
+                .map_err(aws("AttachInternetGateway", &id))?;
             if change == Change::Unchanged {
                 change = Change::Updated;
             }
@@ -104,14 +136,26 @@ impl Resource for InternetGateway {
         let id = required(g.internet_gateway_id(), "internet gateway id")?;
         ctx.check_owned(&format!("internet gateway {id}"), pairs(g.tags()))?;
         for vpc in attached_vpcs(&g) {
-            let call = ctx.aws.ec2.detach_internet_gateway().internet_gateway_id(&id).vpc_id(&vpc);
+            let call = ctx
+                .aws
+                .ec2
+                .detach_internet_gateway()
+                .internet_gateway_id(&id)
+                .vpc_id(&vpc);
             match call.send().await.map_err(aws("DetachInternetGateway", &id)) {
                 Ok(_) => {}
                 Err(e) if is_not_found(&e) || e.aws_code() == Some("Gateway.NotAttached") => {}
                 Err(e) => return Err(e),
             }
         }
-        match ctx.aws.ec2.delete_internet_gateway().internet_gateway_id(&id).send().await {
+        match ctx
+            .aws
+            .ec2
+            .delete_internet_gateway()
+            .internet_gateway_id(&id)
+            .send()
+            .await
+        {
             Ok(_) => {}
             Err(e) => {
                 let e = aws("DeleteInternetGateway", &id)(e);

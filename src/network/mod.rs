@@ -56,7 +56,12 @@ pub fn tags(ctx: &Ctx, name: &str) -> Vec<Tag> {
         .into_iter()
         .map(|(k, v)| Tag::builder().key(k).value(v).build())
         .collect();
-    tags.push(Tag::builder().key(crate::naming::TAG_NAME).value(name).build());
+    tags.push(
+        Tag::builder()
+            .key(crate::naming::TAG_NAME)
+            .value(name)
+            .build(),
+    );
     tags
 }
 
@@ -66,7 +71,9 @@ pub fn pairs(tags: &[Tag]) -> impl Iterator<Item = (&str, &str)> {
 }
 
 pub fn name_of(tags: &[Tag]) -> Option<&str> {
-    pairs(tags).find(|(k, _)| *k == crate::naming::TAG_NAME).map(|(_, v)| v)
+    pairs(tags)
+        .find(|(k, _)| *k == crate::naming::TAG_NAME)
+        .map(|(_, v)| v)
 }
 
 pub fn filter(name: &str, value: impl Into<String>) -> Filter {
@@ -87,7 +94,8 @@ pub fn owned_filters(ctx: &Ctx, name: Option<&str>) -> Vec<Filter> {
 
 /// `InvalidVpcID.NotFound`, `InvalidSubnetID.NotFound`, `InvalidAllocationID.NotFound`, …
 pub fn is_not_found(e: &Error) -> bool {
-    e.aws_code().is_some_and(|c| c.ends_with(".NotFound") || c.ends_with("NotFound"))
+    e.aws_code()
+        .is_some_and(|c| c.ends_with(".NotFound") || c.ends_with("NotFound"))
 }
 
 /// A resource is still in use by another (ENIs, associations); it clears with time.
@@ -97,9 +105,9 @@ pub fn is_dependency_violation(e: &Error) -> bool {
 
 /// Needs the VPC id from state (the VPC kind ran before every dependent kind).
 pub fn vpc_id(ctx: &Ctx) -> Result<String> {
-    ctx.state
-        .id(vpc::ADDR)
-        .ok_or_else(|| Error::Invalid("the VPC is not in the state file; run `payctl up` again".into()))
+    ctx.state.id(vpc::ADDR).ok_or_else(|| {
+        Error::Invalid("the VPC is not in the state file; run `payctl up` again".into())
+    })
 }
 
 /// The availability zones the stack uses, from the subnets in state, in order.
@@ -117,9 +125,11 @@ pub fn zones(ctx: &Ctx) -> Vec<String> {
 
 /// The id of the subnet of `tier` in `az`, from state.
 pub fn subnet_id(ctx: &Ctx, tier: &str, az: &str) -> Result<String> {
-    ctx.state
-        .id(&subnet::address(tier, az))
-        .ok_or_else(|| Error::Invalid(format!("the {tier} subnet in {az} is not in the state file; run `payctl up` again")))
+    ctx.state.id(&subnet::address(tier, az)).ok_or_else(|| {
+        Error::Invalid(format!(
+            "the {tier} subnet in {az} is not in the state file; run `payctl up` again"
+        ))
+    })
 }
 
 #[cfg(test)]
@@ -127,7 +137,12 @@ mod tests {
     use super::*;
 
     fn err(code: &str) -> Error {
-        Error::Aws { op: "X", resource: "r".into(), code: code.into(), message: String::new() }
+        Error::Aws {
+            op: "X",
+            resource: "r".into(),
+            code: code.into(),
+            message: String::new(),
+        }
     }
 
     #[test]
@@ -137,6 +152,8 @@ mod tests {
         assert!(is_not_found(&err("NatGatewayNotFound")));
         assert!(!is_not_found(&err("DependencyViolation")));
         assert!(is_dependency_violation(&err("DependencyViolation")));
-        assert!(!is_dependency_violation(&Error::Invalid("DependencyViolation".into())));
+        assert!(!is_dependency_violation(&Error::Invalid(
+            "DependencyViolation".into()
+        )));
     }
 }

@@ -26,12 +26,24 @@ pub fn address(index: usize) -> String {
 }
 
 fn live(g: &NatGateway) -> bool {
-    matches!(g.state(), Some(NatGatewayState::Pending | NatGatewayState::Available))
+    matches!(
+        g.state(),
+        Some(NatGatewayState::Pending | NatGatewayState::Available)
+    )
 }
 
 async fn describe(ctx: &Ctx, id: Option<&str>, filters: Vec<Filter>) -> Result<Vec<NatGateway>> {
-    let call = ctx.aws.ec2.describe_nat_gateways().set_nat_gateway_ids(id.map(|i| vec![i.to_string()]));
-    match call.set_filter(Some(filters)).send().await.map_err(aws("DescribeNatGateways", id.unwrap_or("NAT gateways"))) {
+    let call = ctx
+        .aws
+        .ec2
+        .describe_nat_gateways()
+        .set_nat_gateway_ids(id.map(|i| vec![i.to_string()]));
+    match call
+        .set_filter(Some(filters))
+        .send()
+        .await
+        .map_err(aws("DescribeNatGateways", id.unwrap_or("NAT gateways")))
+    {
         Ok(out) => Ok(out.nat_gateways().to_vec()),
         Err(e) if is_not_found(&e) => Ok(Vec::new()),
         Err(e) => Err(e),
@@ -42,17 +54,25 @@ async fn ensure_one(ctx: &Ctx, vpc: &str, index: usize, az: &str) -> Result<()> 
     let name = ctx.name(&format!("nat-{index}"));
     let addr = address(index);
     let subnet = subnet_id(ctx, "public", az)?;
-    let alloc = ctx
-        .state
-        .id(&eip::address(index))
-        .ok_or_else(|| Error::Invalid(format!("{} is not in the state file; run `payctl up` again", eip::address(index))))?;
+    let alloc = ctx.state.id(&eip::address(index)).ok_or_else(|| {
+        Error::Invalid(format!(
+            "{} is not in the state file; run `payctl up` again",
+            eip::address(index)
+        ))
+    })?;
     let mut found = None;
     if let Some(id) = ctx.state.id(&addr) {
-        found = describe(ctx, Some(&id), vec![]).await?.into_iter().find(live).map(|g| (g, true));
+        found = describe(ctx, Some(&id), vec![])
+            .await?
+            .into_iter()
+            .find(live)
+            .map(|g| (g, true));
     }
     if found.is_none() {
         let candidates = describe(ctx, None, vec![filter("vpc-id", vpc)]).await?;
-        let mut mine = candidates.into_iter().filter(|g| live(g) && name_of(g.tags()) == Some(name.as_str()));
+        let mut mine = candidates
+            .into_iter()
+            .filter(|g| live(g) && name_of(g.tags()) == Some(name.as_str()));
         found = mine.next().map(|g| (g, false));
         if let Some(extra) = mine.next() {
             return Err(Error::Invalid(format!(
@@ -65,7 +85,14 @@ async fn ensure_one(ctx: &Ctx, vpc: &str, index: usize, az: &str) -> Result<()> 
         Some((g, from_state)) => {
             let id = required(g.nat_gateway_id(), "NAT gateway id")?;
             ctx.check_owned(&format!("NAT gateway {id}"), pairs(g.tags()))?;
-            (id, if from_state { Change::Unchanged } else { Change::Adopted })
+            (
+                id,
+                if from_state {
+                    Change::Unchanged
+                } else {
+                    Change::Adopted
+                },
+            )
         }
         None => {
             let out = ctx
@@ -80,41 +107,63 @@ async fn ensure_one(ctx: &Ctx, vpc: &str, index: usize, az: &str) -> Result<()> 
                 .send()
                 .await
                 .map_err(aws("CreateNatGateway", &name))?;
-            (required(out.nat_gateway().and_then(|g| g.nat_gateway_id()), "NAT gateway id")?, Change::Created)
+            (
+                required(
+                    out.nat_gateway().and_then(|g| g.nat_gateway_id()),
+                    "NAT gateway id",
+                )?,
+                Change::Created,
+            )
         }
     };
-    ctx.state.put(&addr, Record::new(KIND, &id).attr("az", az).attr("subnet_id", &subnet))?;
-    ctx.report.note(change, format!("{addr} {id} ({name}, {az})"));
+    ctx.state.put(
+        &addr,
+        Record::new(KIND, &id)
+            .attr("az", az)
+            .attr("subnet_id", &subnet),
+    )?;
+    ctx.report
+        .note(change, format!("{addr} {id} ({name}, {az})"));
     Ok(())
 }
 
 async fn wait_available(ctx: &Ctx, id: &str) -> Result<()> {
-    wait_for(&format!("NAT gateway {id} to be available"), READY_WAIT, || async {
-        let g = describe(ctx, Some(id), vec![]).await?;
-        let Some(g) = g.first() else {
-            return Err(Error::Invalid(format!("NAT gateway {id} disappeared while starting; re-run `payctl up`")));
-        };
-        match g.state() {
-            Some(NatGatewayState::Available) => Ok(Status::Ready(())),
-            Some(NatGatewayState::Pending) | None => Ok(Status::Pending("pending".into())),
-            Some(s) => Err(Error::Invalid(format!(
-                "NAT gateway {id} is {} ({}); re-run `payctl up` to replace it",
-                s.as_str(),
-                g.failure_message().unwrap_or("no failure message")
-            ))),
-        }
-    })
+    wait_for(
+        &format!("NAT gateway {id} to be available"),
+        READY_WAIT,
+        || async {
+            let g = describe(ctx, Some(id), vec![]).await?;
+            let Some(g) = g.first() else {
+                return Err(Error::Invalid(format!(
+                    "NAT gateway {id} disappeared while starting; re-run `payctl up`"
+                )));
+            };
+            match g.state() {
+                Some(NatGatewayState::Available) => Ok(Status::Ready(())),
+                Some(NatGatewayState::Pending) | None => Ok(Status::Pending("pending".into())),
+                Some(s) => Err(Error::Invalid(format!(
+                    "NAT gateway {id} is {} ({}); re-run `payctl up` to replace it",
+                    s.as_str(),
+                    g.failure_message().unwrap_or("no failure message")
+                ))),
+            }
+        },
+    )
     .await
 }
 
 async fn wait_gone(ctx: &Ctx, addr: &str, id: &str) -> Result<()> {
-    wait_for(&format!("NAT gateway {id} to be deleted"), GONE_WAIT, || async {
-        let g = describe(ctx, Some(id), vec![]).await?;
-        match g.first().and_then(|g| g.state()) {
-            None | Some(NatGatewayState::Deleted) => Ok(Status::Ready(())),
-            Some(s) => Ok(Status::Pending(s.as_str().to_string())),
-        }
-    })
+    wait_for(
+        &format!("NAT gateway {id} to be deleted"),
+        GONE_WAIT,
+        || async {
+            let g = describe(ctx, Some(id), vec![]).await?;
+            match g.first().and_then(|g| g.state()) {
+                None | Some(NatGatewayState::Deleted) => Ok(Status::Ready(())),
+                Some(s) => Ok(Status::Pending(s.as_str().to_string())),
+            }
+        },
+    )
     .await?;
     ctx.state.remove(addr)?;
     Ok(())
@@ -127,7 +176,14 @@ async fn delete_one(ctx: &Ctx, g: &NatGateway, addr: &str) -> Result<()> {
         ctx.state.put(addr, Record::new(KIND, &id))?;
     }
     if live(g) {
-        match ctx.aws.ec2.delete_nat_gateway().nat_gateway_id(&id).send().await {
+        match ctx
+            .aws
+            .ec2
+            .delete_nat_gateway()
+            .nat_gateway_id(&id)
+            .send()
+            .await
+        {
             Ok(_) => {}
             Err(e) => {
                 let e = aws("DeleteNatGateway", &id)(e);
@@ -154,7 +210,11 @@ impl Resource for NatGateways {
     async fn ensure(&self, ctx: &Ctx) -> Result<()> {
         let vpc = super::vpc_id(ctx)?;
         let zones = zones(ctx);
-        let work = zones.iter().take(ctx.settings.nat_gateways).enumerate().map(|(i, az)| ensure_one(ctx, &vpc, i + 1, az));
+        let work = zones
+            .iter()
+            .take(ctx.settings.nat_gateways)
+            .enumerate()
+            .map(|(i, az)| ensure_one(ctx, &vpc, i + 1, az));
         all_ok(join_all(work).await)
     }
 
@@ -162,13 +222,19 @@ impl Resource for NatGateways {
         // Gateways in state, then any others tagged for this environment.
         let mut targets: Vec<(NatGateway, String)> = Vec::new();
         for (addr, rec) in ctx.state.of_kind(KIND) {
-            match describe(ctx, Some(&rec.id), vec![]).await?.into_iter().next() {
+            match describe(ctx, Some(&rec.id), vec![])
+                .await?
+                .into_iter()
+                .next()
+            {
                 Some(g) => targets.push((g, addr)),
                 None => ctx.state.remove(&addr)?,
             }
         }
         for g in describe(ctx, None, owned_filters(ctx, None)).await? {
-            let known = targets.iter().any(|(t, _)| t.nat_gateway_id() == g.nat_gateway_id());
+            let known = targets
+                .iter()
+                .any(|(t, _)| t.nat_gateway_id() == g.nat_gateway_id());
             if !known && live(&g) && ctx.owns(pairs(g.tags())) {
                 let addr = format!("{KIND}.{}", g.nat_gateway_id().unwrap_or("unknown"));
                 targets.push((g, addr));
@@ -181,8 +247,16 @@ impl Resource for NatGateways {
     async fn wait(&self, ctx: &Ctx, direction: Direction) -> Result<()> {
         let records = ctx.state.of_kind(KIND);
         let work: Vec<_> = match direction {
-            Direction::Up => records.iter().map(|(_, r)| wait_available(ctx, &r.id)).map(futures::FutureExt::boxed).collect(),
-            Direction::Down => records.iter().map(|(a, r)| wait_gone(ctx, a, &r.id)).map(futures::FutureExt::boxed).collect(),
+            Direction::Up => records
+                .iter()
+                .map(|(_, r)| wait_available(ctx, &r.id))
+                .map(futures::FutureExt::boxed)
+                .collect(),
+            Direction::Down => records
+                .iter()
+                .map(|(a, r)| wait_gone(ctx, a, &r.id))
+                .map(futures::FutureExt::boxed)
+                .collect(),
         };
         all_ok(join_all(work).await)
     }

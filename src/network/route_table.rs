@@ -2,7 +2,10 @@
 //! and one private table per AZ (0.0.0.0/0 → a NAT gateway, the AZ's own where there is
 //! one per AZ) for that AZ's private subnet.
 
-use super::{filter, is_dependency_violation, is_not_found, name_of, owned_filters, pairs, subnet_id, tag_spec, vpc_id, zones, DEPENDENCY_WAIT};
+use super::{
+    DEPENDENCY_WAIT, filter, is_dependency_violation, is_not_found, name_of, owned_filters, pairs,
+    subnet_id, tag_spec, vpc_id, zones,
+};
 use crate::engine::report::Change;
 use crate::engine::{Ctx, Resource};
 use crate::error::{Error, Result, all_ok, aws, required};
@@ -32,23 +35,28 @@ struct Want {
 
 fn wanted(ctx: &Ctx) -> Result<Vec<Want>> {
     let zones = zones(ctx);
-    let igw = ctx
-        .state
-        .id("ec2_internet_gateway.main")
-        .ok_or_else(|| Error::Invalid("the internet gateway is not in the state file; run `payctl up` again".into()))?;
+    let igw = ctx.state.id("ec2_internet_gateway.main").ok_or_else(|| {
+        Error::Invalid(
+            "the internet gateway is not in the state file; run `payctl up` again".into(),
+        )
+    })?;
     let mut wants = vec![Want {
         key: "public".into(),
         name: ctx.name("public-rt"),
         target: Target::Gateway(igw),
-        subnets: zones.iter().map(|az| subnet_id(ctx, "public", az)).collect::<Result<_>>()?,
+        subnets: zones
+            .iter()
+            .map(|az| subnet_id(ctx, "public", az))
+            .collect::<Result<_>>()?,
     }];
     let nats = ctx.settings.nat_gateways.max(1);
     for (i, az) in zones.iter().enumerate() {
         let nat_addr = super::nat::address(i % nats + 1);
-        let nat = ctx
-            .state
-            .id(&nat_addr)
-            .ok_or_else(|| Error::Invalid(format!("{nat_addr} is not in the state file; run `payctl up` again")))?;
+        let nat = ctx.state.id(&nat_addr).ok_or_else(|| {
+            Error::Invalid(format!(
+                "{nat_addr} is not in the state file; run `payctl up` again"
+            ))
+        })?;
         wants.push(Want {
             key: format!("private-{az}"),
             name: ctx.name(&format!("private-rt-{az}")),
@@ -60,7 +68,10 @@ fn wanted(ctx: &Ctx) -> Result<Vec<Want>> {
 }
 
 fn default_target(t: &RouteTable) -> Option<Target> {
-    let r = t.routes().iter().find(|r| r.destination_cidr_block() == Some(DEFAULT_ROUTE))?;
+    let r = t
+        .routes()
+        .iter()
+        .find(|r| r.destination_cidr_block() == Some(DEFAULT_ROUTE))?;
     r.nat_gateway_id()
         .map(|n| Target::Nat(n.to_string()))
         .or_else(|| r.gateway_id().map(|g| Target::Gateway(g.to_string())))
@@ -73,17 +84,40 @@ async fn ensure_one(ctx: &Ctx, vpc: &str, tables: &[RouteTable], want: &Want) ->
     let found = tables
         .iter()
         .find(|t| known.is_some() && t.route_table_id() == known.as_deref())
-        .or_else(|| tables.iter().find(|t| name_of(t.tags()) == Some(want.name.as_str())));
+        .or_else(|| {
+            tables
+                .iter()
+                .find(|t| name_of(t.tags()) == Some(want.name.as_str()))
+        });
     let (id, mut change) = match found {
         Some(t) => {
             let id = required(t.route_table_id(), "route table id")?;
             ctx.check_owned(&format!("route table {id}"), pairs(t.tags()))?;
-            (id.clone(), if known.as_deref() == Some(id.as_str()) { Change::Unchanged } else { Change::Adopted })
+            (
+                id.clone(),
+                if known.as_deref() == Some(id.as_str()) {
+                    Change::Unchanged
+                } else {
+                    Change::Adopted
+                },
+            )
         }
         None => {
-            let call = ec2.create_route_table().vpc_id(vpc).tag_specifications(tag_spec(ctx, ResourceType::RouteTable, &want.name));
-            let out = call.send().await.map_err(aws("CreateRouteTable", &want.name))?;
-            (required(out.route_table().and_then(|t| t.route_table_id()), "route table id")?, Change::Created)
+            let call = ec2
+                .create_route_table()
+                .vpc_id(vpc)
+                .tag_specifications(tag_spec(ctx, ResourceType::RouteTable, &want.name));
+            let out = call
+                .send()
+                .await
+                .map_err(aws("CreateRouteTable", &want.name))?;
+            (
+                required(
+                    out.route_table().and_then(|t| t.route_table_id()),
+                    "route table id",
+                )?,
+                Change::Created,
+            )
         }
     };
     ctx.state.put(&addr, Record::new(KIND, &id))?;
@@ -96,11 +130,25 @@ async fn ensure_one(ctx: &Ctx, vpc: &str, tables: &[RouteTable], want: &Want) ->
             Target::Nat(n) => (None, Some(n.clone())),
         };
         if current.is_none() {
-            let call = ec2.create_route().route_table_id(&id).destination_cidr_block(DEFAULT_ROUTE);
-            call.set_gateway_id(gw).set_nat_gateway_id(nat).send().await.map_err(aws("CreateRoute", &id))?;
+            let call = ec2
+                .create_route()
+                .route_table_id(&id)
+                .destination_cidr_block(DEFAULT_ROUTE);
+            call.set_gateway_id(gw)
+                .set_nat_gateway_id(nat)
+                .send()
+                .await
+                .map_err(aws("CreateRoute", &id))?;
         } else {
-            let call = ec2.replace_route().route_table_id(&id).destination_cidr_block(DEFAULT_ROUTE);
-            call.set_gateway_id(gw).set_nat_gateway_id(nat).send().await.map_err(aws("ReplaceRoute", &id))?;
+            let call = ec2
+                .replace_route()
+                .route_table_id(&id)
+                .destination_cidr_block(DEFAULT_ROUTE);
+            call.set_gateway_id(gw)
+                .set_nat_gateway_id(nat)
+                .send()
+                .await
+                .map_err(aws("ReplaceRoute", &id))?;
         }
         updated = true;
     }
@@ -110,18 +158,33 @@ async fn ensure_one(ctx: &Ctx, vpc: &str, tables: &[RouteTable], want: &Want) ->
             t.associations()
                 .iter()
                 .find(|a| a.subnet_id() == Some(subnet.as_str()))
-                .map(|a| (t.route_table_id().unwrap_or_default(), a.route_table_association_id().unwrap_or_default()))
+                .map(|a| {
+                    (
+                        t.route_table_id().unwrap_or_default(),
+                        a.route_table_association_id().unwrap_or_default(),
+                    )
+                })
         });
         match assoc {
             Some((table, _)) if table == id => {}
             Some((_, assoc_id)) => {
-                let call = ec2.replace_route_table_association().association_id(assoc_id).route_table_id(&id);
-                call.send().await.map_err(aws("ReplaceRouteTableAssociation", subnet))?;
+                let call = ec2
+                    .replace_route_table_association()
+                    .association_id(assoc_id)
+                    .route_table_id(&id);
+                call.send()
+                    .await
+                    .map_err(aws("ReplaceRouteTableAssociation", subnet))?;
                 updated = true;
             }
             None => {
-                let call = ec2.associate_route_table().route_table_id(&id).subnet_id(subnet);
-                call.send().await.map_err(aws("AssociateRouteTable", subnet))?;
+                let call = ec2
+                    .associate_route_table()
+                    .route_table_id(&id)
+                    .subnet_id(subnet);
+                call.send()
+                    .await
+                    .map_err(aws("AssociateRouteTable", subnet))?;
                 updated = true;
             }
         }
@@ -129,7 +192,8 @@ async fn ensure_one(ctx: &Ctx, vpc: &str, tables: &[RouteTable], want: &Want) ->
     if updated && change == Change::Unchanged {
         change = Change::Updated;
     }
-    ctx.report.note(change, format!("{addr} {id} ({})", want.name));
+    ctx.report
+        .note(change, format!("{addr} {id} ({})", want.name));
     Ok(())
 }
 
@@ -139,16 +203,31 @@ async fn delete_one(ctx: &Ctx, t: &RouteTable, addr: Option<&str>) -> Result<()>
     ctx.check_owned(&format!("route table {id}"), pairs(t.tags()))?;
     for a in t.associations().iter().filter(|a| a.main() != Some(true)) {
         if let Some(assoc) = a.route_table_association_id() {
-            match ec2.disassociate_route_table().association_id(assoc).send().await.map_err(aws("DisassociateRouteTable", assoc)) {
+            match ec2
+                .disassociate_route_table()
+                .association_id(assoc)
+                .send()
+                .await
+                .map_err(aws("DisassociateRouteTable", assoc))
+            {
                 Ok(_) => {}
                 Err(e) if is_not_found(&e) => {}
                 Err(e) => return Err(e),
             }
         }
     }
-    let result = retry_while(&format!("deleting route table {id}"), DEPENDENCY_WAIT, is_dependency_violation, || async {
-        ec2.delete_route_table().route_table_id(&id).send().await.map_err(aws("DeleteRouteTable", &id))
-    })
+    let result = retry_while(
+        &format!("deleting route table {id}"),
+        DEPENDENCY_WAIT,
+        is_dependency_violation,
+        || async {
+            ec2.delete_route_table()
+                .route_table_id(&id)
+                .send()
+                .await
+                .map_err(aws("DeleteRouteTable", &id))
+        },
+    )
     .await;
     match result {
         Ok(_) => {}
@@ -158,7 +237,8 @@ async fn delete_one(ctx: &Ctx, t: &RouteTable, addr: Option<&str>) -> Result<()>
     if let Some(addr) = addr {
         ctx.state.remove(addr)?;
     }
-    ctx.report.note(Change::Deleted, format!("{} {id}", addr.unwrap_or(KIND)));
+    ctx.report
+        .note(Change::Deleted, format!("{} {id}", addr.unwrap_or(KIND)));
     Ok(())
 }
 
@@ -192,7 +272,15 @@ impl Resource for RouteTables {
         let ids: Vec<String> = known.iter().map(|(_, r)| r.id.clone()).collect();
         let mut tables: Vec<RouteTable> = Vec::new();
         for id in &ids {
-            match ctx.aws.ec2.describe_route_tables().route_table_ids(id).send().await.map_err(aws("DescribeRouteTables", id)) {
+            match ctx
+                .aws
+                .ec2
+                .describe_route_tables()
+                .route_table_ids(id)
+                .send()
+                .await
+                .map_err(aws("DescribeRouteTables", id))
+            {
                 Ok(out) => tables.extend(out.route_tables().iter().cloned()),
                 Err(e) if is_not_found(&e) => {}
                 Err(e) => return Err(e),
@@ -205,21 +293,33 @@ impl Resource for RouteTables {
             .set_filters(Some(owned_filters(ctx, None)))
             .send()
             .await
-            .map_err(aws("DescribeRouteTables", format!("route tables of {}", ctx.env)))?;
+            .map_err(aws(
+                "DescribeRouteTables",
+                format!("route tables of {}", ctx.env),
+            ))?;
         for t in out.route_tables() {
-            if !tables.iter().any(|x| x.route_table_id() == t.route_table_id()) {
+            if !tables
+                .iter()
+                .any(|x| x.route_table_id() == t.route_table_id())
+            {
                 tables.push(t.clone());
             }
         }
         // Records whose table no longer exists are simply forgotten.
         for (addr, rec) in &known {
-            if !tables.iter().any(|t| t.route_table_id() == Some(rec.id.as_str())) {
+            if !tables
+                .iter()
+                .any(|t| t.route_table_id() == Some(rec.id.as_str()))
+            {
                 ctx.state.remove(addr)?;
                 ctx.report.note(Change::Absent, addr.clone());
             }
         }
         let work = tables.iter().map(|t| {
-            let addr = known.iter().find(|(_, r)| t.route_table_id() == Some(r.id.as_str())).map(|(a, _)| a.as_str());
+            let addr = known
+                .iter()
+                .find(|(_, r)| t.route_table_id() == Some(r.id.as_str()))
+                .map(|(a, _)| a.as_str());
             delete_one(ctx, t, addr)
         });
         all_ok(join_all(work).await)

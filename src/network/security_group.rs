@@ -4,14 +4,19 @@
 //!
 //! Both groups reference each other, so `down` revokes every rule first, then deletes.
 
-use super::{filter, is_dependency_violation, is_not_found, owned_filters, pairs, tag_spec, vpc_id, DEPENDENCY_WAIT};
+use super::{
+    DEPENDENCY_WAIT, filter, is_dependency_violation, is_not_found, owned_filters, pairs, tag_spec,
+    vpc_id,
+};
 use crate::engine::report::Change;
 use crate::engine::{Ctx, Resource};
 use crate::error::{Error, Result, all_ok, aws, required};
 use crate::state::Record;
 use crate::waiter::retry_while;
 use async_trait::async_trait;
-use aws_sdk_ec2::types::{IpPermission, IpRange, ResourceType, SecurityGroup, SecurityGroupRule, UserIdGroupPair};
+use aws_sdk_ec2::types::{
+    IpPermission, IpRange, ResourceType, SecurityGroup, SecurityGroupRule, UserIdGroupPair,
+};
 use futures::future::join_all;
 
 pub const KIND: &str = "ec2_security_group";
@@ -42,7 +47,13 @@ pub struct Rule {
 
 impl Rule {
     fn tcp(egress: bool, port: i32, peer: Peer) -> Self {
-        Rule { egress, protocol: "tcp".into(), from: port, to: port, peer }
+        Rule {
+            egress,
+            protocol: "tcp".into(),
+            from: port,
+            to: port,
+            peer,
+        }
     }
 
     pub fn of(r: &SecurityGroupRule) -> Self {
@@ -51,7 +62,12 @@ impl Rule {
         } else if let Some(g) = r.referenced_group_info().and_then(|g| g.group_id()) {
             Peer::Group(g.to_string())
         } else {
-            Peer::Other(r.cidr_ipv6().or(r.prefix_list_id()).unwrap_or("?").to_string())
+            Peer::Other(
+                r.cidr_ipv6()
+                    .or(r.prefix_list_id())
+                    .unwrap_or("?")
+                    .to_string(),
+            )
         };
         Rule {
             egress: r.is_egress() == Some(true),
@@ -63,10 +79,23 @@ impl Rule {
     }
 
     fn permission(&self, description: &str) -> IpPermission {
-        let p = IpPermission::builder().ip_protocol(&self.protocol).from_port(self.from).to_port(self.to);
+        let p = IpPermission::builder()
+            .ip_protocol(&self.protocol)
+            .from_port(self.from)
+            .to_port(self.to);
         match &self.peer {
-            Peer::Cidr(c) => p.ip_ranges(IpRange::builder().cidr_ip(c).description(description).build()),
-            Peer::Group(g) | Peer::Other(g) => p.user_id_group_pairs(UserIdGroupPair::builder().group_id(g).description(description).build()),
+            Peer::Cidr(c) => p.ip_ranges(
+                IpRange::builder()
+                    .cidr_ip(c)
+                    .description(description)
+                    .build(),
+            ),
+            Peer::Group(g) | Peer::Other(g) => p.user_id_group_pairs(
+                UserIdGroupPair::builder()
+                    .group_id(g)
+                    .description(description)
+                    .build(),
+            ),
         }
         .build()
     }
@@ -76,39 +105,82 @@ impl Rule {
 pub fn desired(group: &str, lambda: &str, rds: &str) -> Vec<(Rule, &'static str)> {
     match group {
         "lambda" => vec![
-            (Rule::tcp(true, 443, Peer::Cidr("0.0.0.0/0".into())), "HTTPS to AWS APIs"),
-            (Rule::tcp(true, POSTGRES_PORT, Peer::Group(rds.into())), "PostgreSQL to RDS"),
+            (
+                Rule::tcp(true, 443, Peer::Cidr("0.0.0.0/0".into())),
+                "HTTPS to AWS APIs",
+            ),
+            (
+                Rule::tcp(true, POSTGRES_PORT, Peer::Group(rds.into())),
+                "PostgreSQL to RDS",
+            ),
         ],
-        _ => vec![(Rule::tcp(false, POSTGRES_PORT, Peer::Group(lambda.into())), "PostgreSQL from Lambda")],
+        _ => vec![(
+            Rule::tcp(false, POSTGRES_PORT, Peer::Group(lambda.into())),
+            "PostgreSQL from Lambda",
+        )],
     }
 }
 
 async fn rules_of(ctx: &Ctx, group_id: &str) -> Result<Vec<SecurityGroupRule>> {
-    let out = ctx.aws.ec2.describe_security_group_rules().filters(filter("group-id", group_id)).send().await;
-    Ok(out.map_err(aws("DescribeSecurityGroupRules", group_id))?.security_group_rules().to_vec())
+    let out = ctx
+        .aws
+        .ec2
+        .describe_security_group_rules()
+        .filters(filter("group-id", group_id))
+        .send()
+        .await;
+    Ok(out
+        .map_err(aws("DescribeSecurityGroupRules", group_id))?
+        .security_group_rules()
+        .to_vec())
 }
 
 async fn revoke(ctx: &Ctx, group_id: &str, rules: &[SecurityGroupRule]) -> Result<usize> {
     let ids = |egress: bool| -> Vec<String> {
-        rules.iter().filter(|r| r.is_egress() == Some(egress)).filter_map(|r| r.security_group_rule_id().map(str::to_string)).collect()
+        rules
+            .iter()
+            .filter(|r| r.is_egress() == Some(egress))
+            .filter_map(|r| r.security_group_rule_id().map(str::to_string))
+            .collect()
     };
     let (ingress, egress) = (ids(false), ids(true));
     let ec2 = &ctx.aws.ec2;
     if !ingress.is_empty() {
-        let call = ec2.revoke_security_group_ingress().group_id(group_id).set_security_group_rule_ids(Some(ingress.clone()));
-        call.send().await.map_err(aws("RevokeSecurityGroupIngress", group_id))?;
+        let call = ec2
+            .revoke_security_group_ingress()
+            .group_id(group_id)
+            .set_security_group_rule_ids(Some(ingress.clone()));
+        call.send()
+            .await
+            .map_err(aws("RevokeSecurityGroupIngress", group_id))?;
     }
     if !egress.is_empty() {
-        let call = ec2.revoke_security_group_egress().group_id(group_id).set_security_group_rule_ids(Some(egress.clone()));
-        call.send().await.map_err(aws("RevokeSecurityGroupEgress", group_id))?;
+        let call = ec2
+            .revoke_security_group_egress()
+            .group_id(group_id)
+            .set_security_group_rule_ids(Some(egress.clone()));
+        call.send()
+            .await
+            .map_err(aws("RevokeSecurityGroupEgress", group_id))?;
     }
     Ok(ingress.len() + egress.len())
 }
 
 async fn find(ctx: &Ctx, vpc: &str, group: &str) -> Result<Option<SecurityGroup>> {
     let name = ctx.name(&format!("{group}-sg"));
-    let call = ctx.aws.ec2.describe_security_groups().filters(filter("vpc-id", vpc)).filters(filter("group-name", &name));
-    Ok(call.send().await.map_err(aws("DescribeSecurityGroups", &name))?.security_groups().first().cloned())
+    let call = ctx
+        .aws
+        .ec2
+        .describe_security_groups()
+        .filters(filter("vpc-id", vpc))
+        .filters(filter("group-name", &name));
+    Ok(call
+        .send()
+        .await
+        .map_err(aws("DescribeSecurityGroups", &name))?
+        .security_groups()
+        .first()
+        .cloned())
 }
 
 async fn ensure_group(ctx: &Ctx, vpc: &str, group: &str) -> Result<(String, Change)> {
@@ -117,7 +189,11 @@ async fn ensure_group(ctx: &Ctx, vpc: &str, group: &str) -> Result<(String, Chan
         Some(sg) => {
             let id = required(sg.group_id(), "security group id")?;
             ctx.check_owned(&format!("security group {id}"), pairs(sg.tags()))?;
-            let change = if ctx.state.id(&address(group)).as_deref() == Some(id.as_str()) { Change::Unchanged } else { Change::Adopted };
+            let change = if ctx.state.id(&address(group)).as_deref() == Some(id.as_str()) {
+                Change::Unchanged
+            } else {
+                Change::Adopted
+            };
             (id, change)
         }
         None => {
@@ -126,16 +202,23 @@ async fn ensure_group(ctx: &Ctx, vpc: &str, group: &str) -> Result<(String, Chan
                 .ec2
                 .create_security_group()
                 .group_name(&name)
-                .description(format!("payctl: {group} tier of the payment stack ({})", ctx.env))
+                .description(format!(
+                    "payctl: {group} tier of the payment stack ({})",
+                    ctx.env
+                ))
                 .vpc_id(vpc)
                 .tag_specifications(tag_spec(ctx, ResourceType::SecurityGroup, &name))
                 .send()
                 .await
                 .map_err(aws("CreateSecurityGroup", &name))?;
-            (required(out.group_id(), "security group id")?, Change::Created)
+            (
+                required(out.group_id(), "security group id")?,
+                Change::Created,
+            )
         }
     };
-    ctx.state.put(&address(group), Record::new(KIND, &id).attr("name", &name))?;
+    ctx.state
+        .put(&address(group), Record::new(KIND, &id).attr("name", &name))?;
     Ok((id, change))
 }
 
@@ -143,18 +226,37 @@ async fn ensure_group(ctx: &Ctx, vpc: &str, group: &str) -> Result<(String, Chan
 async fn converge_rules(ctx: &Ctx, group: &str, id: &str, want: &[(Rule, &str)]) -> Result<bool> {
     let ec2 = &ctx.aws.ec2;
     let have = rules_of(ctx, id).await?;
-    let unwanted: Vec<SecurityGroupRule> = have.iter().filter(|r| !want.iter().any(|(w, _)| *w == Rule::of(r))).cloned().collect();
+    let unwanted: Vec<SecurityGroupRule> = have
+        .iter()
+        .filter(|r| !want.iter().any(|(w, _)| *w == Rule::of(r)))
+        .cloned()
+        .collect();
     revoke(ctx, id, &unwanted).await?;
     let name = ctx.name(&format!("{group}-rule"));
     let mut changed = !unwanted.is_empty();
-    for (rule, description) in want.iter().filter(|(w, _)| !have.iter().any(|r| Rule::of(r) == *w)) {
+    for (rule, description) in want
+        .iter()
+        .filter(|(w, _)| !have.iter().any(|r| Rule::of(r) == *w))
+    {
         let tags = tag_spec(ctx, ResourceType::SecurityGroupRule, &name);
         if rule.egress {
-            let call = ec2.authorize_security_group_egress().group_id(id).ip_permissions(rule.permission(description));
-            call.tag_specifications(tags).send().await.map_err(aws("AuthorizeSecurityGroupEgress", id))?;
+            let call = ec2
+                .authorize_security_group_egress()
+                .group_id(id)
+                .ip_permissions(rule.permission(description));
+            call.tag_specifications(tags)
+                .send()
+                .await
+                .map_err(aws("AuthorizeSecurityGroupEgress", id))?;
         } else {
-            let call = ec2.authorize_security_group_ingress().group_id(id).ip_permissions(rule.permission(description));
-            call.tag_specifications(tags).send().await.map_err(aws("AuthorizeSecurityGroupIngress", id))?;
+            let call = ec2
+                .authorize_security_group_ingress()
+                .group_id(id)
+                .ip_permissions(rule.permission(description));
+            call.tag_specifications(tags)
+                .send()
+                .await
+                .map_err(aws("AuthorizeSecurityGroupIngress", id))?;
         }
         changed = true;
     }
@@ -173,25 +275,61 @@ impl Resource for SecurityGroups {
 
     async fn ensure(&self, ctx: &Ctx) -> Result<()> {
         let vpc = vpc_id(ctx)?;
-        let (lambda, rds) = futures::try_join!(ensure_group(ctx, &vpc, "lambda"), ensure_group(ctx, &vpc, "rds"))?;
+        let (lambda, rds) = futures::try_join!(
+            ensure_group(ctx, &vpc, "lambda"),
+            ensure_group(ctx, &vpc, "rds")
+        )?;
         for (group, (id, change)) in [("lambda", &lambda), ("rds", &rds)] {
             let want = desired(group, &lambda.0, &rds.0);
             let changed = converge_rules(ctx, group, id, &want).await?;
-            let change = if changed && *change == Change::Unchanged { Change::Updated } else { *change };
-            ctx.report.note(change, format!("{} {id} ({})", address(group), ctx.name(&format!("{group}-sg"))));
+            let change = if changed && *change == Change::Unchanged {
+                Change::Updated
+            } else {
+                *change
+            };
+            ctx.report.note(
+                change,
+                format!(
+                    "{} {id} ({})",
+                    address(group),
+                    ctx.name(&format!("{group}-sg"))
+                ),
+            );
         }
         Ok(())
     }
 
     async fn delete(&self, ctx: &Ctx) -> Result<()> {
         let mut groups: Vec<SecurityGroup> = Vec::new();
-        let out = ctx.aws.ec2.describe_security_groups().set_filters(Some(owned_filters(ctx, None))).send().await;
-        groups.extend(out.map_err(aws("DescribeSecurityGroups", format!("groups of {}", ctx.env)))?.security_groups().iter().cloned());
+        let out = ctx
+            .aws
+            .ec2
+            .describe_security_groups()
+            .set_filters(Some(owned_filters(ctx, None)))
+            .send()
+            .await;
+        groups.extend(
+            out.map_err(aws(
+                "DescribeSecurityGroups",
+                format!("groups of {}", ctx.env),
+            ))?
+            .security_groups()
+            .iter()
+            .cloned(),
+        );
         for (_, rec) in ctx.state.of_kind(KIND) {
             if groups.iter().any(|g| g.group_id() == Some(rec.id.as_str())) {
                 continue;
             }
-            match ctx.aws.ec2.describe_security_groups().group_ids(&rec.id).send().await.map_err(aws("DescribeSecurityGroups", &rec.id)) {
+            match ctx
+                .aws
+                .ec2
+                .describe_security_groups()
+                .group_ids(&rec.id)
+                .send()
+                .await
+                .map_err(aws("DescribeSecurityGroups", &rec.id))
+            {
                 Ok(out) => groups.extend(out.security_groups().iter().cloned()),
                 Err(e) if is_not_found(&e) => {}
                 Err(e) => return Err(e),
@@ -209,9 +347,20 @@ impl Resource for SecurityGroups {
         all_ok(revoked.await)?;
         let deleted = join_all(groups.iter().map(|g| async {
             let id = g.group_id().unwrap_or_default();
-            let result = retry_while(&format!("deleting security group {id}"), DEPENDENCY_WAIT, is_dependency_violation, || async {
-                ctx.aws.ec2.delete_security_group().group_id(id).send().await.map_err(aws("DeleteSecurityGroup", id))
-            })
+            let result = retry_while(
+                &format!("deleting security group {id}"),
+                DEPENDENCY_WAIT,
+                is_dependency_violation,
+                || async {
+                    ctx.aws
+                        .ec2
+                        .delete_security_group()
+                        .group_id(id)
+                        .send()
+                        .await
+                        .map_err(aws("DeleteSecurityGroup", id))
+                },
+            )
             .await;
             match result {
                 Ok(_) => {}
@@ -237,9 +386,22 @@ mod tests {
     fn rds_admits_postgres_from_lambda_only() {
         let rds = desired("rds", "sg-l", "sg-r");
         assert_eq!(rds.len(), 1);
-        assert_eq!(rds[0].0, Rule { egress: false, protocol: "tcp".into(), from: 5432, to: 5432, peer: Peer::Group("sg-l".into()) });
+        assert_eq!(
+            rds[0].0,
+            Rule {
+                egress: false,
+                protocol: "tcp".into(),
+                from: 5432,
+                to: 5432,
+                peer: Peer::Group("sg-l".into())
+            }
+        );
         let lambda = desired("lambda", "sg-l", "sg-r");
         assert!(lambda.iter().all(|(r, _)| r.egress));
-        assert!(lambda.iter().any(|(r, _)| r.peer == Peer::Group("sg-r".into()) && r.from == 5432));
+        assert!(
+            lambda
+                .iter()
+                .any(|(r, _)| r.peer == Peer::Group("sg-r".into()) && r.from == 5432)
+        );
     }
 }

@@ -4,7 +4,10 @@
 //! blocks 8–10 (a /16 gives /20s: 10.0.0.0/20 … and 10.0.128.0/20 …). Public subnets do
 //! not assign public IPs on launch; nothing in this stack needs one.
 
-use super::{filter, is_dependency_violation, is_not_found, name_of, owned_filters, pairs, tag_spec, vpc_id, DEPENDENCY_WAIT};
+use super::{
+    DEPENDENCY_WAIT, filter, is_dependency_violation, is_not_found, name_of, owned_filters, pairs,
+    tag_spec, vpc_id,
+};
 use crate::config::AZ_COUNT;
 use crate::engine::report::Change;
 use crate::engine::{Ctx, Resource};
@@ -62,11 +65,20 @@ async fn pick_zones(ctx: &Ctx) -> Result<Vec<String>> {
     Ok(zones)
 }
 
-async fn ensure_one(ctx: &Ctx, vpc: &str, existing: &[Subnet], tier: &str, index: usize, az: &str) -> Result<()> {
+async fn ensure_one(
+    ctx: &Ctx,
+    vpc: &str,
+    existing: &[Subnet],
+    tier: &str,
+    index: usize,
+    az: &str,
+) -> Result<()> {
     let name = ctx.name(&format!("{tier}-{az}"));
     let cidr = cidr_for(ctx.settings.vpc_cidr, tier, index)?.to_string();
     let addr = address(tier, az);
-    let found = existing.iter().find(|s| name_of(s.tags()) == Some(name.as_str()));
+    let found = existing
+        .iter()
+        .find(|s| name_of(s.tags()) == Some(name.as_str()));
     let (id, mut change) = match found {
         Some(s) => {
             let id = required(s.subnet_id(), "subnet id")?;
@@ -78,7 +90,11 @@ async fn ensure_one(ctx: &Ctx, vpc: &str, existing: &[Subnet], tier: &str, index
                     s.availability_zone().unwrap_or("?")
                 )));
             }
-            let change = if ctx.state.id(&addr).as_deref() == Some(id.as_str()) { Change::Unchanged } else { Change::Adopted };
+            let change = if ctx.state.id(&addr).as_deref() == Some(id.as_str()) {
+                Change::Unchanged
+            } else {
+                Change::Adopted
+            };
             (id, change)
         }
         None => {
@@ -93,24 +109,49 @@ async fn ensure_one(ctx: &Ctx, vpc: &str, existing: &[Subnet], tier: &str, index
                 .send()
                 .await
                 .map_err(aws("CreateSubnet", &name))?;
-            (required(out.subnet().and_then(|s| s.subnet_id()), "subnet id")?, Change::Created)
+            (
+                required(out.subnet().and_then(|s| s.subnet_id()), "subnet id")?,
+                Change::Created,
+            )
         }
     };
-    ctx.state.put(&addr, Record::new(KIND, &id).attr("tier", tier).attr("az", az).attr("cidr", &cidr))?;
+    ctx.state.put(
+        &addr,
+        Record::new(KIND, &id)
+            .attr("tier", tier)
+            .attr("az", az)
+            .attr("cidr", &cidr),
+    )?;
     if found.is_some_and(|s| s.map_public_ip_on_launch() == Some(true)) {
         let off = AttributeBooleanValue::builder().value(false).build();
-        let call = ctx.aws.ec2.modify_subnet_attribute().subnet_id(&id).map_public_ip_on_launch(off);
-        call.send().await.map_err(aws("ModifySubnetAttribute", &id))?;
-        change = if change == Change::Unchanged { Change::Updated } else { change };
+        let call = ctx
+            .aws
+            .ec2
+            .modify_subnet_attribute()
+            .subnet_id(&id)
+            .map_public_ip_on_launch(off);
+        call.send()
+            .await
+            .map_err(aws("ModifySubnetAttribute", &id))?;
+        change = if change == Change::Unchanged {
+            Change::Updated
+        } else {
+            change
+        };
     }
-    ctx.report.note(change, format!("{addr} {id} ({name}, {cidr})"));
+    ctx.report
+        .note(change, format!("{addr} {id} ({name}, {cidr})"));
     Ok(())
 }
 
 /// Subnet ids to delete: those in state and those found by ownership tags.
 async fn owned_ids(ctx: &Ctx) -> Result<Vec<(String, Option<String>)>> {
-    let mut ids: Vec<(String, Option<String>)> =
-        ctx.state.of_kind(KIND).into_iter().map(|(addr, r)| (r.id, Some(addr))).collect();
+    let mut ids: Vec<(String, Option<String>)> = ctx
+        .state
+        .of_kind(KIND)
+        .into_iter()
+        .map(|(addr, r)| (r.id, Some(addr)))
+        .collect();
     let out = ctx
         .aws
         .ec2
@@ -120,10 +161,10 @@ async fn owned_ids(ctx: &Ctx) -> Result<Vec<(String, Option<String>)>> {
         .await
         .map_err(aws("DescribeSubnets", format!("subnets of {}", ctx.env)))?;
     for s in out.subnets() {
-        if let Some(id) = s.subnet_id() {
-            if !ids.iter().any(|(i, _)| i == id) {
-                ids.push((id.to_string(), None));
-            }
+        if let Some(id) = s.subnet_id()
+            && !ids.iter().any(|(i, _)| i == id)
+        {
+            ids.push((id.to_string(), None));
         }
     }
     Ok(ids)
@@ -131,7 +172,12 @@ async fn owned_ids(ctx: &Ctx) -> Result<Vec<(String, Option<String>)>> {
 
 async fn delete_one(ctx: &Ctx, id: &str, addr: Option<&str>) -> Result<()> {
     let ec2 = &ctx.aws.ec2;
-    let described = ec2.describe_subnets().subnet_ids(id).send().await.map_err(aws("DescribeSubnets", id));
+    let described = ec2
+        .describe_subnets()
+        .subnet_ids(id)
+        .send()
+        .await
+        .map_err(aws("DescribeSubnets", id));
     let exists = match described {
         Ok(out) => match out.subnets().first() {
             Some(s) => {
@@ -146,7 +192,11 @@ async fn delete_one(ctx: &Ctx, id: &str, addr: Option<&str>) -> Result<()> {
     if exists {
         let what = format!("deleting subnet {id}");
         let result = retry_while(&what, DEPENDENCY_WAIT, is_dependency_violation, || async {
-            ec2.delete_subnet().subnet_id(id).send().await.map_err(aws("DeleteSubnet", id))
+            ec2.delete_subnet()
+                .subnet_id(id)
+                .send()
+                .await
+                .map_err(aws("DeleteSubnet", id))
         })
         .await;
         match result {
@@ -158,7 +208,14 @@ async fn delete_one(ctx: &Ctx, id: &str, addr: Option<&str>) -> Result<()> {
     if let Some(addr) = addr {
         ctx.state.remove(addr)?;
     }
-    ctx.report.note(if exists { Change::Deleted } else { Change::Absent }, format!("{KIND} {id}"));
+    ctx.report.note(
+        if exists {
+            Change::Deleted
+        } else {
+            Change::Absent
+        },
+        format!("{KIND} {id}"),
+    );
     Ok(())
 }
 
@@ -195,7 +252,9 @@ impl Resource for Subnets {
 
     async fn delete(&self, ctx: &Ctx) -> Result<()> {
         let ids = owned_ids(ctx).await?;
-        let work = ids.iter().map(|(id, addr)| delete_one(ctx, id, addr.as_deref()));
+        let work = ids
+            .iter()
+            .map(|(id, addr)| delete_one(ctx, id, addr.as_deref()));
         all_ok(join_all(work).await)
     }
 }
@@ -221,9 +280,18 @@ mod tests {
                 assert!(!a.contains(b) && !b.contains(a), "{a} overlaps {b}");
             }
         }
-        assert_eq!(cidr_for(vpc, "public", 0).unwrap().to_string(), "10.0.0.0/20");
-        assert_eq!(cidr_for(vpc, "private", 2).unwrap().to_string(), "10.0.160.0/20");
+        assert_eq!(
+            cidr_for(vpc, "public", 0).unwrap().to_string(),
+            "10.0.0.0/20"
+        );
+        assert_eq!(
+            cidr_for(vpc, "private", 2).unwrap().to_string(),
+            "10.0.160.0/20"
+        );
         let small: Ipv4Net = "10.1.2.0/24".parse().unwrap();
-        assert_eq!(cidr_for(small, "private", 2).unwrap().to_string(), "10.1.2.160/28");
+        assert_eq!(
+            cidr_for(small, "private", 2).unwrap().to_string(),
+            "10.1.2.160/28"
+        );
     }
 }

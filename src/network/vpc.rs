@@ -1,6 +1,8 @@
 //! The VPC, with DNS support and hostnames on.
 
-use super::{is_dependency_violation, is_not_found, owned_filters, pairs, tag_spec, DEPENDENCY_WAIT};
+use super::{
+    DEPENDENCY_WAIT, is_dependency_violation, is_not_found, owned_filters, pairs, tag_spec,
+};
 use crate::engine::report::Change;
 use crate::engine::{Ctx, Resource};
 use crate::error::{Error, Result, aws, required};
@@ -18,7 +20,13 @@ pub struct Vpc;
 async fn find(ctx: &Ctx) -> Result<Option<(aws_sdk_ec2::types::Vpc, bool)>> {
     let ec2 = &ctx.aws.ec2;
     if let Some(id) = ctx.state.id(ADDR) {
-        match ec2.describe_vpcs().vpc_ids(&id).send().await.map_err(aws("DescribeVpcs", &id)) {
+        match ec2
+            .describe_vpcs()
+            .vpc_ids(&id)
+            .send()
+            .await
+            .map_err(aws("DescribeVpcs", &id))
+        {
             Ok(out) => {
                 if let Some(v) = out.vpcs().first() {
                     return Ok(Some((v.clone(), true)));
@@ -67,12 +75,22 @@ async fn ensure_dns(ctx: &Ctx, id: &str) -> Result<bool> {
     let on = || AttributeBooleanValue::builder().value(true).build();
     let mut changed = false;
     if !dns_attribute(ctx, id, VpcAttributeName::EnableDnsSupport).await? {
-        let call = ctx.aws.ec2.modify_vpc_attribute().vpc_id(id).enable_dns_support(on());
+        let call = ctx
+            .aws
+            .ec2
+            .modify_vpc_attribute()
+            .vpc_id(id)
+            .enable_dns_support(on());
         call.send().await.map_err(aws("ModifyVpcAttribute", id))?;
         changed = true;
     }
     if !dns_attribute(ctx, id, VpcAttributeName::EnableDnsHostnames).await? {
-        let call = ctx.aws.ec2.modify_vpc_attribute().vpc_id(id).enable_dns_hostnames(on());
+        let call = ctx
+            .aws
+            .ec2
+            .modify_vpc_attribute()
+            .vpc_id(id)
+            .enable_dns_hostnames(on());
         call.send().await.map_err(aws("ModifyVpcAttribute", id))?;
         changed = true;
     }
@@ -98,7 +116,14 @@ impl Resource for Vpc {
                         vpc.cidr_block().unwrap_or("?")
                     )));
                 }
-                (id, if from_state { Change::Unchanged } else { Change::Adopted })
+                (
+                    id,
+                    if from_state {
+                        Change::Unchanged
+                    } else {
+                        Change::Adopted
+                    },
+                )
             }
             None => {
                 let out = ctx
@@ -114,7 +139,8 @@ impl Resource for Vpc {
                 (id, Change::Created)
             }
         };
-        ctx.state.put(ADDR, Record::new(KIND, &id).attr("cidr", &cidr))?;
+        ctx.state
+            .put(ADDR, Record::new(KIND, &id).attr("cidr", &cidr))?;
         if ensure_dns(ctx, &id).await? && change == Change::Unchanged {
             change = Change::Updated;
         }
@@ -130,9 +156,20 @@ impl Resource for Vpc {
         };
         let id = vpc.vpc_id().unwrap_or_default().to_string();
         ctx.check_owned(&format!("VPC {id}"), pairs(vpc.tags()))?;
-        let deleted = retry_while(&format!("deleting VPC {id}"), DEPENDENCY_WAIT, is_dependency_violation, || async {
-            ctx.aws.ec2.delete_vpc().vpc_id(&id).send().await.map_err(aws("DeleteVpc", &id))
-        })
+        let deleted = retry_while(
+            &format!("deleting VPC {id}"),
+            DEPENDENCY_WAIT,
+            is_dependency_violation,
+            || async {
+                ctx.aws
+                    .ec2
+                    .delete_vpc()
+                    .vpc_id(&id)
+                    .send()
+                    .await
+                    .map_err(aws("DeleteVpc", &id))
+            },
+        )
         .await;
         match deleted {
             Ok(_) => {}

@@ -42,20 +42,24 @@ fn description(ctx: &Ctx, purpose: &str, what: &str) -> String {
 }
 
 fn not_found(e: &SdkError<DescribeKeyError>) -> bool {
-    e.as_service_error().is_some_and(|s| s.is_not_found_exception())
+    e.as_service_error()
+        .is_some_and(|s| s.is_not_found_exception())
 }
 
 fn alias_exists(e: &SdkError<CreateAliasError>) -> bool {
-    e.as_service_error().is_some_and(|s| s.is_already_exists_exception())
+    e.as_service_error()
+        .is_some_and(|s| s.is_already_exists_exception())
 }
 
 fn alias_not_found(e: &SdkError<DeleteAliasError>) -> bool {
-    e.as_service_error().is_some_and(|s| s.is_not_found_exception())
+    e.as_service_error()
+        .is_some_and(|s| s.is_not_found_exception())
 }
 
 /// Scheduling deletion of a key already pending deletion is an invalid-state error.
 fn invalid_state(e: &SdkError<ScheduleKeyDeletionError>) -> bool {
-    e.as_service_error().is_some_and(|s| s.is_kms_invalid_state_exception())
+    e.as_service_error()
+        .is_some_and(|s| s.is_kms_invalid_state_exception())
 }
 
 async fn describe(ctx: &Ctx, key: &str) -> Result<Option<KeyMetadata>> {
@@ -67,30 +71,48 @@ async fn describe(ctx: &Ctx, key: &str) -> Result<Option<KeyMetadata>> {
 }
 
 async fn owned(ctx: &Ctx, key_id: &str) -> Result<bool> {
-    let out = ctx.aws.kms.list_resource_tags().key_id(key_id).send().await.map_err(aws("ListResourceTags", key_id))?;
+    let out = ctx
+        .aws
+        .kms
+        .list_resource_tags()
+        .key_id(key_id)
+        .send()
+        .await
+        .map_err(aws("ListResourceTags", key_id))?;
     Ok(ctx.owns(out.tags().iter().map(|t| (t.tag_key(), t.tag_value()))))
 }
 
 /// By state id, else by alias, else by description and tags among the account's keys.
 async fn find(ctx: &Ctx, purpose: &str, what: &str) -> Result<Option<(KeyMetadata, bool)>> {
-    if let Some(id) = ctx.state.id(&address(purpose)) {
-        if let Some(m) = describe(ctx, &id).await? {
-            return Ok(Some((m, true)));
-        }
+    if let Some(id) = ctx.state.id(&address(purpose))
+        && let Some(m) = describe(ctx, &id).await?
+    {
+        return Ok(Some((m, true)));
     }
     if let Some(m) = describe(ctx, &alias(ctx, purpose)).await? {
         return Ok(Some((m, false)));
     }
     let want = description(ctx, purpose, what);
     let entries = ctx.aws.kms.list_keys().into_paginator().items().send();
-    let entries: Vec<_> = entries.collect::<std::result::Result<_, _>>().await.map_err(aws("ListKeys", &want))?;
-    let keys: Vec<String> = entries.iter().filter_map(|k| k.key_id().map(str::to_string)).collect();
-    let metas = futures::stream::iter(keys).map(|k: String| async move { describe(ctx, &k).await }).buffer_unordered(8);
+    let entries: Vec<_> = entries
+        .collect::<std::result::Result<_, _>>()
+        .await
+        .map_err(aws("ListKeys", &want))?;
+    let keys: Vec<String> = entries
+        .iter()
+        .filter_map(|k| k.key_id().map(str::to_string))
+        .collect();
+    let metas = futures::stream::iter(keys)
+        .map(|k: String| async move { describe(ctx, &k).await })
+        .buffer_unordered(8);
     let metas: Vec<Option<KeyMetadata>> = metas.try_collect().await?;
     for m in metas.into_iter().flatten() {
         let candidate = m.key_manager() == Some(&KeyManagerType::Customer)
             && m.description() == Some(want.as_str())
-            && matches!(m.key_state(), Some(KeyState::Enabled | KeyState::Disabled | KeyState::PendingDeletion));
+            && matches!(
+                m.key_state(),
+                Some(KeyState::Enabled | KeyState::Disabled | KeyState::PendingDeletion)
+            );
         if candidate && owned(ctx, m.key_id()).await? {
             return Ok(Some((m, false)));
         }
@@ -105,9 +127,22 @@ async fn ensure_one(ctx: &Ctx, purpose: &str, what: &str) -> Result<()> {
     let (meta, mut change) = match find(ctx, purpose, what).await? {
         Some((m, from_state)) => {
             if !owned(ctx, m.key_id()).await? {
-                return Err(Error::NotOwned { resource: format!("KMS key {}", m.key_id()), why: format!("it lacks the tags ManagedBy=payctl and Environment={}", ctx.env) });
+                return Err(Error::NotOwned {
+                    resource: format!("KMS key {}", m.key_id()),
+                    why: format!(
+                        "it lacks the tags ManagedBy=payctl and Environment={}",
+                        ctx.env
+                    ),
+                });
             }
-            (m, if from_state { Change::Unchanged } else { Change::Adopted })
+            (
+                m,
+                if from_state {
+                    Change::Unchanged
+                } else {
+                    Change::Adopted
+                },
+            )
         }
         None => {
             let tags: Vec<Tag> = ctx
@@ -125,38 +160,77 @@ async fn ensure_one(ctx: &Ctx, purpose: &str, what: &str) -> Result<()> {
                 .send()
                 .await
                 .map_err(aws("CreateKey", &alias))?;
-            (out.key_metadata().cloned().ok_or_else(|| Error::Invalid("CreateKey returned no key metadata".into()))?, Change::Created)
+            (
+                out.key_metadata()
+                    .cloned()
+                    .ok_or_else(|| Error::Invalid("CreateKey returned no key metadata".into()))?,
+                Change::Created,
+            )
         }
     };
     let id = meta.key_id().to_string();
     let arn = required(meta.arn(), "key ARN")?;
-    ctx.state.put(&addr, Record::new(KIND, &id).arn(&arn).attr("alias", &alias))?;
+    ctx.state.put(
+        &addr,
+        Record::new(KIND, &id).arn(&arn).attr("alias", &alias),
+    )?;
     let mut updated = false;
     if meta.key_state() == Some(&KeyState::PendingDeletion) {
-        kms.cancel_key_deletion().key_id(&id).send().await.map_err(aws("CancelKeyDeletion", &id))?;
+        kms.cancel_key_deletion()
+            .key_id(&id)
+            .send()
+            .await
+            .map_err(aws("CancelKeyDeletion", &id))?;
         tracing::info!("cancelled the scheduled deletion of KMS key {id}");
         updated = true;
     }
     if updated || meta.key_state() == Some(&KeyState::Disabled) {
-        kms.enable_key().key_id(&id).send().await.map_err(aws("EnableKey", &id))?;
+        kms.enable_key()
+            .key_id(&id)
+            .send()
+            .await
+            .map_err(aws("EnableKey", &id))?;
         updated = true;
     }
-    let rotation = kms.get_key_rotation_status().key_id(&id).send().await.map_err(aws("GetKeyRotationStatus", &id))?;
+    let rotation = kms
+        .get_key_rotation_status()
+        .key_id(&id)
+        .send()
+        .await
+        .map_err(aws("GetKeyRotationStatus", &id))?;
     if !rotation.key_rotation_enabled() {
-        kms.enable_key_rotation().key_id(&id).send().await.map_err(aws("EnableKeyRotation", &id))?;
+        kms.enable_key_rotation()
+            .key_id(&id)
+            .send()
+            .await
+            .map_err(aws("EnableKeyRotation", &id))?;
         updated = true;
     }
-    match kms.create_alias().alias_name(&alias).target_key_id(&id).send().await {
+    match kms
+        .create_alias()
+        .alias_name(&alias)
+        .target_key_id(&id)
+        .send()
+        .await
+    {
         Ok(_) => updated = true,
         Err(e) if alias_exists(&e) => {
             let target = describe(ctx, &alias).await?.map(|m| m.key_id().to_string());
             if target.as_deref() != Some(id.as_str()) {
-                if let Some(other) = &target {
-                    if !owned(ctx, other).await? {
-                        return Err(Error::NotOwned { resource: format!("alias {alias} (points to key {other})"), why: "the key it names is not payctl's".into() });
-                    }
+                if let Some(other) = &target
+                    && !owned(ctx, other).await?
+                {
+                    return Err(Error::NotOwned {
+                        resource: format!("alias {alias} (points to key {other})"),
+                        why: "the key it names is not payctl's".into(),
+                    });
                 }
-                kms.update_alias().alias_name(&alias).target_key_id(&id).send().await.map_err(aws("UpdateAlias", &alias))?;
+                kms.update_alias()
+                    .alias_name(&alias)
+                    .target_key_id(&id)
+                    .send()
+                    .await
+                    .map_err(aws("UpdateAlias", &alias))?;
                 updated = true;
             }
         }
@@ -180,23 +254,42 @@ async fn delete_one(ctx: &Ctx, purpose: &str, what: &str) -> Result<()> {
     };
     let id = meta.key_id().to_string();
     if !owned(ctx, &id).await? {
-        return Err(Error::NotOwned { resource: format!("KMS key {id}"), why: format!("it lacks the tags ManagedBy=payctl and Environment={}", ctx.env) });
+        return Err(Error::NotOwned {
+            resource: format!("KMS key {id}"),
+            why: format!(
+                "it lacks the tags ManagedBy=payctl and Environment={}",
+                ctx.env
+            ),
+        });
     }
     match kms.delete_alias().alias_name(&alias).send().await {
         Ok(_) => {}
         Err(e) if alias_not_found(&e) => {}
         Err(e) => return Err(aws("DeleteAlias", &alias)(e)),
     }
-    let date = match kms.schedule_key_deletion().key_id(&id).pending_window_in_days(DELETION_WINDOW_DAYS).send().await {
+    let date = match kms
+        .schedule_key_deletion()
+        .key_id(&id)
+        .pending_window_in_days(DELETION_WINDOW_DAYS)
+        .send()
+        .await
+    {
         Ok(out) => out.deletion_date().map(|d| d.to_string()),
-        Err(e) if invalid_state(&e) && meta.key_state() == Some(&KeyState::PendingDeletion) => meta.deletion_date().map(|d| d.to_string()),
+        Err(e) if invalid_state(&e) && meta.key_state() == Some(&KeyState::PendingDeletion) => {
+            meta.deletion_date().map(|d| d.to_string())
+        }
         Err(e) => return Err(aws("ScheduleKeyDeletion", &id)(e)),
     };
     let date = date.unwrap_or_else(|| format!("in {DELETION_WINDOW_DAYS} days"));
-    let mut record = Record::new(KIND, &id).attr("alias", &alias).attr("pending_deletion", &date);
+    let mut record = Record::new(KIND, &id)
+        .attr("alias", &alias)
+        .attr("pending_deletion", &date);
     record.arn = meta.arn().map(str::to_string);
     ctx.state.put(&addr, record)?;
-    ctx.report.note(Change::Deleted, format!("{addr} {id} (scheduled for deletion: {date})"));
+    ctx.report.note(
+        Change::Deleted,
+        format!("{addr} {id} (scheduled for deletion: {date})"),
+    );
     Ok(())
 }
 

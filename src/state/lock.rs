@@ -83,23 +83,21 @@ pub fn acquire(state_path: &Path, env: &str, command: &str) -> Result<LockGuard,
                 .map_err(|e| StateError::io(&path, e))?;
             Ok(LockGuard { path, info })
         }
-        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-            Err(match read_lock(&path) {
-                Some(holder) if holder.is_stale() => StateError::StaleLock {
-                    path: path.display().to_string(),
-                    holder: holder.describe(),
-                    unlock: format!("payctl force-unlock --env {env} {}", holder.id),
-                },
-                Some(holder) => StateError::Locked {
-                    path: path.display().to_string(),
-                    holder: holder.describe(),
-                },
-                None => StateError::Locked {
-                    path: path.display().to_string(),
-                    holder: "an unreadable lock file".into(),
-                },
-            })
-        }
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Err(match read_lock(&path) {
+            Some(holder) if holder.is_stale() => StateError::StaleLock {
+                path: path.display().to_string(),
+                holder: holder.describe(),
+                unlock: format!("payctl force-unlock --env {env} {}", holder.id),
+            },
+            Some(holder) => StateError::Locked {
+                path: path.display().to_string(),
+                holder: holder.describe(),
+            },
+            None => StateError::Locked {
+                path: path.display().to_string(),
+                holder: "an unreadable lock file".into(),
+            },
+        }),
         Err(e) => Err(StateError::io(&path, e)),
     }
 }
@@ -125,7 +123,10 @@ pub fn force_unlock(state_path: &Path, id: &str) -> Result<LockInfo, StateError>
         });
     }
     if !holder.is_stale() {
-        tracing::warn!("removing a lock whose holder may still be running: {}", holder.describe());
+        tracing::warn!(
+            "removing a lock whose holder may still be running: {}",
+            holder.describe()
+        );
     }
     std::fs::remove_file(&path).map_err(|e| StateError::io(&path, e))?;
     Ok(holder)
@@ -151,7 +152,10 @@ mod tests {
         let err = acquire(&state, "dev", "up").unwrap_err();
         let msg = err.to_string();
         assert!(matches!(err, StateError::Locked { .. }), "{msg}");
-        assert!(msg.contains(&format!("pid {}", std::process::id())), "{msg}");
+        assert!(
+            msg.contains(&format!("pid {}", std::process::id())),
+            "{msg}"
+        );
         assert!(msg.contains(&this_host()), "{msg}");
         drop(guard);
         assert!(!lock_path(&state).exists());
@@ -173,7 +177,10 @@ mod tests {
         std::fs::write(lock_path(&state), serde_json::to_vec(&dead).unwrap()).unwrap();
         let err = acquire(&state, "dev", "up").unwrap_err();
         assert!(matches!(err, StateError::StaleLock { .. }));
-        assert!(err.to_string().contains("payctl force-unlock --env dev abc-123"));
+        assert!(
+            err.to_string()
+                .contains("payctl force-unlock --env dev abc-123")
+        );
         assert!(matches!(
             force_unlock(&state, "wrong"),
             Err(StateError::LockIdMismatch { .. })

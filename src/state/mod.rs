@@ -34,9 +34,13 @@ pub enum StateError {
         #[source]
         source: std::io::Error,
     },
-    #[error("state file {path} is not valid payctl state ({reason}); it was left untouched: fix or move it")]
+    #[error(
+        "state file {path} is not valid payctl state ({reason}); it was left untouched: fix or move it"
+    )]
     Corrupt { path: String, reason: String },
-    #[error("state file {path} has schema version {found}, newer than this payctl understands ({SCHEMA_VERSION}); upgrade payctl")]
+    #[error(
+        "state file {path} has schema version {found}, newer than this payctl understands ({SCHEMA_VERSION}); upgrade payctl"
+    )]
     NewerVersion { path: String, found: u64 },
     #[error("state file {path} belongs to {field} {found:?}, not {expected:?}; {hint}")]
     Mismatch {
@@ -48,7 +52,9 @@ pub enum StateError {
     },
     #[error("environment is locked by {holder} ({path}); wait for that run to finish")]
     Locked { path: String, holder: String },
-    #[error("stale lock {path}: held by {holder}, which is no longer running; clear it with `{unlock}`")]
+    #[error(
+        "stale lock {path}: held by {holder}, which is no longer running; clear it with `{unlock}`"
+    )]
     StaleLock {
         path: String,
         holder: String,
@@ -62,7 +68,9 @@ pub enum StateError {
         given: String,
         actual: String,
     },
-    #[error("could not write state file {path} ({source}); the current state was saved to {recovery}: copy it back once the directory is writable")]
+    #[error(
+        "could not write state file {path} ({source}); the current state was saved to {recovery}: copy it back once the directory is writable"
+    )]
     WriteFailed {
         path: String,
         recovery: String,
@@ -188,13 +196,28 @@ impl State {
             hint,
         };
         if self.env != env {
-            return Err(mismatch("environment", &self.env, env, "use the matching --env or --state-dir".into()));
+            return Err(mismatch(
+                "environment",
+                &self.env,
+                env,
+                "use the matching --env or --state-dir".into(),
+            ));
         }
         if self.region != region {
-            return Err(mismatch("region", &self.region, region, format!("pass --region {}", self.region)));
+            return Err(mismatch(
+                "region",
+                &self.region,
+                region,
+                format!("pass --region {}", self.region),
+            ));
         }
         if !self.account_id.is_empty() && self.account_id != account_id {
-            return Err(mismatch("account", &self.account_id, account_id, "use credentials for that account".into()));
+            return Err(mismatch(
+                "account",
+                &self.account_id,
+                account_id,
+                "use credentials for that account".into(),
+            ));
         }
         Ok(())
     }
@@ -207,7 +230,10 @@ pub fn state_path(dir: &Path, env: &str) -> PathBuf {
 /// Writes `bytes` to `path` atomically: temp file beside it, fsync, rename, fsync dir.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     let dir = path.parent().unwrap_or(Path::new("."));
-    let file_name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let file_name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
     let tmp = dir.join(format!(".{file_name}.tmp.{}", std::process::id()));
     let result = (|| {
         let mut f = std::fs::File::create(&tmp)?;
@@ -360,12 +386,20 @@ mod tests {
     fn every_change_is_written_with_a_growing_serial() {
         let dir = tempfile::tempdir().unwrap();
         let store = open(dir.path());
-        store.put("ec2_vpc.main", Record::new("ec2_vpc", "vpc-1")).unwrap();
+        store
+            .put("ec2_vpc.main", Record::new("ec2_vpc", "vpc-1"))
+            .unwrap();
         let on_disk = State::load(store.path()).unwrap().unwrap();
         assert_eq!(on_disk.serial, 1);
         assert_eq!(on_disk.resources["ec2_vpc.main"].id, "vpc-1");
-        store.put("ec2_vpc.main", Record::new("ec2_vpc", "vpc-1")).unwrap();
-        assert_eq!(State::load(store.path()).unwrap().unwrap().serial, 1, "unchanged put writes nothing");
+        store
+            .put("ec2_vpc.main", Record::new("ec2_vpc", "vpc-1"))
+            .unwrap();
+        assert_eq!(
+            State::load(store.path()).unwrap().unwrap().serial,
+            1,
+            "unchanged put writes nothing"
+        );
         store.remove("ec2_vpc.main").unwrap();
         let on_disk = State::load(store.path()).unwrap().unwrap();
         assert_eq!(on_disk.serial, 2);
@@ -373,7 +407,11 @@ mod tests {
         let lineage = on_disk.lineage.clone();
         drop(store);
         let store = open(dir.path());
-        assert_eq!(store.snapshot().lineage, lineage, "lineage survives reopening");
+        assert_eq!(
+            store.snapshot().lineage,
+            lineage,
+            "lineage survives reopening"
+        );
     }
 
     #[test]
@@ -394,24 +432,38 @@ mod tests {
     fn previous_file_is_backed_up_before_first_write() {
         let dir = tempfile::tempdir().unwrap();
         let store = open(dir.path());
-        store.put("ec2_vpc.main", Record::new("ec2_vpc", "vpc-1")).unwrap();
+        store
+            .put("ec2_vpc.main", Record::new("ec2_vpc", "vpc-1"))
+            .unwrap();
         drop(store);
         let store = open(dir.path());
-        store.put("ec2_vpc.main", Record::new("ec2_vpc", "vpc-2")).unwrap();
-        let backup = State::load(&dir.path().join("dev.json.backup")).unwrap().unwrap();
+        store
+            .put("ec2_vpc.main", Record::new("ec2_vpc", "vpc-2"))
+            .unwrap();
+        let backup = State::load(&dir.path().join("dev.json.backup"))
+            .unwrap()
+            .unwrap();
         assert_eq!(backup.resources["ec2_vpc.main"].id, "vpc-1");
     }
 
     #[test]
     fn corrupt_file_is_an_error_and_left_untouched() {
         let dir = tempfile::tempdir().unwrap();
-        for body in ["{\"version\": 1, \"serial\":", "not json", "{\"serial\": 1}", "[]"] {
+        for body in [
+            "{\"version\": 1, \"serial\":",
+            "not json",
+            "{\"serial\": 1}",
+            "[]",
+        ] {
             let path = state_path(dir.path(), "dev");
             std::fs::write(&path, body).unwrap();
             let err = StateStore::open(dir.path(), "dev", "us-east-1", "1", "up").unwrap_err();
             assert!(matches!(err, StateError::Corrupt { .. }), "{body}: {err}");
             assert_eq!(std::fs::read_to_string(&path).unwrap(), body);
-            assert!(!lock::lock_path(&path).exists(), "lock released after the error");
+            assert!(
+                !lock::lock_path(&path).exists(),
+                "lock released after the error"
+            );
         }
     }
 
@@ -419,8 +471,13 @@ mod tests {
     fn malformed_record_is_corrupt() {
         let dir = tempfile::tempdir().unwrap();
         let mut s = State::new("dev", "us-east-1", "1");
-        s.resources.insert("ec2_vpc.main".into(), Record::new("kms_key", "k"));
-        std::fs::write(state_path(dir.path(), "dev"), serde_json::to_vec(&s).unwrap()).unwrap();
+        s.resources
+            .insert("ec2_vpc.main".into(), Record::new("kms_key", "k"));
+        std::fs::write(
+            state_path(dir.path(), "dev"),
+            serde_json::to_vec(&s).unwrap(),
+        )
+        .unwrap();
         let err = StateStore::open(dir.path(), "dev", "us-east-1", "1", "up").unwrap_err();
         assert!(matches!(err, StateError::Corrupt { .. }), "{err}");
     }
@@ -441,19 +498,33 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         drop(open(dir.path()));
         let store = open(dir.path());
-        store.put("ec2_vpc.main", Record::new("ec2_vpc", "vpc-1")).unwrap();
+        store
+            .put("ec2_vpc.main", Record::new("ec2_vpc", "vpc-1"))
+            .unwrap();
         drop(store);
-        let err = StateStore::open(dir.path(), "dev", "eu-west-1", "123456789012", "up").unwrap_err();
+        let err =
+            StateStore::open(dir.path(), "dev", "eu-west-1", "123456789012", "up").unwrap_err();
         assert!(err.to_string().contains("pass --region us-east-1"), "{err}");
-        let err = StateStore::open(dir.path(), "dev", "us-east-1", "999999999999", "up").unwrap_err();
-        assert!(matches!(err, StateError::Mismatch { field: "account", .. }), "{err}");
+        let err =
+            StateStore::open(dir.path(), "dev", "us-east-1", "999999999999", "up").unwrap_err();
+        assert!(
+            matches!(
+                err,
+                StateError::Mismatch {
+                    field: "account",
+                    ..
+                }
+            ),
+            "{err}"
+        );
     }
 
     #[test]
     fn lock_is_held_while_the_store_is_open() {
         let dir = tempfile::tempdir().unwrap();
         let store = open(dir.path());
-        let err = StateStore::open(dir.path(), "dev", "us-east-1", "123456789012", "up").unwrap_err();
+        let err =
+            StateStore::open(dir.path(), "dev", "us-east-1", "123456789012", "up").unwrap_err();
         assert!(matches!(err, StateError::Locked { .. }));
         drop(store);
         open(dir.path());
@@ -464,13 +535,19 @@ mod tests {
         use std::os::unix::fs::PermissionsExt;
         let dir = tempfile::tempdir().unwrap();
         let store = open(dir.path());
-        store.put("ec2_vpc.main", Record::new("ec2_vpc", "vpc-1")).unwrap();
+        store
+            .put("ec2_vpc.main", Record::new("ec2_vpc", "vpc-1"))
+            .unwrap();
         // Make the state file's directory refuse new files (the temp file). Root ignores
         // permission bits, so replace the directory's temp target with a directory instead.
-        let tmp = dir.path().join(format!(".dev.json.tmp.{}", std::process::id()));
+        let tmp = dir
+            .path()
+            .join(format!(".dev.json.tmp.{}", std::process::id()));
         std::fs::create_dir(&tmp).unwrap();
         std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o500)).unwrap();
-        let err = store.put("ec2_subnet.a", Record::new("ec2_subnet", "subnet-1")).unwrap_err();
+        let err = store
+            .put("ec2_subnet.a", Record::new("ec2_subnet", "subnet-1"))
+            .unwrap_err();
         let StateError::WriteFailed { recovery, .. } = &err else {
             panic!("expected WriteFailed, got {err}");
         };

@@ -32,20 +32,30 @@ impl Moto {
             "moto_server not found at {}: run scripts/setup-emulator.sh (the README's test command does)",
             bin.display()
         );
-        let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
         let child = Command::new(&bin)
             .args(["-H", "127.0.0.1", "-p", &port.to_string()])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
             .unwrap_or_else(|e| panic!("cannot start {}: {e}", bin.display()));
-        let mut moto = Moto { child, endpoint: format!("http://127.0.0.1:{port}") };
+        let mut moto = Moto {
+            child,
+            endpoint: format!("http://127.0.0.1:{port}"),
+        };
         let start = Instant::now();
         while TcpStream::connect(("127.0.0.1", port)).is_err() {
             if let Ok(Some(status)) = moto.child.try_wait() {
                 panic!("moto_server exited at start: {status}");
             }
-            assert!(start.elapsed() < Duration::from_secs(60), "moto_server did not listen within 60 s");
+            assert!(
+                start.elapsed() < Duration::from_secs(60),
+                "moto_server did not listen within 60 s"
+            );
             std::thread::sleep(Duration::from_millis(100));
         }
         moto
@@ -84,7 +94,11 @@ impl Run {
 
     /// The `error: …` line payctl printed last.
     pub fn error_line(&self) -> String {
-        self.stderr.lines().filter(|l| l.starts_with("error: ")).last().unwrap_or("").to_string()
+        self.stderr
+            .lines()
+            .rfind(|l| l.starts_with("error: "))
+            .unwrap_or("")
+            .to_string()
     }
 }
 
@@ -126,14 +140,23 @@ impl Stack {
 
     /// Runs `payctl <args> --env <env>`.
     pub fn payctl(&self, args: &[&str]) -> Run {
-        let out = self.command().args(args).args(["--env", &self.env]).output().expect("run payctl");
+        let out = self
+            .command()
+            .args(args)
+            .args(["--env", &self.env])
+            .output()
+            .expect("run payctl");
         Run::from(out)
     }
 
     /// Runs payctl and fails the test, with its output, when it does not succeed.
     pub fn must(&self, args: &[&str]) -> Run {
         let run = self.payctl(args);
-        assert!(run.ok, "payctl {args:?} failed:\n{}\n{}", run.stdout, run.stderr);
+        assert!(
+            run.ok,
+            "payctl {args:?} failed:\n{}\n{}",
+            run.stdout, run.stderr
+        );
         run
     }
 
@@ -145,7 +168,9 @@ impl Stack {
         aws_config::defaults(aws_config::BehaviorVersion::latest())
             .region(aws_config::Region::new(REGION))
             .endpoint_url(&self.moto.endpoint)
-            .credentials_provider(aws_credential_types::Credentials::new("testing", "testing", None, None, "tests"))
+            .credentials_provider(aws_credential_types::Credentials::new(
+                "testing", "testing", None, None, "tests",
+            ))
             .load()
             .await
     }
@@ -160,15 +185,28 @@ impl Stack {
 }
 
 pub fn tag_filter(key: &str, value: &str) -> aws_sdk_ec2::types::Filter {
-    aws_sdk_ec2::types::Filter::builder().name(format!("tag:{key}")).values(value).build()
+    aws_sdk_ec2::types::Filter::builder()
+        .name(format!("tag:{key}"))
+        .values(value)
+        .build()
 }
 
 pub fn filter(name: &str, value: &str) -> aws_sdk_ec2::types::Filter {
-    aws_sdk_ec2::types::Filter::builder().name(name).values(value).build()
+    aws_sdk_ec2::types::Filter::builder()
+        .name(name)
+        .values(value)
+        .build()
 }
 
 pub fn tags_of(tags: &[aws_sdk_ec2::types::Tag]) -> BTreeMap<String, String> {
-    tags.iter().map(|t| (t.key().unwrap_or_default().to_string(), t.value().unwrap_or_default().to_string())).collect()
+    tags.iter()
+        .map(|t| {
+            (
+                t.key().unwrap_or_default().to_string(),
+                t.value().unwrap_or_default().to_string(),
+            )
+        })
+        .collect()
 }
 
 /// The five standard tags payctl must put on every taggable resource.
@@ -181,6 +219,10 @@ pub fn assert_standard_tags(tags: &BTreeMap<String, String>, env: &str, what: &s
         ("CostCenter", "fintech-payments"),
     ];
     for (k, v) in want {
-        assert_eq!(tags.get(k).map(String::as_str), Some(v), "{what} tag {k}: {tags:?}");
+        assert_eq!(
+            tags.get(k).map(String::as_str),
+            Some(v),
+            "{what} tag {k}: {tags:?}"
+        );
     }
 }
