@@ -20,6 +20,10 @@ pub const DEFAULT_REGION: &str = "us-east-1";
 pub struct Clients {
     pub ec2: aws_sdk_ec2::Client,
     pub kms: aws_sdk_kms::Client,
+    pub rds: aws_sdk_rds::Client,
+    pub dynamodb: aws_sdk_dynamodb::Client,
+    pub s3: aws_sdk_s3::Client,
+    pub sqs: aws_sdk_sqs::Client,
 }
 
 impl Clients {
@@ -27,6 +31,10 @@ impl Clients {
         Clients {
             ec2: aws_sdk_ec2::Client::new(config),
             kms: aws_sdk_kms::Client::new(config),
+            rds: aws_sdk_rds::Client::new(config),
+            dynamodb: aws_sdk_dynamodb::Client::new(config),
+            s3: aws_sdk_s3::Client::new(config),
+            sqs: aws_sdk_sqs::Client::new(config),
         }
     }
 }

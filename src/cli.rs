@@ -52,6 +52,12 @@ pub enum Command {
         /// Do not ask for confirmation (required for `prod` when there is no terminal).
         #[arg(long)]
         yes: bool,
+        /// Delete every object version in the audit bucket, then the bucket (kept otherwise).
+        #[arg(long)]
+        purge: bool,
+        /// Delete the database without a final snapshot (refused for production).
+        #[arg(long)]
+        skip_final_snapshot: bool,
     },
     /// Print the stack's outputs from the state file.
     Outputs {

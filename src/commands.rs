@@ -3,7 +3,7 @@
 
 use crate::cli::Common;
 use crate::config::ConfigFile;
-use crate::engine::{Ctx, Direction, Outcome, walk};
+use crate::engine::{Ctx, Direction, Options, Outcome, walk};
 use crate::error::{Error, Result};
 use crate::state::{State, StateStore, lock, state_path};
 use std::io::{BufRead, IsTerminal, Write};
@@ -25,7 +25,7 @@ fn check_input(c: &Common) -> Result<crate::config::Settings> {
     Ok(settings)
 }
 
-async fn prepare(c: &Common, command: &str) -> Result<Arc<Ctx>> {
+async fn prepare(c: &Common, command: &str, options: Options) -> Result<Arc<Ctx>> {
     let settings = check_input(c)?;
     let sdk = crate::aws::load_config(c.region.clone()).await;
     let region = crate::aws::region_of(&sdk);
@@ -44,6 +44,7 @@ async fn prepare(c: &Common, command: &str) -> Result<Arc<Ctx>> {
         aws: crate::aws::Clients::new(&sdk),
         state,
         report: Default::default(),
+        options,
     }))
 }
 
@@ -76,7 +77,7 @@ fn finish(ctx: &Ctx, command: &str, outcome: Outcome, started: Instant) -> Resul
 
 pub async fn up(c: &Common) -> Result<()> {
     let started = Instant::now();
-    let ctx = prepare(c, "up").await?;
+    let ctx = prepare(c, "up", Options::default()).await?;
     let outcome = walk(ctx.clone(), &crate::layers(), Direction::Up).await;
     finish(&ctx, "up", outcome, started)?;
     print!(
@@ -86,16 +87,30 @@ pub async fn up(c: &Common) -> Result<()> {
     Ok(())
 }
 
-pub async fn down(c: &Common, yes: bool) -> Result<()> {
+pub async fn down(c: &Common, yes: bool, options: Options) -> Result<()> {
     let started = Instant::now();
-    if !yes && check_input(c)?.production && !std::io::stdin().is_terminal() {
+    let settings = check_input(c)?;
+    if settings.production && options.skip_final_snapshot {
+        return Err(Error::Refused(format!(
+            "--skip-final-snapshot is refused for the production environment {}: its database always keeps a final snapshot; nothing was changed",
+            c.env
+        )));
+    }
+    if !yes && settings.production && !std::io::stdin().is_terminal() {
         return Err(refusal(&c.env));
     }
-    let ctx = prepare(c, "down").await?;
+    let ctx = prepare(c, "down", options).await?;
     if ctx.settings.production && !yes {
         confirm(&ctx)?;
     }
-    let outcome = walk(ctx.clone(), &crate::layers(), Direction::Down).await;
+    // Every kind gets its say before anything is deleted, so a refusal leaves all in place.
+    let layers = crate::layers();
+    for layer in &layers {
+        for r in &layer.resources {
+            r.preflight_delete(&ctx).await?;
+        }
+    }
+    let outcome = walk(ctx.clone(), &layers, Direction::Down).await;
     finish(&ctx, "down", outcome, started)
 }
 

@@ -29,6 +29,18 @@ pub struct Settings {
     pub nat_gateways: usize,
     /// Stricter defaults and confirmations (the `prod` environment).
     pub production: bool,
+    pub db: DbSettings,
+    /// Deletion protection on the database and the transactions table.
+    pub deletion_protection: bool,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct DbSettings {
+    pub instance_class: String,
+    pub allocated_storage_gib: i32,
+    /// A PostgreSQL major version (RDS picks its current default minor version).
+    pub engine_version: String,
+    pub multi_az: bool,
 }
 
 impl Settings {
@@ -38,6 +50,18 @@ impl Settings {
             vpc_cidr: "10.0.0.0/16".parse().expect("valid built-in CIDR"),
             nat_gateways: if production { AZ_COUNT } else { 1 },
             production,
+            db: DbSettings {
+                instance_class: if production {
+                    "db.r6g.large"
+                } else {
+                    "db.t4g.micro"
+                }
+                .into(),
+                allocated_storage_gib: if production { 100 } else { 20 },
+                engine_version: "17".into(),
+                multi_az: production,
+            },
+            deletion_protection: production,
         }
     }
 }
@@ -48,6 +72,11 @@ impl Settings {
 pub struct Overrides {
     pub vpc_cidr: Option<String>,
     pub nat_gateways: Option<i64>,
+    pub db_instance_class: Option<String>,
+    pub db_allocated_storage: Option<i64>,
+    pub db_engine_version: Option<String>,
+    pub db_multi_az: Option<bool>,
+    pub deletion_protection: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -113,6 +142,36 @@ fn apply(s: &mut Settings, o: &Overrides, table: &str) -> Result<()> {
         }
         s.nat_gateways = n as usize;
     }
+    if let Some(class) = &o.db_instance_class {
+        if !class.starts_with("db.") || class.split('.').count() != 3 {
+            return Err(Error::Config(format!(
+                "{table} db_instance_class {class:?} is not an RDS instance class such as db.t4g.micro"
+            )));
+        }
+        s.db.instance_class = class.clone();
+    }
+    if let Some(gib) = o.db_allocated_storage {
+        if !(20..=65536).contains(&gib) {
+            return Err(Error::Config(format!(
+                "{table} db_allocated_storage = {gib} must be between 20 and 65536 (GiB)"
+            )));
+        }
+        s.db.allocated_storage_gib = gib as i32;
+    }
+    if let Some(v) = &o.db_engine_version {
+        if v.is_empty() || !v.chars().all(|c| c.is_ascii_digit() || c == '.') {
+            return Err(Error::Config(format!(
+                "{table} db_engine_version {v:?} is not a PostgreSQL version such as \"17\""
+            )));
+        }
+        s.db.engine_version = v.clone();
+    }
+    if let Some(m) = o.db_multi_az {
+        s.db.multi_az = m;
+    }
+    if let Some(d) = o.deletion_protection {
+        s.deletion_protection = d;
+    }
     Ok(())
 }
 
@@ -126,6 +185,9 @@ mod tests {
         assert!(Settings::builtin("prod").production);
         assert_eq!(Settings::builtin("dev").nat_gateways, 1);
         assert_eq!(Settings::builtin("dev").vpc_cidr.to_string(), "10.0.0.0/16");
+        let (prod, dev) = (Settings::builtin("prod"), Settings::builtin("dev"));
+        assert!(prod.db.multi_az && prod.deletion_protection);
+        assert!(!dev.db.multi_az && !dev.deletion_protection);
     }
 
     #[test]
@@ -159,6 +221,15 @@ mod tests {
             ),
             ("[env.dev]\nnat_gateways = 0\n", "between 1 and 3"),
             ("[surprise]\n", "surprise"),
+            (
+                "[env.dev]\ndb_instance_class = \"large\"\n",
+                "db_instance_class",
+            ),
+            (
+                "[env.dev]\ndb_allocated_storage = 5\n",
+                "between 20 and 65536",
+            ),
+            ("[env.dev]\ndb_multi_az = \"yes\"\n", "invalid type"),
         ];
         for (text, want) in cases {
             let err = ConfigFile::parse(text, "payctl.toml")

@@ -72,8 +72,16 @@ where
             op,
             resource,
             code,
-            message: one_line(&message),
+            message: shorten(&one_line(&message), 400),
         }
+    }
+}
+
+/// Cuts a message to at most `max` characters (undecodable responses can be huge).
+pub fn shorten(s: &str, max: usize) -> String {
+    match s.char_indices().nth(max) {
+        Some((i, _)) => format!("{}…", &s[..i]),
+        None => s.to_string(),
     }
 }
 

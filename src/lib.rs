@@ -4,13 +4,14 @@
 //! - [`engine`]: the resource trait, the run context, the registry check and the walker;
 //! - [`state`]: the locked, atomically written JSON state file;
 //! - [`aws`]: SDK configuration (region, credentials, retries) and clients;
-//! - one module per layer ([`network`], [`security`]), one file per resource kind;
+//! - one module per layer ([`network`], [`security`], [`data`]), one file per resource kind;
 //! - [`commands`]: what `up`, `down`, `outputs` and `force-unlock` do.
 
 pub mod aws;
 pub mod cli;
 pub mod commands;
 pub mod config;
+pub mod data;
 pub mod engine;
 pub mod error;
 pub mod naming;
@@ -22,5 +23,5 @@ pub mod waiter;
 
 /// Every layer, in creation order. Adding a layer is adding its module and a line here.
 pub fn layers() -> Vec<engine::Layer> {
-    vec![network::layer(), security::layer()]
+    vec![network::layer(), security::layer(), data::layer()]
 }

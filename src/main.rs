@@ -29,7 +29,18 @@ fn main() -> std::process::ExitCode {
     let result = runtime.block_on(async {
         match &cli.command {
             Command::Up { common } => payctl::commands::up(common).await,
-            Command::Down { common, yes } => payctl::commands::down(common, *yes).await,
+            Command::Down {
+                common,
+                yes,
+                purge,
+                skip_final_snapshot,
+            } => {
+                let options = payctl::engine::Options {
+                    purge: *purge,
+                    skip_final_snapshot: *skip_final_snapshot,
+                };
+                payctl::commands::down(common, *yes, options).await
+            }
             Command::Outputs { common, json } => payctl::commands::outputs(common, *json),
             Command::ForceUnlock { common, lock_id } => {
                 payctl::commands::force_unlock(common, lock_id)

@@ -1,12 +1,22 @@
-//! The stack's outputs, read from the state file: `VPCId` now; later layers add
-//! `APIEndpoint`, `RDSEndpoint`, `DynamoDBTable`, `S3AuditBucket`, `SQSRetryQueue` and
-//! `SNSAlertTopic`, each from the record that holds it.
+//! The stack's outputs, read from the state file: `VPCId`, `RDSEndpoint`, `DynamoDBTable`,
+//! `S3AuditBucket`, `SQSRetryQueue`; later layers add `APIEndpoint` and `SNSAlertTopic`,
+//! each from the record that holds it.
 
 use crate::state::State;
 use std::collections::BTreeMap;
 
 /// (output key, state address, attribute or `None` for the record's id).
-const SOURCES: &[(&str, &str, Option<&str>)] = &[("VPCId", crate::network::vpc::ADDR, None)];
+const SOURCES: &[(&str, &str, Option<&str>)] = &[
+    ("VPCId", crate::network::vpc::ADDR, None),
+    (
+        "RDSEndpoint",
+        crate::data::rds_instance::ADDR,
+        Some("endpoint"),
+    ),
+    ("DynamoDBTable", crate::data::dynamodb_table::ADDR, None),
+    ("S3AuditBucket", crate::data::s3_bucket::ADDR, None),
+    ("SQSRetryQueue", "sqs_queue.retry", None),
+];
 
 pub fn collect(state: &State) -> BTreeMap<&'static str, String> {
     SOURCES

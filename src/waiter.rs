@@ -5,8 +5,8 @@
 //! timeout is an [`Error::Timeout`] that names the resource. [`retry_while`] re-runs an
 //! action while a predicate says its error is transient (e.g. `DependencyViolation`).
 //!
-//! Limits can be scaled down for tests with `PAYCTL_WAIT_SCALE` (a factor applied to
-//! every deadline); the behaviour is otherwise the same as in production.
+//! Waits can be scaled down with `PAYCTL_WAIT_SCALE` (a factor applied to every deadline
+//! and interval), so tests of the waiting paths are fast; the logic is the same.
 
 use crate::error::{Error, Result};
 use std::future::Future;
@@ -28,13 +28,18 @@ impl Wait {
         }
     }
 
-    fn deadline(&self) -> Duration {
+    /// The same wait with every duration multiplied by `PAYCTL_WAIT_SCALE` (default 1).
+    fn scaled(&self) -> Wait {
         let scale = std::env::var("PAYCTL_WAIT_SCALE")
             .ok()
             .and_then(|s| s.parse::<f64>().ok())
             .filter(|f| *f > 0.0 && f.is_finite())
             .unwrap_or(1.0);
-        self.timeout.mul_f64(scale)
+        Wait {
+            timeout: self.timeout.mul_f64(scale),
+            first: self.first.mul_f64(scale),
+            max_interval: self.max_interval.mul_f64(scale),
+        }
     }
 }
 
@@ -51,8 +56,9 @@ where
     F: FnMut() -> Fut,
     Fut: Future<Output = Result<Status<T>>>,
 {
+    let wait = wait.scaled();
     let start = Instant::now();
-    let deadline = wait.deadline();
+    let deadline = wait.timeout;
     let mut interval = wait.first;
     loop {
         match poll().await? {
@@ -87,8 +93,9 @@ where
     Fut: Future<Output = Result<T>>,
     P: Fn(&Error) -> bool,
 {
+    let wait = wait.scaled();
     let start = Instant::now();
-    let deadline = wait.deadline();
+    let deadline = wait.timeout;
     let mut interval = wait.first;
     loop {
         match action().await {

@@ -48,6 +48,12 @@ pub trait Resource: Send + Sync {
     /// Delete what this kind owns; NotFound is success.
     async fn delete(&self, ctx: &Ctx) -> Result<()>;
 
+    /// Checks, before `down` deletes anything at all, that this kind can be deleted
+    /// (a non-empty audit bucket without `--purge` stops the whole `down` here).
+    async fn preflight_delete(&self, _ctx: &Ctx) -> Result<()> {
+        Ok(())
+    }
+
     /// Wait until what `ensure` or `delete` started has settled.
     async fn wait(&self, _ctx: &Ctx, _direction: Direction) -> Result<()> {
         Ok(())
@@ -68,6 +74,16 @@ pub struct Ctx {
     pub aws: Clients,
     pub state: StateStore,
     pub report: Report,
+    pub options: Options,
+}
+
+/// What the user asked for on the command line beyond the environment.
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    /// `down --purge`: empty the audit bucket (every version) before deleting it.
+    pub purge: bool,
+    /// `down --skip-final-snapshot`: no final RDS snapshot (refused in production).
+    pub skip_final_snapshot: bool,
 }
 
 impl Ctx {

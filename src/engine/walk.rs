@@ -191,6 +191,7 @@ mod tests {
             state: crate::state::StateStore::open(dir, "dev", "us-east-1", "123456789012", "test")
                 .unwrap(),
             report: Default::default(),
+            options: Default::default(),
         })
     }
 

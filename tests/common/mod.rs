@@ -4,6 +4,8 @@
 
 #![allow(dead_code)]
 
+pub mod proxy;
+
 use std::collections::BTreeMap;
 use std::net::{TcpListener, TcpStream};
 use std::path::PathBuf;
@@ -147,6 +149,22 @@ impl Stack {
             .output()
             .expect("run payctl");
         Run::from(out)
+    }
+
+    /// Runs `payctl <args> --env <env>` against another endpoint (e.g. a fault proxy),
+    /// with extra environment variables.
+    pub fn payctl_via(&self, endpoint: &str, args: &[&str], env: &[(&str, &str)]) -> Run {
+        let mut cmd = self.command();
+        cmd.env("AWS_ENDPOINT_URL", endpoint);
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        Run::from(
+            cmd.args(args)
+                .args(["--env", &self.env])
+                .output()
+                .expect("run payctl"),
+        )
     }
 
     /// Runs payctl and fails the test, with its output, when it does not succeed.
