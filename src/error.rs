@@ -44,6 +44,14 @@ pub enum Error {
 }
 
 impl Error {
+    /// The refusal for a resource whose tags do not say payctl owns it for `env`.
+    pub fn not_owned(resource: impl Into<String>, env: &str) -> Self {
+        Error::NotOwned {
+            resource: resource.into(),
+            why: format!("it lacks the tags ManagedBy=payctl and Environment={env}"),
+        }
+    }
+
     /// The AWS error code, when this error came from AWS.
     pub fn aws_code(&self) -> Option<&str> {
         match self {

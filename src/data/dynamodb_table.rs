@@ -60,13 +60,7 @@ async fn check_owned(ctx: &Ctx, t: &TableDescription, name: &str) -> Result<()> 
     if ctx.owns(out.tags().iter().map(|t| (t.key(), t.value()))) {
         return Ok(());
     }
-    Err(Error::NotOwned {
-        resource: format!("DynamoDB table {name}"),
-        why: format!(
-            "it lacks the tags ManagedBy=payctl and Environment={}",
-            ctx.env
-        ),
-    })
+    Err(Error::not_owned(format!("DynamoDB table {name}"), &ctx.env))
 }
 
 async fn create(ctx: &Ctx, name: &str) -> Result<TableDescription> {

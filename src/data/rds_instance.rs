@@ -60,13 +60,7 @@ async fn check_owned(ctx: &Ctx, db: &Instance, id: &str) -> Result<()> {
     if owned || rds_owned(ctx, db.db_instance_arn().unwrap_or_default()).await? {
         return Ok(());
     }
-    Err(Error::NotOwned {
-        resource: format!("DB instance {id}"),
-        why: format!(
-            "it lacks the tags ManagedBy=payctl and Environment={}",
-            ctx.env
-        ),
-    })
+    Err(Error::not_owned(format!("DB instance {id}"), &ctx.env))
 }
 
 fn needed(ctx: &Ctx, addr: &str) -> Result<String> {

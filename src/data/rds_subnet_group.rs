@@ -73,13 +73,10 @@ async fn check_owned(ctx: &Ctx, g: &Group, name: &str) -> Result<()> {
     if rds_owned(ctx, arn).await? {
         Ok(())
     } else {
-        Err(Error::NotOwned {
-            resource: format!("DB subnet group {name}"),
-            why: format!(
-                "it lacks the tags ManagedBy=payctl and Environment={}",
-                ctx.env
-            ),
-        })
+        Err(Error::not_owned(
+            format!("DB subnet group {name}"),
+            &ctx.env,
+        ))
     }
 }
 

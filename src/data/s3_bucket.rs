@@ -91,13 +91,7 @@ async fn check_owned(ctx: &Ctx, bucket: &str) -> Result<()> {
     if ctx.owns(tags.iter().map(|(k, v)| (k.as_str(), v.as_str()))) {
         return Ok(());
     }
-    Err(Error::NotOwned {
-        resource: format!("S3 bucket {bucket}"),
-        why: format!(
-            "it lacks the tags ManagedBy=payctl and Environment={}",
-            ctx.env
-        ),
-    })
+    Err(Error::not_owned(format!("S3 bucket {bucket}"), &ctx.env))
 }
 
 async fn create(ctx: &Ctx, bucket: &str) -> Result<()> {

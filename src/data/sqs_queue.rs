@@ -118,13 +118,7 @@ async fn check_owned(ctx: &Ctx, url: &str) -> Result<()> {
     if ctx.owns(tags.iter().map(|(k, v)| (k.as_str(), v.as_str()))) {
         return Ok(());
     }
-    Err(Error::NotOwned {
-        resource: format!("SQS queue {url}"),
-        why: format!(
-            "it lacks the tags ManagedBy=payctl and Environment={}",
-            ctx.env
-        ),
-    })
+    Err(Error::not_owned(format!("SQS queue {url}"), &ctx.env))
 }
 
 fn deleted_recently(e: &Error) -> bool {

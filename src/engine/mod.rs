@@ -109,13 +109,7 @@ impl Ctx {
         if self.owns(tags) {
             Ok(())
         } else {
-            Err(Error::NotOwned {
-                resource: resource.to_string(),
-                why: format!(
-                    "it lacks the tags ManagedBy=payctl and Environment={}",
-                    self.env
-                ),
-            })
+            Err(Error::not_owned(resource.to_string(), &self.env))
         }
     }
 }

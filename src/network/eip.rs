@@ -4,7 +4,7 @@
 //! `down` deletes and waits for NAT gateways first) and retries while AWS still reports
 //! the address in use.
 
-use super::{is_not_found, owned_filters, pairs, tag_spec};
+use super::{found, is_not_found, owned_filters, pairs, tag_spec};
 use crate::engine::report::Change;
 use crate::engine::{Ctx, Resource};
 use crate::error::{Error, Result, all_ok, aws, required};
@@ -46,15 +46,15 @@ async fn ensure_one(ctx: &Ctx, index: usize) -> Result<()> {
     let name = eip_name(ctx, index);
     let addr = address(index);
     let known = ctx.state.id(&addr);
-    let mut found = match &known {
+    let mut matches = match &known {
         Some(id) => describe(ctx, Some(id), None).await?,
         None => Vec::new(),
     };
-    let from_state = !found.is_empty();
-    if found.is_empty() {
-        found = describe(ctx, None, Some(&name)).await?;
+    let from_state = !matches.is_empty();
+    if matches.is_empty() {
+        matches = describe(ctx, None, Some(&name)).await?;
     }
-    let (alloc, ip, change) = match found.as_slice() {
+    let (alloc, ip, change) = match matches.as_slice() {
         [a] => {
             let alloc = required(a.allocation_id(), "allocation id")?;
             ctx.check_owned(&format!("Elastic IP {alloc}"), pairs(a.tags()))?;
@@ -97,8 +97,8 @@ async fn ensure_one(ctx: &Ctx, index: usize) -> Result<()> {
 }
 
 async fn release(ctx: &Ctx, alloc: &str, addr: Option<&str>) -> Result<()> {
-    let found = describe(ctx, Some(alloc), None).await?;
-    let exists = match found.first() {
+    let current = describe(ctx, Some(alloc), None).await?;
+    let exists = match current.first() {
         Some(a) => {
             ctx.check_owned(&format!("Elastic IP {alloc}"), pairs(a.tags()))?;
             true
@@ -120,11 +120,7 @@ async fn release(ctx: &Ctx, alloc: &str, addr: Option<&str>) -> Result<()> {
                 .map_err(aws("ReleaseAddress", alloc))
         })
         .await;
-        match result {
-            Ok(_) => {}
-            Err(e) if is_not_found(&e) => {}
-            Err(e) => return Err(e),
-        }
+        found(result)?;
     }
     if let Some(addr) = addr {
         ctx.state.remove(addr)?;

@@ -1,7 +1,7 @@
 //! S3 and DynamoDB gateway endpoints on the private route tables, so the functions reach
 //! both services without crossing the NAT gateways.
 
-use super::{filter, is_not_found, name_of, owned_filters, pairs, tag_spec, vpc_id};
+use super::{filter, found, is_not_found, name_of, owned_filters, pairs, tag_spec, vpc_id};
 use crate::engine::report::Change;
 use crate::engine::{Ctx, Resource};
 use crate::error::{Error, Result, all_ok, aws, required};
@@ -196,18 +196,16 @@ impl Resource for GatewayEndpoints {
             endpoints.push(e.clone());
         }
         for id in ids {
-            match ctx
-                .aws
-                .ec2
-                .describe_vpc_endpoints()
-                .vpc_endpoint_ids(&id)
-                .send()
-                .await
-                .map_err(aws("DescribeVpcEndpoints", &id))
-            {
-                Ok(out) => endpoints.extend(out.vpc_endpoints().iter().cloned()),
-                Err(e) if is_not_found(&e) => {}
-                Err(e) => return Err(e),
+            if let Some(out) = found(
+                ctx.aws
+                    .ec2
+                    .describe_vpc_endpoints()
+                    .vpc_endpoint_ids(&id)
+                    .send()
+                    .await
+                    .map_err(aws("DescribeVpcEndpoints", &id)),
+            )? {
+                endpoints.extend(out.vpc_endpoints().iter().cloned());
             }
         }
         endpoints.retain(live);

@@ -98,6 +98,15 @@ pub fn is_not_found(e: &Error) -> bool {
         .is_some_and(|c| c.ends_with(".NotFound") || c.ends_with("NotFound"))
 }
 
+/// `Some(value)` on success, `None` when AWS says the resource is not there.
+pub fn found<T>(result: Result<T>) -> Result<Option<T>> {
+    match result {
+        Ok(v) => Ok(Some(v)),
+        Err(e) if is_not_found(&e) => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
 /// A resource is still in use by another (ENIs, associations); it clears with time.
 pub fn is_dependency_violation(e: &Error) -> bool {
     e.aws_code() == Some("DependencyViolation")

@@ -3,8 +3,8 @@
 //! one per AZ) for that AZ's private subnet.
 
 use super::{
-    DEPENDENCY_WAIT, filter, is_dependency_violation, is_not_found, name_of, owned_filters, pairs,
-    subnet_id, tag_spec, vpc_id, zones,
+    DEPENDENCY_WAIT, filter, found, is_dependency_violation, is_not_found, name_of, owned_filters,
+    pairs, subnet_id, tag_spec, vpc_id, zones,
 };
 use crate::engine::report::Change;
 use crate::engine::{Ctx, Resource};
@@ -229,11 +229,7 @@ async fn delete_one(ctx: &Ctx, t: &RouteTable, addr: Option<&str>) -> Result<()>
         },
     )
     .await;
-    match result {
-        Ok(_) => {}
-        Err(e) if is_not_found(&e) => {}
-        Err(e) => return Err(e),
-    }
+    found(result)?;
     if let Some(addr) = addr {
         ctx.state.remove(addr)?;
     }
@@ -272,18 +268,16 @@ impl Resource for RouteTables {
         let ids: Vec<String> = known.iter().map(|(_, r)| r.id.clone()).collect();
         let mut tables: Vec<RouteTable> = Vec::new();
         for id in &ids {
-            match ctx
-                .aws
-                .ec2
-                .describe_route_tables()
-                .route_table_ids(id)
-                .send()
-                .await
-                .map_err(aws("DescribeRouteTables", id))
-            {
-                Ok(out) => tables.extend(out.route_tables().iter().cloned()),
-                Err(e) if is_not_found(&e) => {}
-                Err(e) => return Err(e),
+            if let Some(out) = found(
+                ctx.aws
+                    .ec2
+                    .describe_route_tables()
+                    .route_table_ids(id)
+                    .send()
+                    .await
+                    .map_err(aws("DescribeRouteTables", id)),
+            )? {
+                tables.extend(out.route_tables().iter().cloned());
             }
         }
         let out = ctx

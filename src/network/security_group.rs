@@ -5,8 +5,7 @@
 //! Both groups reference each other, so `down` revokes every rule first, then deletes.
 
 use super::{
-    DEPENDENCY_WAIT, filter, is_dependency_violation, is_not_found, owned_filters, pairs, tag_spec,
-    vpc_id,
+    DEPENDENCY_WAIT, filter, found, is_dependency_violation, owned_filters, pairs, tag_spec, vpc_id,
 };
 use crate::engine::report::Change;
 use crate::engine::{Ctx, Resource};
@@ -321,18 +320,16 @@ impl Resource for SecurityGroups {
             if groups.iter().any(|g| g.group_id() == Some(rec.id.as_str())) {
                 continue;
             }
-            match ctx
-                .aws
-                .ec2
-                .describe_security_groups()
-                .group_ids(&rec.id)
-                .send()
-                .await
-                .map_err(aws("DescribeSecurityGroups", &rec.id))
-            {
-                Ok(out) => groups.extend(out.security_groups().iter().cloned()),
-                Err(e) if is_not_found(&e) => {}
-                Err(e) => return Err(e),
+            if let Some(out) = found(
+                ctx.aws
+                    .ec2
+                    .describe_security_groups()
+                    .group_ids(&rec.id)
+                    .send()
+                    .await
+                    .map_err(aws("DescribeSecurityGroups", &rec.id)),
+            )? {
+                groups.extend(out.security_groups().iter().cloned());
             }
         }
         for g in &groups {
@@ -362,11 +359,7 @@ impl Resource for SecurityGroups {
                 },
             )
             .await;
-            match result {
-                Ok(_) => {}
-                Err(e) if is_not_found(&e) => {}
-                Err(e) => return Err(e),
-            }
+            found(result)?;
             ctx.report.note(Change::Deleted, format!("{KIND} {id}"));
             Ok::<(), Error>(())
         }));

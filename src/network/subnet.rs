@@ -5,8 +5,8 @@
 //! not assign public IPs on launch; nothing in this stack needs one.
 
 use super::{
-    DEPENDENCY_WAIT, filter, is_dependency_violation, is_not_found, name_of, owned_filters, pairs,
-    tag_spec, vpc_id,
+    DEPENDENCY_WAIT, filter, found, is_dependency_violation, is_not_found, name_of, owned_filters,
+    pairs, tag_spec, vpc_id,
 };
 use crate::config::AZ_COUNT;
 use crate::engine::report::Change;
@@ -199,11 +199,7 @@ async fn delete_one(ctx: &Ctx, id: &str, addr: Option<&str>) -> Result<()> {
                 .map_err(aws("DeleteSubnet", id))
         })
         .await;
-        match result {
-            Ok(_) => {}
-            Err(e) if is_not_found(&e) => {}
-            Err(e) => return Err(e),
-        }
+        found(result)?;
     }
     if let Some(addr) = addr {
         ctx.state.remove(addr)?;

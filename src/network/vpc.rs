@@ -1,7 +1,7 @@
 //! The VPC, with DNS support and hostnames on.
 
 use super::{
-    DEPENDENCY_WAIT, is_dependency_violation, is_not_found, owned_filters, pairs, tag_spec,
+    DEPENDENCY_WAIT, found, is_dependency_violation, is_not_found, owned_filters, pairs, tag_spec,
 };
 use crate::engine::report::Change;
 use crate::engine::{Ctx, Resource};
@@ -171,11 +171,7 @@ impl Resource for Vpc {
             },
         )
         .await;
-        match deleted {
-            Ok(_) => {}
-            Err(e) if is_not_found(&e) => {}
-            Err(e) => return Err(e),
-        }
+        found(deleted)?;
         ctx.state.remove(ADDR)?;
         ctx.report.note(Change::Deleted, format!("{ADDR} {id}"));
         Ok(())

@@ -127,13 +127,10 @@ async fn ensure_one(ctx: &Ctx, purpose: &str, what: &str) -> Result<()> {
     let (meta, mut change) = match find(ctx, purpose, what).await? {
         Some((m, from_state)) => {
             if !owned(ctx, m.key_id()).await? {
-                return Err(Error::NotOwned {
-                    resource: format!("KMS key {}", m.key_id()),
-                    why: format!(
-                        "it lacks the tags ManagedBy=payctl and Environment={}",
-                        ctx.env
-                    ),
-                });
+                return Err(Error::not_owned(
+                    format!("KMS key {}", m.key_id()),
+                    &ctx.env,
+                ));
             }
             (
                 m,
@@ -254,13 +251,7 @@ async fn delete_one(ctx: &Ctx, purpose: &str, what: &str) -> Result<()> {
     };
     let id = meta.key_id().to_string();
     if !owned(ctx, &id).await? {
-        return Err(Error::NotOwned {
-            resource: format!("KMS key {id}"),
-            why: format!(
-                "it lacks the tags ManagedBy=payctl and Environment={}",
-                ctx.env
-            ),
-        });
+        return Err(Error::not_owned(format!("KMS key {id}"), &ctx.env));
     }
     match kms.delete_alias().alias_name(&alias).send().await {
         Ok(_) => {}
