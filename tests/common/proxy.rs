@@ -20,9 +20,21 @@ pub struct Fault {
     pub body: String,
 }
 
+/// Replace `from` with `to` in the first `times` responses to `operation` that contain
+/// it: holds a resource "not ready yet" (e.g. `available` → `creating`).
+#[derive(Clone, Debug)]
+pub struct Rewrite {
+    pub operation: String,
+    pub times: usize,
+    pub from: String,
+    pub to: String,
+}
+
 #[derive(Default)]
 struct Shared {
     faults: Vec<Fault>,
+    rewrites: Vec<Rewrite>,
+    rewritten: BTreeMap<String, usize>,
     counts: BTreeMap<String, usize>,
     injected: BTreeMap<String, usize>,
 }
@@ -57,6 +69,26 @@ impl Proxy {
 
     pub fn inject(&self, fault: Fault) {
         self.shared.lock().unwrap().faults.push(fault);
+    }
+
+    pub fn rewrite(&self, rewrite: Rewrite) {
+        self.shared.lock().unwrap().rewrites.push(rewrite);
+    }
+
+    /// Requests seen, by operation.
+    pub fn counts(&self) -> BTreeMap<String, usize> {
+        self.shared.lock().unwrap().counts.clone()
+    }
+
+    /// How many responses to `operation` were rewritten.
+    pub fn rewritten(&self, operation: &str) -> usize {
+        self.shared
+            .lock()
+            .unwrap()
+            .rewritten
+            .get(operation)
+            .copied()
+            .unwrap_or(0)
     }
 
     /// How many requests of `operation` reached the proxy, and how many got a fault.
@@ -165,19 +197,38 @@ async fn serve(mut conn: TcpStream, upstream: &str, shared: &Mutex<Shared>) -> s
     up.write_all(&body).await?;
     let mut response = Vec::new();
     up.read_to_end(&mut response).await?;
-    // Tell the client this connection ends here, so it never reuses it.
+    // Apply a rewrite, fix the length, and tell the client this connection ends here.
     if let Some(end) = response.windows(4).position(|w| w == b"\r\n\r\n") {
         let headers = String::from_utf8_lossy(&response[..end]).to_string();
-        let mut out = Vec::new();
-        for line in headers
-            .lines()
-            .filter(|l| !l.to_ascii_lowercase().starts_with("connection:"))
+        let mut payload = response[end + 4..].to_vec();
         {
+            let mut s = shared.lock().unwrap();
+            let done = s.rewritten.get(&op).copied().unwrap_or(0);
+            let text = String::from_utf8_lossy(&payload).to_string();
+            let rule = s
+                .rewrites
+                .iter()
+                .find(|r| r.operation == op && done < r.times && text.contains(&r.from))
+                .cloned();
+            if let Some(r) = rule {
+                payload = text.replace(&r.from, &r.to).into_bytes();
+                *s.rewritten.entry(op.clone()).or_default() += 1;
+            }
+        }
+        let mut out = Vec::new();
+        for line in headers.lines().filter(|l| {
+            let l = l.to_ascii_lowercase();
+            !l.starts_with("connection:") && !l.starts_with("content-length:")
+        }) {
             out.extend_from_slice(line.as_bytes());
             out.extend_from_slice(b"\r\n");
         }
-        out.extend_from_slice(b"Connection: close\r\n\r\n");
-        out.extend_from_slice(&response[end + 4..]);
+        let tail = format!(
+            "Content-Length: {}\r\nConnection: close\r\n\r\n",
+            payload.len()
+        );
+        out.extend_from_slice(tail.as_bytes());
+        out.extend_from_slice(&payload);
         response = out;
     }
     conn.write_all(&response).await?;
