@@ -1,7 +1,17 @@
 #!/usr/bin/env bash
-# The whole test suite: unit tests, and integration tests that run the real payctl binary
-# against moto servers the tests start themselves on free ports.
+# The whole test suite: unit tests, integration tests that run the real payctl binary
+# against moto servers the tests start on free ports, and the payment functions'
+# tests against moto and a real PostgreSQL (see scripts/test-postgres.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup-emulator.sh
+PAYCTL_TEST_DATABASE_URL="$(scripts/test-postgres.sh)"
+export PAYCTL_TEST_DATABASE_URL
+if [ -f .pgtest/bin ]; then
+  pg_bin="$(cat .pgtest/bin)"
+  stop=("$pg_bin/pg_ctl" -D .pgtest/db -m fast stop)
+  if [ "$(id -u)" = 0 ]; then stop=(runuser -u nobody -- "${stop[@]}"); fi
+  trap '"${stop[@]}" >/dev/null 2>&1 || true' EXIT
+fi
+echo "PostgreSQL for the tests: $PAYCTL_TEST_DATABASE_URL" >&2
 cargo test --workspace --locked "$@"

@@ -1,0 +1,340 @@
+//! PostgreSQL for the processor.
+//!
+//! Settings come from the environment (`DB_HOST`, `DB_PORT`, `DB_NAME`, `DB_SSLMODE`,
+//! `DB_SECRET_ARN`); the credentials from the RDS-managed secret (`username`, `password`),
+//! fetched once per cold start and cached. With `DB_SSLMODE=verify-full` (the default) the
+//! server certificate and host name are verified against the Amazon RDS CA bundle, which is
+//! compiled into the binary; `disable` exists for local tests only. The schema is created
+//! by embedded, versioned migrations, applied under an advisory lock at the first connect.
+
+use std::time::Duration;
+use tokio::sync::Mutex;
+use tokio_postgres::{Client, NoTls};
+
+const RDS_CA_BUNDLE: &[u8] = include_bytes!("../certs/rds-global-bundle.pem");
+const MIGRATION_LOCK: i64 = 7_345_001;
+
+/// (version, SQL), applied in order, each once.
+pub const MIGRATIONS: &[(i32, &str)] = &[(
+    1,
+    "CREATE TABLE payments (
+        transaction_id text PRIMARY KEY,
+        amount_minor bigint NOT NULL CHECK (amount_minor > 0),
+        currency char(3) NOT NULL,
+        customer_id text NOT NULL,
+        created_at timestamptz NOT NULL DEFAULT now(),
+        processed_at timestamptz NOT NULL DEFAULT now()
+    )",
+)];
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum SslMode {
+    VerifyFull,
+    Disable,
+}
+
+#[derive(Debug, Clone)]
+pub struct DbSettings {
+    pub host: String,
+    pub port: u16,
+    pub name: String,
+    pub sslmode: SslMode,
+    pub secret_arn: String,
+}
+
+impl DbSettings {
+    pub fn from_env() -> Result<Self, String> {
+        let var = |k: &str| std::env::var(k).map_err(|_| format!("{k} is not set"));
+        let sslmode = match std::env::var("DB_SSLMODE").as_deref() {
+            Err(_) | Ok("verify-full") => SslMode::VerifyFull,
+            Ok("disable") => SslMode::Disable,
+            Ok(other) => {
+                return Err(format!(
+                    "DB_SSLMODE {other:?} is not verify-full or disable"
+                ));
+            }
+        };
+        Ok(DbSettings {
+            host: var("DB_HOST")?,
+            port: var("DB_PORT")?
+                .parse()
+                .map_err(|_| "DB_PORT is not a port number".to_string())?,
+            name: var("DB_NAME")?,
+            sslmode,
+            secret_arn: var("DB_SECRET_ARN")?,
+        })
+    }
+}
+
+#[derive(Clone)]
+pub struct Credentials {
+    pub username: String,
+    pub password: String,
+}
+
+impl std::fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Credentials")
+            .field("username", &self.username)
+            .field("password", &"<redacted>")
+            .finish()
+    }
+}
+
+/// A database failure, split by whether retrying later can help.
+#[derive(Debug)]
+pub enum DbError {
+    Transient(String),
+    Permanent(String),
+}
+
+impl DbError {
+    fn from_pg(context: &str, e: tokio_postgres::Error) -> Self {
+        // SQL errors carry a SQLSTATE; connection and I/O failures do not.
+        match e.code() {
+            Some(state) if !state.code().starts_with("08") && !state.code().starts_with("57") => {
+                DbError::Permanent(format!("{context}: {e}"))
+            }
+            _ => DbError::Transient(format!("{context}: {e}")),
+        }
+    }
+
+    pub fn message(&self) -> &str {
+        match self {
+            DbError::Transient(m) | DbError::Permanent(m) => m,
+        }
+    }
+}
+
+fn tls_config() -> Result<rustls::ClientConfig, String> {
+    use rustls_pki_types::CertificateDer;
+    use rustls_pki_types::pem::PemObject;
+    let mut roots = rustls::RootCertStore::empty();
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(RDS_CA_BUNDLE)
+        .collect::<Result<_, _>>()
+        .map_err(|e| format!("RDS CA bundle: {e}"))?;
+    let (added, _) = roots.add_parsable_certificates(certs);
+    if added == 0 {
+        return Err("the RDS CA bundle holds no usable certificate".into());
+    }
+    let provider = std::sync::Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok(config)
+}
+
+/// The processor's database: one cached connection, reopened when it breaks.
+pub struct Postgres {
+    pub settings: DbSettings,
+    pub secrets: aws_sdk_secretsmanager::Client,
+    credentials: Mutex<Option<Credentials>>,
+    client: Mutex<Option<Client>>,
+}
+
+impl Postgres {
+    pub fn new(settings: DbSettings, secrets: aws_sdk_secretsmanager::Client) -> Self {
+        Postgres {
+            settings,
+            secrets,
+            credentials: Mutex::new(None),
+            client: Mutex::new(None),
+        }
+    }
+
+    async fn credentials(&self) -> Result<Credentials, DbError> {
+        let mut cached = self.credentials.lock().await;
+        if let Some(c) = cached.as_ref() {
+            return Ok(c.clone());
+        }
+        let arn = &self.settings.secret_arn;
+        let out = self
+            .secrets
+            .get_secret_value()
+            .secret_id(arn)
+            .send()
+            .await
+            .map_err(|e| {
+                DbError::Transient(format!(
+                    "GetSecretValue: {}",
+                    aws_sdk_secretsmanager::error::DisplayErrorContext(e)
+                ))
+            })?;
+        let text = out
+            .secret_string()
+            .ok_or_else(|| DbError::Permanent("the database secret holds no string".into()))?;
+        let value: serde_json::Value = serde_json::from_str(text)
+            .map_err(|_| DbError::Permanent("the database secret is not JSON".into()))?;
+        let field = |k: &str| {
+            value[k]
+                .as_str()
+                .map(str::to_string)
+                .ok_or_else(|| DbError::Permanent(format!("the database secret has no {k}")))
+        };
+        let creds = Credentials {
+            username: field("username")?,
+            password: field("password")?,
+        };
+        *cached = Some(creds.clone());
+        Ok(creds)
+    }
+
+    async fn connect(&self) -> Result<Client, DbError> {
+        let creds = self.credentials().await?;
+        let s = &self.settings;
+        let mut config = tokio_postgres::Config::new();
+        config
+            .host(&s.host)
+            .port(s.port)
+            .dbname(&s.name)
+            .user(&creds.username)
+            .password(&creds.password)
+            .connect_timeout(Duration::from_secs(5))
+            .application_name("payment-processor");
+        let client = match s.sslmode {
+            SslMode::Disable => {
+                let (client, conn) = config
+                    .connect(NoTls)
+                    .await
+                    .map_err(|e| DbError::from_pg("connect", e))?;
+                tokio::spawn(conn);
+                client
+            }
+            SslMode::VerifyFull => {
+                config.ssl_mode(tokio_postgres::config::SslMode::Require);
+                let tls = tokio_postgres_rustls::MakeRustlsConnect::new(
+                    tls_config().map_err(DbError::Permanent)?,
+                );
+                let (client, conn) = config
+                    .connect(tls)
+                    .await
+                    .map_err(|e| DbError::from_pg("connect", e))?;
+                tokio::spawn(conn);
+                client
+            }
+        };
+        Ok(client)
+    }
+
+    /// Runs `f` on the cached connection, connecting (and migrating) first when needed.
+    async fn with_client<T>(
+        &self,
+        f: impl AsyncFnOnce(&mut Client) -> Result<T, DbError>,
+    ) -> Result<T, DbError> {
+        let mut guard = self.client.lock().await;
+        if guard.as_ref().is_none_or(|c| c.is_closed()) {
+            let mut client = self.connect().await?;
+            migrate(&mut client).await?;
+            *guard = Some(client);
+        }
+        let client = guard
+            .as_mut()
+            .ok_or_else(|| DbError::Transient("no database connection".into()))?;
+        let result = f(client).await;
+        if client.is_closed() {
+            *guard = None;
+        }
+        result
+    }
+
+    /// Records a payment once; `Ok(false)` when it was already recorded.
+    pub async fn record(
+        &self,
+        id: &str,
+        amount_minor: i64,
+        currency: &str,
+        customer_id: &str,
+    ) -> Result<bool, DbError> {
+        self.with_client(async |client: &mut Client| {
+            let tx = client.transaction().await.map_err(|e| DbError::from_pg("begin", e))?;
+            let n = tx
+                .execute(
+                    "INSERT INTO payments (transaction_id, amount_minor, currency, customer_id) VALUES ($1, $2, $3, $4)
+                     ON CONFLICT (transaction_id) DO NOTHING",
+                    &[&id, &amount_minor, &currency, &customer_id],
+                )
+                .await
+                .map_err(|e| DbError::from_pg("insert payment", e))?;
+            tx.commit().await.map_err(|e| DbError::from_pg("commit", e))?;
+            Ok(n == 1)
+        })
+        .await
+    }
+
+    pub async fn ping(&self) -> Result<(), DbError> {
+        self.with_client(async |client: &mut Client| {
+            client
+                .simple_query("SELECT 1")
+                .await
+                .map(|_| ())
+                .map_err(|e| DbError::from_pg("ping", e))
+        })
+        .await
+    }
+}
+
+/// Applies the migrations that are missing, in one transaction under an advisory lock.
+pub async fn migrate(client: &mut Client) -> Result<(), DbError> {
+    let tx = client
+        .transaction()
+        .await
+        .map_err(|e| DbError::from_pg("begin", e))?;
+    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])
+        .await
+        .map_err(|e| DbError::from_pg("migration lock", e))?;
+    tx.batch_execute(
+        "CREATE TABLE IF NOT EXISTS schema_migrations (version integer PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())",
+    )
+    .await
+    .map_err(|e| DbError::from_pg("schema_migrations", e))?;
+    let rows = tx
+        .query("SELECT version FROM schema_migrations", &[])
+        .await
+        .map_err(|e| DbError::from_pg("read migrations", e))?;
+    let applied: Vec<i32> = rows.iter().map(|r| r.get(0)).collect();
+    for (version, sql) in MIGRATIONS.iter().filter(|(v, _)| !applied.contains(v)) {
+        tx.batch_execute(sql)
+            .await
+            .map_err(|e| DbError::from_pg(&format!("migration {version}"), e))?;
+        tx.execute(
+            "INSERT INTO schema_migrations (version) VALUES ($1)",
+            &[version],
+        )
+        .await
+        .map_err(|e| DbError::from_pg("record migration", e))?;
+        tracing::info!("applied database migration {version}");
+    }
+    tx.commit()
+        .await
+        .map_err(|e| DbError::from_pg("commit migrations", e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_rds_bundle_loads_into_a_tls_config() {
+        tls_config().unwrap();
+    }
+
+    #[test]
+    fn credentials_never_print_the_password() {
+        let c = Credentials {
+            username: "u".into(),
+            password: "hunter2".into(),
+        };
+        assert!(!format!("{c:?}").contains("hunter2"));
+    }
+
+    #[test]
+    fn migrations_are_numbered_in_order() {
+        let versions: Vec<i32> = MIGRATIONS.iter().map(|(v, _)| *v).collect();
+        let mut sorted = versions.clone();
+        sorted.sort();
+        sorted.dedup();
+        assert_eq!(versions, sorted);
+    }
+}
