@@ -29,28 +29,7 @@ async fn world() -> World {
     let stack = Stack::new("fn");
     let sdk = stack.sdk().await;
     let dynamo = aws_sdk_dynamodb::Client::new(&sdk);
-    use aws_sdk_dynamodb::types::*;
-    dynamo
-        .create_table()
-        .table_name(TABLE)
-        .attribute_definitions(
-            AttributeDefinition::builder()
-                .attribute_name("transaction_id")
-                .attribute_type(ScalarAttributeType::S)
-                .build()
-                .unwrap(),
-        )
-        .key_schema(
-            KeySchemaElement::builder()
-                .attribute_name("transaction_id")
-                .key_type(KeyType::Hash)
-                .build()
-                .unwrap(),
-        )
-        .billing_mode(BillingMode::PayPerRequest)
-        .send()
-        .await
-        .unwrap();
+    create_transactions_table(&dynamo, TABLE).await;
     let sqs = aws_sdk_sqs::Client::new(&sdk);
     let queue_url = sqs
         .create_queue()

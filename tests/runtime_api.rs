@@ -8,10 +8,7 @@
 
 mod common;
 
-use aws_sdk_dynamodb::types::{
-    AttributeDefinition, AttributeValue, BillingMode, KeySchemaElement, KeyType,
-    ScalarAttributeType,
-};
+use aws_sdk_dynamodb::types::AttributeValue;
 use common::*;
 use serde_json::{Value, json};
 use std::path::{Path, PathBuf};
@@ -521,26 +518,7 @@ fn apigw_event(method: &str, body: Option<&str>, request_id: &str) -> Value {
 }
 
 async fn create_table(db: &aws_sdk_dynamodb::Client) {
-    db.create_table()
-        .table_name(TABLE)
-        .attribute_definitions(
-            AttributeDefinition::builder()
-                .attribute_name("transaction_id")
-                .attribute_type(ScalarAttributeType::S)
-                .build()
-                .unwrap(),
-        )
-        .key_schema(
-            KeySchemaElement::builder()
-                .attribute_name("transaction_id")
-                .key_type(KeyType::Hash)
-                .build()
-                .unwrap(),
-        )
-        .billing_mode(BillingMode::PayPerRequest)
-        .send()
-        .await
-        .unwrap();
+    create_transactions_table(db, TABLE).await;
 }
 
 async fn items(

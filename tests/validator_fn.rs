@@ -4,10 +4,7 @@
 
 mod common;
 
-use aws_sdk_dynamodb::types::{
-    AttributeDefinition, AttributeValue, BillingMode, KeySchemaElement, KeyType,
-    ScalarAttributeType,
-};
+use aws_sdk_dynamodb::types::AttributeValue;
 use common::*;
 use payments_core::validate::Limits;
 use serde_json::json;
@@ -17,26 +14,7 @@ const TABLE: &str = "payment-transactions-fn";
 
 async fn setup(stack: &Stack) -> Validator {
     let db = aws_sdk_dynamodb::Client::new(&stack.sdk().await);
-    db.create_table()
-        .table_name(TABLE)
-        .attribute_definitions(
-            AttributeDefinition::builder()
-                .attribute_name("transaction_id")
-                .attribute_type(ScalarAttributeType::S)
-                .build()
-                .unwrap(),
-        )
-        .key_schema(
-            KeySchemaElement::builder()
-                .attribute_name("transaction_id")
-                .key_type(KeyType::Hash)
-                .build()
-                .unwrap(),
-        )
-        .billing_mode(BillingMode::PayPerRequest)
-        .send()
-        .await
-        .unwrap();
+    create_transactions_table(&db, TABLE).await;
     Validator {
         db,
         table: TABLE.into(),

@@ -245,3 +245,27 @@ pub fn assert_standard_tags(tags: &BTreeMap<String, String>, env: &str, what: &s
         );
     }
 }
+
+/// Creates a transactions table as the stack defines it (key `transaction_id`, on demand),
+/// for the function tests that do not need the whole stack.
+pub async fn create_transactions_table(db: &aws_sdk_dynamodb::Client, name: &str) {
+    use aws_sdk_dynamodb::types::{
+        AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType,
+    };
+    let key = AttributeDefinition::builder()
+        .attribute_name("transaction_id")
+        .attribute_type(ScalarAttributeType::S)
+        .build();
+    let schema = KeySchemaElement::builder()
+        .attribute_name("transaction_id")
+        .key_type(KeyType::Hash)
+        .build();
+    db.create_table()
+        .table_name(name)
+        .attribute_definitions(key.unwrap())
+        .key_schema(schema.unwrap())
+        .billing_mode(BillingMode::PayPerRequest)
+        .send()
+        .await
+        .unwrap();
+}
