@@ -1,492 +1,27 @@
-//! The real `validator` Lambda binary, end to end through the AWS Lambda Runtime API.
-//!
-//! The test builds the binary, starts the emulator's DynamoDB, serves a minimal Runtime
-//! API (`/runtime/invocation/next` as a long poll, `…/{id}/response`, `…/{id}/error`,
-//! `/runtime/init/error`) on a free local port, runs the binary against it, and feeds it
-//! API Gateway REST proxy events. The recorded proxy responses and the table contents are
-//! then checked independently through the SDK.
+//! The payment functions' real binaries, end to end through the AWS Lambda Runtime API
+//! (see `common::runtime`): each test runs one binary against the emulator (and, for the
+//! processor, a real PostgreSQL), feeds it the events its triggers send, and checks the
+//! recorded responses and what the emulator and database hold, read back independently.
 
 mod common;
 
 use aws_sdk_dynamodb::types::AttributeValue;
+use common::postgres::TestDb;
+use common::runtime::{Lambda, RuntimeApi};
 use common::*;
 use serde_json::{Value, json};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{Mutex, mpsc};
+use std::time::Duration;
 
 const TABLE: &str = "payment-transactions-rt";
-const FUNCTION: &str = "payment-validator-rt";
-const WAIT: Duration = Duration::from_secs(30);
-
-// ---------------------------------------------------------------------------------------
-// The binary
-
-/// Builds `validator` and returns the executable's path (from cargo's own report, else
-/// `$CARGO_TARGET_DIR` or the workspace `target/`).
-fn build_validator() -> PathBuf {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let out = Command::new(env!("CARGO"))
-        .current_dir(root)
-        .args([
-            "build",
-            "-p",
-            "validator",
-            "--bin",
-            "validator",
-            "--message-format=json-render-diagnostics",
-        ])
-        .stdin(Stdio::null())
-        .output()
-        .expect("run cargo build");
-    assert!(
-        out.status.success(),
-        "cargo build -p validator --bin validator failed ({}):\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let reported = String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
-        .filter(|m| m["reason"] == "compiler-artifact" && m["target"]["name"] == "validator")
-        .find_map(|m| m["executable"].as_str().map(PathBuf::from));
-    let bin = reported.unwrap_or_else(|| {
-        let target = match std::env::var_os("CARGO_TARGET_DIR") {
-            Some(dir) => root.join(dir),
-            None => root.join("target"),
-        };
-        target
-            .join("debug")
-            .join(format!("validator{}", std::env::consts::EXE_SUFFIX))
-    });
-    assert!(
-        bin.is_file(),
-        "validator binary not found at {}",
-        bin.display()
-    );
-    bin
-}
-
-/// The running function; killed and reaped when dropped, also when the test panics.
-struct Lambda {
-    child: Child,
-    logs: tempfile::TempDir,
-}
-
-impl Lambda {
-    fn spawn(bin: &Path, runtime_api: &str, moto: &str) -> Lambda {
-        let logs = tempfile::tempdir().unwrap();
-        let file = |name: &str| std::fs::File::create(logs.path().join(name)).unwrap();
-        let child = Command::new(bin)
-            .env_clear()
-            .env("PATH", std::env::var("PATH").unwrap_or_default())
-            .env("HOME", logs.path())
-            .env("AWS_CONFIG_FILE", logs.path().join("no-config"))
-            .env(
-                "AWS_SHARED_CREDENTIALS_FILE",
-                logs.path().join("no-credentials"),
-            )
-            .env("AWS_EC2_METADATA_DISABLED", "true")
-            .env("NO_COLOR", "1")
-            .env("RUST_LOG", "info")
-            .env("AWS_LAMBDA_RUNTIME_API", runtime_api)
-            .env("TABLE_NAME", TABLE)
-            .env("AWS_ENDPOINT_URL", moto)
-            .env("AWS_ACCESS_KEY_ID", "testing")
-            .env("AWS_SECRET_ACCESS_KEY", "testing")
-            .env("AWS_REGION", REGION)
-            .env("AWS_LAMBDA_FUNCTION_NAME", FUNCTION)
-            .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "256")
-            .env("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST")
-            .env("AWS_LAMBDA_LOG_STREAM_NAME", "test")
-            .env("AWS_LAMBDA_LOG_GROUP_NAME", "test")
-            .stdin(Stdio::null())
-            .stdout(file("stdout.log"))
-            .stderr(file("stderr.log"))
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {}: {e}", bin.display()));
-        Lambda { child, logs }
-    }
-
-    /// What the function printed so far (tracing goes to stdout), for failure messages.
-    fn output(&self) -> String {
-        let read =
-            |name: &str| std::fs::read_to_string(self.logs.path().join(name)).unwrap_or_default();
-        format!(
-            "--- validator stdout ---\n{}--- validator stderr ---\n{}",
-            read("stdout.log"),
-            read("stderr.log")
-        )
-    }
-}
-
-impl Drop for Lambda {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-// ---------------------------------------------------------------------------------------
-// A minimal Lambda Runtime API
-
-enum Recorded {
-    Response {
-        id: String,
-        body: String,
-    },
-    Error {
-        path: String,
-        error_type: String,
-        body: String,
-    },
-}
-
-impl std::fmt::Display for Recorded {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Recorded::Response { id, body } => write!(f, "a response to {id}: {body}"),
-            Recorded::Error {
-                path,
-                error_type,
-                body,
-            } => write!(f, "an error on {path} (type {error_type:?}): {body}"),
-        }
-    }
-}
-
-struct Shared {
-    events: Mutex<mpsc::UnboundedReceiver<(String, String)>>,
-    recorded: mpsc::UnboundedSender<Recorded>,
-}
-
-struct RuntimeApi {
-    /// `host:port`, the form `AWS_LAMBDA_RUNTIME_API` takes.
-    addr: String,
-    events: mpsc::UnboundedSender<(String, String)>,
-    recorded: mpsc::UnboundedReceiver<Recorded>,
-    invocations: usize,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl RuntimeApi {
-    async fn start() -> RuntimeApi {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap().to_string();
-        let (events, events_rx) = mpsc::unbounded_channel();
-        let (recorded_tx, recorded) = mpsc::unbounded_channel();
-        let shared = Arc::new(Shared {
-            events: Mutex::new(events_rx),
-            recorded: recorded_tx,
-        });
-        let task = tokio::spawn(async move {
-            let mut conns = tokio::task::JoinSet::new();
-            while let Ok((conn, _)) = listener.accept().await {
-                let shared = shared.clone();
-                conns.spawn(async move {
-                    let _ = serve(conn, &shared).await;
-                });
-            }
-        });
-        RuntimeApi {
-            addr,
-            events,
-            recorded,
-            invocations: 0,
-            task,
-        }
-    }
-
-    /// Queues an event for `/next` and returns its request id.
-    fn invoke(&mut self, event: &Value) -> String {
-        self.invocations += 1;
-        let id = format!("rt-req-{:04}", self.invocations);
-        self.events.send((id.clone(), event.to_string())).unwrap();
-        id
-    }
-
-    /// Waits (bounded) for the function's response to `id`, failing with its output when
-    /// it reports an error instead, exits, or stays silent.
-    async fn response(&mut self, id: &str, lambda: &mut Lambda) -> Value {
-        let deadline = Instant::now() + WAIT;
-        loop {
-            match tokio::time::timeout(Duration::from_millis(200), self.recorded.recv()).await {
-                Ok(Some(Recorded::Response { id: got, body })) => {
-                    assert_eq!(got, id, "response for another invocation: {body}");
-                    return serde_json::from_str(&body).unwrap_or_else(|e| {
-                        panic!(
-                            "response to {id} is not JSON ({e}): {body}\n{}",
-                            lambda.output()
-                        )
-                    });
-                }
-                Ok(Some(error @ Recorded::Error { .. })) => {
-                    panic!(
-                        "the function reported {error} while {id} was expected\n{}",
-                        lambda.output()
-                    )
-                }
-                Ok(None) => panic!("the runtime API server stopped\n{}", lambda.output()),
-                Err(_) => {
-                    if let Ok(Some(status)) = lambda.child.try_wait() {
-                        panic!(
-                            "the function exited ({status}) before answering {id}\n{}",
-                            lambda.output()
-                        );
-                    }
-                    assert!(
-                        Instant::now() < deadline,
-                        "no response to {id} within {WAIT:?}\n{}",
-                        lambda.output()
-                    );
-                }
-            }
-        }
-    }
-}
-
-impl Drop for RuntimeApi {
-    fn drop(&mut self) {
-        // Ends the accept loop and every connection, including a held long poll.
-        self.task.abort();
-    }
-}
-
-struct HttpRequest {
-    method: String,
-    path: String,
-    headers: Vec<(String, String)>,
-    body: Vec<u8>,
-}
-
-impl HttpRequest {
-    fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
-    }
-}
-
-/// One kept-alive connection: requests are answered in turn until the client closes it
-/// (or asks to with `Connection: close`).
-async fn serve(mut conn: TcpStream, shared: &Shared) -> std::io::Result<()> {
-    let mut buf = Vec::new();
-    while let Some(req) = read_request(&mut conn, &mut buf).await? {
-        let close = req
-            .header("connection")
-            .is_some_and(|v| v.eq_ignore_ascii_case("close"));
-        let Some((status, headers, body)) = route(req, shared).await else {
-            return Ok(());
-        };
-        let reason = match status {
-            200 => "OK",
-            202 => "Accepted",
-            _ => "Not Found",
-        };
-        let mut head = format!(
-            "HTTP/1.1 {status} {reason}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: {}\r\n",
-            body.len(),
-            if close { "close" } else { "keep-alive" }
-        );
-        for (k, v) in headers {
-            head.push_str(&format!("{k}: {v}\r\n"));
-        }
-        head.push_str("\r\n");
-        conn.write_all(head.as_bytes()).await?;
-        conn.write_all(body.as_bytes()).await?;
-        conn.flush().await?;
-        if close {
-            return conn.shutdown().await;
-        }
-    }
-    Ok(())
-}
-
-async fn route(req: HttpRequest, shared: &Shared) -> Option<(u16, Vec<(String, String)>, String)> {
-    const PREFIX: &str = "/2018-06-01/runtime/";
-    let accepted = Some((202, Vec::new(), r#"{"status":"OK"}"#.to_string()));
-    let rest = req.path.strip_prefix(PREFIX).unwrap_or_default();
-    let body = String::from_utf8_lossy(&req.body).into_owned();
-    let error_type = req
-        .header("lambda-runtime-function-error-type")
-        .unwrap_or_default()
-        .to_string();
-    match (req.method.as_str(), rest) {
-        ("GET", "invocation/next") => {
-            // Long poll: hold the request until an event is queued (or the test ends).
-            let (id, event) = shared.events.lock().await.recv().await?;
-            let deadline = SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .unwrap()
-                .as_millis()
-                + 30_000;
-            let headers =
-                vec![
-                ("Lambda-Runtime-Aws-Request-Id".to_string(), id),
-                ("Lambda-Runtime-Deadline-Ms".to_string(), deadline.to_string()),
-                (
-                    "Lambda-Runtime-Invoked-Function-Arn".to_string(),
-                    format!("arn:aws:lambda:{REGION}:123456789012:function:{FUNCTION}"),
-                ),
-                (
-                    "Lambda-Runtime-Trace-Id".to_string(),
-                    "Root=1-5759e988-bd862e3fe1be46a994272793;Parent=53995c3f42cd8ad8;Sampled=1"
-                        .to_string(),
-                ),
-            ];
-            Some((200, headers, event))
-        }
-        ("POST", "init/error") => {
-            let _ = shared.recorded.send(Recorded::Error {
-                path: req.path.clone(),
-                error_type,
-                body,
-            });
-            accepted
-        }
-        ("POST", rest) if rest.starts_with("invocation/") => {
-            let tail = &rest["invocation/".len()..];
-            if let Some(id) = tail.strip_suffix("/response") {
-                let _ = shared.recorded.send(Recorded::Response {
-                    id: id.to_string(),
-                    body,
-                });
-                accepted
-            } else if tail.ends_with("/error") {
-                let _ = shared.recorded.send(Recorded::Error {
-                    path: req.path.clone(),
-                    error_type,
-                    body,
-                });
-                accepted
-            } else {
-                Some((404, Vec::new(), r#"{"error":"not_found"}"#.to_string()))
-            }
-        }
-        _ => Some((404, Vec::new(), r#"{"error":"not_found"}"#.to_string())),
-    }
-}
-
-async fn read_more(conn: &mut TcpStream, buf: &mut Vec<u8>) -> std::io::Result<usize> {
-    let mut chunk = [0u8; 8192];
-    let n = conn.read(&mut chunk).await?;
-    buf.extend_from_slice(&chunk[..n]);
-    Ok(n)
-}
-
-fn find(buf: &[u8], from: usize, needle: &[u8]) -> Option<usize> {
-    buf.get(from..)?
-        .windows(needle.len())
-        .position(|w| w == needle)
-        .map(|p| from + p)
-}
-
-/// Reads one request from `buf` + the connection (Content-Length or chunked body) and
-/// leaves any bytes after it in `buf`. `None` when the client closed between requests.
-async fn read_request(
-    conn: &mut TcpStream,
-    buf: &mut Vec<u8>,
-) -> std::io::Result<Option<HttpRequest>> {
-    let eof = || std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "closed mid-request");
-    let head_end = loop {
-        if let Some(p) = find(buf, 0, b"\r\n\r\n") {
-            break p + 4;
-        }
-        if read_more(conn, buf).await? == 0 {
-            return if buf.is_empty() { Ok(None) } else { Err(eof()) };
-        }
-    };
-    let head = String::from_utf8_lossy(&buf[..head_end]).into_owned();
-    let mut lines = head.split("\r\n");
-    let mut first = lines.next().unwrap_or_default().split(' ');
-    let method = first.next().unwrap_or_default().to_string();
-    let path = first.next().unwrap_or_default().to_string();
-    let headers: Vec<(String, String)> = lines
-        .filter_map(|l| l.split_once(':'))
-        .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
-        .collect();
-    let mut req = HttpRequest {
-        method,
-        path,
-        headers,
-        body: Vec::new(),
-    };
-    let mut pos = head_end;
-    if req
-        .header("transfer-encoding")
-        .is_some_and(|v| v.to_ascii_lowercase().contains("chunked"))
-    {
-        loop {
-            let line_end = loop {
-                if let Some(e) = find(buf, pos, b"\r\n") {
-                    break e;
-                }
-                if read_more(conn, buf).await? == 0 {
-                    return Err(eof());
-                }
-            };
-            let size_text = String::from_utf8_lossy(&buf[pos..line_end]).into_owned();
-            let size_hex = size_text.split(';').next().unwrap_or_default().trim();
-            let size = usize::from_str_radix(size_hex, 16)
-                .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))?;
-            pos = line_end + 2;
-            if size == 0 {
-                // Trailers (ignored), up to the empty line.
-                loop {
-                    let e = loop {
-                        if let Some(e) = find(buf, pos, b"\r\n") {
-                            break e;
-                        }
-                        if read_more(conn, buf).await? == 0 {
-                            return Err(eof());
-                        }
-                    };
-                    let empty = e == pos;
-                    pos = e + 2;
-                    if empty {
-                        break;
-                    }
-                }
-                break;
-            }
-            while buf.len() < pos + size + 2 {
-                if read_more(conn, buf).await? == 0 {
-                    return Err(eof());
-                }
-            }
-            req.body.extend_from_slice(&buf[pos..pos + size]);
-            pos += size + 2;
-        }
-    } else {
-        let length: usize = req
-            .header("content-length")
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0);
-        while buf.len() < pos + length {
-            if read_more(conn, buf).await? == 0 {
-                return Err(eof());
-            }
-        }
-        req.body = buf[pos..pos + length].to_vec();
-        pos += length;
-    }
-    buf.drain(..pos);
-    Ok(Some(req))
-}
 
 // ---------------------------------------------------------------------------------------
 // Events and the emulator
 
-/// An API Gateway REST (v1) proxy event for `/validate`.
-fn apigw_event(method: &str, body: Option<&str>, request_id: &str) -> Value {
+/// An API Gateway REST (v1) proxy event for `path`.
+fn apigw_event(method: &str, path: &str, body: Option<&str>, request_id: &str) -> Value {
     json!({
-        "resource": "/validate",
-        "path": "/validate",
+        "resource": path,
+        "path": path,
         "httpMethod": method,
         "headers": {
             "Content-Type": "application/json",
@@ -503,9 +38,9 @@ fn apigw_event(method: &str, body: Option<&str>, request_id: &str) -> Value {
         "pathParameters": null,
         "stageVariables": null,
         "requestContext": {
-            "resourcePath": "/validate",
+            "resourcePath": path,
             "httpMethod": method,
-            "path": "/rt/validate",
+            "path": format!("/rt{path}"),
             "stage": "rt",
             "requestId": request_id,
             "accountId": "123456789012",
@@ -551,18 +86,22 @@ fn status_and_body(resp: &Value) -> (i64, Value) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn validator_binary_serves_api_gateway_events_through_the_runtime_api() {
-    let bin = tokio::task::spawn_blocking(build_validator).await.unwrap();
     let stack = Stack::new("rt");
     let db = aws_sdk_dynamodb::Client::new(&stack.sdk().await);
     create_table(&db).await;
 
     let mut api = RuntimeApi::start().await;
-    let mut lambda = Lambda::spawn(&bin, &api.addr, &stack.moto.endpoint);
+    let mut lambda = Lambda::spawn(
+        "validator",
+        &api.addr,
+        &stack.moto.endpoint,
+        &[("TABLE_NAME", TABLE)],
+    );
 
     // (a) A valid payment: 200, the summary, and a VALIDATED item in the table.
     let payment = r#"{"transaction_id": "txn_rt_1", "amount": "100.00", "currency": "USD", "customer_id": "cust_rt"}"#;
     let expected = json!({"transaction_id": "txn_rt_1", "status": "VALIDATED", "amount": "100.00", "currency": "USD"});
-    let id = api.invoke(&apigw_event("POST", Some(payment), "apigw-1"));
+    let id = api.invoke(&apigw_event("POST", "/validate", Some(payment), "apigw-1"));
     let resp = api.response(&id, &mut lambda).await;
     let (status, body) = status_and_body(&resp);
     assert_eq!(status, 200, "{resp}\n{}", lambda.output());
@@ -591,7 +130,7 @@ async fn validator_binary_serves_api_gateway_events_through_the_runtime_api() {
     assert_eq!(stored.len(), 1);
 
     // (b) The same event again: the same answer, and still exactly that one item.
-    let id = api.invoke(&apigw_event("POST", Some(payment), "apigw-2"));
+    let id = api.invoke(&apigw_event("POST", "/validate", Some(payment), "apigw-2"));
     let resp = api.response(&id, &mut lambda).await;
     let (status, body) = status_and_body(&resp);
     assert_eq!(status, 200, "{resp}\n{}", lambda.output());
@@ -600,7 +139,7 @@ async fn validator_binary_serves_api_gateway_events_through_the_runtime_api() {
 
     // (c) An invalid body: 400 validation_failed, nothing written.
     let invalid = r#"{"transaction_id": "bad id!", "amount": -5, "currency": "usd"}"#;
-    let id = api.invoke(&apigw_event("POST", Some(invalid), "apigw-3"));
+    let id = api.invoke(&apigw_event("POST", "/validate", Some(invalid), "apigw-3"));
     let resp = api.response(&id, &mut lambda).await;
     let (status, body) = status_and_body(&resp);
     assert_eq!(status, 400, "{resp}");
@@ -612,7 +151,7 @@ async fn validator_binary_serves_api_gateway_events_through_the_runtime_api() {
     assert_eq!(items(&db).await, stored);
 
     // (d) A GET: 405.
-    let id = api.invoke(&apigw_event("GET", None, "apigw-4"));
+    let id = api.invoke(&apigw_event("GET", "/validate", None, "apigw-4"));
     let resp = api.response(&id, &mut lambda).await;
     let (status, body) = status_and_body(&resp);
     assert_eq!(status, 405, "{resp}");
@@ -633,4 +172,229 @@ async fn validator_binary_serves_api_gateway_events_through_the_runtime_api() {
         !logs.contains("cust_rt") && !logs.contains("bad id!"),
         "request content logged:\n{logs}"
     );
+}
+
+/// The rows `payments` holds for `id` (none before the first migration).
+async fn payment_rows(db: &TestDb, id: &str) -> Vec<(i64, String)> {
+    let client = db.client().await;
+    let exists: Option<String> = client
+        .query_one("SELECT to_regclass('payments')::text", &[])
+        .await
+        .unwrap()
+        .get(0);
+    if exists.is_none() {
+        return Vec::new();
+    }
+    client
+        .query(
+            "SELECT amount_minor, currency::text FROM payments WHERE transaction_id = $1",
+            &[&id],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect()
+}
+
+async fn status_of(db: &aws_sdk_dynamodb::Client, id: &str) -> String {
+    let out = db
+        .get_item()
+        .table_name(TABLE)
+        .key("transaction_id", AttributeValue::S(id.into()))
+        .consistent_read(true)
+        .send()
+        .await
+        .unwrap();
+    out.item().expect("item exists")["status"]
+        .as_s()
+        .unwrap()
+        .clone()
+}
+
+fn sqs_record(message_id: &str, body: &str) -> Value {
+    json!({
+        "messageId": message_id, "receiptHandle": format!("rh-{message_id}"), "body": body,
+        "attributes": {"ApproximateReceiveCount": "1"}, "messageAttributes": {},
+        "md5OfBody": "", "eventSource": "aws:sqs",
+        "eventSourceARN": "arn:aws:sqs:us-east-1:123456789012:payment-retry-rt", "awsRegion": "us-east-1"
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn processor_binary_serves_process_status_and_the_retry_queue() {
+    let stack = Stack::new("rt");
+    let sdk = stack.sdk().await;
+    let dynamo = aws_sdk_dynamodb::Client::new(&sdk);
+    create_table(&dynamo).await;
+    let queue_url = aws_sdk_sqs::Client::new(&sdk)
+        .create_queue()
+        .queue_name("payment-retry-rt")
+        .send()
+        .await
+        .unwrap()
+        .queue_url()
+        .unwrap()
+        .to_string();
+    let pg = TestDb::create().await;
+    // Under trust authentication any password works; a distinctive one makes the
+    // "never logged" check below meaningful either way.
+    let password = if pg.password.is_empty() {
+        "rt-secret-Zq81vK"
+    } else {
+        pg.password.as_str()
+    };
+    let secret_arn = aws_sdk_secretsmanager::Client::new(&sdk)
+        .create_secret()
+        .name("rds-rt")
+        .secret_string(json!({"username": pg.user, "password": password}).to_string())
+        .send()
+        .await
+        .unwrap()
+        .arn()
+        .unwrap()
+        .to_string();
+    let validator = validator::Validator {
+        db: dynamo.clone(),
+        table: TABLE.into(),
+        limits: payments_core::validate::Limits::default(),
+    };
+    for id in ["txn_rt_p1", "txn_rt_p2"] {
+        let body = json!({"transaction_id": id, "amount": "12.34", "currency": "EUR", "customer_id": "cust_rt"});
+        let reply = validator.handle(body.to_string().as_bytes()).await;
+        assert_eq!(reply.status, 200, "{}", reply.body);
+    }
+
+    let mut api = RuntimeApi::start().await;
+    let port = pg.port.to_string();
+    let mut lambda = Lambda::spawn(
+        "processor",
+        &api.addr,
+        &stack.moto.endpoint,
+        &[
+            ("PAYMENTS_ENV", "rt"),
+            ("TABLE_NAME", TABLE),
+            ("RETRY_QUEUE_URL", &queue_url),
+            ("DB_SECRET_ARN", &secret_arn),
+            ("DB_HOST", &pg.host),
+            ("DB_PORT", &port),
+            ("DB_NAME", &pg.name),
+            ("DB_SSLMODE", "disable"),
+        ],
+    );
+
+    // (a) POST /process: 200 PROCESSED, one row, the item moved on.
+    let process = json!({"transaction_id": "txn_rt_p1"}).to_string();
+    let expected = json!({"transaction_id": "txn_rt_p1", "status": "PROCESSED"});
+    for request in ["apigw-p1", "apigw-p2"] {
+        let id = api.invoke(&apigw_event("POST", "/process", Some(&process), request));
+        let resp = api.response(&id, &mut lambda).await;
+        let (status, body) = status_and_body(&resp);
+        assert_eq!(status, 200, "{resp}\n{}", lambda.output());
+        assert_eq!(body, expected, "{resp}");
+        assert_eq!(payment_rows(&pg, "txn_rt_p1").await, vec![(1234, "EUR".to_string())]);
+        assert_eq!(status_of(&dynamo, "txn_rt_p1").await, "PROCESSED");
+    }
+
+    // (b) A retry-queue batch: the good message completes, only the unreadable one returns.
+    let event = json!({"Records": [
+        sqs_record("m-good", &json!({"transaction_id": "txn_rt_p2"}).to_string()),
+        sqs_record("m-bad", "not json"),
+    ]});
+    let id = api.invoke(&event);
+    let resp = api.response(&id, &mut lambda).await;
+    assert_eq!(
+        resp["batchItemFailures"],
+        json!([{"itemIdentifier": "m-bad"}]),
+        "{resp}\n{}",
+        lambda.output()
+    );
+    assert_eq!(payment_rows(&pg, "txn_rt_p2").await, vec![(1234, "EUR".to_string())]);
+    assert_eq!(status_of(&dynamo, "txn_rt_p2").await, "PROCESSED");
+
+    // (c) GET /status: every dependency healthy, the queue empty.
+    let id = api.invoke(&apigw_event("GET", "/status", None, "apigw-s"));
+    let resp = api.response(&id, &mut lambda).await;
+    let (status, body) = status_and_body(&resp);
+    assert_eq!(status, 200, "{resp}\n{}", lambda.output());
+    assert_eq!(body["status"], "healthy", "{resp}");
+    assert_eq!(body["dependencies"]["postgresql"]["healthy"], true, "{resp}");
+    assert_eq!(body["dependencies"]["retry_queue"]["depth"], 0, "{resp}");
+
+    let logs = lambda.output();
+    assert!(!logs.contains(password), "password logged:\n{logs}");
+    assert!(
+        lambda.child.try_wait().unwrap().is_none(),
+        "the function exited\n{logs}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn audit_logger_binary_writes_the_stream_records_through_the_runtime_api() {
+    let stack = Stack::new("rt");
+    let s3 = aws_sdk_s3::Client::new(&stack.sdk().await);
+    let bucket = "payment-audit-rt";
+    s3.create_bucket().bucket(bucket).send().await.unwrap();
+
+    let mut api = RuntimeApi::start().await;
+    let mut lambda = Lambda::spawn(
+        "audit-logger",
+        &api.addr,
+        &stack.moto.endpoint,
+        &[("AUDIT_BUCKET", bucket), ("PAYMENTS_ENV", "rt")],
+    );
+    let image = |status: &str| {
+        json!({"transaction_id": {"S": "txn_rt_a"}, "status": {"S": status},
+               "amount_minor": {"N": "500"}, "currency": {"S": "JPY"}})
+    };
+    let record = |event_id: &str, name: &str, seq: &str, old: Option<Value>, new: Value| {
+        let mut change = json!({
+            // 2025-11-27T06:40:00Z
+            "ApproximateCreationDateTime": 1_764_225_600, "Keys": {"transaction_id": {"S": "txn_rt_a"}},
+            "SequenceNumber": seq, "SizeBytes": 64, "StreamViewType": "NEW_AND_OLD_IMAGES", "NewImage": new
+        });
+        if let Some(old) = old {
+            change["OldImage"] = old;
+        }
+        json!({"eventID": event_id, "eventName": name, "eventVersion": "1.1", "eventSource": "aws:dynamodb",
+               "awsRegion": "us-east-1", "dynamodb": change,
+               "eventSourceARN": "arn:aws:dynamodb:us-east-1:123456789012:table/payment-transactions-rt/stream/2025-11-27T00:00:00.000"})
+    };
+    let event = json!({"Records": [
+        record("e1", "INSERT", "100", None, image("VALIDATED")),
+        record("e2", "MODIFY", "200", Some(image("VALIDATED")), image("PROCESSED")),
+    ]});
+    let id = api.invoke(&event);
+    let resp = api.response(&id, &mut lambda).await;
+    assert_eq!(resp["batchItemFailures"], json!([]), "{resp}\n{}", lambda.output());
+
+    let listed = s3.list_objects_v2().bucket(bucket).send().await.unwrap();
+    let mut keys: Vec<&str> = listed.contents().iter().filter_map(|o| o.key()).collect();
+    keys.sort();
+    assert_eq!(
+        keys,
+        ["audit/2025/11/27/txn_rt_a/100.json", "audit/2025/11/27/txn_rt_a/200.json"]
+    );
+    let object = s3
+        .get_object()
+        .bucket(bucket)
+        .key("audit/2025/11/27/txn_rt_a/200.json")
+        .send()
+        .await
+        .unwrap();
+    let modify: Value =
+        serde_json::from_slice(&object.body.collect().await.unwrap().into_bytes()).unwrap();
+    assert_eq!(modify["event_name"], "MODIFY");
+    assert_eq!(modify["old_status"], "VALIDATED");
+    assert_eq!(modify["new_status"], "PROCESSED");
+    assert_eq!(modify["amount_minor"], 500);
+    assert_eq!(modify["currency"], "JPY");
+    // The Runtime API's request id reaches the record.
+    assert_eq!(modify["request_ids"]["aws_request_id"], id.as_str());
+
+    // A record without a transaction id is reported, not dropped.
+    let broken = json!({"Records": [record("e3", "INSERT", "300", None, json!({"status": {"S": "VALIDATED"}}))]});
+    let id = api.invoke(&broken);
+    let resp = api.response(&id, &mut lambda).await;
+    assert_eq!(resp["batchItemFailures"], json!([{"itemIdentifier": "300"}]), "{resp}");
 }

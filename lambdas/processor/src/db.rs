@@ -90,12 +90,19 @@ pub enum DbError {
 
 impl DbError {
     fn from_pg(context: &str, e: tokio_postgres::Error) -> Self {
+        // The causes say why (a TLS handshake failure names the certificate problem).
+        let mut message = format!("{context}: {e}");
+        let mut cause = std::error::Error::source(&e);
+        while let Some(c) = cause {
+            message.push_str(&format!(": {c}"));
+            cause = c.source();
+        }
         // SQL errors carry a SQLSTATE; connection and I/O failures do not.
         match e.code() {
             Some(state) if !state.code().starts_with("08") && !state.code().starts_with("57") => {
-                DbError::Permanent(format!("{context}: {e}"))
+                DbError::Permanent(message)
             }
-            _ => DbError::Transient(format!("{context}: {e}")),
+            _ => DbError::Transient(message),
         }
     }
 
@@ -107,10 +114,15 @@ impl DbError {
 }
 
 fn tls_config() -> Result<rustls::ClientConfig, String> {
+    tls_config_trusting(RDS_CA_BUNDLE)
+}
+
+/// A TLS client that trusts only the CAs in `bundle` (PEM) and checks the host name.
+fn tls_config_trusting(bundle: &[u8]) -> Result<rustls::ClientConfig, String> {
     use rustls_pki_types::CertificateDer;
     use rustls_pki_types::pem::PemObject;
     let mut roots = rustls::RootCertStore::empty();
-    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(RDS_CA_BUNDLE)
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(bundle)
         .collect::<Result<_, _>>()
         .map_err(|e| format!("RDS CA bundle: {e}"))?;
     let (added, _) = roots.add_parsable_certificates(certs);
@@ -124,6 +136,35 @@ fn tls_config() -> Result<rustls::ClientConfig, String> {
         .with_root_certificates(roots)
         .with_no_client_auth();
     Ok(config)
+}
+
+/// Connects in plain text (`tls` None) or with TLS required: a server that declines TLS
+/// is refused rather than sent the password in the clear.
+async fn open(
+    mut config: tokio_postgres::Config,
+    tls: Option<rustls::ClientConfig>,
+) -> Result<Client, DbError> {
+    let client = match tls {
+        None => {
+            let (client, conn) = config
+                .connect(NoTls)
+                .await
+                .map_err(|e| DbError::from_pg("connect", e))?;
+            tokio::spawn(conn);
+            client
+        }
+        Some(tls) => {
+            config.ssl_mode(tokio_postgres::config::SslMode::Require);
+            let tls = tokio_postgres_rustls::MakeRustlsConnect::new(tls);
+            let (client, conn) = config
+                .connect(tls)
+                .await
+                .map_err(|e| DbError::from_pg("connect", e))?;
+            tokio::spawn(conn);
+            client
+        }
+    };
+    Ok(client)
 }
 
 /// The processor's database: one cached connection, reopened when it breaks.
@@ -193,29 +234,11 @@ impl Postgres {
             .password(&creds.password)
             .connect_timeout(Duration::from_secs(5))
             .application_name("payment-processor");
-        let client = match s.sslmode {
-            SslMode::Disable => {
-                let (client, conn) = config
-                    .connect(NoTls)
-                    .await
-                    .map_err(|e| DbError::from_pg("connect", e))?;
-                tokio::spawn(conn);
-                client
-            }
-            SslMode::VerifyFull => {
-                config.ssl_mode(tokio_postgres::config::SslMode::Require);
-                let tls = tokio_postgres_rustls::MakeRustlsConnect::new(
-                    tls_config().map_err(DbError::Permanent)?,
-                );
-                let (client, conn) = config
-                    .connect(tls)
-                    .await
-                    .map_err(|e| DbError::from_pg("connect", e))?;
-                tokio::spawn(conn);
-                client
-            }
+        let tls = match s.sslmode {
+            SslMode::Disable => None,
+            SslMode::VerifyFull => Some(tls_config().map_err(DbError::Permanent)?),
         };
-        Ok(client)
+        open(config, tls).await
     }
 
     /// Runs `f` on the cached connection, connecting (and migrating) first when needed.
@@ -310,6 +333,10 @@ pub async fn migrate(client: &mut Client) -> Result<(), DbError> {
         .await
         .map_err(|e| DbError::from_pg("commit migrations", e))
 }
+
+#[cfg(test)]
+#[path = "tls_tests.rs"]
+mod tls_tests;
 
 #[cfg(test)]
 mod tests {
