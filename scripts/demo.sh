@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
-# The main job, locally: install the emulator if missing, start it on 127.0.0.1, stand up
+# The main job, locally: install the emulator if missing, build the function packages
+# (arm64 zips, scripts/package-functions.sh), start the emulator on 127.0.0.1, stand up
 # the dev environment against it with payctl and print the outputs. The emulator keeps
 # running afterwards so you can explore; the script prints how to use and stop it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PORT="${PAYCTL_EMULATOR_PORT:-5000}"
 scripts/setup-emulator.sh
+scripts/package-functions.sh
 cargo build --locked --bin payctl
 
 export AWS_ENDPOINT_URL="http://127.0.0.1:$PORT"

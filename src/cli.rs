@@ -44,6 +44,10 @@ pub enum Command {
     Up {
         #[command(flatten)]
         common: Common,
+        /// Directory of the function packages (`<function>/bootstrap.zip`, as
+        /// scripts/package-functions.sh builds them).
+        #[arg(long, env = "PAYCTL_PACKAGES", default_value = "target/lambda")]
+        packages: PathBuf,
     },
     /// Delete every resource of the environment, in reverse dependency order.
     Down {
@@ -66,6 +70,9 @@ pub enum Command {
         /// Print one JSON object instead of a table.
         #[arg(long)]
         json: bool,
+        /// Also print the API key's value (read from API Gateway; never stored).
+        #[arg(long)]
+        show_api_key: bool,
     },
     /// Remove a lock left by a run that died; takes the lock id the error message names.
     ForceUnlock {

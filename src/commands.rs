@@ -75,10 +75,17 @@ fn finish(ctx: &Ctx, command: &str, outcome: Outcome, started: Instant) -> Resul
     )))
 }
 
-pub async fn up(c: &Common) -> Result<()> {
+pub async fn up(c: &Common, options: Options) -> Result<()> {
     let started = Instant::now();
-    let ctx = prepare(c, "up", Options::default()).await?;
-    let outcome = walk(ctx.clone(), &crate::layers(), Direction::Up).await;
+    let ctx = prepare(c, "up", options).await?;
+    // Every kind gets its say before anything is created, so a refusal changes nothing.
+    let layers = crate::layers();
+    for layer in &layers {
+        for r in &layer.resources {
+            r.preflight_ensure(&ctx).await?;
+        }
+    }
+    let outcome = walk(ctx.clone(), &layers, Direction::Up).await;
     finish(&ctx, "up", outcome, started)?;
     print!(
         "{}",
@@ -157,7 +164,7 @@ fn confirm(ctx: &Ctx) -> Result<()> {
     Ok(())
 }
 
-pub fn outputs(c: &Common, json: bool) -> Result<()> {
+pub async fn outputs(c: &Common, json: bool, show_api_key: bool) -> Result<()> {
     crate::naming::validate_env(&c.env)?;
     let path = state_path(&c.state_dir, &c.env);
     let state = State::load(&path)?.ok_or_else(|| {
@@ -168,7 +175,14 @@ pub fn outputs(c: &Common, json: bool) -> Result<()> {
             c.env
         ))
     })?;
-    let outputs = crate::outputs::collect(&state);
+    let mut outputs = crate::outputs::collect(&state);
+    if show_api_key {
+        // Read from API Gateway on request only: the value is never in the state file.
+        let sdk = crate::aws::load_config(Some(state.region.clone())).await;
+        let clients = crate::aws::Clients::new(&sdk);
+        let value = crate::api::api_key_value(&clients, &state).await?;
+        outputs.insert("APIKey", value);
+    }
     if json {
         let text =
             serde_json::to_string_pretty(&outputs).map_err(|e| Error::Invalid(e.to_string()))?;

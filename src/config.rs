@@ -32,6 +32,27 @@ pub struct Settings {
     pub db: DbSettings,
     /// Deletion protection on the database and the transactions table.
     pub deletion_protection: bool,
+    pub functions: FunctionSettings,
+    pub api: ApiSettings,
+    /// Where the alarms' topic sends e-mail.
+    pub alert_email: String,
+}
+
+/// Reserved concurrency per function (`None`: draw from the account's unreserved pool).
+#[derive(Debug, Clone, PartialEq)]
+pub struct FunctionSettings {
+    pub validator_concurrency: Option<i32>,
+    pub processor_concurrency: Option<i32>,
+    pub audit_logger_concurrency: Option<i32>,
+}
+
+/// The API's stage throttling and the usage plan's throttle and daily quota. The rate
+/// is requests per second (API Gateway takes a double); burst and quota are counts.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ApiSettings {
+    pub rate_limit: f64,
+    pub burst_limit: i32,
+    pub daily_quota: i32,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -62,6 +83,17 @@ impl Settings {
                 multi_az: production,
             },
             deletion_protection: production,
+            functions: FunctionSettings {
+                validator_concurrency: production.then_some(100),
+                processor_concurrency: production.then_some(50),
+                audit_logger_concurrency: production.then_some(10),
+            },
+            api: ApiSettings {
+                rate_limit: if production { 500.0 } else { 50.0 },
+                burst_limit: if production { 1000 } else { 100 },
+                daily_quota: if production { 1_000_000 } else { 10_000 },
+            },
+            alert_email: "ops@company.com".into(),
         }
     }
 }
@@ -77,6 +109,14 @@ pub struct Overrides {
     pub db_engine_version: Option<String>,
     pub db_multi_az: Option<bool>,
     pub deletion_protection: Option<bool>,
+    /// 0 removes the reservation.
+    pub validator_reserved_concurrency: Option<i64>,
+    pub processor_reserved_concurrency: Option<i64>,
+    pub audit_logger_reserved_concurrency: Option<i64>,
+    pub api_rate_limit: Option<f64>,
+    pub api_burst_limit: Option<i64>,
+    pub api_daily_quota: Option<i64>,
+    pub alert_email: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -172,6 +212,73 @@ fn apply(s: &mut Settings, o: &Overrides, table: &str) -> Result<()> {
     if let Some(d) = o.deletion_protection {
         s.deletion_protection = d;
     }
+    let f = &mut s.functions;
+    for (key, value, slot) in [
+        (
+            "validator_reserved_concurrency",
+            o.validator_reserved_concurrency,
+            &mut f.validator_concurrency,
+        ),
+        (
+            "processor_reserved_concurrency",
+            o.processor_reserved_concurrency,
+            &mut f.processor_concurrency,
+        ),
+        (
+            "audit_logger_reserved_concurrency",
+            o.audit_logger_reserved_concurrency,
+            &mut f.audit_logger_concurrency,
+        ),
+    ] {
+        if let Some(n) = value {
+            if !(0..=10_000).contains(&n) {
+                return Err(Error::Config(format!(
+                    "{table} {key} = {n} must be between 0 (no reservation) and 10000"
+                )));
+            }
+            *slot = (n > 0).then_some(n as i32);
+        }
+    }
+    if let Some(r) = o.api_rate_limit {
+        if !(r.is_finite() && r > 0.0 && r <= 10_000.0) {
+            return Err(Error::Config(format!(
+                "{table} api_rate_limit = {r} must be above 0 and at most 10000 (requests per second)"
+            )));
+        }
+        s.api.rate_limit = r;
+    }
+    if let Some(b) = o.api_burst_limit {
+        if !(1..=5_000).contains(&b) {
+            return Err(Error::Config(format!(
+                "{table} api_burst_limit = {b} must be between 1 and 5000"
+            )));
+        }
+        s.api.burst_limit = b as i32;
+    }
+    if let Some(q) = o.api_daily_quota {
+        if !(1..=i32::MAX as i64).contains(&q) {
+            return Err(Error::Config(format!(
+                "{table} api_daily_quota = {q} must be between 1 and {}",
+                i32::MAX
+            )));
+        }
+        s.api.daily_quota = q as i32;
+    }
+    if let Some(email) = &o.alert_email {
+        let valid = email.split_once('@').is_some_and(|(user, domain)| {
+            !user.is_empty()
+                && domain.contains('.')
+                && !domain.starts_with('.')
+                && !domain.ends_with('.')
+        }) && !email.chars().any(|c| c.is_whitespace() || c.is_control())
+            && email.matches('@').count() == 1;
+        if !valid {
+            return Err(Error::Config(format!(
+                "{table} alert_email {email:?} is not an e-mail address"
+            )));
+        }
+        s.alert_email = email.clone();
+    }
     Ok(())
 }
 
@@ -230,6 +337,21 @@ mod tests {
                 "between 20 and 65536",
             ),
             ("[env.dev]\ndb_multi_az = \"yes\"\n", "invalid type"),
+            (
+                "[env.dev]\nprocessor_reserved_concurrency = -1\n",
+                "processor_reserved_concurrency",
+            ),
+            ("[env.dev]\napi_rate_limit = 0.0\n", "api_rate_limit"),
+            ("[env.dev]\napi_burst_limit = 0\n", "api_burst_limit"),
+            ("[env.dev]\napi_daily_quota = 0\n", "api_daily_quota"),
+            (
+                "[env.dev]\nalert_email = \"ops\"\n",
+                "not an e-mail address",
+            ),
+            (
+                "[env.dev]\nalert_email = \"a@b@c.com\"\n",
+                "not an e-mail address",
+            ),
         ];
         for (text, want) in cases {
             let err = ConfigFile::parse(text, "payctl.toml")
@@ -239,6 +361,32 @@ mod tests {
             assert!(err.contains(want), "{text:?} gave {err}");
             assert!(!err.contains('\n'), "{err}");
         }
+    }
+
+    #[test]
+    fn function_and_api_settings_are_configurable() {
+        let (prod, dev) = (Settings::builtin("prod"), Settings::builtin("dev"));
+        assert_eq!(prod.functions.processor_concurrency, Some(50));
+        assert_eq!(dev.functions.processor_concurrency, None);
+        assert_eq!(dev.alert_email, "ops@company.com");
+        let c = ConfigFile::parse(
+            "[env.prod]\nprocessor_reserved_concurrency = 0\nvalidator_reserved_concurrency = 7\napi_rate_limit = 12.5\napi_burst_limit = 20\napi_daily_quota = 300\nalert_email = \"pager@example.org\"\n",
+            "t",
+        )
+        .unwrap();
+        let p = c.settings_for("prod").unwrap();
+        assert_eq!(p.functions.processor_concurrency, None);
+        assert_eq!(p.functions.validator_concurrency, Some(7));
+        assert_eq!(p.functions.audit_logger_concurrency, Some(10));
+        assert_eq!(
+            p.api,
+            ApiSettings {
+                rate_limit: 12.5,
+                burst_limit: 20,
+                daily_quota: 300
+            }
+        );
+        assert_eq!(p.alert_email, "pager@example.org");
     }
 
     #[test]

@@ -4,16 +4,20 @@
 //! - [`engine`]: the resource trait, the run context, the registry check and the walker;
 //! - [`state`]: the locked, atomically written JSON state file;
 //! - [`aws`]: SDK configuration (region, credentials, retries) and clients;
-//! - one module per layer ([`network`], [`security`], [`data`]), one file per resource kind;
+//! - one module per layer ([`network`], [`security`], [`data`], [`compute`], [`api`],
+//!   [`monitoring`]), one file per resource kind;
 //! - [`commands`]: what `up`, `down`, `outputs` and `force-unlock` do.
 
+pub mod api;
 pub mod aws;
 pub mod cli;
 pub mod commands;
+pub mod compute;
 pub mod config;
 pub mod data;
 pub mod engine;
 pub mod error;
+pub mod monitoring;
 pub mod naming;
 pub mod network;
 pub mod outputs;
@@ -23,5 +27,12 @@ pub mod waiter;
 
 /// Every layer, in creation order. Adding a layer is adding its module and a line here.
 pub fn layers() -> Vec<engine::Layer> {
-    vec![network::layer(), security::layer(), data::layer()]
+    vec![
+        network::layer(),
+        security::layer(),
+        data::layer(),
+        compute::layer(),
+        api::layer(),
+        monitoring::layer(),
+    ]
 }

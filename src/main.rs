@@ -28,7 +28,13 @@ fn main() -> std::process::ExitCode {
     };
     let result = runtime.block_on(async {
         match &cli.command {
-            Command::Up { common } => payctl::commands::up(common).await,
+            Command::Up { common, packages } => {
+                let options = payctl::engine::Options {
+                    packages: packages.clone(),
+                    ..Default::default()
+                };
+                payctl::commands::up(common, options).await
+            }
             Command::Down {
                 common,
                 yes,
@@ -38,10 +44,15 @@ fn main() -> std::process::ExitCode {
                 let options = payctl::engine::Options {
                     purge: *purge,
                     skip_final_snapshot: *skip_final_snapshot,
+                    ..Default::default()
                 };
                 payctl::commands::down(common, *yes, options).await
             }
-            Command::Outputs { common, json } => payctl::commands::outputs(common, *json),
+            Command::Outputs {
+                common,
+                json,
+                show_api_key,
+            } => payctl::commands::outputs(common, *json, *show_api_key).await,
             Command::ForceUnlock { common, lock_id } => {
                 payctl::commands::force_unlock(common, lock_id)
             }

@@ -1,12 +1,14 @@
-//! The stack's outputs, read from the state file: `VPCId`, `RDSEndpoint`, `DynamoDBTable`,
-//! `S3AuditBucket`, `SQSRetryQueue`; later layers add `APIEndpoint` and `SNSAlertTopic`,
-//! each from the record that holds it.
+//! The stack's outputs, read from the state file: `APIEndpoint`, `VPCId`, `RDSEndpoint`,
+//! `DynamoDBTable`, `S3AuditBucket`, `SQSRetryQueue` and `SNSAlertTopic`, each from the
+//! record that holds it. The API key's value is never in state: `outputs --show-api-key`
+//! reads it from API Gateway.
 
 use crate::state::State;
 use std::collections::BTreeMap;
 
 /// (output key, state address, attribute or `None` for the record's id).
 const SOURCES: &[(&str, &str, Option<&str>)] = &[
+    ("APIEndpoint", "apigw_stage.main", Some("endpoint")),
     ("VPCId", crate::network::vpc::ADDR, None),
     (
         "RDSEndpoint",
@@ -16,6 +18,7 @@ const SOURCES: &[(&str, &str, Option<&str>)] = &[
     ("DynamoDBTable", crate::data::dynamodb_table::ADDR, None),
     ("S3AuditBucket", crate::data::s3_bucket::ADDR, None),
     ("SQSRetryQueue", "sqs_queue.retry", None),
+    ("SNSAlertTopic", "sns_topic.alerts", None),
 ];
 
 pub fn collect(state: &State) -> BTreeMap<&'static str, String> {

@@ -407,7 +407,7 @@ async fn check_network(stack: &Stack, nat_count: usize) {
     );
     assert!(r.cidr_ipv4().is_none() && r.cidr_ipv6().is_none());
 
-    for purpose in ["rds", "s3"] {
+    for purpose in ["rds", "s3", "sns"] {
         let key = key_of_alias(stack, purpose).await;
         assert_eq!(key.key_state(), Some(&KeyState::Enabled));
         assert_eq!(key.key_manager().map(|m| m.as_str()), Some("CUSTOMER"));
@@ -449,7 +449,7 @@ async fn dev_lifecycle_up_up_adopt_down_up() {
         ("route_table", 4),
         ("endpoint", 2),
         ("security_group", 2),
-        ("kms_alias", 2),
+        ("kms_alias", 3),
     ]);
     assert_eq!(counts(&first), expected);
 
@@ -515,6 +515,7 @@ async fn futures_keys(stack: &Stack) -> Vec<String> {
     vec![
         key_of_alias(stack, "rds").await.key_id().to_string(),
         key_of_alias(stack, "s3").await.key_id().to_string(),
+        key_of_alias(stack, "sns").await.key_id().to_string(),
     ]
 }
 

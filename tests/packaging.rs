@@ -80,7 +80,11 @@ fn glibc_versions_are_read_from_the_elf_version_needs() {
 fn each_function_is_packaged_as_an_arm64_bootstrap_for_provided_al2023() {
     for function in FUNCTIONS {
         let (bin, mode) = bootstrap(function);
-        assert_eq!(mode & 0o111, 0o111, "{function}: bootstrap is not executable ({mode:o})");
+        assert_eq!(
+            mode & 0o111,
+            0o111,
+            "{function}: bootstrap is not executable ({mode:o})"
+        );
         let file = ElfFile64::<object::Endianness>::parse(&*bin)
             .unwrap_or_else(|e| panic!("{function}: bootstrap is not a 64-bit ELF: {e}"));
         let header = file.elf_header();
@@ -90,7 +94,10 @@ fn each_function_is_packaged_as_an_arm64_bootstrap_for_provided_al2023() {
             "{function}: not an arm64 binary"
         );
         let needs = glibc_needs(&bin);
-        assert!(!needs.is_empty(), "{function}: expected a glibc-linked binary");
+        assert!(
+            !needs.is_empty(),
+            "{function}: expected a glibc-linked binary"
+        );
         let newest = needs.last().copied().unwrap_or_default();
         assert!(
             newest <= MAX_GLIBC,

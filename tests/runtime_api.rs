@@ -292,7 +292,10 @@ async fn processor_binary_serves_process_status_and_the_retry_queue() {
         let (status, body) = status_and_body(&resp);
         assert_eq!(status, 200, "{resp}\n{}", lambda.output());
         assert_eq!(body, expected, "{resp}");
-        assert_eq!(payment_rows(&pg, "txn_rt_p1").await, vec![(1234, "EUR".to_string())]);
+        assert_eq!(
+            payment_rows(&pg, "txn_rt_p1").await,
+            vec![(1234, "EUR".to_string())]
+        );
         assert_eq!(status_of(&dynamo, "txn_rt_p1").await, "PROCESSED");
     }
 
@@ -309,7 +312,10 @@ async fn processor_binary_serves_process_status_and_the_retry_queue() {
         "{resp}\n{}",
         lambda.output()
     );
-    assert_eq!(payment_rows(&pg, "txn_rt_p2").await, vec![(1234, "EUR".to_string())]);
+    assert_eq!(
+        payment_rows(&pg, "txn_rt_p2").await,
+        vec![(1234, "EUR".to_string())]
+    );
     assert_eq!(status_of(&dynamo, "txn_rt_p2").await, "PROCESSED");
 
     // (c) GET /status: every dependency healthy, the queue empty.
@@ -318,7 +324,10 @@ async fn processor_binary_serves_process_status_and_the_retry_queue() {
     let (status, body) = status_and_body(&resp);
     assert_eq!(status, 200, "{resp}\n{}", lambda.output());
     assert_eq!(body["status"], "healthy", "{resp}");
-    assert_eq!(body["dependencies"]["postgresql"]["healthy"], true, "{resp}");
+    assert_eq!(
+        body["dependencies"]["postgresql"]["healthy"], true,
+        "{resp}"
+    );
     assert_eq!(body["dependencies"]["retry_queue"]["depth"], 0, "{resp}");
 
     let logs = lambda.output();
@@ -366,14 +375,22 @@ async fn audit_logger_binary_writes_the_stream_records_through_the_runtime_api()
     ]});
     let id = api.invoke(&event);
     let resp = api.response(&id, &mut lambda).await;
-    assert_eq!(resp["batchItemFailures"], json!([]), "{resp}\n{}", lambda.output());
+    assert_eq!(
+        resp["batchItemFailures"],
+        json!([]),
+        "{resp}\n{}",
+        lambda.output()
+    );
 
     let listed = s3.list_objects_v2().bucket(bucket).send().await.unwrap();
     let mut keys: Vec<&str> = listed.contents().iter().filter_map(|o| o.key()).collect();
     keys.sort();
     assert_eq!(
         keys,
-        ["audit/2025/11/27/txn_rt_a/100.json", "audit/2025/11/27/txn_rt_a/200.json"]
+        [
+            "audit/2025/11/27/txn_rt_a/100.json",
+            "audit/2025/11/27/txn_rt_a/200.json"
+        ]
     );
     let object = s3
         .get_object()
@@ -396,5 +413,9 @@ async fn audit_logger_binary_writes_the_stream_records_through_the_runtime_api()
     let broken = json!({"Records": [record("e3", "INSERT", "300", None, json!({"status": {"S": "VALIDATED"}}))]});
     let id = api.invoke(&broken);
     let resp = api.response(&id, &mut lambda).await;
-    assert_eq!(resp["batchItemFailures"], json!([{"itemIdentifier": "300"}]), "{resp}");
+    assert_eq!(
+        resp["batchItemFailures"],
+        json!([{"itemIdentifier": "300"}]),
+        "{resp}"
+    );
 }

@@ -25,7 +25,7 @@ pub const ADDR: &str = "rds_instance.main";
 pub const BACKUP_RETENTION_DAYS: i32 = 30;
 pub const LOG_EXPORT: &str = "postgresql";
 const MASTER_USER: &str = "payments_admin";
-const DB_NAME: &str = "payments";
+pub const DB_NAME: &str = "payments";
 /// Real Multi-AZ creation takes 15–20 minutes; deletion with a snapshot about as long.
 const READY_WAIT: Wait = Wait::minutes(45);
 

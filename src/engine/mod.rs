@@ -48,6 +48,12 @@ pub trait Resource: Send + Sync {
     /// Delete what this kind owns; NotFound is success.
     async fn delete(&self, ctx: &Ctx) -> Result<()>;
 
+    /// Checks, before `up` creates anything at all, what can be known in advance (a
+    /// missing function package, too little unreserved Lambda concurrency).
+    async fn preflight_ensure(&self, _ctx: &Ctx) -> Result<()> {
+        Ok(())
+    }
+
     /// Checks, before `down` deletes anything at all, that this kind can be deleted
     /// (a non-empty audit bucket without `--purge` stops the whole `down` here).
     async fn preflight_delete(&self, _ctx: &Ctx) -> Result<()> {
@@ -84,6 +90,8 @@ pub struct Options {
     pub purge: bool,
     /// `down --skip-final-snapshot`: no final RDS snapshot (refused in production).
     pub skip_final_snapshot: bool,
+    /// `up --packages`: the directory holding `<function>/bootstrap.zip`.
+    pub packages: std::path::PathBuf,
 }
 
 impl Ctx {

@@ -1,5 +1,12 @@
 //! Customer-managed KMS keys with rotation on, and their aliases
-//! `alias/payment-rds-<env>` and `alias/payment-s3-<env>`.
+//! `alias/payment-rds-<env>`, `alias/payment-s3-<env>` and `alias/payment-sns-<env>`.
+//!
+//! The RDS and S3 keys keep KMS's default key policy (the account root may do
+//! everything). The SNS key encrypts the alert topic: CloudWatch alarms cannot publish to
+//! a topic encrypted with the AWS-managed `alias/aws/sns` key, whose policy payctl cannot
+//! change, so this key's policy also lets `cloudwatch.amazonaws.com` (for this account
+//! only, `aws:SourceAccount`) use it to publish. That policy is put back on every `up` if
+//! it drifted (compared as parsed JSON).
 //!
 //! `down` deletes the alias and schedules the key for deletion after the minimum 7 days;
 //! the record stays in state, marked, so the next `up` cancels the deletion and reuses
@@ -21,10 +28,13 @@ use futures::future::join_all;
 use futures::{StreamExt, TryStreamExt};
 
 pub const KIND: &str = "kms_key";
-pub const KEYS: [(&str, &str); 2] = [
+pub const KEYS: [(&str, &str); 3] = [
     ("rds", "RDS storage and the database master secret"),
     ("s3", "the S3 audit bucket"),
+    ("sns", "the SNS alert topic"),
 ];
+/// The key that encrypts the alert topic (`kms_key.sns`).
+pub const SNS: &str = "sns";
 pub const DELETION_WINDOW_DAYS: i32 = 7;
 
 pub struct KmsKeys;
@@ -39,6 +49,69 @@ fn alias(ctx: &Ctx, purpose: &str) -> String {
 
 fn description(ctx: &Ctx, purpose: &str, what: &str) -> String {
     format!("{} (payctl): encrypts {what}", ctx.name(purpose))
+}
+
+/// The key policy payctl sets, for the keys that do not keep KMS's default one.
+fn policy(ctx: &Ctx, purpose: &str) -> Option<serde_json::Value> {
+    (purpose == SNS).then(|| sns_key_policy(&ctx.account_id))
+}
+
+/// The account root may do everything (as in KMS's default policy, so IAM policies keep
+/// working); CloudWatch may encrypt and decrypt with the key when it acts for this
+/// account, which is what publishing an alarm to the encrypted topic needs.
+pub fn sns_key_policy(account_id: &str) -> serde_json::Value {
+    serde_json::json!({
+        "Version": "2012-10-17",
+        "Id": "payctl-sns-alerts",
+        "Statement": [
+            {
+                "Sid": "EnableIamUserPermissions",
+                "Effect": "Allow",
+                "Principal": {"AWS": format!("arn:aws:iam::{account_id}:root")},
+                "Action": "kms:*",
+                "Resource": "*"
+            },
+            {
+                "Sid": "AllowCloudWatchAlarmsToPublish",
+                "Effect": "Allow",
+                "Principal": {"Service": "cloudwatch.amazonaws.com"},
+                "Action": ["kms:Decrypt", "kms:GenerateDataKey*"],
+                "Resource": "*",
+                "Condition": {"StringEquals": {"aws:SourceAccount": account_id}}
+            }
+        ]
+    })
+}
+
+/// Whether the policy KMS returned says what `want` says (parsed, so whitespace and key
+/// order do not matter; an unparsable policy is different).
+fn same_policy(have: Option<&str>, want: &serde_json::Value) -> bool {
+    have.and_then(|h| serde_json::from_str::<serde_json::Value>(h).ok())
+        .is_some_and(|h| &h == want)
+}
+
+/// Puts `want` back on the key when its current policy differs; true when it did.
+async fn converge_policy(ctx: &Ctx, id: &str, want: &serde_json::Value) -> Result<bool> {
+    let kms = &ctx.aws.kms;
+    let have = kms
+        .get_key_policy()
+        .key_id(id)
+        .policy_name("default")
+        .send()
+        .await
+        .map_err(aws("GetKeyPolicy", id))?;
+    if same_policy(have.policy(), want) {
+        return Ok(false);
+    }
+    tracing::info!("KMS key {id}: putting its key policy back");
+    kms.put_key_policy()
+        .key_id(id)
+        .policy_name("default")
+        .policy(want.to_string())
+        .send()
+        .await
+        .map_err(aws("PutKeyPolicy", id))?;
+    Ok(true)
 }
 
 fn not_found(e: &SdkError<DescribeKeyError>) -> bool {
@@ -154,6 +227,7 @@ async fn ensure_one(ctx: &Ctx, purpose: &str, what: &str) -> Result<()> {
                 .key_usage(KeyUsageType::EncryptDecrypt)
                 .key_spec(KeySpec::SymmetricDefault)
                 .set_tags(Some(tags))
+                .set_policy(policy(ctx, purpose).map(|p| p.to_string()))
                 .send()
                 .await
                 .map_err(aws("CreateKey", &alias))?;
@@ -188,6 +262,11 @@ async fn ensure_one(ctx: &Ctx, purpose: &str, what: &str) -> Result<()> {
             .await
             .map_err(aws("EnableKey", &id))?;
         updated = true;
+    }
+    if change != Change::Created
+        && let Some(want) = policy(ctx, purpose)
+    {
+        updated |= converge_policy(ctx, &id, &want).await?;
     }
     let rotation = kms
         .get_key_rotation_status()
@@ -296,5 +375,49 @@ impl Resource for KmsKeys {
 
     async fn delete(&self, ctx: &Ctx) -> Result<()> {
         all_ok(join_all(KEYS.iter().map(|(p, w)| delete_one(ctx, p, w))).await)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_sns_key_lets_cloudwatch_publish_for_this_account_only() {
+        let p = sns_key_policy("123456789012");
+        let statements = p["Statement"].as_array().expect("statements");
+        assert_eq!(statements.len(), 2);
+        let root = &statements[0];
+        assert_eq!(root["Effect"], "Allow");
+        assert_eq!(root["Principal"]["AWS"], "arn:aws:iam::123456789012:root");
+        assert_eq!(root["Action"], "kms:*");
+        let cw = &statements[1];
+        assert_eq!(cw["Effect"], "Allow");
+        assert_eq!(cw["Principal"]["Service"], "cloudwatch.amazonaws.com");
+        assert_eq!(
+            cw["Action"],
+            serde_json::json!(["kms:Decrypt", "kms:GenerateDataKey*"])
+        );
+        assert_eq!(
+            cw["Condition"]["StringEquals"]["aws:SourceAccount"],
+            "123456789012"
+        );
+    }
+
+    #[test]
+    fn policies_compare_parsed() {
+        let want = sns_key_policy("1");
+        let reformatted = serde_json::to_string_pretty(&want).unwrap();
+        assert!(same_policy(Some(&reformatted), &want));
+        assert!(!same_policy(Some(&sns_key_policy("2").to_string()), &want));
+        assert!(!same_policy(Some("not json"), &want));
+        assert!(!same_policy(None, &want));
+    }
+
+    #[test]
+    fn three_keys_and_only_the_sns_key_has_its_own_policy() {
+        let purposes: Vec<&str> = KEYS.iter().map(|(p, _)| *p).collect();
+        assert_eq!(purposes, ["rds", "s3", "sns"]);
+        assert_eq!(address(SNS), "kms_key.sns");
     }
 }

@@ -1,4 +1,4 @@
-//! The security layer: customer-managed KMS keys (one for RDS, one for S3).
+//! The security layer: customer-managed KMS keys (RDS, S3, and the alerts topic).
 
 pub mod kms_key;
 

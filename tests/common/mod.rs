@@ -6,6 +6,7 @@
 
 pub mod postgres;
 pub mod proxy;
+pub mod runtime;
 
 use std::collections::BTreeMap;
 use std::net::{TcpListener, TcpStream};
@@ -105,6 +106,16 @@ impl Run {
     }
 }
 
+/// Where scripts/package-functions.sh (run by the README's test command) leaves the
+/// function packages: `<target>/lambda/<function>/bootstrap.zip`.
+pub fn packages_dir() -> PathBuf {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(|d| root.join(d))
+        .unwrap_or_else(|| root.join("target"));
+    target.join("lambda")
+}
+
 /// A `payctl` command with a clean environment: no profile, no real AWS reachable.
 pub fn payctl_command(home: &std::path::Path) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_payctl"));
@@ -137,7 +148,8 @@ impl Stack {
             .env("AWS_ACCESS_KEY_ID", "testing")
             .env("AWS_SECRET_ACCESS_KEY", "testing")
             .env("AWS_REGION", REGION)
-            .env("PAYCTL_STATE_DIR", self.state_dir.path());
+            .env("PAYCTL_STATE_DIR", self.state_dir.path())
+            .env("PAYCTL_PACKAGES", packages_dir());
         cmd
     }
 

@@ -35,16 +35,14 @@ async fn fake_server(answer: Answer) -> (u16, tokio::task::JoinHandle<Seen>) {
         let (mut conn, _) = listener.accept().await.unwrap();
         let mut request = [0u8; 8];
         conn.read_exact(&mut request).await.unwrap();
-        seen.ssl_requested = request[..4] == 8u32.to_be_bytes()
-            && request[4..] == SSL_REQUEST.to_be_bytes();
+        seen.ssl_requested =
+            request[..4] == 8u32.to_be_bytes() && request[4..] == SSL_REQUEST.to_be_bytes();
         match answer {
             Answer::Decline => {
                 conn.write_all(b"N").await.unwrap();
                 let mut rest = Vec::new();
-                let read = tokio::time::timeout(
-                    Duration::from_secs(5),
-                    conn.read_to_end(&mut rest),
-                );
+                let read =
+                    tokio::time::timeout(Duration::from_secs(5), conn.read_to_end(&mut rest));
                 let _ = read.await;
                 seen.plaintext_after_decline = rest.len();
             }
@@ -55,7 +53,8 @@ async fn fake_server(answer: Answer) -> (u16, tokio::task::JoinHandle<Seen>) {
                     seen.handshake_done = true;
                     let mut len = [0u8; 4];
                     if tls.read_exact(&mut len).await.is_ok() {
-                        let mut body = vec![0u8; (u32::from_be_bytes(len) as usize).saturating_sub(4)];
+                        let mut body =
+                            vec![0u8; (u32::from_be_bytes(len) as usize).saturating_sub(4)];
                         if tls.read_exact(&mut body).await.is_ok() {
                             // protocol version, then key\0value\0 pairs.
                             let text = String::from_utf8_lossy(&body[4..]).into_owned();
@@ -124,8 +123,7 @@ async fn the_rds_bundle_refuses_a_certificate_it_did_not_issue() {
     let (port, server) = fake_server(server_config(vec![cert.der().clone()], &key)).await;
     let err = connect_to(port, Some(tls_config().unwrap()))
         .await
-        .err()
-        .expect("refused");
+        .expect_err("refused");
     assert!(err.message().contains("UnknownIssuer"), "{err:?}");
     let seen = server.await.unwrap();
     assert!(seen.ssl_requested, "{seen:?}");
@@ -137,8 +135,7 @@ async fn a_server_that_declines_tls_is_never_sent_the_credentials() {
     let (port, server) = fake_server(Answer::Decline).await;
     let err = connect_to(port, Some(tls_config().unwrap()))
         .await
-        .err()
-        .expect("refused");
+        .expect_err("refused");
     assert!(matches!(err, DbError::Transient(_)), "{err:?}");
     let seen = server.await.unwrap();
     assert!(seen.ssl_requested, "{seen:?}");
@@ -154,7 +151,11 @@ async fn a_trusted_ca_and_the_right_host_name_complete_the_handshake() {
     let _ = connect_to(port, Some(tls)).await;
     let seen = server.await.unwrap();
     assert!(seen.handshake_done, "{seen:?}");
-    assert_eq!(seen.startup_user.as_deref(), Some("payments_app"), "{seen:?}");
+    assert_eq!(
+        seen.startup_user.as_deref(),
+        Some("payments_app"),
+        "{seen:?}"
+    );
 }
 
 #[tokio::test]
@@ -162,7 +163,7 @@ async fn a_certificate_for_another_host_is_refused() {
     let (ca, server) = ca_and_server("db.elsewhere.internal");
     let (port, server) = fake_server(server).await;
     let tls = tls_config_trusting(ca.as_bytes()).unwrap();
-    let err = connect_to(port, Some(tls)).await.err().expect("refused");
+    let err = connect_to(port, Some(tls)).await.expect_err("refused");
     assert!(
         err.message().contains("certificate not valid for name"),
         "{err:?}"

@@ -1,0 +1,273 @@
+//! The region's API Gateway account setting `cloudwatchRoleArn`: the IAM role API Gateway
+//! uses to write *every* API's execution and access logs in this account and region.
+//! Without it, AWS refuses execution logging on a stage.
+//!
+//! Decision: the setting is account-wide and may belong to someone else, so payctl
+//! - leaves it alone whenever it is set, whoever set it (it is never overwritten);
+//! - only when it is unset, creates (or reuses) its own role
+//!   `payctl-apigateway-cloudwatch`, trusted by `apigateway.amazonaws.com`, with an
+//!   inline policy limited to CloudWatch Logs in this account (the actions of the
+//!   AWS-managed `AmazonAPIGatewayPushToCloudWatchLogs`), and points the setting at it;
+//!   a role of that name that payctl did not tag is not used (the run stops, naming it);
+//! - never unsets the setting or deletes the role on `down`: other environments and
+//!   other teams' APIs in the account start relying on it as soon as it is set, and
+//!   removing it would silently break their logging. `down` only forgets the record.
+//!
+//! The role is shared by every environment of the account, so it carries payctl's tags
+//! without an `Environment` tag; it is recognised by `ManagedBy=payctl` alone.
+
+use crate::engine::report::Change;
+use crate::engine::{Ctx, Resource};
+use crate::error::{Error, Result, aws};
+use crate::naming::{TAG_ENVIRONMENT, TAG_MANAGED_BY};
+use crate::state::Record;
+use crate::waiter::{Wait, retry_while};
+use async_trait::async_trait;
+use aws_sdk_iam::types::Tag;
+use serde_json::{Value, json};
+use std::time::Duration;
+
+pub const KIND: &str = "apigw_account";
+pub const ADDR: &str = "apigw_account.cloudwatch_role";
+pub const ROLE_NAME: &str = "payctl-apigateway-cloudwatch";
+const POLICY_NAME: &str = "apigateway-push-to-cloudwatch-logs";
+/// A new role takes a few seconds to be usable by API Gateway (IAM is eventually
+/// consistent); UpdateAccount answers BadRequest until then.
+const ROLE_PROPAGATION: Wait = Wait {
+    timeout: Duration::from_secs(120),
+    first: Duration::from_secs(2),
+    max_interval: Duration::from_secs(15),
+};
+
+pub struct AccountLogging;
+
+pub fn trust_policy() -> Value {
+    json!({
+        "Version": "2012-10-17",
+        "Statement": [{
+            "Effect": "Allow",
+            "Principal": {"Service": "apigateway.amazonaws.com"},
+            "Action": "sts:AssumeRole"
+        }]
+    })
+}
+
+/// What API Gateway needs to write logs: any log group of this account (the role serves
+/// every API of the account, including other teams').
+pub fn role_policy(account_id: &str) -> Value {
+    json!({
+        "Version": "2012-10-17",
+        "Statement": [{
+            "Effect": "Allow",
+            "Action": [
+                "logs:CreateLogGroup",
+                "logs:CreateLogStream",
+                "logs:DescribeLogGroups",
+                "logs:DescribeLogStreams",
+                "logs:PutLogEvents",
+                "logs:GetLogEvents",
+                "logs:FilterLogEvents"
+            ],
+            "Resource": format!("arn:aws:logs:*:{account_id}:*")
+        }]
+    })
+}
+
+/// payctl's tags without `Environment`: the role is shared by every environment.
+fn role_tags(ctx: &Ctx) -> Vec<(String, String)> {
+    ctx.tags()
+        .into_iter()
+        .filter(|(k, _)| k != TAG_ENVIRONMENT)
+        .collect()
+}
+
+async fn current_role(ctx: &Ctx) -> Result<Option<String>> {
+    let out = ctx
+        .aws
+        .apigateway
+        .get_account()
+        .send()
+        .await
+        .map_err(aws("GetAccount", "API Gateway account settings"))?;
+    Ok(out
+        .cloudwatch_role_arn()
+        .filter(|a| !a.is_empty())
+        .map(str::to_string))
+}
+
+/// Creates payctl's role, or reuses it when payctl made it before; returns its ARN.
+async fn ensure_role(ctx: &Ctx) -> Result<String> {
+    let iam = &ctx.aws.iam;
+    let arn = match iam.get_role().role_name(ROLE_NAME).send().await {
+        Ok(out) => {
+            let role = out
+                .role
+                .ok_or_else(|| Error::Invalid(format!("GetRole {ROLE_NAME}: no role")))?;
+            let tags = iam
+                .list_role_tags()
+                .role_name(ROLE_NAME)
+                .send()
+                .await
+                .map_err(aws("ListRoleTags", ROLE_NAME))?;
+            let ours = tags
+                .tags()
+                .iter()
+                .any(|t| t.key() == TAG_MANAGED_BY.0 && t.value() == TAG_MANAGED_BY.1);
+            if !ours {
+                return Err(Error::NotOwned {
+                    resource: format!("IAM role {ROLE_NAME}"),
+                    why: format!(
+                        "it lacks the tag ManagedBy=payctl; the API Gateway account setting cloudwatchRoleArn is unset in {}: set it to a role trusted by apigateway.amazonaws.com (aws apigateway update-account --patch-operations op=replace,path=/cloudwatchRoleArn,value=ROLE_ARN), then run `payctl up` again",
+                        ctx.region
+                    ),
+                });
+            }
+            role.arn().to_string()
+        }
+        Err(e)
+            if e.as_service_error()
+                .is_some_and(|s| s.is_no_such_entity_exception()) =>
+        {
+            let tags: Vec<Tag> = role_tags(ctx)
+                .into_iter()
+                .map(|(k, v)| Tag::builder().key(k).value(v).build())
+                .collect::<std::result::Result<_, _>>()
+                .map_err(|e| Error::Invalid(format!("role tags: {e}")))?;
+            let created = iam
+                .create_role()
+                .role_name(ROLE_NAME)
+                .description(
+                    "payctl: lets API Gateway write execution and access logs (account setting cloudwatchRoleArn; shared, never deleted by payctl)",
+                )
+                .assume_role_policy_document(trust_policy().to_string())
+                .set_tags(Some(tags))
+                .send()
+                .await;
+            match created {
+                Ok(out) => out
+                    .role
+                    .map(|r| r.arn().to_string())
+                    .ok_or_else(|| Error::Invalid(format!("CreateRole {ROLE_NAME}: no role")))?,
+                // Another environment's `up` made it at the same moment.
+                Err(e)
+                    if e.as_service_error()
+                        .is_some_and(|s| s.is_entity_already_exists_exception()) =>
+                {
+                    let out = iam
+                        .get_role()
+                        .role_name(ROLE_NAME)
+                        .send()
+                        .await
+                        .map_err(aws("GetRole", ROLE_NAME))?;
+                    out.role
+                        .map(|r| r.arn().to_string())
+                        .ok_or_else(|| Error::Invalid(format!("GetRole {ROLE_NAME}: no role")))?
+                }
+                Err(e) => return Err(aws("CreateRole", ROLE_NAME)(e)),
+            }
+        }
+        Err(e) => return Err(aws("GetRole", ROLE_NAME)(e)),
+    };
+    iam.put_role_policy()
+        .role_name(ROLE_NAME)
+        .policy_name(POLICY_NAME)
+        .policy_document(role_policy(&ctx.account_id).to_string())
+        .send()
+        .await
+        .map_err(aws("PutRolePolicy", ROLE_NAME))?;
+    Ok(arn)
+}
+
+#[async_trait]
+impl Resource for AccountLogging {
+    fn kind(&self) -> &'static str {
+        KIND
+    }
+
+    async fn ensure(&self, ctx: &Ctx) -> Result<()> {
+        if let Some(arn) = current_role(ctx).await? {
+            let ours = ctx.state.get(ADDR).and_then(|r| r.arn) == Some(arn.clone());
+            if !ours {
+                // Someone pointed the setting elsewhere since: payctl's record is stale.
+                ctx.state.remove(ADDR)?;
+            }
+            ctx.report.note(
+                Change::Unchanged,
+                if ours {
+                    format!("{ADDR} {arn}")
+                } else {
+                    format!("{ADDR}: API Gateway already logs with {arn} (left as it is)")
+                },
+            );
+            return Ok(());
+        }
+        let arn = ensure_role(ctx).await?;
+        let apigw = &ctx.aws.apigateway;
+        retry_while(
+            &format!("setting the API Gateway account's CloudWatch role to {arn}"),
+            ROLE_PROPAGATION,
+            |e| e.aws_code() == Some("BadRequestException"),
+            || async {
+                apigw
+                    .update_account()
+                    .patch_operations(super::replace("/cloudwatchRoleArn", &arn))
+                    .send()
+                    .await
+                    .map_err(aws("UpdateAccount", "cloudwatchRoleArn"))
+            },
+        )
+        .await?;
+        ctx.state.put(
+            ADDR,
+            Record::new(KIND, ROLE_NAME)
+                .arn(&arn)
+                .attr("region", &ctx.region),
+        )?;
+        tracing::info!(
+            "API Gateway in {} had no CloudWatch role: set it to {arn} (account-wide; `down` keeps it)",
+            ctx.region
+        );
+        ctx.report.note(Change::Created, format!("{ADDR} {arn}"));
+        Ok(())
+    }
+
+    /// Never unsets the account setting nor deletes the role (see the module docs).
+    async fn delete(&self, ctx: &Ctx) -> Result<()> {
+        if let Some(rec) = ctx.state.get(ADDR) {
+            tracing::info!(
+                "keeping the API Gateway account's CloudWatch role {} and its setting in {}: they are account-wide and other APIs may rely on them",
+                rec.arn.as_deref().unwrap_or(ROLE_NAME),
+                ctx.region
+            );
+            ctx.state.remove(ADDR)?;
+            ctx.report
+                .note(Change::Unchanged, format!("{ADDR} kept (account-wide)"));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_role_is_for_api_gateway_and_logs_only() {
+        let trust = trust_policy();
+        assert_eq!(
+            trust["Statement"][0]["Principal"]["Service"],
+            "apigateway.amazonaws.com"
+        );
+        let p = role_policy("123456789012");
+        let actions = p["Statement"][0]["Action"].as_array().unwrap();
+        assert!(
+            actions
+                .iter()
+                .all(|a| a.as_str().unwrap().starts_with("logs:"))
+        );
+        assert_eq!(
+            p["Statement"][0]["Resource"],
+            "arn:aws:logs:*:123456789012:*"
+        );
+    }
+}

@@ -1,0 +1,1075 @@
+//! The REST API `payment-api-<env>` (REGIONAL) and its definition: the resources
+//! `/validate`, `/process` and `/status`, two JSON-schema models for the POST bodies, a
+//! request validator (body and parameters), the methods (`apiKeyRequired`, no authorizer)
+//! and their Lambda proxy integrations.
+//!
+//! | method | path | function | body model |
+//! |---|---|---|---|
+//! | POST | /validate | validator | `PaymentRequest` |
+//! | POST | /process | processor | `ProcessRequest` |
+//! | GET | /status | processor | — |
+//!
+//! The models mirror the functions' own rules (ids of 1–64 characters from
+//! `[A-Za-z0-9_-]`, a 3-letter currency, an amount that is a JSON number or a decimal
+//! string, no other fields), so malformed requests are refused by the gateway before a
+//! function is invoked; the functions still validate everything themselves (currency
+//! case, exponents, exact amounts), and their answers stay the authoritative ones.
+//!
+//! Bodies: the API has no `binaryMediaTypes`, so binary payloads are never passed
+//! through as such, and the models require a JSON object. REST APIs have no body-size
+//! setting below their fixed 10 MB limit, so the functions' own 16 KiB limit is what
+//! refuses large bodies (with a 400 that echoes nothing).
+//!
+//! The canonical description of this definition ([`definition`]) is hashed; the stage
+//! kind deploys only when the hash differs from the one its current deployment carries.
+//! When `up` repairs drift on an existing API (someone edited it by hand), the record is
+//! marked `redeploy`, so the stage is redeployed from the repaired definition even though
+//! the desired hash did not change.
+
+use super::{owned, partition, replace, tag_map};
+use crate::compute::{self, PROCESSOR, VALIDATOR};
+use crate::engine::report::Change;
+use crate::engine::{Ctx, Resource};
+use crate::error::{Error, Result, aws, required};
+use crate::state::Record;
+use async_trait::async_trait;
+use aws_sdk_apigateway::types::{
+    ApiKeySourceType, EndpointConfiguration, EndpointType, IntegrationType, Method, Op,
+    PatchOperation,
+};
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+use std::collections::{BTreeMap, HashMap};
+
+pub const KIND: &str = "apigw_rest_api";
+pub const ADDR: &str = "apigw_rest_api.main";
+pub const VALIDATOR_NAME: &str = "payment-body-and-parameters";
+pub const PAYMENT_MODEL: &str = "PaymentRequest";
+pub const PROCESS_MODEL: &str = "ProcessRequest";
+pub const JSON: &str = "application/json";
+/// Record attribute: the definition was repaired and must be deployed again.
+pub const REDEPLOY: &str = "redeploy";
+/// Record attribute: the hash of the definition `up` converged the API to.
+pub const DEFINITION: &str = "definition";
+
+/// One method of the API.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Route {
+    pub method: &'static str,
+    /// The resource's path part, under the root (`validate` for `/validate`).
+    pub path: &'static str,
+    /// The function key (`crate::compute::VALIDATOR`, …).
+    pub function: &'static str,
+    /// The request body model, for methods that take a body.
+    pub model: Option<&'static str>,
+}
+
+pub const ROUTES: [Route; 3] = [
+    Route {
+        method: "POST",
+        path: "validate",
+        function: VALIDATOR,
+        model: Some(PAYMENT_MODEL),
+    },
+    Route {
+        method: "POST",
+        path: "process",
+        function: PROCESSOR,
+        model: Some(PROCESS_MODEL),
+    },
+    Route {
+        method: "GET",
+        path: "status",
+        function: PROCESSOR,
+        model: None,
+    },
+];
+
+pub struct RestApi;
+
+/// `arn:aws:apigateway:<region>:lambda:path/2015-03-31/functions/<arn>/invocations`.
+pub fn integration_uri(region: &str, function_arn: &str) -> String {
+    format!(
+        "arn:{}:apigateway:{region}:lambda:path/2015-03-31/functions/{function_arn}/invocations",
+        partition(region)
+    )
+}
+
+/// A transaction or customer id, as the functions define it.
+fn id_schema() -> Value {
+    json!({"type": "string", "minLength": 1, "maxLength": 64, "pattern": "^[A-Za-z0-9_-]+$"})
+}
+
+/// The JSON schema (draft 4, what API Gateway speaks) of a body model.
+pub fn model_schema(name: &str) -> Option<Value> {
+    let schema = match name {
+        PAYMENT_MODEL => json!({
+            "$schema": "http://json-schema.org/draft-04/schema#",
+            "title": PAYMENT_MODEL,
+            "type": "object",
+            "required": ["transaction_id", "amount", "currency", "customer_id"],
+            "additionalProperties": false,
+            "properties": {
+                "transaction_id": id_schema(),
+                "customer_id": id_schema(),
+                // Case and the ISO 4217 list are the validator's to check: its answer
+                // suggests the uppercase code, which a schema error could not.
+                "currency": {"type": "string", "minLength": 3, "maxLength": 3},
+                // Parsed exactly by the function, never as a float.
+                "amount": {"type": ["number", "string"]}
+            }
+        }),
+        PROCESS_MODEL => json!({
+            "$schema": "http://json-schema.org/draft-04/schema#",
+            "title": PROCESS_MODEL,
+            "type": "object",
+            "required": ["transaction_id"],
+            "additionalProperties": false,
+            "properties": {"transaction_id": id_schema()}
+        }),
+        _ => return None,
+    };
+    Some(schema)
+}
+
+fn model_names() -> Vec<&'static str> {
+    let mut names: Vec<&'static str> = ROUTES.iter().filter_map(|r| r.model).collect();
+    names.sort_unstable();
+    names.dedup();
+    names
+}
+
+/// The canonical description of the API's definition: everything a deployment snapshots
+/// (resources, methods, integrations, models, validator), given the functions' ARNs.
+pub fn describe(region: &str, function_arns: &BTreeMap<&str, String>) -> Result<Value> {
+    let mut routes = Vec::new();
+    for r in ROUTES {
+        let arn = function_arns.get(r.function).ok_or_else(|| {
+            Error::Invalid(format!(
+                "no ARN for function {} of {} /{}",
+                r.function, r.method, r.path
+            ))
+        })?;
+        routes.push(json!({
+            "method": r.method,
+            "path": format!("/{}", r.path),
+            "apiKeyRequired": true,
+            "authorizationType": "NONE",
+            "requestValidator": VALIDATOR_NAME,
+            "requestModels": r.model.map(|m| json!({JSON: m})).unwrap_or(json!({})),
+            "integration": {
+                "type": "AWS_PROXY",
+                "httpMethod": "POST",
+                "uri": integration_uri(region, arn),
+            },
+        }));
+    }
+    let models: serde_json::Map<String, Value> = model_names()
+        .into_iter()
+        .map(|m| {
+            let schema = model_schema(m).unwrap_or(Value::Null);
+            (
+                m.to_string(),
+                json!({"contentType": JSON, "schema": schema}),
+            )
+        })
+        .collect();
+    Ok(json!({
+        "endpointType": "REGIONAL",
+        "apiKeySource": "HEADER",
+        "binaryMediaTypes": [],
+        "validator": {"name": VALIDATOR_NAME, "body": true, "parameters": true},
+        "models": models,
+        "routes": routes,
+    }))
+}
+
+/// The definition for this run (function ARNs from the state file).
+pub fn definition(ctx: &Ctx) -> Result<Value> {
+    let mut arns = BTreeMap::new();
+    for r in ROUTES {
+        arns.insert(r.function, compute::function_arn(ctx, r.function)?);
+    }
+    describe(&ctx.region, &arns)
+}
+
+/// JSON text with object keys sorted at every level, whatever the map type.
+pub fn canonical(v: &Value) -> String {
+    let mut out = String::new();
+    write_canonical(v, &mut out);
+    out
+}
+
+fn write_canonical(v: &Value, out: &mut String) {
+    match v {
+        Value::Object(map) => {
+            let mut keys: Vec<&String> = map.keys().collect();
+            keys.sort();
+            out.push('{');
+            for (i, k) in keys.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                out.push_str(&Value::String((*k).clone()).to_string());
+                out.push(':');
+                write_canonical(&map[k.as_str()], out);
+            }
+            out.push('}');
+        }
+        Value::Array(items) => {
+            out.push('[');
+            for (i, item) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                write_canonical(item, out);
+            }
+            out.push(']');
+        }
+        other => out.push_str(&other.to_string()),
+    }
+}
+
+/// SHA-256 (hex) of the canonical definition.
+pub fn definition_hash(def: &Value) -> String {
+    let digest = Sha256::digest(canonical(def).as_bytes());
+    digest.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// What payctl needs to know about an existing API.
+struct Found {
+    id: String,
+    root: Option<String>,
+    tags: Option<HashMap<String, String>>,
+    types: Vec<EndpointType>,
+    binary: Vec<String>,
+    key_source: Option<ApiKeySourceType>,
+}
+
+impl From<&aws_sdk_apigateway::types::RestApi> for Found {
+    fn from(a: &aws_sdk_apigateway::types::RestApi) -> Self {
+        Found {
+            id: a.id().unwrap_or_default().to_string(),
+            root: a.root_resource_id().map(str::to_string),
+            tags: a.tags().cloned(),
+            types: a
+                .endpoint_configuration()
+                .map(|c| c.types().to_vec())
+                .unwrap_or_default(),
+            binary: a.binary_media_types().to_vec(),
+            key_source: a.api_key_source().cloned(),
+        }
+    }
+}
+
+/// Finds the API by the id in state, then by name; refuses what payctl does not own.
+async fn find(ctx: &Ctx, name: &str) -> Result<Option<Found>> {
+    let apigw = &ctx.aws.apigateway;
+    if let Some(id) = ctx.state.id(ADDR) {
+        match apigw.get_rest_api().rest_api_id(&id).send().await {
+            Ok(out) => {
+                let found = Found {
+                    id: out.id().unwrap_or(&id).to_string(),
+                    root: out.root_resource_id().map(str::to_string),
+                    tags: out.tags().cloned(),
+                    types: out
+                        .endpoint_configuration()
+                        .map(|c| c.types().to_vec())
+                        .unwrap_or_default(),
+                    binary: out.binary_media_types().to_vec(),
+                    key_source: out.api_key_source().cloned(),
+                };
+                if !owned(ctx, found.tags.as_ref()) {
+                    return Err(Error::not_owned(
+                        format!("REST API {id} ({name})"),
+                        &ctx.env,
+                    ));
+                }
+                return Ok(Some(found));
+            }
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|s| s.is_not_found_exception()) => {}
+            Err(e) => return Err(aws("GetRestApi", &id)(e)),
+        }
+    }
+    let all: Vec<aws_sdk_apigateway::types::RestApi> = apigw
+        .get_rest_apis()
+        .into_paginator()
+        .items()
+        .send()
+        .try_collect()
+        .await
+        .map_err(aws("GetRestApis", name))?;
+    let named: Vec<Found> = all
+        .iter()
+        .filter(|a| a.name() == Some(name))
+        .map(Found::from)
+        .collect();
+    let (mine, others): (Vec<Found>, Vec<Found>) =
+        named.into_iter().partition(|f| owned(ctx, f.tags.as_ref()));
+    match (mine.len(), others.first()) {
+        (1, _) => Ok(mine.into_iter().next()),
+        (0, Some(other)) => Err(Error::not_owned(
+            format!("REST API {} ({name})", other.id),
+            &ctx.env,
+        )),
+        (0, None) => Ok(None),
+        (n, _) => Err(Error::Invalid(format!(
+            "{n} REST APIs named {name} carry payctl's tags for environment {}: delete the extra ones, then run `payctl up` again",
+            ctx.env
+        ))),
+    }
+}
+
+/// The API's id, found by the id in state, then by name (`None` when there is none).
+pub async fn find_id(ctx: &Ctx) -> Result<Option<String>> {
+    Ok(find(ctx, &ctx.name("api")).await?.map(|f| f.id))
+}
+
+async fn create(ctx: &Ctx, name: &str) -> Result<Found> {
+    let out = ctx
+        .aws
+        .apigateway
+        .create_rest_api()
+        .name(name)
+        .description(format!(
+            "Payment processing API ({}), managed by payctl",
+            ctx.env
+        ))
+        .endpoint_configuration(
+            EndpointConfiguration::builder()
+                .types(EndpointType::Regional)
+                .build(),
+        )
+        .api_key_source(ApiKeySourceType::Header)
+        // No binaryMediaTypes: every body is text to the gateway and must match a JSON
+        // model; see the module docs on body sizes.
+        .set_tags(Some(tag_map(ctx)))
+        .send()
+        .await
+        .map_err(aws("CreateRestApi", name))?;
+    Ok(Found {
+        id: required(out.id(), "REST API id")?,
+        root: out.root_resource_id().map(str::to_string),
+        tags: out.tags().cloned(),
+        types: out
+            .endpoint_configuration()
+            .map(|c| c.types().to_vec())
+            .unwrap_or_default(),
+        binary: out.binary_media_types().to_vec(),
+        key_source: out.api_key_source().cloned(),
+    })
+}
+
+/// JSON-pointer escaping for patch paths (`image/png` → `image~1png`).
+fn escape(s: &str) -> String {
+    s.replace('~', "~0").replace('/', "~1")
+}
+
+/// Patches that put the API-level settings back (endpoint type, binary media types, key
+/// source).
+fn api_patches(found: &Found) -> Vec<PatchOperation> {
+    let mut ops = Vec::new();
+    if let Some(t) = found.types.iter().find(|t| **t != EndpointType::Regional) {
+        ops.push(replace(
+            &format!("/endpointConfiguration/types/{}", t.as_str()),
+            EndpointType::Regional.as_str(),
+        ));
+    }
+    for b in &found.binary {
+        ops.push(super::patch(
+            Op::Remove,
+            &format!("/binaryMediaTypes/{}", escape(b)),
+            None,
+        ));
+    }
+    if found.key_source.as_ref() != Some(&ApiKeySourceType::Header) {
+        ops.push(replace("/apiKeySource", ApiKeySourceType::Header.as_str()));
+    }
+    ops
+}
+
+/// Whether an existing method is exactly the desired one (its integration aside).
+pub fn method_matches(m: &Method, route: &Route, validator_id: &str) -> bool {
+    let want_models: HashMap<String, String> = route
+        .model
+        .map(|name| HashMap::from([(JSON.to_string(), name.to_string())]))
+        .unwrap_or_default();
+    let have_models = m.request_models().cloned().unwrap_or_default();
+    m.api_key_required() == Some(true)
+        && m.authorization_type().unwrap_or("NONE") == "NONE"
+        && m.authorizer_id().is_none()
+        && m.request_validator_id() == Some(validator_id)
+        && have_models == want_models
+        && m.request_parameters().is_none_or(|p| p.is_empty())
+}
+
+/// Whether a method's integration is the desired Lambda proxy integration.
+pub fn integration_matches(i: Option<&aws_sdk_apigateway::types::Integration>, uri: &str) -> bool {
+    i.is_some_and(|i| {
+        i.r#type() == Some(&IntegrationType::AwsProxy)
+            && i.http_method() == Some("POST")
+            && i.uri() == Some(uri)
+    })
+}
+
+/// Creates missing resources, deletes ones the definition does not have; returns the
+/// path → id map and what changed.
+async fn converge_resources(
+    ctx: &Ctx,
+    api: &Found,
+    changed: &mut Vec<String>,
+) -> Result<HashMap<String, String>> {
+    let apigw = &ctx.aws.apigateway;
+    let all: Vec<aws_sdk_apigateway::types::Resource> = apigw
+        .get_resources()
+        .rest_api_id(&api.id)
+        .embed("methods")
+        .into_paginator()
+        .items()
+        .send()
+        .try_collect()
+        .await
+        .map_err(aws("GetResources", &api.id))?;
+    let mut ids: HashMap<String, String> = HashMap::new();
+    let mut root = api.root.clone();
+    for r in &all {
+        if let (Some(path), Some(id)) = (r.path(), r.id()) {
+            if path == "/" {
+                root = Some(id.to_string());
+            }
+            ids.insert(path.to_string(), id.to_string());
+        }
+    }
+    let root =
+        root.ok_or_else(|| Error::Invalid(format!("REST API {} has no root resource", api.id)))?;
+    let wanted: Vec<String> = ROUTES.iter().map(|r| format!("/{}", r.path)).collect();
+    // What the definition does not have goes: resources (children first) and methods.
+    let mut extra: Vec<&aws_sdk_apigateway::types::Resource> = all
+        .iter()
+        .filter(|r| {
+            r.path()
+                .is_some_and(|p| p != "/" && !wanted.iter().any(|w| w == p))
+        })
+        .collect();
+    extra.sort_by_key(|r| std::cmp::Reverse(r.path().map(|p| p.matches('/').count())));
+    for r in extra {
+        let (path, id) = (r.path().unwrap_or_default(), r.id().unwrap_or_default());
+        match apigw
+            .delete_resource()
+            .rest_api_id(&api.id)
+            .resource_id(id)
+            .send()
+            .await
+        {
+            Ok(_) => {}
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|s| s.is_not_found_exception()) => {}
+            Err(e) => return Err(aws("DeleteResource", format!("{} {path}", api.id))(e)),
+        }
+        ids.remove(path);
+        changed.push(format!("removed resource {path}"));
+    }
+    for r in &all {
+        let Some(path) = r.path() else { continue };
+        if path != "/" && !wanted.iter().any(|w| w == path) {
+            continue;
+        }
+        for method in r
+            .resource_methods()
+            .map(|m| m.keys().cloned().collect::<Vec<_>>())
+            .unwrap_or_default()
+        {
+            let wanted_here = ROUTES
+                .iter()
+                .any(|x| format!("/{}", x.path) == path && x.method == method);
+            if wanted_here {
+                continue;
+            }
+            match apigw
+                .delete_method()
+                .rest_api_id(&api.id)
+                .resource_id(r.id().unwrap_or_default())
+                .http_method(&method)
+                .send()
+                .await
+            {
+                Ok(_) => {}
+                Err(e)
+                    if e.as_service_error()
+                        .is_some_and(|s| s.is_not_found_exception()) => {}
+                Err(e) => {
+                    return Err(aws("DeleteMethod", format!("{} {method} {path}", api.id))(
+                        e,
+                    ));
+                }
+            }
+            changed.push(format!("removed method {method} {path}"));
+        }
+    }
+    for path in &wanted {
+        if ids.contains_key(path) {
+            continue;
+        }
+        let part = path.trim_start_matches('/');
+        let out = apigw
+            .create_resource()
+            .rest_api_id(&api.id)
+            .parent_id(&root)
+            .path_part(part)
+            .send()
+            .await
+            .map_err(aws("CreateResource", format!("{} {path}", api.id)))?;
+        ids.insert(path.clone(), required(out.id(), "resource id")?);
+        changed.push(format!("resource {path}"));
+    }
+    Ok(ids)
+}
+
+async fn converge_models(ctx: &Ctx, api_id: &str, changed: &mut Vec<String>) -> Result<()> {
+    let apigw = &ctx.aws.apigateway;
+    let have: Vec<aws_sdk_apigateway::types::Model> = apigw
+        .get_models()
+        .rest_api_id(api_id)
+        .into_paginator()
+        .items()
+        .send()
+        .try_collect()
+        .await
+        .map_err(aws("GetModels", api_id))?;
+    for name in model_names() {
+        let want = model_schema(name).unwrap_or(Value::Null);
+        match have.iter().find(|m| m.name() == Some(name)) {
+            None => {
+                apigw
+                    .create_model()
+                    .rest_api_id(api_id)
+                    .name(name)
+                    .content_type(JSON)
+                    .description(format!("Request body of the payment API ({name})"))
+                    .schema(want.to_string())
+                    .send()
+                    .await
+                    .map_err(aws("CreateModel", format!("{api_id} {name}")))?;
+                changed.push(format!("model {name}"));
+            }
+            Some(m) => {
+                let schema: Option<Value> = m.schema().and_then(|s| serde_json::from_str(s).ok());
+                let mut ops = Vec::new();
+                if schema.as_ref() != Some(&want) {
+                    ops.push(replace("/schema", want.to_string()));
+                }
+                if m.content_type() != Some(JSON) {
+                    // The content type is fixed at creation: such a model is replaced.
+                    return Err(Error::Invalid(format!(
+                        "model {name} of REST API {api_id} has content type {:?}, not {JSON}; delete it (or the API) and run `payctl up` again",
+                        m.content_type().unwrap_or_default()
+                    )));
+                }
+                if !ops.is_empty() {
+                    apigw
+                        .update_model()
+                        .rest_api_id(api_id)
+                        .model_name(name)
+                        .set_patch_operations(Some(ops))
+                        .send()
+                        .await
+                        .map_err(aws("UpdateModel", format!("{api_id} {name}")))?;
+                    changed.push(format!("model {name} schema"));
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The request validator (body and parameters); returns its id.
+async fn converge_validator(ctx: &Ctx, api_id: &str, changed: &mut Vec<String>) -> Result<String> {
+    let apigw = &ctx.aws.apigateway;
+    let out = apigw
+        .get_request_validators()
+        .rest_api_id(api_id)
+        .limit(500)
+        .send()
+        .await
+        .map_err(aws("GetRequestValidators", api_id))?;
+    if let Some(v) = out
+        .items()
+        .iter()
+        .find(|v| v.name() == Some(VALIDATOR_NAME))
+    {
+        let id = required(v.id(), "request validator id")?;
+        let mut ops = Vec::new();
+        if !v.validate_request_body() {
+            ops.push(replace("/validateRequestBody", "true"));
+        }
+        if !v.validate_request_parameters() {
+            ops.push(replace("/validateRequestParameters", "true"));
+        }
+        if !ops.is_empty() {
+            apigw
+                .update_request_validator()
+                .rest_api_id(api_id)
+                .request_validator_id(&id)
+                .set_patch_operations(Some(ops))
+                .send()
+                .await
+                .map_err(aws(
+                    "UpdateRequestValidator",
+                    format!("{api_id} {VALIDATOR_NAME}"),
+                ))?;
+            changed.push("request validator".into());
+        }
+        return Ok(id);
+    }
+    let out = apigw
+        .create_request_validator()
+        .rest_api_id(api_id)
+        .name(VALIDATOR_NAME)
+        .validate_request_body(true)
+        .validate_request_parameters(true)
+        .send()
+        .await
+        .map_err(aws(
+            "CreateRequestValidator",
+            format!("{api_id} {VALIDATOR_NAME}"),
+        ))?;
+    changed.push("request validator".into());
+    required(out.id(), "request validator id")
+}
+
+/// One method and its integration, re-created when it differs from the definition (the
+/// draft changes; the live stage keeps serving its deployment until the next one).
+async fn converge_method(
+    ctx: &Ctx,
+    api_id: &str,
+    resource_id: &str,
+    route: &Route,
+    validator_id: &str,
+    uri: &str,
+    changed: &mut Vec<String>,
+) -> Result<()> {
+    let apigw = &ctx.aws.apigateway;
+    let what = format!("{api_id} {} /{}", route.method, route.path);
+    let have = match apigw
+        .get_method()
+        .rest_api_id(api_id)
+        .resource_id(resource_id)
+        .http_method(route.method)
+        .send()
+        .await
+    {
+        Ok(out) => Some(
+            Method::builder()
+                .set_api_key_required(out.api_key_required())
+                .set_authorization_type(out.authorization_type().map(str::to_string))
+                .set_authorizer_id(out.authorizer_id().map(str::to_string))
+                .set_request_validator_id(out.request_validator_id().map(str::to_string))
+                .set_request_models(out.request_models().cloned())
+                .set_request_parameters(out.request_parameters().cloned())
+                .set_method_integration(out.method_integration().cloned())
+                .build(),
+        ),
+        Err(e)
+            if e.as_service_error()
+                .is_some_and(|s| s.is_not_found_exception()) =>
+        {
+            None
+        }
+        Err(e) => return Err(aws("GetMethod", &what)(e)),
+    };
+    let mut integration = have.as_ref().and_then(|m| m.method_integration().cloned());
+    let method_ok = have
+        .as_ref()
+        .is_some_and(|m| method_matches(m, route, validator_id));
+    if !method_ok {
+        if have.is_some() {
+            apigw
+                .delete_method()
+                .rest_api_id(api_id)
+                .resource_id(resource_id)
+                .http_method(route.method)
+                .send()
+                .await
+                .map_err(aws("DeleteMethod", &what))?;
+            integration = None;
+        }
+        let mut put = apigw
+            .put_method()
+            .rest_api_id(api_id)
+            .resource_id(resource_id)
+            .http_method(route.method)
+            .authorization_type("NONE")
+            .api_key_required(true)
+            .request_validator_id(validator_id);
+        if let Some(model) = route.model {
+            put = put.request_models(JSON, model);
+        }
+        put.send().await.map_err(aws("PutMethod", &what))?;
+        changed.push(format!("method {} /{}", route.method, route.path));
+    }
+    if !integration_matches(integration.as_ref(), uri) {
+        apigw
+            .put_integration()
+            .rest_api_id(api_id)
+            .resource_id(resource_id)
+            .http_method(route.method)
+            .r#type(IntegrationType::AwsProxy)
+            // Lambda is always invoked with POST, whatever the client's method.
+            .integration_http_method("POST")
+            .uri(uri)
+            .send()
+            .await
+            .map_err(aws("PutIntegration", &what))?;
+        changed.push(format!("integration {} /{}", route.method, route.path));
+    }
+    Ok(())
+}
+
+/// Whether the stage must be redeployed although the definition's hash is unchanged.
+pub fn redeploy_pending(ctx: &Ctx) -> bool {
+    ctx.state
+        .get(ADDR)
+        .is_some_and(|r| r.get(REDEPLOY) == Some("true"))
+}
+
+/// Clears the redeploy mark once the stage serves a fresh deployment.
+pub fn clear_redeploy(ctx: &Ctx) -> Result<()> {
+    if let Some(mut rec) = ctx.state.get(ADDR)
+        && rec.attrs.remove(REDEPLOY).is_some()
+    {
+        ctx.state.put(ADDR, rec)?;
+    }
+    Ok(())
+}
+
+#[async_trait]
+impl Resource for RestApi {
+    fn kind(&self) -> &'static str {
+        KIND
+    }
+
+    fn depends_on(&self) -> &'static [&'static str] {
+        &[compute::function::KIND]
+    }
+
+    async fn ensure(&self, ctx: &Ctx) -> Result<()> {
+        let name = ctx.name("api");
+        let def = definition(ctx)?;
+        let hash = definition_hash(&def);
+        let known = ctx.state.get(ADDR);
+        let (api, mut change) = match find(ctx, &name).await? {
+            Some(api) => {
+                let c = if known.as_ref().is_some_and(|r| r.id == api.id) {
+                    Change::Unchanged
+                } else {
+                    Change::Adopted
+                };
+                (api, c)
+            }
+            None => (create(ctx, &name).await?, Change::Created),
+        };
+        // Recorded at once, so a crash below leaves nothing payctl does not know about.
+        let pending = redeploy_pending(ctx) && known.as_ref().is_some_and(|r| r.id == api.id);
+        let base = Record::new(KIND, &api.id).attr("name", &name);
+        ctx.state.put(
+            ADDR,
+            if pending {
+                base.clone().attr(REDEPLOY, "true")
+            } else {
+                base.clone()
+            },
+        )?;
+
+        let mut changed: Vec<String> = Vec::new();
+        let ops = api_patches(&api);
+        if !ops.is_empty() {
+            ctx.aws
+                .apigateway
+                .update_rest_api()
+                .rest_api_id(&api.id)
+                .set_patch_operations(Some(ops))
+                .send()
+                .await
+                .map_err(aws("UpdateRestApi", &name))?;
+            changed.push("endpoint type, binary media types or API key source".into());
+        }
+        let ids = converge_resources(ctx, &api, &mut changed).await?;
+        converge_models(ctx, &api.id, &mut changed).await?;
+        let validator_id = converge_validator(ctx, &api.id, &mut changed).await?;
+        for route in ROUTES {
+            let path = format!("/{}", route.path);
+            let resource_id = ids.get(&path).ok_or_else(|| {
+                Error::Invalid(format!("REST API {} has no resource {path}", api.id))
+            })?;
+            let uri = integration_uri(&ctx.region, &compute::function_arn(ctx, route.function)?);
+            converge_method(
+                ctx,
+                &api.id,
+                resource_id,
+                &route,
+                &validator_id,
+                &uri,
+                &mut changed,
+            )
+            .await?;
+        }
+
+        let repaired = change != Change::Created && !changed.is_empty();
+        let mut rec = base
+            .attr("validator_id", &validator_id)
+            .attr(DEFINITION, &hash);
+        if pending || repaired {
+            rec = rec.attr(REDEPLOY, "true");
+        }
+        ctx.state.put(ADDR, rec)?;
+        if repaired {
+            tracing::info!("REST API {name}: put back {}", changed.join(", "));
+            if change == Change::Unchanged {
+                change = Change::Updated;
+            }
+        }
+        ctx.report
+            .note(change, format!("{ADDR} {} ({name})", api.id));
+        Ok(())
+    }
+
+    async fn delete(&self, ctx: &Ctx) -> Result<()> {
+        let name = ctx.name("api");
+        let Some(api) = find(ctx, &name).await? else {
+            ctx.state.remove(ADDR)?;
+            ctx.report.note(Change::Absent, ADDR);
+            return Ok(());
+        };
+        match ctx
+            .aws
+            .apigateway
+            .delete_rest_api()
+            .rest_api_id(&api.id)
+            .send()
+            .await
+        {
+            Ok(_) => {}
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|s| s.is_not_found_exception()) => {}
+            Err(e) => return Err(aws("DeleteRestApi", &name)(e)),
+        }
+        ctx.state.remove(ADDR)?;
+        ctx.report
+            .note(Change::Deleted, format!("{ADDR} {} ({name})", api.id));
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn arns(validator: &str, processor: &str) -> BTreeMap<&'static str, String> {
+        BTreeMap::from([
+            (VALIDATOR, validator.to_string()),
+            (PROCESSOR, processor.to_string()),
+        ])
+    }
+
+    const V: &str = "arn:aws:lambda:us-east-1:123456789012:function:payment-validator-dev";
+    const P: &str = "arn:aws:lambda:us-east-1:123456789012:function:payment-processor-dev";
+
+    #[test]
+    fn integration_uri_names_the_function() {
+        assert_eq!(
+            integration_uri("us-east-1", V),
+            format!(
+                "arn:aws:apigateway:us-east-1:lambda:path/2015-03-31/functions/{V}/invocations"
+            )
+        );
+        assert!(integration_uri("cn-north-1", V).starts_with("arn:aws-cn:apigateway:cn-north-1:"));
+    }
+
+    #[test]
+    fn the_definition_hash_is_stable() {
+        let a = describe("us-east-1", &arns(V, P)).unwrap();
+        let b = describe("us-east-1", &arns(V, P)).unwrap();
+        assert_eq!(definition_hash(&a), definition_hash(&b));
+        assert_eq!(definition_hash(&a).len(), 64);
+        // Key order does not matter, only content.
+        let x: Value = serde_json::from_str(r#"{"b":1,"a":{"d":[1,2],"c":null}}"#).unwrap();
+        let y: Value = serde_json::from_str(r#"{"a":{"c":null,"d":[1,2]},"b":1}"#).unwrap();
+        assert_eq!(canonical(&x), r#"{"a":{"c":null,"d":[1,2]},"b":1}"#);
+        assert_eq!(definition_hash(&x), definition_hash(&y));
+    }
+
+    #[test]
+    fn the_definition_hash_changes_with_the_definition() {
+        let base = describe("us-east-1", &arns(V, P)).unwrap();
+        let h = definition_hash(&base);
+        // Another function behind a route.
+        let other = describe("us-east-1", &arns(P, P)).unwrap();
+        assert_ne!(definition_hash(&other), h);
+        // Another region (integration URIs).
+        let region = describe("eu-west-1", &arns(V, P)).unwrap();
+        assert_ne!(definition_hash(&region), h);
+        // A model, a method flag, a route: each one changes the hash.
+        let mut m = base.clone();
+        m["models"][PAYMENT_MODEL]["schema"]["properties"]["currency"]["maxLength"] = json!(4);
+        assert_ne!(definition_hash(&m), h);
+        let mut k = base.clone();
+        k["routes"][0]["apiKeyRequired"] = json!(false);
+        assert_ne!(definition_hash(&k), h);
+        let mut r = base.clone();
+        r["routes"].as_array_mut().unwrap().pop();
+        assert_ne!(definition_hash(&r), h);
+        // Swapping arrays' order is a change too (routes are listed in a fixed order).
+        assert!(describe("us-east-1", &BTreeMap::from([(VALIDATOR, V.to_string())])).is_err());
+    }
+
+    #[test]
+    fn routes_and_models() {
+        let paths: Vec<(&str, &str, &str)> = ROUTES
+            .iter()
+            .map(|r| (r.method, r.path, r.function))
+            .collect();
+        assert_eq!(
+            paths,
+            [
+                ("POST", "validate", VALIDATOR),
+                ("POST", "process", PROCESSOR),
+                ("GET", "status", PROCESSOR)
+            ]
+        );
+        let pay = model_schema(PAYMENT_MODEL).unwrap();
+        assert_eq!(pay["additionalProperties"], json!(false));
+        assert_eq!(
+            pay["required"],
+            json!(["transaction_id", "amount", "currency", "customer_id"])
+        );
+        for id in ["transaction_id", "customer_id"] {
+            assert_eq!(pay["properties"][id]["maxLength"], json!(64));
+            assert_eq!(pay["properties"][id]["pattern"], json!("^[A-Za-z0-9_-]+$"));
+        }
+        assert_eq!(pay["properties"]["currency"]["minLength"], json!(3));
+        assert_eq!(pay["properties"]["currency"]["maxLength"], json!(3));
+        assert_eq!(
+            pay["properties"]["amount"]["type"],
+            json!(["number", "string"])
+        );
+        let process = model_schema(PROCESS_MODEL).unwrap();
+        assert_eq!(process["additionalProperties"], json!(false));
+        assert_eq!(process["required"], json!(["transaction_id"]));
+        assert!(model_schema("Empty").is_none());
+        // Model names must be alphanumeric in API Gateway.
+        assert!(
+            model_names()
+                .iter()
+                .all(|n| n.chars().all(|c| c.is_ascii_alphanumeric()))
+        );
+    }
+
+    #[test]
+    fn method_and_integration_matching() {
+        let route = ROUTES[0];
+        let good = Method::builder()
+            .api_key_required(true)
+            .authorization_type("NONE")
+            .request_validator_id("v1")
+            .request_models(JSON, PAYMENT_MODEL)
+            .build();
+        assert!(method_matches(&good, &route, "v1"));
+        assert!(!method_matches(&good, &route, "v2"));
+        let no_key = good.clone().to_builder_with(|b| b.api_key_required(false));
+        assert!(!method_matches(&no_key, &route, "v1"));
+        let iam = good
+            .clone()
+            .to_builder_with(|b| b.authorization_type("AWS_IAM"));
+        assert!(!method_matches(&iam, &route, "v1"));
+        let no_model = Method::builder()
+            .api_key_required(true)
+            .authorization_type("NONE")
+            .request_validator_id("v1")
+            .build();
+        assert!(!method_matches(&no_model, &route, "v1"));
+        assert!(method_matches(&no_model, &ROUTES[2], "v1"));
+
+        let uri = integration_uri("us-east-1", V);
+        let proxy = aws_sdk_apigateway::types::Integration::builder()
+            .r#type(IntegrationType::AwsProxy)
+            .http_method("POST")
+            .uri(&uri)
+            .build();
+        assert!(integration_matches(Some(&proxy), &uri));
+        assert!(!integration_matches(
+            Some(&proxy),
+            &integration_uri("us-east-1", P)
+        ));
+        assert!(!integration_matches(None, &uri));
+        let aws = aws_sdk_apigateway::types::Integration::builder()
+            .r#type(IntegrationType::Aws)
+            .http_method("POST")
+            .uri(&uri)
+            .build();
+        assert!(!integration_matches(Some(&aws), &uri));
+    }
+
+    #[test]
+    fn api_level_drift_becomes_patches() {
+        let good = Found {
+            id: "a".into(),
+            root: None,
+            tags: None,
+            types: vec![EndpointType::Regional],
+            binary: vec![],
+            key_source: Some(ApiKeySourceType::Header),
+        };
+        assert!(api_patches(&good).is_empty());
+        let bad = Found {
+            types: vec![EndpointType::Edge],
+            binary: vec!["image/png".into()],
+            key_source: Some(ApiKeySourceType::Authorizer),
+            ..good
+        };
+        let ops: Vec<(String, Option<String>)> = api_patches(&bad)
+            .iter()
+            .map(|o| (o.path().unwrap().to_string(), o.value().map(str::to_string)))
+            .collect();
+        assert_eq!(
+            ops,
+            [
+                (
+                    "/endpointConfiguration/types/EDGE".into(),
+                    Some("REGIONAL".into())
+                ),
+                ("/binaryMediaTypes/image~1png".into(), None),
+                ("/apiKeySource".into(), Some("HEADER".into())),
+            ]
+        );
+    }
+
+    /// Test helper: tweak a built `Method`.
+    trait Tweak {
+        fn to_builder_with(
+            self,
+            f: impl FnOnce(
+                aws_sdk_apigateway::types::builders::MethodBuilder,
+            ) -> aws_sdk_apigateway::types::builders::MethodBuilder,
+        ) -> Method;
+    }
+
+    impl Tweak for Method {
+        fn to_builder_with(
+            self,
+            f: impl FnOnce(
+                aws_sdk_apigateway::types::builders::MethodBuilder,
+            ) -> aws_sdk_apigateway::types::builders::MethodBuilder,
+        ) -> Method {
+            let b = Method::builder()
+                .set_api_key_required(self.api_key_required())
+                .set_authorization_type(self.authorization_type().map(str::to_string))
+                .set_request_validator_id(self.request_validator_id().map(str::to_string))
+                .set_request_models(self.request_models().cloned());
+            f(b).build()
+        }
+    }
+}

@@ -1,0 +1,121 @@
+//! The monitoring layer: the alert topic, the alarms that publish to it and the dashboard.
+//!
+//! - [`sns_topic`]: `payment-alerts-<env>`, encrypted with the SNS key (`kms_key.sns`),
+//!   with an e-mail subscription to `alert_email`;
+//! - [`alarm`]: API Gateway 4XX, Lambda errors (one alarm per function) and RDS CPU;
+//! - [`dashboard`]: `payment-dashboard-<env>` (API latency, Lambda errors, invocations and
+//!   duration, RDS CPU).
+//!
+//! Alarms and the dashboard name the API, the functions and the database by the names
+//! the other layers give them ([`Targets`]); CloudWatch metrics are addressed by those
+//! names, not by ARNs.
+
+pub mod alarm;
+pub mod dashboard;
+pub mod sns_topic;
+
+use crate::engine::{Ctx, Layer};
+use std::sync::Arc;
+
+pub fn layer() -> Layer {
+    Layer {
+        name: "monitoring",
+        resources: vec![
+            Arc::new(sns_topic::AlertTopic),
+            Arc::new(alarm::Alarms),
+            Arc::new(dashboard::Dashboard),
+        ],
+    }
+}
+
+/// What the alarms and the dashboard watch, by the names CloudWatch's dimensions use.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Targets {
+    pub env: String,
+    pub region: String,
+    /// The REST API's name (`ApiName` dimension).
+    pub api: String,
+    /// The API stage (`Stage` dimension), named after the environment.
+    pub stage: String,
+    /// The RDS instance identifier (`DBInstanceIdentifier` dimension).
+    pub db: String,
+    /// (function key, function name), in [`crate::compute::FUNCTIONS`] order.
+    pub functions: Vec<(&'static str, String)>,
+}
+
+impl Targets {
+    pub fn of(ctx: &Ctx) -> Targets {
+        Targets {
+            env: ctx.env.clone(),
+            region: ctx.region.clone(),
+            api: ctx.name("api"),
+            stage: ctx.env.clone(),
+            db: ctx.name("db"),
+            functions: crate::compute::FUNCTIONS
+                .iter()
+                .map(|f| (f.key, crate::compute::function_name(ctx, f.key)))
+                .collect(),
+        }
+    }
+}
+
+/// The standard tags that `have` lacks or carries with another value (to be put back on
+/// a resource payctl owns).
+fn missing_tags<'a>(
+    env: &str,
+    have: impl IntoIterator<Item = (&'a str, &'a str)>,
+) -> Vec<(String, String)> {
+    let have: std::collections::HashMap<&str, &str> = have.into_iter().collect();
+    crate::naming::standard_tags(env)
+        .into_iter()
+        .filter(|(k, v)| have.get(k.as_str()) != Some(&v.as_str()))
+        .collect()
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+
+    /// The names the other layers give an environment's resources (checked against the
+    /// real names by the integration test).
+    pub fn targets(env: &str) -> Targets {
+        Targets {
+            env: env.into(),
+            region: "eu-west-1".into(),
+            api: format!("payment-api-{env}"),
+            stage: env.into(),
+            db: format!("payment-db-{env}"),
+            functions: vec![
+                ("validator", format!("payment-validator-{env}")),
+                ("processor", format!("payment-processor-{env}")),
+                ("audit-logger", format!("payment-audit-logger-{env}")),
+            ],
+        }
+    }
+
+    #[test]
+    fn missing_tags_are_the_absent_or_different_standard_ones() {
+        let all = crate::naming::standard_tags("dev");
+        let all_refs = all.iter().map(|(k, v)| (k.as_str(), v.as_str()));
+        assert!(missing_tags("dev", all_refs).is_empty());
+        let some = [
+            ("ManagedBy", "payctl"),
+            ("Environment", "dev"),
+            ("Team", "x"),
+        ];
+        let missing: Vec<String> = missing_tags("dev", some)
+            .into_iter()
+            .map(|(k, _)| k)
+            .collect();
+        assert_eq!(missing, ["Project", "Team", "CostCenter"]);
+    }
+
+    #[test]
+    fn the_layer_registers_its_three_kinds() {
+        let kinds: Vec<&str> = layer().resources.iter().map(|r| r.kind()).collect();
+        assert_eq!(
+            kinds,
+            ["sns_topic", "cloudwatch_alarm", "cloudwatch_dashboard"]
+        );
+    }
+}
