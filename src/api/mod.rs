@@ -19,6 +19,7 @@
 
 pub mod account;
 pub mod api_key;
+pub mod definition;
 pub mod permission;
 pub mod rest_api;
 pub mod stage;

@@ -9,7 +9,7 @@
 //! has; `down` removes them. Lambda policies carry no tags; the function itself is
 //! payctl's (the compute layer checked its tags).
 
-use super::rest_api::{ROUTES, Route};
+use super::definition::{ROUTES, Route};
 use super::{api_id, partition, stage_name};
 use crate::compute::{self, function_name};
 use crate::engine::report::Change;

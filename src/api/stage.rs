@@ -2,7 +2,7 @@
 //!
 //! A new deployment is made only when the API's definition changed: the deployment's
 //! description carries the SHA-256 of the canonical definition
-//! ([`super::rest_api::definition`]), and `up` compares it with the description of the
+//! ([`super::definition::definition`]), and `up` compares it with the description of the
 //! deployment the stage serves. (It also redeploys when the REST API kind had to repair
 //! drift in the draft, or when the stage serves a deployment payctl did not make.)
 //!
@@ -13,8 +13,8 @@
 //! retention) as one JSON object per request; X-Ray tracing on. Execution and access
 //! logging need the account's CloudWatch role ([`super::account`]).
 
-use super::rest_api;
 use super::{api_id, owned, partition, rate_text, replace, same_rate, stage_name, tag_map};
+use super::{definition, rest_api};
 use crate::compute::log_group::{self, API_ACCESS};
 use crate::engine::report::Change;
 use crate::engine::{Ctx, Resource};
@@ -231,7 +231,7 @@ impl Resource for Stage {
         let api = api_id(ctx)?;
         let name = stage_name(ctx);
         let want = want(ctx)?;
-        let hash = rest_api::definition_hash(&rest_api::definition(ctx)?);
+        let hash = definition::definition_hash(&definition::definition(ctx)?);
         let apigw = &ctx.aws.apigateway;
         let existing = get_stage(ctx, &api, &name).await?;
         if let Some(s) = &existing
