@@ -11,7 +11,7 @@ use super::{AUDIT_LOGGER, PROCESSOR, function, function_arn};
 use crate::data::{dynamodb_table, sqs_queue};
 use crate::engine::report::Change;
 use crate::engine::{Ctx, Resource};
-use crate::error::{Error, Result, all_ok, aws, required};
+use crate::error::{Result, all_ok, aws, required};
 use crate::state::Record;
 use crate::waiter::{Status, Wait, wait_for};
 use async_trait::async_trait;
@@ -44,31 +44,18 @@ pub struct Mapping {
     pub on_failure: Option<String>,
 }
 
-fn arn_of(ctx: &Ctx, addr: &str, attr: Option<&str>) -> Result<String> {
-    let rec = ctx.state.get(addr);
-    let value = match attr {
-        Some(a) => rec.as_ref().and_then(|r| r.get(a).map(str::to_string)),
-        None => rec.and_then(|r| r.arn),
-    };
-    value.ok_or_else(|| {
-        Error::Invalid(format!(
-            "{addr} is not in the state file; run `payctl up` again"
-        ))
-    })
-}
-
 pub fn desired(ctx: &Ctx) -> Result<Vec<Mapping>> {
     Ok(vec![
         Mapping {
             which: STREAM,
-            source: arn_of(ctx, dynamodb_table::ADDR, Some("stream_arn"))?,
+            source: ctx.needed_attr(dynamodb_table::ADDR, "stream_arn")?,
             function: function_arn(ctx, AUDIT_LOGGER)?,
             batch_size: 100,
-            on_failure: Some(arn_of(ctx, &sqs_queue::address("dlq"), None)?),
+            on_failure: Some(ctx.needed_arn(&sqs_queue::address("dlq"))?),
         },
         Mapping {
             which: RETRY,
-            source: arn_of(ctx, &sqs_queue::address("retry"), None)?,
+            source: ctx.needed_arn(&sqs_queue::address("retry"))?,
             function: function_arn(ctx, PROCESSOR)?,
             batch_size: 10,
             on_failure: None,

@@ -56,14 +56,6 @@ pub struct Desired {
     pub concurrency: Option<i32>,
 }
 
-fn needed(ctx: &Ctx, addr: &str, what: &str) -> Result<String> {
-    ctx.state.id(addr).ok_or_else(|| {
-        Error::Invalid(format!(
-            "{what} ({addr}) is not in the state file; run `payctl up` again"
-        ))
-    })
-}
-
 pub fn reserved(ctx: &Ctx, key: &str) -> Option<i32> {
     let f = &ctx.settings.functions;
     match key {
@@ -79,7 +71,7 @@ fn environment(ctx: &Ctx, key: &str) -> Result<HashMap<String, String>> {
         ("PAYMENTS_ENV".to_string(), ctx.env.clone()),
         ("RUST_LOG".to_string(), "info".to_string()),
     ]);
-    let table = || needed(ctx, dynamodb_table::ADDR, "the transactions table");
+    let table = || ctx.needed_id(dynamodb_table::ADDR);
     match key {
         super::VALIDATOR => {
             env.insert("TABLE_NAME".into(), table()?);
@@ -98,7 +90,7 @@ fn environment(ctx: &Ctx, key: &str) -> Result<HashMap<String, String>> {
                 ("TABLE_NAME".to_string(), table()?),
                 (
                     "RETRY_QUEUE_URL".to_string(),
-                    needed(ctx, &sqs_queue::address("retry"), "the retry queue")?,
+                    ctx.needed_id(&sqs_queue::address("retry"))?,
                 ),
                 ("DB_SECRET_ARN".to_string(), secret.to_string()),
                 ("DB_HOST".to_string(), host.to_string()),
@@ -108,35 +100,19 @@ fn environment(ctx: &Ctx, key: &str) -> Result<HashMap<String, String>> {
             ]);
         }
         _ => {
-            env.insert(
-                "AUDIT_BUCKET".into(),
-                needed(ctx, s3_bucket::ADDR, "the audit bucket")?,
-            );
+            env.insert("AUDIT_BUCKET".into(), ctx.needed_id(s3_bucket::ADDR)?);
         }
     }
     Ok(env)
 }
 
 pub fn desired(ctx: &Ctx, spec: &FunctionSpec) -> Result<Desired> {
-    let role = ctx
-        .state
-        .get(&role::address(spec.key))
-        .and_then(|r| r.arn)
-        .ok_or_else(|| {
-            Error::Invalid(format!(
-                "the role of {} is not in the state file; run `payctl up` again",
-                spec.key
-            ))
-        })?;
+    let role = ctx.needed_arn(&role::address(spec.key))?;
     let subnets = zones(ctx)
         .iter()
         .map(|az| subnet_id(ctx, "private", az))
         .collect::<Result<BTreeSet<_>>>()?;
-    let sg = needed(
-        ctx,
-        &security_group::address("lambda"),
-        "the Lambda security group",
-    )?;
+    let sg = ctx.needed_id(&security_group::address("lambda"))?;
     Ok(Desired {
         role,
         timeout: spec.timeout_secs,

@@ -41,14 +41,7 @@ pub fn all(ctx: &Ctx) -> Vec<(String, String)> {
 
 /// The log group's ARN without the trailing `:*` (what Lambda and API Gateway take).
 pub fn arn(ctx: &Ctx, which: &str) -> Result<String> {
-    ctx.state
-        .get(&address(which))
-        .and_then(|r| r.arn)
-        .ok_or_else(|| {
-            Error::Invalid(format!(
-                "log group {which} is not in the state file; run `payctl up` again"
-            ))
-        })
+    ctx.needed_arn(&address(which))
 }
 
 async fn find(ctx: &Ctx, name: &str) -> Result<Option<LogGroup>> {

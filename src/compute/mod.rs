@@ -16,7 +16,7 @@ pub mod package;
 pub mod role;
 
 use crate::engine::{Ctx, Layer};
-use crate::error::{Error, Result};
+use crate::error::Result;
 use std::sync::Arc;
 
 /// One payment function: its key (the package and binary name) and its sizing.
@@ -59,14 +59,7 @@ pub fn function_name(ctx: &Ctx, key: &str) -> String {
 
 /// The function's ARN, from state (the function kind ran before every dependent kind).
 pub fn function_arn(ctx: &Ctx, key: &str) -> Result<String> {
-    ctx.state
-        .get(&function::address(key))
-        .and_then(|r| r.arn)
-        .ok_or_else(|| {
-            Error::Invalid(format!(
-                "function {key} is not in the state file; run `payctl up` again"
-            ))
-        })
+    ctx.needed_arn(&function::address(key))
 }
 
 pub fn layer() -> Layer {

@@ -42,25 +42,6 @@ pub fn trust_policy(ctx: &Ctx) -> Value {
     })
 }
 
-fn arn_of(ctx: &Ctx, addr: &str) -> Result<String> {
-    ctx.state.get(addr).and_then(|r| r.arn).ok_or_else(|| {
-        Error::Invalid(format!(
-            "{addr} has no ARN in the state file; run `payctl up` again"
-        ))
-    })
-}
-
-fn attr_of(ctx: &Ctx, addr: &str, attr: &str) -> Result<String> {
-    ctx.state
-        .get(addr)
-        .and_then(|r| r.get(attr).map(str::to_string))
-        .ok_or_else(|| {
-            Error::Invalid(format!(
-                "{addr} has no {attr} in the state file; run `payctl up` again"
-            ))
-        })
-}
-
 fn allow(actions: &[&str], resources: Vec<String>) -> Value {
     json!({"Effect": "Allow", "Action": actions, "Resource": resources})
 }
@@ -95,7 +76,7 @@ pub fn policy(ctx: &Ctx, key: &str) -> Result<Value> {
             vec!["*".into()],
         ),
     ];
-    let table = arn_of(ctx, dynamodb_table::ADDR)?;
+    let table = ctx.needed_arn(dynamodb_table::ADDR)?;
     match key {
         VALIDATOR => {
             statements.push(allow(
@@ -104,9 +85,9 @@ pub fn policy(ctx: &Ctx, key: &str) -> Result<Value> {
             ));
         }
         PROCESSOR => {
-            let queue = arn_of(ctx, &sqs_queue::address("retry"))?;
-            let secret = attr_of(ctx, rds_instance::ADDR, "secret_arn")?;
-            let rds_key = arn_of(ctx, &kms_key::address("rds"))?;
+            let queue = ctx.needed_arn(&sqs_queue::address("retry"))?;
+            let secret = ctx.needed_attr(rds_instance::ADDR, "secret_arn")?;
+            let rds_key = ctx.needed_arn(&kms_key::address("rds"))?;
             statements.extend([
                 allow(
                     &[
@@ -140,14 +121,10 @@ pub fn policy(ctx: &Ctx, key: &str) -> Result<Value> {
             ]);
         }
         AUDIT_LOGGER => {
-            let stream = attr_of(ctx, dynamodb_table::ADDR, "stream_arn")?;
-            let bucket = ctx.state.id(s3_bucket::ADDR).ok_or_else(|| {
-                Error::Invalid(
-                    "the audit bucket is not in the state file; run `payctl up` again".into(),
-                )
-            })?;
-            let s3_key = arn_of(ctx, &kms_key::address("s3"))?;
-            let dlq = arn_of(ctx, &sqs_queue::address("dlq"))?;
+            let stream = ctx.needed_attr(dynamodb_table::ADDR, "stream_arn")?;
+            let bucket = ctx.needed_id(s3_bucket::ADDR)?;
+            let s3_key = ctx.needed_arn(&kms_key::address("s3"))?;
+            let dlq = ctx.needed_arn(&sqs_queue::address("dlq"))?;
             statements.extend([
                 allow(
                     &[

@@ -108,6 +108,28 @@ impl Ctx {
         crate::naming::is_owned(&self.env, tags)
     }
 
+    /// The id of the record at `addr`, which a kind this one depends on wrote; its
+    /// absence means that kind has not run yet, so the error says to run `up` again.
+    pub fn needed_id(&self, addr: &str) -> Result<String> {
+        self.state.id(addr).ok_or_else(|| missing(addr, "is not"))
+    }
+
+    /// The ARN of the record at `addr` (see [`Ctx::needed_id`]).
+    pub fn needed_arn(&self, addr: &str) -> Result<String> {
+        self.state
+            .get(addr)
+            .and_then(|r| r.arn)
+            .ok_or_else(|| missing(addr, "has no ARN"))
+    }
+
+    /// Attribute `attr` of the record at `addr` (see [`Ctx::needed_id`]).
+    pub fn needed_attr(&self, addr: &str, attr: &str) -> Result<String> {
+        self.state
+            .get(addr)
+            .and_then(|r| r.get(attr).map(str::to_string))
+            .ok_or_else(|| missing(addr, &format!("has no {attr}")))
+    }
+
     /// Fails unless the tags say payctl owns the resource for this environment.
     pub fn check_owned<'a>(
         &self,
@@ -120,6 +142,12 @@ impl Ctx {
             Err(Error::not_owned(resource.to_string(), &self.env))
         }
     }
+}
+
+fn missing(addr: &str, what: &str) -> Error {
+    Error::Invalid(format!(
+        "{addr} {what} in the state file; run `payctl up` again"
+    ))
 }
 
 /// Checks the registry: unique kinds, known dependencies, no forward or cyclic edges.
