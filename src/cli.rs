@@ -36,6 +36,11 @@ pub struct Common {
     /// Settings file; `payctl.toml` in the current directory is read when it exists.
     #[arg(long, env = "PAYCTL_CONFIG")]
     pub config: Option<PathBuf>,
+
+    /// Write when each resource kind started and finished (ms), and what it waited for,
+    /// to this JSON file: where an `up` or `down` spends its time.
+    #[arg(long, value_name = "FILE")]
+    pub timings: Option<PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]

@@ -5,7 +5,7 @@ use crate::cli::Common;
 use crate::config::ConfigFile;
 use crate::engine::{Ctx, Direction, Options, Outcome, walk};
 use crate::error::{Error, Result};
-use crate::state::{State, StateStore, lock, state_path};
+use crate::state::{State, StateError, StateStore, lock, state_path};
 use std::io::{BufRead, IsTerminal, Write};
 use std::path::Path;
 use std::sync::Arc;
@@ -48,7 +48,22 @@ async fn prepare(c: &Common, command: &str, options: Options) -> Result<Arc<Ctx>
     }))
 }
 
-fn finish(ctx: &Ctx, command: &str, outcome: Outcome, started: Instant) -> Result<()> {
+/// Writes `--timings`: the setup before the walk, then each kind's start and end.
+fn write_timings(c: &Common, outcome: &Outcome, setup: std::time::Duration, started: Instant) {
+    let Some(path) = &c.timings else {
+        return;
+    };
+    let body = serde_json::json!({
+        "setup_ms": setup.as_millis(),
+        "total_ms": started.elapsed().as_millis(),
+        "kinds": outcome.timings,
+    });
+    if let Err(e) = std::fs::write(path, body.to_string()) {
+        tracing::warn!("could not write the timings to {}: {e}", path.display());
+    }
+}
+
+fn finish(ctx: &Ctx, command: &str, mut outcome: Outcome, started: Instant) -> Result<()> {
     let elapsed = started.elapsed().as_secs_f64();
     eprintln!(
         "{command} {}: {} in {elapsed:.1}s",
@@ -58,34 +73,66 @@ fn finish(ctx: &Ctx, command: &str, outcome: Outcome, started: Instant) -> Resul
     if outcome.ok() {
         return Ok(());
     }
+    if outcome.interrupted || crate::interrupt::requested() {
+        return Err(Error::RunInterrupted {
+            command: command.to_string(),
+            env: ctx.env.clone(),
+        });
+    }
     for (kind, blocker) in &outcome.skipped {
         eprintln!("  not attempted: {kind} (waits for {blocker}, which failed)");
     }
     let kinds: Vec<&str> = outcome.failures.iter().map(|(k, _)| *k).collect();
-    let first = outcome
-        .failures
-        .first()
-        .map(|(_, e)| e.to_string())
-        .unwrap_or_default();
+    let kinds = kinds.join(", ");
+    let Some((_, first)) = outcome.failures.drain(..).next() else {
+        return Ok(());
+    };
+    if matches!(first, Error::State(StateError::WriteFailed { .. })) {
+        // Not "the state file is up to date": its message says where the state went.
+        return Err(first);
+    }
     Err(Error::Invalid(format!(
-        "{} resource kind(s) failed ({}): {first}; the state file is up to date, re-run `payctl {command} --env {}` to continue",
-        kinds.len(),
-        kinds.join(", "),
+        "{} resource kind(s) failed ({kinds}): {first}; the state file is up to date, re-run `payctl {command} --env {}` to continue",
+        kinds.split(", ").count(),
         ctx.env
     )))
 }
 
+/// Runs every kind's pre-flight check concurrently (they only read); the first refusal
+/// in registry order wins.
+async fn preflight(
+    ctx: &Arc<Ctx>,
+    layers: &[crate::engine::Layer],
+    direction: Direction,
+) -> Result<()> {
+    let checks = layers.iter().flat_map(|l| l.resources.iter()).map(|r| {
+        let (r, ctx) = (r.clone(), ctx.clone());
+        tokio::spawn(async move {
+            match direction {
+                Direction::Up => r.preflight_ensure(&ctx).await,
+                Direction::Down => r.preflight_delete(&ctx).await,
+            }
+        })
+    });
+    let handles: Vec<_> = checks.collect();
+    for handle in handles {
+        handle
+            .await
+            .map_err(|e| Error::Invalid(format!("internal error in a pre-flight check: {e}")))??;
+    }
+    Ok(())
+}
+
 pub async fn up(c: &Common, options: Options) -> Result<()> {
     let started = Instant::now();
+    crate::interrupt::install();
     let ctx = prepare(c, "up", options).await?;
     // Every kind gets its say before anything is created, so a refusal changes nothing.
     let layers = crate::layers();
-    for layer in &layers {
-        for r in &layer.resources {
-            r.preflight_ensure(&ctx).await?;
-        }
-    }
+    preflight(&ctx, &layers, Direction::Up).await?;
+    let setup = started.elapsed();
     let outcome = walk(ctx.clone(), &layers, Direction::Up).await;
+    write_timings(c, &outcome, setup, started);
     finish(&ctx, "up", outcome, started)?;
     print!(
         "{}",
@@ -110,14 +157,13 @@ pub async fn down(c: &Common, yes: bool, options: Options) -> Result<()> {
     if ctx.settings.production && !yes {
         confirm(&ctx)?;
     }
+    crate::interrupt::install();
     // Every kind gets its say before anything is deleted, so a refusal leaves all in place.
     let layers = crate::layers();
-    for layer in &layers {
-        for r in &layer.resources {
-            r.preflight_delete(&ctx).await?;
-        }
-    }
+    preflight(&ctx, &layers, Direction::Down).await?;
+    let setup = started.elapsed();
     let outcome = walk(ctx.clone(), &layers, Direction::Down).await;
+    write_timings(c, &outcome, setup, started);
     finish(&ctx, "down", outcome, started)
 }
 

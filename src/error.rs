@@ -41,6 +41,14 @@ pub enum Error {
 
     #[error("{0}")]
     Credentials(String),
+
+    #[error("interrupted while waiting for {0}")]
+    Interrupted(String),
+
+    #[error(
+        "interrupted: the calls in flight finished, the state file is up to date and the lock is released; re-run `payctl {command} --env {env}` to continue"
+    )]
+    RunInterrupted { command: String, env: String },
 }
 
 impl Error {

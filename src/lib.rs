@@ -6,6 +6,7 @@
 //! - [`aws`]: SDK configuration (region, credentials, retries) and clients;
 //! - one module per layer ([`network`], [`security`], [`data`], [`compute`], [`api`],
 //!   [`monitoring`]), one file per resource kind;
+//! - [`interrupt`]: Ctrl-C handling (finish what is in flight, then stop);
 //! - [`commands`]: what `up`, `down`, `outputs` and `force-unlock` do.
 
 pub mod api;
@@ -17,6 +18,7 @@ pub mod config;
 pub mod data;
 pub mod engine;
 pub mod error;
+pub mod interrupt;
 pub mod monitoring;
 pub mod naming;
 pub mod network;

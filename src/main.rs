@@ -62,7 +62,12 @@ fn main() -> std::process::ExitCode {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e}");
-            std::process::ExitCode::FAILURE
+            match e {
+                payctl::error::Error::RunInterrupted { .. } => {
+                    std::process::ExitCode::from(payctl::interrupt::EXIT_STATUS)
+                }
+                _ => std::process::ExitCode::FAILURE,
+            }
         }
     }
 }

@@ -1,6 +1,6 @@
 //! Bounded waiting: the second retry layer, for eventual consistency.
 //!
-//! [`wait_for`] polls until a condition holds, with exponential backoff between polls
+//! [`wait_for`] polls until a condition holds, with backoff between polls (×1.5 each time)
 //! and a hard deadline; each poll logs what it is waiting for and for how long. A
 //! timeout is an [`Error::Timeout`] that names the resource. [`retry_while`] re-runs an
 //! action while a predicate says its error is transient (e.g. `DependencyViolation`).
@@ -61,6 +61,7 @@ where
     let deadline = wait.timeout;
     let mut interval = wait.first;
     loop {
+        crate::interrupt::check(what)?;
         match poll().await? {
             Status::Ready(value) => return Ok(value),
             Status::Pending(_) if start.elapsed() + interval > deadline => {
@@ -74,8 +75,8 @@ where
                     "waiting for {what}: {status} ({}s)",
                     start.elapsed().as_secs()
                 );
-                tokio::time::sleep(interval).await;
-                interval = (interval * 2).min(wait.max_interval);
+                crate::interrupt::sleep(what, interval).await?;
+                interval = interval.mul_f64(1.5).min(wait.max_interval);
             }
         }
     }
@@ -101,8 +102,8 @@ where
         match action().await {
             Err(e) if transient(&e) && start.elapsed() + interval <= deadline => {
                 tracing::info!("{what}: {e}; retrying in {}s", interval.as_secs());
-                tokio::time::sleep(interval).await;
-                interval = (interval * 2).min(wait.max_interval);
+                crate::interrupt::sleep(what, interval).await?;
+                interval = interval.mul_f64(1.5).min(wait.max_interval);
             }
             other => return other,
         }

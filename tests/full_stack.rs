@@ -1,6 +1,7 @@
 //! The whole stack from one `payctl up --env prod`: all seven outputs, and `payctl down`
 //! leaves nothing of the environment in any service, checked with each service's own
-//! list and describe calls (the tagging API misses API Gateway and IAM).
+//! list and describe calls (the tagging API misses API Gateway and IAM), but the final
+//! database snapshot, and touches no protected database it does not own.
 
 mod common;
 
@@ -72,121 +73,50 @@ async fn prod_comes_up_with_all_seven_outputs_and_down_leaves_nothing() {
         up.stdout
     );
 
+    // A database that payctl does not own, protected against deletion, beside ours.
+    let rds = aws_sdk_rds::Client::new(&sdk);
+    rds.create_db_instance()
+        .db_instance_identifier("payment-db-prod-reporting")
+        .db_instance_class("db.t3.micro")
+        .engine("postgres")
+        .master_username("reporting")
+        .master_user_password("not-a-secret-1")
+        .allocated_storage(20)
+        .deletion_protection(true)
+        .send()
+        .await
+        .unwrap();
+
     stack.must(&["down", "--yes"]);
 
-    let ec2 = aws_sdk_ec2::Client::new(&sdk);
-    let env = tag_filter("Environment", "prod");
-    assert!(
-        ec2.describe_vpcs()
-            .filters(env.clone())
-            .send()
-            .await
-            .unwrap()
-            .vpcs()
-            .is_empty()
-    );
-    assert!(
-        ec2.describe_subnets()
-            .filters(env.clone())
-            .send()
-            .await
-            .unwrap()
-            .subnets()
-            .is_empty()
-    );
-    assert!(
-        ec2.describe_internet_gateways()
-            .filters(env.clone())
-            .send()
-            .await
-            .unwrap()
-            .internet_gateways()
-            .is_empty()
-    );
-    assert!(
-        ec2.describe_addresses()
-            .filters(env.clone())
-            .send()
-            .await
-            .unwrap()
-            .addresses()
-            .is_empty()
-    );
-    assert!(
-        ec2.describe_route_tables()
-            .filters(env.clone())
-            .send()
-            .await
-            .unwrap()
-            .route_tables()
-            .is_empty()
-    );
-    let groups = ec2
-        .describe_security_groups()
-        .filters(env.clone())
+    let left = common::census::leftovers(&common::census::census(&stack).await);
+    assert!(left.is_empty(), "left behind: {left:#?}");
+    // Deletion protection was lifted only on what was deleted; the final snapshot exists.
+    let dbs = rds.describe_db_instances().send().await.unwrap();
+    let dbs: Vec<_> = dbs
+        .db_instances()
+        .iter()
+        .map(|d| {
+            (
+                d.db_instance_identifier().unwrap_or_default(),
+                d.deletion_protection(),
+            )
+        })
+        .collect();
+    assert_eq!(dbs, vec![("payment-db-prod-reporting", Some(true))]);
+    let snapshots = rds
+        .describe_db_snapshots()
+        .db_instance_identifier("payment-db-prod")
         .send()
         .await
         .unwrap();
-    assert!(
-        groups.security_groups().is_empty(),
-        "{:?}",
-        groups.security_groups()
-    );
-    let nats = ec2.describe_nat_gateways().send().await.unwrap();
-    assert!(
-        nats.nat_gateways()
-            .iter()
-            .all(|n| n.state().map(|s| s.as_str()) == Some("deleted")),
-        "{:?}",
-        nats.nat_gateways()
-    );
-    let rds = aws_sdk_rds::Client::new(&sdk)
-        .describe_db_instances()
-        .send()
-        .await
-        .unwrap();
-    assert!(rds.db_instances().is_empty(), "{:?}", rds.db_instances());
-    let tables = aws_sdk_dynamodb::Client::new(&sdk)
-        .list_tables()
-        .send()
-        .await
-        .unwrap();
-    assert!(
-        tables.table_names().is_empty(),
-        "{:?}",
-        tables.table_names()
-    );
-    let buckets = aws_sdk_s3::Client::new(&sdk)
-        .list_buckets()
-        .send()
-        .await
-        .unwrap();
-    assert!(buckets.buckets().is_empty(), "{:?}", buckets.buckets());
-    let queues = aws_sdk_sqs::Client::new(&sdk)
-        .list_queues()
-        .send()
-        .await
-        .unwrap();
-    assert!(queues.queue_urls().is_empty(), "{:?}", queues.queue_urls());
-    let lambda = aws_sdk_lambda::Client::new(&sdk);
-    assert!(
-        lambda
-            .list_functions()
-            .send()
-            .await
-            .unwrap()
-            .functions()
-            .is_empty()
-    );
-    assert!(
-        lambda
-            .list_event_source_mappings()
-            .send()
-            .await
-            .unwrap()
-            .event_source_mappings()
-            .is_empty()
-    );
+    let finals: Vec<_> = snapshots
+        .db_snapshots()
+        .iter()
+        .filter_map(|s| s.db_snapshot_identifier())
+        .filter(|s| s.starts_with("payment-db-prod-final-"))
+        .collect();
+    assert_eq!(finals.len(), 1, "{:?}", snapshots.db_snapshots());
     let roles = aws_sdk_iam::Client::new(&sdk)
         .list_roles()
         .send()
@@ -199,45 +129,6 @@ async fn prod_comes_up_with_all_seven_outputs_and_down_leaves_nothing() {
             .all(|r| !r.role_name().ends_with("-prod")),
         "{:?}",
         roles.roles()
-    );
-    let logs = aws_sdk_cloudwatchlogs::Client::new(&sdk)
-        .describe_log_groups()
-        .send()
-        .await
-        .unwrap();
-    assert!(logs.log_groups().is_empty(), "{:?}", logs.log_groups());
-    assert!(api.get_rest_apis().send().await.unwrap().items().is_empty());
-    assert!(api.get_api_keys().send().await.unwrap().items().is_empty());
-    assert!(
-        api.get_usage_plans()
-            .send()
-            .await
-            .unwrap()
-            .items()
-            .is_empty()
-    );
-    let sns = aws_sdk_sns::Client::new(&sdk)
-        .list_topics()
-        .send()
-        .await
-        .unwrap();
-    assert!(sns.topics().is_empty(), "{:?}", sns.topics());
-    let cw = aws_sdk_cloudwatch::Client::new(&sdk);
-    assert!(
-        cw.describe_alarms()
-            .send()
-            .await
-            .unwrap()
-            .metric_alarms()
-            .is_empty()
-    );
-    assert!(
-        cw.list_dashboards()
-            .send()
-            .await
-            .unwrap()
-            .dashboard_entries()
-            .is_empty()
     );
     // KMS keys are only scheduled for deletion (7 days), their aliases gone.
     let kms = aws_sdk_kms::Client::new(&sdk);

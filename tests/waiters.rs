@@ -4,8 +4,9 @@
 
 mod common;
 
-use common::proxy::{Proxy, Rewrite};
+use common::proxy::{Hold, Proxy, Rewrite};
 use common::*;
+use std::time::Duration;
 
 fn hold(operation: &str, from: &str, to: &str, times: usize) -> Rewrite {
     Rewrite {
@@ -36,6 +37,13 @@ async fn up_waits_while_the_database_and_nat_gateway_are_not_ready() {
     let proxy = Proxy::start(&stack.moto.endpoint).await;
     proxy.rewrite(hold("DescribeDBInstances", DB_AVAILABLE, DB_CREATING, 3));
     proxy.rewrite(hold("DescribeNatGateways", NAT_AVAILABLE, NAT_PENDING, 2));
+    // Each function stays `Pending` for 2 s after it first appears.
+    proxy.hold(Hold {
+        operation: "GET /2015-03-31/functions/".into(),
+        from: r#""State": "Active""#.into(),
+        to: r#""State": "Pending""#.into(),
+        hold: Duration::from_secs(2),
+    });
     let run = stack.payctl_via(&proxy.endpoint, &["up"], &[("PAYCTL_WAIT_SCALE", "0.01")]);
     assert!(run.ok, "{}", run.stderr);
     assert_eq!(
@@ -60,6 +68,13 @@ async fn up_waits_while_the_database_and_nat_gateway_are_not_ready() {
         "{}",
         run.stderr
     );
+    for f in ["validator", "processor", "audit-logger"] {
+        let op = format!("GET /2015-03-31/functions/payment-{f}-dev");
+        assert!(proxy.rewritten(&op) > 0, "{op} was never held");
+        let waited =
+            format!("waiting for function payment-{f}-dev to become active: state Pending");
+        assert!(run.stderr.contains(&waited), "{}", run.stderr);
+    }
     let outputs: serde_json::Value =
         serde_json::from_str(&stack.must(&["outputs", "--json"]).stdout).unwrap();
     assert!(

@@ -136,10 +136,12 @@ async fn ensure_one(ctx: &Ctx, want: &Mapping) -> Result<()> {
             .build()
     });
     let stream = want.on_failure.is_some();
+    let mut settled = false;
     let (uuid, change) = match find(ctx, want).await? {
         Some(have) => {
             let uuid = required(have.uuid(), "mapping UUID")?;
             let d = drift(&have, want);
+            settled = d.is_empty() && matches!(have.state(), Some("Enabled" | "Disabled") | None);
             let known = ctx.state.get(&addr).is_some();
             if d.is_empty() {
                 (
@@ -208,7 +210,9 @@ async fn ensure_one(ctx: &Ctx, want: &Mapping) -> Result<()> {
             .attr("source", &want.source)
             .attr("function", &want.function),
     )?;
-    settle(ctx, &uuid).await?;
+    if !settled {
+        settle(ctx, &uuid).await?;
+    }
     ctx.report.note(change, format!("{addr} {uuid}"));
     Ok(())
 }

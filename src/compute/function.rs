@@ -177,7 +177,14 @@ fn role_not_ready(e: &Error) -> bool {
         if code == "InvalidParameterValueException" && message.contains("cannot be assumed by Lambda"))
 }
 
-async fn get(ctx: &Ctx, name: &str) -> Result<Option<FunctionConfiguration>> {
+/// What one `GetFunction` tells: the configuration, the tags and the reserved concurrency.
+struct Found {
+    config: FunctionConfiguration,
+    tags: std::collections::HashMap<String, String>,
+    reserved: Option<i32>,
+}
+
+async fn get(ctx: &Ctx, name: &str) -> Result<Option<Found>> {
     match ctx
         .aws
         .lambda
@@ -186,7 +193,13 @@ async fn get(ctx: &Ctx, name: &str) -> Result<Option<FunctionConfiguration>> {
         .send()
         .await
     {
-        Ok(out) => Ok(out.configuration),
+        Ok(out) => Ok(out.configuration.clone().map(|config| Found {
+            config,
+            tags: out.tags().cloned().unwrap_or_default(),
+            reserved: out
+                .concurrency()
+                .and_then(|c| c.reserved_concurrent_executions()),
+        })),
         Err(e)
             if e.as_service_error()
                 .is_some_and(|s| s.is_resource_not_found_exception()) =>
@@ -197,13 +210,21 @@ async fn get(ctx: &Ctx, name: &str) -> Result<Option<FunctionConfiguration>> {
     }
 }
 
+fn settled(c: &FunctionConfiguration) -> bool {
+    c.state() == Some(&State::Active)
+        && matches!(
+            c.last_update_status(),
+            None | Some(LastUpdateStatus::Successful)
+        )
+}
+
 /// Waits until the function is `Active` and its last update `Successful`.
 async fn settle(ctx: &Ctx, name: &str) -> Result<FunctionConfiguration> {
     wait_for(
         &format!("function {name} to become active"),
         SETTLE,
         || async {
-            let Some(c) = get(ctx, name).await? else {
+            let Some(Found { config: c, .. }) = get(ctx, name).await? else {
                 return Err(Error::Invalid(format!("function {name} disappeared")));
             };
             let failed = |what: &str, reason: Option<&str>| {
@@ -229,22 +250,6 @@ async fn settle(ctx: &Ctx, name: &str) -> Result<FunctionConfiguration> {
         },
     )
     .await
-}
-
-async fn check_owned(ctx: &Ctx, arn: &str, name: &str) -> Result<()> {
-    let out = ctx
-        .aws
-        .lambda
-        .list_tags()
-        .resource(arn)
-        .send()
-        .await
-        .map_err(aws("ListTags", name))?;
-    let tags = out.tags().cloned().unwrap_or_default();
-    ctx.check_owned(
-        &format!("Lambda function {name}"),
-        tags.iter().map(|(k, v)| (k.as_str(), v.as_str())),
-    )
 }
 
 async fn create(ctx: &Ctx, name: &str, want: &Desired, pkg: &Package) -> Result<()> {
@@ -318,15 +323,14 @@ async fn update_configuration(ctx: &Ctx, name: &str, want: &Desired) -> Result<(
     Ok(())
 }
 
-async fn converge_concurrency(ctx: &Ctx, name: &str, want: Option<i32>) -> Result<bool> {
+/// `have` is the reservation `GetFunction` reported (none for a new function).
+async fn converge_concurrency(
+    ctx: &Ctx,
+    name: &str,
+    have: Option<i32>,
+    want: Option<i32>,
+) -> Result<bool> {
     let lambda = &ctx.aws.lambda;
-    let have = lambda
-        .get_function_concurrency()
-        .function_name(name)
-        .send()
-        .await
-        .map_err(aws("GetFunctionConcurrency", name))?
-        .reserved_concurrent_executions();
     if have == want {
         return Ok(false);
     }
@@ -357,9 +361,11 @@ async fn ensure_one(ctx: &Ctx, spec: &FunctionSpec) -> Result<()> {
     let addr = address(spec.key);
     let pkg = package::load(&ctx.options.packages, spec.key)?;
     let want = desired(ctx, spec)?;
-    let mut change = match get(ctx, &name).await? {
-        Some(c) => {
-            check_owned(ctx, &required(c.function_arn(), "function ARN")?, &name).await?;
+    let found = get(ctx, &name).await?;
+    let mut change = match &found {
+        Some(f) => {
+            let tags = f.tags.iter().map(|(k, v)| (k.as_str(), v.as_str()));
+            ctx.check_owned(&format!("Lambda function {name}"), tags)?;
             if ctx.state.get(&addr).is_some() {
                 Change::Unchanged
             } else {
@@ -371,7 +377,11 @@ async fn ensure_one(ctx: &Ctx, spec: &FunctionSpec) -> Result<()> {
             Change::Created
         }
     };
-    let mut current = settle(ctx, &name).await?;
+    let reserved = found.as_ref().and_then(|f| f.reserved);
+    let mut current = match found {
+        Some(f) if settled(&f.config) => f.config,
+        _ => settle(ctx, &name).await?,
+    };
     let arn = required(current.function_arn(), "function ARN")?;
     ctx.state.put(&addr, Record::new(KIND, &name).arn(&arn))?;
     let mut changed = Vec::new();
@@ -398,7 +408,7 @@ async fn ensure_one(ctx: &Ctx, spec: &FunctionSpec) -> Result<()> {
         settle(ctx, &name).await?;
         changed.extend(drift);
     }
-    if converge_concurrency(ctx, &name, want.concurrency).await? {
+    if converge_concurrency(ctx, &name, reserved, want.concurrency).await? {
         changed.push("reserved concurrency");
     }
     ctx.state.put(
@@ -423,17 +433,18 @@ async fn ensure_one(ctx: &Ctx, spec: &FunctionSpec) -> Result<()> {
 async fn delete_one(ctx: &Ctx, spec: &FunctionSpec) -> Result<()> {
     let name = function_name(ctx, spec.key);
     let addr = address(spec.key);
-    let Some(current) = get(ctx, &name).await? else {
+    let Some(Found {
+        config: current,
+        tags,
+        ..
+    }) = get(ctx, &name).await?
+    else {
         ctx.state.remove(&addr)?;
         ctx.report.note(Change::Absent, addr);
         return Ok(());
     };
-    check_owned(
-        ctx,
-        &required(current.function_arn(), "function ARN")?,
-        &name,
-    )
-    .await?;
+    let pairs = tags.iter().map(|(k, v)| (k.as_str(), v.as_str()));
+    ctx.check_owned(&format!("Lambda function {name}"), pairs)?;
     let in_vpc = current
         .vpc_config()
         .is_some_and(|v| !v.subnet_ids().is_empty());

@@ -13,7 +13,7 @@ use crate::error::{Error, Result, all_ok, aws};
 use crate::security::kms_key;
 use crate::state::Record;
 use async_trait::async_trait;
-use aws_sdk_iam::types::Tag;
+use aws_sdk_iam::types::{Role, Tag};
 use futures::future::join_all;
 use serde_json::{Value, json};
 
@@ -173,18 +173,12 @@ fn no_such_entity<E: aws_sdk_iam::error::ProvideErrorMetadata>(e: &E) -> bool {
     e.code() == Some("NoSuchEntity")
 }
 
-async fn check_owned(ctx: &Ctx, name: &str) -> Result<()> {
-    let out = ctx
-        .aws
-        .iam
-        .list_role_tags()
-        .role_name(name)
-        .send()
-        .await
-        .map_err(aws("ListRoleTags", name))?;
+/// `GetRole` returns the role's tags, so ownership needs no `ListRoleTags`.
+fn check_owned(ctx: &Ctx, name: &str, role: Option<&Role>) -> Result<()> {
+    let tags = role.map(|r| r.tags()).unwrap_or_default();
     ctx.check_owned(
         &format!("IAM role {name}"),
-        out.tags().iter().map(|t| (t.key(), t.value())),
+        tags.iter().map(|t| (t.key(), t.value())),
     )
 }
 
@@ -195,7 +189,7 @@ async fn ensure_one(ctx: &Ctx, key: &str) -> Result<()> {
     let trust = trust_policy(ctx);
     let (role, mut change) = match iam.get_role().role_name(&name).send().await {
         Ok(out) => {
-            check_owned(ctx, &name).await?;
+            check_owned(ctx, &name, out.role())?;
             let role = out
                 .role
                 .ok_or_else(|| Error::Invalid(format!("GetRole {name}: no role")))?;
@@ -283,8 +277,8 @@ async fn delete_one(ctx: &Ctx, key: &str) -> Result<()> {
     let iam = &ctx.aws.iam;
     let name = role_name(ctx, key);
     let addr = address(key);
-    match iam.get_role().role_name(&name).send().await {
-        Ok(_) => {}
+    let found = match iam.get_role().role_name(&name).send().await {
+        Ok(out) => out,
         Err(e)
             if e.as_service_error()
                 .is_some_and(|s| s.is_no_such_entity_exception()) =>
@@ -294,8 +288,8 @@ async fn delete_one(ctx: &Ctx, key: &str) -> Result<()> {
             return Ok(());
         }
         Err(e) => return Err(aws("GetRole", &name)(e)),
-    }
-    check_owned(ctx, &name).await?;
+    };
+    check_owned(ctx, &name, found.role())?;
     let inline = iam
         .list_role_policies()
         .role_name(&name)

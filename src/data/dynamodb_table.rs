@@ -236,9 +236,13 @@ impl Resource for TransactionsTable {
 
     async fn ensure(&self, ctx: &Ctx) -> Result<()> {
         let name = ctx.name("transactions");
+        let mut active = None;
         let (mut change, created) = match find(ctx, &name).await? {
             Some(t) => {
                 check_owned(ctx, &t, &name).await?;
+                if t.table_status() == Some(&TableStatus::Active) {
+                    active = Some(t);
+                }
                 (
                     if ctx.state.get(ADDR).is_some() {
                         Change::Unchanged
@@ -256,7 +260,10 @@ impl Resource for TransactionsTable {
                 Record::new(KIND, &name).arn(t.table_arn().unwrap_or_default()),
             )?;
         }
-        let t = wait_active(ctx, &name).await?;
+        let t = match active {
+            Some(t) => t,
+            None => wait_active(ctx, &name).await?,
+        };
         let mut changed = if created.is_none() {
             converge(ctx, &t, &name).await?
         } else {

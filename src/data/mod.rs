@@ -20,7 +20,7 @@ pub fn layer() -> Layer {
         name: "data",
         resources: vec![
             Arc::new(rds_subnet_group::DbSubnetGroup),
-            Arc::new(rds_instance::DbInstance),
+            Arc::new(rds_instance::DbInstance::default()),
             Arc::new(dynamodb_table::TransactionsTable),
             Arc::new(s3_bucket::AuditBucket),
             Arc::new(sqs_queue::RetryQueues),

@@ -29,7 +29,11 @@ pub const DB_NAME: &str = "payments";
 /// Real Multi-AZ creation takes 15–20 minutes; deletion with a snapshot about as long.
 const READY_WAIT: Wait = Wait::minutes(45);
 
-pub struct DbInstance;
+#[derive(Default)]
+pub struct DbInstance {
+    /// This run found the instance available and changed nothing: no need to wait.
+    ready: std::sync::atomic::AtomicBool,
+}
 
 fn not_found(e: &SdkError<DescribeDBInstancesError>) -> bool {
     e.as_service_error()
@@ -231,6 +235,8 @@ impl Resource for DbInstance {
         ctx.state.put(ADDR, record(&db, &id))?;
         if change != Change::Created {
             let changed = converge(ctx, &db, &id).await?;
+            let ready = changed.is_empty() && db.db_instance_status() == Some("available");
+            self.ready.store(ready, std::sync::atomic::Ordering::SeqCst);
             if !changed.is_empty() {
                 tracing::info!("DB instance {id}: put back {}", changed.join(", "));
                 if change == Change::Unchanged {
@@ -245,6 +251,7 @@ impl Resource for DbInstance {
     async fn wait(&self, ctx: &Ctx, direction: Direction) -> Result<()> {
         let id = ctx.name("db");
         match direction {
+            Direction::Up if self.ready.load(std::sync::atomic::Ordering::SeqCst) => {}
             Direction::Up => {
                 let db = wait_for(
                     &format!("DB instance {id} to be available"),

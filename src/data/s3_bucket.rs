@@ -486,8 +486,10 @@ impl Resource for AuditBucket {
                     "the S3 KMS key is not in the state file; run `payctl up` again".into(),
                 )
             })?;
+        let record = Record::new(KIND, &bucket).arn(format!("arn:aws:s3:::{bucket}"));
         let mut change = if exists(ctx, &bucket).await? {
-            // A bucket payctl created but had not tagged yet (a crash in between) is in state.
+            // A bucket payctl created but had not tagged yet (a crash in between) is in
+            // state: the record is written before CreateBucket, as tags come after it.
             if ctx.state.get(ADDR).is_none() {
                 check_owned(ctx, &bucket).await?;
                 Change::Adopted
@@ -495,13 +497,16 @@ impl Resource for AuditBucket {
                 Change::Unchanged
             }
         } else {
-            create(ctx, &bucket).await?;
+            ctx.state.put(ADDR, record.clone())?;
+            if let Err(e) = create(ctx, &bucket).await {
+                if matches!(e, Error::NotOwned { .. }) {
+                    ctx.state.remove(ADDR)?;
+                }
+                return Err(e);
+            }
             Change::Created
         };
-        ctx.state.put(
-            ADDR,
-            Record::new(KIND, &bucket).arn(format!("arn:aws:s3:::{bucket}")),
-        )?;
+        ctx.state.put(ADDR, record)?;
         let changed = converge(ctx, &bucket, &key_arn, change == Change::Created).await?;
         if change == Change::Unchanged && !changed.is_empty() {
             tracing::info!("S3 bucket {bucket}: put back {}", changed.join(", "));

@@ -105,6 +105,28 @@ async fn attributes(ctx: &Ctx, url: &str) -> Result<HashMap<Attr, String>> {
         .unwrap_or_default())
 }
 
+/// The attributes, or `None` when the queue does not exist (any more).
+async fn attributes_if_exists(ctx: &Ctx, url: &str) -> Result<Option<HashMap<Attr, String>>> {
+    let out = ctx
+        .aws
+        .sqs
+        .get_queue_attributes()
+        .queue_url(url)
+        .attribute_names(Attr::All)
+        .send()
+        .await;
+    match out {
+        Ok(out) => Ok(Some(out.attributes().cloned().unwrap_or_default())),
+        Err(e)
+            if e.as_service_error()
+                .is_some_and(|s| s.is_queue_does_not_exist()) =>
+        {
+            Ok(None)
+        }
+        Err(e) => Err(aws("GetQueueAttributes", url)(e)),
+    }
+}
+
 async fn check_owned(ctx: &Ctx, url: &str) -> Result<()> {
     let out = ctx
         .aws
@@ -137,17 +159,29 @@ async fn ensure_queue(
 ) -> Result<(String, String)> {
     let sqs = &ctx.aws.sqs;
     let addr = address(which);
-    let (url, mut change) = match url_of(ctx, name).await? {
+    // The URL in the state file is checked by reading the queue's attributes.
+    let mut have = None;
+    let mut known = None;
+    if let Some(url) = ctx
+        .state
+        .id(&addr)
+        .filter(|u| u.ends_with(&format!("/{name}")))
+    {
+        have = attributes_if_exists(ctx, &url).await?;
+        known = have.is_some().then_some(url);
+    }
+    if known.is_none() {
+        known = url_of(ctx, name).await?;
+    }
+    let (url, mut change) = match known {
         Some(url) => {
-            check_owned(ctx, &url).await?;
-            (
-                url,
-                if ctx.state.get(&addr).is_some() {
-                    Change::Unchanged
-                } else {
-                    Change::Adopted
-                },
-            )
+            if ctx.state.get(&addr).is_some() {
+                // Its tags are read below, before any change.
+                (url, Change::Unchanged)
+            } else {
+                check_owned(ctx, &url).await?;
+                (url, Change::Adopted)
+            }
         }
         None => {
             let tags: HashMap<String, String> = ctx.tags().into_iter().collect();
@@ -171,7 +205,10 @@ async fn ensure_queue(
             )
         }
     };
-    let have = attributes(ctx, &url).await?;
+    let have = match have {
+        Some(have) => have,
+        None => attributes(ctx, &url).await?,
+    };
     let arn = crate::error::required(have.get(&Attr::QueueArn).map(String::as_str), "queue ARN")?;
     ctx.state
         .put(&addr, Record::new(KIND, &url).arn(&arn).attr("name", name))?;
@@ -180,6 +217,9 @@ async fn ensure_queue(
         .filter(|(k, v)| !same(k, have.get(k), v))
         .collect();
     if !drift.is_empty() {
+        if change == Change::Unchanged {
+            check_owned(ctx, &url).await?;
+        }
         let names: Vec<&str> = drift.keys().map(|k| k.as_str()).collect();
         tracing::info!("SQS queue {name}: setting {}", names.join(", "));
         sqs.set_queue_attributes()

@@ -42,6 +42,23 @@ impl Report {
             .push((change, what));
     }
 
+    /// True when `kind` noted a creation or an adoption: a resource that is new to the run.
+    pub fn made_new(&self, kind: &str) -> bool {
+        self.entries
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .any(|(c, what)| matches!(c, Change::Created | Change::Adopted) && of_kind(what, kind))
+    }
+
+    /// Drops what `kind` noted: its run is void and will be redone.
+    pub fn forget(&self, kind: &str) {
+        self.entries
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .retain(|(_, what)| !of_kind(what, kind));
+    }
+
     pub fn count(&self, change: Change) -> usize {
         self.entries
             .lock()
@@ -76,6 +93,12 @@ impl Report {
     }
 }
 
+/// Notes start with the resource's address (`<kind>.<name>`) or its kind.
+fn of_kind(what: &str, kind: &str) -> bool {
+    what.strip_prefix(kind)
+        .is_some_and(|rest| rest.is_empty() || rest.starts_with(['.', ' ']))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -88,5 +111,16 @@ mod tests {
         r.note(Change::Created, "b");
         r.note(Change::Created, "c");
         assert_eq!(r.summary(), "2 created, 1 unchanged");
+    }
+
+    #[test]
+    fn notes_are_told_apart_by_kind() {
+        let r = Report::default();
+        r.note(Change::Unchanged, "ec2_vpc.main vpc-1");
+        r.note(Change::Created, "ec2_vpc_endpoint s3");
+        assert!(!r.made_new("ec2_vpc"));
+        assert!(r.made_new("ec2_vpc_endpoint"));
+        r.forget("ec2_vpc");
+        assert_eq!(r.summary(), "1 created");
     }
 }

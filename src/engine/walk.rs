@@ -4,11 +4,14 @@
 //! (the create edges reversed, as Terraform's destroy edges). Independent kinds run
 //! concurrently on the tokio runtime. A failure does not stop the walk: everything that
 //! does not wait on the failed kind still runs, and what does is reported as skipped
-//! because of it, not as a failure of its own.
+//! because of it, not as a failure of its own. Two things stop new kinds from starting
+//! while letting the running ones finish: Ctrl-C ([`crate::interrupt`]) and a state file
+//! that can no longer be written (its contents went to a recovery file).
 
 use super::{Ctx, Layer, Resource};
 use crate::error::Error;
-use std::collections::HashMap;
+use crate::state::{Record, StateError};
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use tokio::task::JoinSet;
 
@@ -23,11 +26,27 @@ pub struct Outcome {
     pub failures: Vec<(&'static str, Error)>,
     /// Kinds not attempted, with the failed kind that blocked them.
     pub skipped: Vec<(&'static str, &'static str)>,
+    /// Ctrl-C stopped the walk: kinds not yet started were left for the next run.
+    pub interrupted: bool,
+    /// When each kind that ran started and finished, from the start of the walk.
+    pub timings: Vec<Timing>,
+}
+
+/// One kind's run, for `--timings`: what it waited for, when it started and ended.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Timing {
+    pub kind: &'static str,
+    pub waited_for: Vec<&'static str>,
+    pub start_ms: u128,
+    pub end_ms: u128,
+    pub ok: bool,
+    /// Started before what it waits for had finished (see `Walk::may_speculate`).
+    pub early: bool,
 }
 
 impl Outcome {
     pub fn ok(&self) -> bool {
-        self.failures.is_empty()
+        self.failures.is_empty() && !self.interrupted
     }
 }
 
@@ -55,37 +74,65 @@ pub async fn walk(ctx: Arc<Ctx>, layers: &[Layer], direction: Direction) -> Outc
             }
         }
     }
+    // `up` only: what each kind had in the state file when the run began. A kind whose
+    // prerequisites all had records may start before they finish (see `speculate`).
+    let at_start: HashMap<&'static str, Vec<(String, Record)>> = match direction {
+        Direction::Up => all
+            .iter()
+            .map(|r| (r.kind(), ctx.state.of_kind(r.kind())))
+            .collect(),
+        Direction::Down => HashMap::new(),
+    };
 
-    let mut outcome = Outcome::default();
-    let mut done: HashMap<&'static str, Done> = HashMap::new();
-    let mut started: Vec<&'static str> = Vec::new();
+    let mut w = Walk {
+        outcome: Outcome::default(),
+        done: HashMap::new(),
+        started: HashMap::new(),
+        void: HashSet::new(),
+        no_speculation: HashSet::new(),
+        start_ms: HashMap::new(),
+    };
     let mut running = JoinSet::new();
     let mut task_kind = HashMap::new();
+    let mut halted = false;
+    let walk_start = std::time::Instant::now();
     loop {
-        // Start (or skip) everything whose prerequisites are settled.
+        // Start (or skip) everything whose prerequisites are settled, or may be assumed.
         let mut progressed = true;
         while progressed {
             progressed = false;
             for r in &all {
                 let kind = r.kind();
-                if started.contains(&kind) {
+                if w.started.contains_key(kind) {
                     continue;
                 }
                 let pre = &waits_for[kind];
-                if !pre.iter().all(|p| done.contains_key(p)) {
+                let settled = pre.iter().all(|p| w.done.contains_key(p));
+                let speculative = !settled && w.may_speculate(kind, pre, &at_start);
+                if !settled && !speculative {
                     continue;
                 }
-                started.push(kind);
+                if crate::interrupt::requested() {
+                    // Nothing new starts after Ctrl-C; what runs finishes.
+                    w.outcome.interrupted = true;
+                    continue;
+                }
+                if halted {
+                    // The state file cannot be written: nothing new starts.
+                    continue;
+                }
+                w.started.insert(kind, speculative);
                 progressed = true;
-                if let Some(blocker) = pre.iter().find_map(|p| match done[p] {
-                    Done::Blocked(b) => Some(b),
-                    Done::Ok => None,
+                if let Some(blocker) = pre.iter().find_map(|p| match w.done.get(p) {
+                    Some(Done::Blocked(b)) => Some(*b),
+                    _ => None,
                 }) {
                     tracing::warn!("skipping {kind}: {blocker} failed");
-                    outcome.skipped.push((kind, blocker));
-                    done.insert(kind, Done::Blocked(blocker));
+                    w.outcome.skipped.push((kind, blocker));
+                    w.done.insert(kind, Done::Blocked(blocker));
                     continue;
                 }
+                w.start_ms.insert(kind, walk_start.elapsed().as_millis());
                 let (r, ctx) = (r.clone(), ctx.clone());
                 let handle = running.spawn(async move {
                     let result = match direction {
@@ -104,27 +151,125 @@ pub async fn walk(ctx: Arc<Ctx>, layers: &[Layer], direction: Direction) -> Outc
         let Some(joined) = running.join_next_with_id().await else {
             break;
         };
-        match joined {
-            Ok((_, (kind, Ok(())))) => {
-                done.insert(kind, Done::Ok);
-            }
-            Ok((_, (kind, Err(e)))) => {
-                tracing::error!("{kind}: {e}");
-                outcome.failures.push((kind, e));
-                done.insert(kind, Done::Blocked(kind));
-            }
+        let (kind, result) = match joined {
+            Ok((_, (kind, result))) => (kind, result),
             Err(join_err) => {
                 // A task panicked: fail its kind, keep walking the rest.
                 let kind = task_kind.get(&join_err.id()).copied().unwrap_or("unknown");
-                outcome.failures.push((
-                    kind,
-                    Error::Invalid(format!("internal error in {kind}: {join_err}")),
-                ));
-                done.insert(kind, Done::Blocked(kind));
+                let e = Error::Invalid(format!("internal error in {kind}: {join_err}"));
+                (kind, Err(e))
+            }
+        };
+        if w.void.remove(kind) {
+            // Started early on records a prerequisite then changed: run it again.
+            tracing::debug!("{kind}: a prerequisite changed while it ran; running it again");
+            w.started.remove(kind);
+            ctx.report.forget(kind);
+            continue;
+        }
+        w.outcome.timings.push(Timing {
+            kind,
+            waited_for: waits_for[kind].clone(),
+            start_ms: w.start_ms.get(kind).copied().unwrap_or(0),
+            end_ms: walk_start.elapsed().as_millis(),
+            ok: result.is_ok(),
+            early: w.started.get(kind).copied().unwrap_or(false),
+        });
+        let ok = result.is_ok();
+        match result {
+            Ok(()) => {
+                w.done.insert(kind, Done::Ok);
+            }
+            Err(e) => {
+                tracing::error!("{kind}: {e}");
+                if matches!(e, Error::State(StateError::WriteFailed { .. })) {
+                    halted = true;
+                    // The operator must see this one first: it says where the state went.
+                    w.outcome.failures.insert(0, (kind, e));
+                } else {
+                    w.outcome.failures.push((kind, e));
+                }
+                w.done.insert(kind, Done::Blocked(kind));
+            }
+        }
+        if direction == Direction::Up {
+            let same = at_start.get(kind) == Some(&ctx.state.of_kind(kind));
+            if !ok || !same || ctx.report.made_new(kind) {
+                w.redo_dependents_of(kind, &waits_for, &ctx);
             }
         }
     }
-    outcome
+    w.outcome
+}
+
+/// The walker's bookkeeping.
+struct Walk {
+    outcome: Outcome,
+    done: HashMap<&'static str, Done>,
+    /// Started kinds (running or done), and whether each started early.
+    started: HashMap<&'static str, bool>,
+    /// Running kinds whose result will be thrown away: a prerequisite changed under them.
+    void: HashSet<&'static str>,
+    /// Kinds that must wait for their prerequisites from now on.
+    no_speculation: HashSet<&'static str>,
+    start_ms: HashMap<&'static str, u128>,
+}
+
+impl Walk {
+    /// On `up`, a kind may start before its prerequisites finish when each of them has
+    /// started, had records in the state file at the start, and has not failed. On a
+    /// converged stack this runs every kind's checks at once instead of one layer after
+    /// another. It is safe because `ensure` is idempotent and reads its prerequisites
+    /// only from the state file: when a prerequisite finishes having made something new
+    /// or changed its records (or failed), every kind that started early on it is run
+    /// again, in order, and the early result is dropped.
+    fn may_speculate(
+        &self,
+        kind: &'static str,
+        pre: &[&'static str],
+        at_start: &HashMap<&'static str, Vec<(String, Record)>>,
+    ) -> bool {
+        !self.no_speculation.contains(kind)
+            && pre.iter().all(|p| {
+                self.started.contains_key(p)
+                    && !self.void.contains(p)
+                    && !matches!(self.done.get(p), Some(Done::Blocked(_)))
+                    && at_start.get(p).is_some_and(|r| !r.is_empty())
+            })
+    }
+
+    /// Every started kind that (transitively) waits for `kind` runs again, in order.
+    fn redo_dependents_of(
+        &mut self,
+        kind: &'static str,
+        waits_for: &HashMap<&'static str, Vec<&'static str>>,
+        ctx: &Ctx,
+    ) {
+        let mut queue = vec![kind];
+        let mut seen = HashSet::new();
+        while let Some(k) = queue.pop() {
+            for (dependent, pre) in waits_for {
+                if pre.contains(&k) && seen.insert(*dependent) {
+                    queue.push(dependent);
+                }
+            }
+        }
+        for x in seen {
+            if !self.started.contains_key(x) {
+                continue;
+            }
+            self.no_speculation.insert(x);
+            if self.done.remove(x).is_some() {
+                self.started.remove(x);
+                self.outcome.failures.retain(|(k, _)| *k != x);
+                self.outcome.skipped.retain(|(k, _)| *k != x);
+                self.outcome.timings.retain(|t| t.kind != x);
+                ctx.report.forget(x);
+            } else {
+                self.void.insert(x);
+            }
+        }
+    }
 }
 
 #[cfg(test)]
@@ -132,6 +277,7 @@ mod tests {
     use super::*;
     use crate::engine::Ctx;
     use crate::error::Result;
+    use crate::state::Record;
     use async_trait::async_trait;
     use std::sync::Mutex;
     use std::time::Duration;
@@ -143,6 +289,8 @@ mod tests {
         deps: &'static [&'static str],
         fail: bool,
         log: Log,
+        /// On `up`, writes a new record for its kind (as if it had replaced a resource).
+        changes: bool,
     }
 
     #[async_trait]
@@ -153,8 +301,14 @@ mod tests {
         fn depends_on(&self) -> &'static [&'static str] {
             self.deps
         }
-        async fn ensure(&self, _: &Ctx) -> Result<()> {
-            self.run("up").await
+        async fn ensure(&self, ctx: &Ctx) -> Result<()> {
+            self.run("up").await?;
+            if self.changes {
+                let id = uuid::Uuid::new_v4().to_string();
+                ctx.state
+                    .put(&format!("{}.x", self.kind), Record::new(self.kind, id))?;
+            }
+            Ok(())
         }
         async fn delete(&self, _: &Ctx) -> Result<()> {
             self.run("down").await
@@ -202,6 +356,7 @@ mod tests {
                 deps,
                 fail: kind == failing,
                 log: log.clone(),
+                changes: kind == "a" && failing == "a changes",
             }) as Arc<dyn Resource>
         };
         vec![
@@ -236,6 +391,65 @@ mod tests {
             pos(&log, "start c") < pos(&log, "end a"),
             "a and c run concurrently: {log:?}"
         );
+    }
+
+    /// A context whose state file already holds a record of every kind.
+    fn converged_ctx(dir: &std::path::Path) -> Arc<Ctx> {
+        let ctx = test_ctx(dir);
+        for kind in ["a", "b", "c", "d", "e"] {
+            let record = Record::new(kind, format!("{kind}-1"));
+            ctx.state.put(&format!("{kind}.x"), record).unwrap();
+        }
+        ctx
+    }
+
+    fn count(log: &[String], entry: &str) -> usize {
+        log.iter().filter(|l| *l == entry).count()
+    }
+
+    #[tokio::test]
+    async fn on_a_converged_stack_up_checks_every_kind_at_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = Log::default();
+        let out = walk(converged_ctx(dir.path()), &layers(&log, ""), Direction::Up).await;
+        assert!(out.ok());
+        let log = log.lock().unwrap().clone();
+        assert!(
+            pos(&log, "start d") < pos(&log, "end a"),
+            "d started early: {log:?}"
+        );
+        assert_eq!(count(&log, "start d"), 1, "{log:?}");
+    }
+
+    #[tokio::test]
+    async fn a_prerequisite_that_changes_its_records_reruns_what_started_early() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = Log::default();
+        let ctx = converged_ctx(dir.path());
+        let out = walk(ctx.clone(), &layers(&log, "a changes"), Direction::Up).await;
+        assert!(out.ok());
+        let log = log.lock().unwrap().clone();
+        // b and d ran early, then again after a (and b) finished.
+        assert_eq!(count(&log, "start b"), 2, "{log:?}");
+        assert_eq!(count(&log, "start d"), 2, "{log:?}");
+        let last = |e: &str| log.iter().rposition(|l| l == e).unwrap();
+        assert!(last("end a") < last("start b"), "{log:?}");
+        assert!(last("end b") < last("start d"), "{log:?}");
+        // c and e did not depend on a: once each.
+        assert_eq!(count(&log, "start e"), 1, "{log:?}");
+        let kinds: Vec<&str> = out.timings.iter().map(|t| t.kind).collect();
+        assert_eq!(kinds.len(), 5, "one timing per kind: {kinds:?}");
+    }
+
+    #[tokio::test]
+    async fn a_failed_prerequisite_skips_what_started_early() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = Log::default();
+        let out = walk(converged_ctx(dir.path()), &layers(&log, "a"), Direction::Up).await;
+        let skipped: Vec<&str> = out.skipped.iter().map(|(k, _)| *k).collect();
+        assert_eq!(skipped, vec!["b", "d"]);
+        let failed: Vec<&str> = out.failures.iter().map(|(k, _)| *k).collect();
+        assert_eq!(failed, vec!["a"]);
     }
 
     #[tokio::test]

@@ -304,8 +304,15 @@ async fn ensure_one(
     let (arn, change) = match have {
         Some(alarm) => {
             let arn = required(alarm.alarm_arn(), "alarm ARN")?;
-            let retagged = check_tags(ctx, &spec.name, &arn).await?;
             let diff = differences(alarm, spec, topic);
+            // Tags are read (and put back) before an adoption or a change; an alarm the
+            // state file names and that needs nothing is left alone unread.
+            let known = ctx.state.get(&addr).is_some();
+            let retagged = if known && diff.is_empty() {
+                false
+            } else {
+                check_tags(ctx, &spec.name, &arn).await?
+            };
             if !diff.is_empty() {
                 tracing::info!("alarm {}: setting {}", spec.name, diff.join(", "));
                 put(ctx, spec, topic, false).await?;

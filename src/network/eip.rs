@@ -4,7 +4,7 @@
 //! `down` deletes and waits for NAT gateways first) and retries while AWS still reports
 //! the address in use.
 
-use super::{found, is_not_found, owned_filters, pairs, tag_spec};
+use super::{found, is_not_found, name_of, owned_filters, pairs, tag_spec};
 use crate::engine::report::Change;
 use crate::engine::{Ctx, Resource};
 use crate::error::{Error, Result, all_ok, aws, required};
@@ -42,17 +42,29 @@ async fn describe(ctx: &Ctx, by_id: Option<&str>, name: Option<&str>) -> Result<
     }
 }
 
-async fn ensure_one(ctx: &Ctx, index: usize) -> Result<()> {
+/// `owned` is every address tagged for this environment, read once for all of them.
+async fn ensure_one(ctx: &Ctx, index: usize, owned: &[Address]) -> Result<()> {
     let name = eip_name(ctx, index);
     let addr = address(index);
     let known = ctx.state.id(&addr);
-    let mut matches = match &known {
-        Some(id) => describe(ctx, Some(id), None).await?,
+    let mut matches: Vec<Address> = match &known {
+        Some(id) => match owned
+            .iter()
+            .find(|a| a.allocation_id() == Some(id.as_str()))
+        {
+            Some(a) => vec![a.clone()],
+            // Not tagged as ours (or gone): look it up by id, and refuse it below.
+            None => describe(ctx, Some(id), None).await?,
+        },
         None => Vec::new(),
     };
     let from_state = !matches.is_empty();
     if matches.is_empty() {
-        matches = describe(ctx, None, Some(&name)).await?;
+        matches = owned
+            .iter()
+            .filter(|a| name_of(a.tags()) == Some(name.as_str()))
+            .cloned()
+            .collect();
     }
     let (alloc, ip, change) = match matches.as_slice() {
         [a] => {
@@ -143,7 +155,8 @@ impl Resource for ElasticIps {
     }
 
     async fn ensure(&self, ctx: &Ctx) -> Result<()> {
-        let work = (1..=ctx.settings.nat_gateways).map(|i| ensure_one(ctx, i));
+        let owned = describe(ctx, None, None).await?;
+        let work = (1..=ctx.settings.nat_gateways).map(|i| ensure_one(ctx, i, &owned));
         all_ok(join_all(work).await)
     }
 

@@ -7,7 +7,7 @@ use crate::engine::{Ctx, Resource};
 use crate::error::{Error, Result, all_ok, aws, required};
 use crate::state::Record;
 use async_trait::async_trait;
-use aws_sdk_ec2::types::{ResourceType, State as EndpointState, VpcEndpoint, VpcEndpointType};
+use aws_sdk_ec2::types::{ResourceType, VpcEndpoint, VpcEndpointType};
 use futures::future::join_all;
 
 pub const KIND: &str = "ec2_vpc_endpoint";
@@ -15,15 +15,12 @@ pub const SERVICES: [&str; 2] = ["s3", "dynamodb"];
 
 pub struct GatewayEndpoints;
 
+/// Not on its way out. EC2 spells the states both `Deleted` and `deleted`.
 fn live(e: &VpcEndpoint) -> bool {
+    let state = e.state().map(|s| s.as_str().to_ascii_lowercase());
     !matches!(
-        e.state(),
-        Some(
-            EndpointState::Deleted
-                | EndpointState::Deleting
-                | EndpointState::Failed
-                | EndpointState::Rejected
-        )
+        state.as_deref(),
+        Some("deleted" | "deleting" | "failed" | "rejected" | "expired")
     )
 }
 
@@ -39,23 +36,18 @@ fn private_route_tables(ctx: &Ctx) -> Vec<String> {
     ids
 }
 
-async fn ensure_one(ctx: &Ctx, vpc: &str, service: &str) -> Result<()> {
+/// `in_vpc` is every endpoint of the VPC, read once for both services.
+async fn ensure_one(ctx: &Ctx, vpc: &str, service: &str, in_vpc: &[VpcEndpoint]) -> Result<()> {
     let ec2 = &ctx.aws.ec2;
     let addr = format!("{KIND}.{service}");
     let name = ctx.name(&format!("{service}-endpoint"));
     let service_name = format!("com.amazonaws.{}.{service}", ctx.region);
     let tables = private_route_tables(ctx);
-    let out = ec2
-        .describe_vpc_endpoints()
-        .filters(filter("vpc-id", vpc))
-        .filters(filter("service-name", &service_name))
-        .send()
-        .await
-        .map_err(aws("DescribeVpcEndpoints", &name))?;
-    let mut found = out
-        .vpc_endpoints()
-        .iter()
-        .filter(|e| live(e) && name_of(e.tags()) == Some(name.as_str()));
+    let mut found = in_vpc.iter().filter(|e| {
+        live(e)
+            && e.service_name() == Some(service_name.as_str())
+            && name_of(e.tags()) == Some(name.as_str())
+    });
     let (id, mut change, current) = match (found.next(), found.next()) {
         (Some(_), Some(_)) => {
             return Err(Error::Invalid(format!(
@@ -171,7 +163,16 @@ impl Resource for GatewayEndpoints {
 
     async fn ensure(&self, ctx: &Ctx) -> Result<()> {
         let vpc = vpc_id(ctx)?;
-        all_ok(join_all(SERVICES.iter().map(|s| ensure_one(ctx, &vpc, s))).await)
+        let out = ctx
+            .aws
+            .ec2
+            .describe_vpc_endpoints()
+            .filters(filter("vpc-id", &vpc))
+            .send()
+            .await
+            .map_err(aws("DescribeVpcEndpoints", format!("endpoints in {vpc}")))?;
+        let in_vpc = out.vpc_endpoints();
+        all_ok(join_all(SERVICES.iter().map(|s| ensure_one(ctx, &vpc, s, in_vpc))).await)
     }
 
     async fn delete(&self, ctx: &Ctx) -> Result<()> {

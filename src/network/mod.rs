@@ -31,7 +31,7 @@ pub fn layer() -> Layer {
             Arc::new(subnet::Subnets),
             Arc::new(igw::InternetGateway),
             Arc::new(eip::ElasticIps),
-            Arc::new(nat::NatGateways),
+            Arc::new(nat::NatGateways::default()),
             Arc::new(route_table::RouteTables),
             Arc::new(endpoint::GatewayEndpoints),
             Arc::new(security_group::SecurityGroups),

@@ -19,7 +19,11 @@ pub const KIND: &str = "ec2_nat_gateway";
 const READY_WAIT: Wait = Wait::minutes(15);
 const GONE_WAIT: Wait = Wait::minutes(15);
 
-pub struct NatGateways;
+#[derive(Default)]
+pub struct NatGateways {
+    /// Gateways this run already saw `available`: no need to wait for them.
+    ready: std::sync::Mutex<std::collections::HashSet<String>>,
+}
 
 pub fn address(index: usize) -> String {
     format!("{KIND}.nat-{index}")
@@ -50,7 +54,13 @@ async fn describe(ctx: &Ctx, id: Option<&str>, filters: Vec<Filter>) -> Result<V
     }
 }
 
-async fn ensure_one(ctx: &Ctx, vpc: &str, index: usize, az: &str) -> Result<()> {
+/// `in_vpc` is every NAT gateway of the VPC, read once for all of them.
+async fn ensure_one(
+    ctx: &Ctx,
+    in_vpc: &[NatGateway],
+    index: usize,
+    az: &str,
+) -> Result<Option<String>> {
     let name = ctx.name(&format!("nat-{index}"));
     let addr = address(index);
     let subnet = subnet_id(ctx, "public", az)?;
@@ -62,16 +72,19 @@ async fn ensure_one(ctx: &Ctx, vpc: &str, index: usize, az: &str) -> Result<()> 
     })?;
     let mut found = None;
     if let Some(id) = ctx.state.id(&addr) {
-        found = describe(ctx, Some(&id), vec![])
-            .await?
-            .into_iter()
-            .find(live)
-            .map(|g| (g, true));
+        let in_vpc = in_vpc
+            .iter()
+            .find(|g| g.nat_gateway_id() == Some(id.as_str()));
+        let by_id = match in_vpc {
+            Some(g) => vec![g.clone()],
+            None => describe(ctx, Some(&id), vec![]).await?,
+        };
+        found = by_id.into_iter().find(live).map(|g| (g, true));
     }
     if found.is_none() {
-        let candidates = describe(ctx, None, vec![filter("vpc-id", vpc)]).await?;
-        let mut mine = candidates
-            .into_iter()
+        let mut mine = in_vpc
+            .iter()
+            .cloned()
             .filter(|g| live(g) && name_of(g.tags()) == Some(name.as_str()));
         found = mine.next().map(|g| (g, false));
         if let Some(extra) = mine.next() {
@@ -81,10 +94,14 @@ async fn ensure_one(ctx: &Ctx, vpc: &str, index: usize, az: &str) -> Result<()> 
             )));
         }
     }
+    let mut ready = None;
     let (id, change) = match found {
         Some((g, from_state)) => {
             let id = required(g.nat_gateway_id(), "NAT gateway id")?;
             ctx.check_owned(&format!("NAT gateway {id}"), pairs(g.tags()))?;
+            if g.state() == Some(&NatGatewayState::Available) {
+                ready = Some(id.clone());
+            }
             (
                 id,
                 if from_state {
@@ -124,7 +141,7 @@ async fn ensure_one(ctx: &Ctx, vpc: &str, index: usize, az: &str) -> Result<()> 
     )?;
     ctx.report
         .note(change, format!("{addr} {id} ({name}, {az})"));
-    Ok(())
+    Ok(ready)
 }
 
 async fn wait_available(ctx: &Ctx, id: &str) -> Result<()> {
@@ -209,13 +226,25 @@ impl Resource for NatGateways {
 
     async fn ensure(&self, ctx: &Ctx) -> Result<()> {
         let vpc = super::vpc_id(ctx)?;
+        let in_vpc = describe(ctx, None, vec![filter("vpc-id", &vpc)]).await?;
         let zones = zones(ctx);
         let work = zones
             .iter()
             .take(ctx.settings.nat_gateways)
             .enumerate()
-            .map(|(i, az)| ensure_one(ctx, &vpc, i + 1, az));
-        all_ok(join_all(work).await)
+            .map(|(i, az)| ensure_one(ctx, &in_vpc, i + 1, az));
+        let mut results = Vec::new();
+        for r in join_all(work).await {
+            results.push(r.map(|ready| {
+                if let Some(id) = ready {
+                    self.ready
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .insert(id);
+                }
+            }));
+        }
+        all_ok(results)
     }
 
     async fn delete(&self, ctx: &Ctx) -> Result<()> {
@@ -249,6 +278,10 @@ impl Resource for NatGateways {
         let work: Vec<_> = match direction {
             Direction::Up => records
                 .iter()
+                .filter(|(_, r)| {
+                    let ready = self.ready.lock().unwrap_or_else(|p| p.into_inner());
+                    !ready.contains(&r.id)
+                })
                 .map(|(_, r)| wait_available(ctx, &r.id))
                 .map(futures::FutureExt::boxed)
                 .collect(),

@@ -14,7 +14,7 @@ use crate::state::Record;
 use crate::waiter::retry_while;
 use async_trait::async_trait;
 use aws_sdk_ec2::types::{
-    IpPermission, IpRange, ResourceType, SecurityGroup, SecurityGroupRule, UserIdGroupPair,
+    Filter, IpPermission, IpRange, ResourceType, SecurityGroup, SecurityGroupRule, UserIdGroupPair,
 };
 use futures::future::join_all;
 
@@ -120,16 +120,22 @@ pub fn desired(group: &str, lambda: &str, rds: &str) -> Vec<(Rule, &'static str)
     }
 }
 
-async fn rules_of(ctx: &Ctx, group_id: &str) -> Result<Vec<SecurityGroupRule>> {
+/// The rules of these groups, in one call.
+async fn rules_of(ctx: &Ctx, group_ids: &[&str]) -> Result<Vec<SecurityGroupRule>> {
+    let ids: Vec<String> = group_ids.iter().map(|s| s.to_string()).collect();
+    let by_group = Filter::builder()
+        .name("group-id")
+        .set_values(Some(ids))
+        .build();
     let out = ctx
         .aws
         .ec2
         .describe_security_group_rules()
-        .filters(filter("group-id", group_id))
+        .filters(by_group)
         .send()
         .await;
     Ok(out
-        .map_err(aws("DescribeSecurityGroupRules", group_id))?
+        .map_err(aws("DescribeSecurityGroupRules", group_ids.join(", ")))?
         .security_group_rules()
         .to_vec())
 }
@@ -165,26 +171,42 @@ async fn revoke(ctx: &Ctx, group_id: &str, rules: &[SecurityGroupRule]) -> Resul
     Ok(ingress.len() + egress.len())
 }
 
-async fn find(ctx: &Ctx, vpc: &str, group: &str) -> Result<Option<SecurityGroup>> {
-    let name = ctx.name(&format!("{group}-sg"));
+/// Both groups by name in the VPC, in one call.
+async fn find_all(ctx: &Ctx, vpc: &str) -> Result<Vec<SecurityGroup>> {
+    let names: Vec<String> = ["lambda", "rds"]
+        .iter()
+        .map(|g| ctx.name(&format!("{g}-sg")))
+        .collect();
+    let by_name = Filter::builder()
+        .name("group-name")
+        .set_values(Some(names))
+        .build();
     let call = ctx
         .aws
         .ec2
         .describe_security_groups()
         .filters(filter("vpc-id", vpc))
-        .filters(filter("group-name", &name));
+        .filters(by_name);
     Ok(call
         .send()
         .await
-        .map_err(aws("DescribeSecurityGroups", &name))?
+        .map_err(aws(
+            "DescribeSecurityGroups",
+            format!("security groups in {vpc}"),
+        ))?
         .security_groups()
-        .first()
-        .cloned())
+        .to_vec())
 }
 
-async fn ensure_group(ctx: &Ctx, vpc: &str, group: &str) -> Result<(String, Change)> {
+async fn ensure_group(
+    ctx: &Ctx,
+    vpc: &str,
+    group: &str,
+    found: &[SecurityGroup],
+) -> Result<(String, Change)> {
     let name = ctx.name(&format!("{group}-sg"));
-    let (id, change) = match find(ctx, vpc, group).await? {
+    let existing = found.iter().find(|g| g.group_name() == Some(name.as_str()));
+    let (id, change) = match existing.cloned() {
         Some(sg) => {
             let id = required(sg.group_id(), "security group id")?;
             ctx.check_owned(&format!("security group {id}"), pairs(sg.tags()))?;
@@ -222,9 +244,14 @@ async fn ensure_group(ctx: &Ctx, vpc: &str, group: &str) -> Result<(String, Chan
 }
 
 /// Revokes unwanted rules and authorizes missing ones; returns whether anything changed.
-async fn converge_rules(ctx: &Ctx, group: &str, id: &str, want: &[(Rule, &str)]) -> Result<bool> {
+async fn converge_rules(
+    ctx: &Ctx,
+    group: &str,
+    id: &str,
+    have: Vec<SecurityGroupRule>,
+    want: &[(Rule, &str)],
+) -> Result<bool> {
     let ec2 = &ctx.aws.ec2;
-    let have = rules_of(ctx, id).await?;
     let unwanted: Vec<SecurityGroupRule> = have
         .iter()
         .filter(|r| !want.iter().any(|(w, _)| *w == Rule::of(r)))
@@ -274,13 +301,20 @@ impl Resource for SecurityGroups {
 
     async fn ensure(&self, ctx: &Ctx) -> Result<()> {
         let vpc = vpc_id(ctx)?;
+        let found = find_all(ctx, &vpc).await?;
         let (lambda, rds) = futures::try_join!(
-            ensure_group(ctx, &vpc, "lambda"),
-            ensure_group(ctx, &vpc, "rds")
+            ensure_group(ctx, &vpc, "lambda", &found),
+            ensure_group(ctx, &vpc, "rds", &found)
         )?;
+        let rules = rules_of(ctx, &[&lambda.0, &rds.0]).await?;
         for (group, (id, change)) in [("lambda", &lambda), ("rds", &rds)] {
             let want = desired(group, &lambda.0, &rds.0);
-            let changed = converge_rules(ctx, group, id, &want).await?;
+            let have: Vec<SecurityGroupRule> = rules
+                .iter()
+                .filter(|r| r.group_id() == Some(id.as_str()))
+                .cloned()
+                .collect();
+            let changed = converge_rules(ctx, group, id, have, &want).await?;
             let change = if changed && *change == Change::Unchanged {
                 Change::Updated
             } else {
@@ -339,7 +373,9 @@ impl Resource for SecurityGroups {
         // Drop the cross-references first, or neither group can be deleted.
         let revoked = join_all(groups.iter().map(|g| async {
             let id = g.group_id().unwrap_or_default();
-            revoke(ctx, id, &rules_of(ctx, id).await?).await.map(|_| ())
+            revoke(ctx, id, &rules_of(ctx, &[id]).await?)
+                .await
+                .map(|_| ())
         }));
         all_ok(revoked.await)?;
         let deleted = join_all(groups.iter().map(|g| async {

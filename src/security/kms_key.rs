@@ -23,7 +23,9 @@ use aws_sdk_kms::operation::create_alias::CreateAliasError;
 use aws_sdk_kms::operation::delete_alias::DeleteAliasError;
 use aws_sdk_kms::operation::describe_key::DescribeKeyError;
 use aws_sdk_kms::operation::schedule_key_deletion::ScheduleKeyDeletionError;
-use aws_sdk_kms::types::{KeyManagerType, KeyMetadata, KeySpec, KeyState, KeyUsageType, Tag};
+use aws_sdk_kms::types::{
+    AliasListEntry, KeyManagerType, KeyMetadata, KeySpec, KeyState, KeyUsageType, Tag,
+};
 use futures::future::join_all;
 use futures::{StreamExt, TryStreamExt};
 
@@ -193,7 +195,13 @@ async fn find(ctx: &Ctx, purpose: &str, what: &str) -> Result<Option<(KeyMetadat
     Ok(None)
 }
 
-async fn ensure_one(ctx: &Ctx, purpose: &str, what: &str) -> Result<()> {
+/// `aliases` is the account's alias list, read once for all keys.
+async fn ensure_one(
+    ctx: &Ctx,
+    purpose: &str,
+    what: &str,
+    aliases: &[AliasListEntry],
+) -> Result<()> {
     let kms = &ctx.aws.kms;
     let addr = address(purpose);
     let alias = alias(ctx, purpose);
@@ -282,14 +290,21 @@ async fn ensure_one(ctx: &Ctx, purpose: &str, what: &str) -> Result<()> {
             .map_err(aws("EnableKeyRotation", &id))?;
         updated = true;
     }
-    match kms
-        .create_alias()
-        .alias_name(&alias)
-        .target_key_id(&id)
-        .send()
-        .await
-    {
-        Ok(_) => updated = true,
+    let has_alias = aliases
+        .iter()
+        .any(|a| a.alias_name() == Some(&alias) && a.target_key_id() == Some(&id));
+    let created = if has_alias {
+        Ok(())
+    } else {
+        kms.create_alias()
+            .alias_name(&alias)
+            .target_key_id(&id)
+            .send()
+            .await
+            .map(|_| updated = true)
+    };
+    match created {
+        Ok(()) => {}
         Err(e) if alias_exists(&e) => {
             let target = describe(ctx, &alias).await?.map(|m| m.key_id().to_string());
             if target.as_deref() != Some(id.as_str()) {
@@ -332,14 +347,42 @@ async fn delete_one(ctx: &Ctx, purpose: &str, what: &str) -> Result<()> {
     if !owned(ctx, &id).await? {
         return Err(Error::not_owned(format!("KMS key {id}"), &ctx.env));
     }
-    match kms.delete_alias().alias_name(&alias).send().await {
-        Ok(_) => {}
-        Err(e) if alias_not_found(&e) => {}
-        Err(e) => return Err(aws("DeleteAlias", &alias)(e)),
-    }
+    let pending = meta.key_state() == Some(&KeyState::PendingDeletion);
+    // A key pending deletion lost its alias first: nothing left to do but record it.
+    let date = if pending {
+        meta.deletion_date().map(|d| d.to_string())
+    } else {
+        match kms.delete_alias().alias_name(&alias).send().await {
+            Ok(_) => {}
+            Err(e) if alias_not_found(&e) => {}
+            Err(e) => return Err(aws("DeleteAlias", &alias)(e)),
+        }
+        schedule_deletion(ctx, &meta).await?
+    };
+    let date = date.unwrap_or_else(|| format!("in {DELETION_WINDOW_DAYS} days"));
+    let mut record = Record::new(KIND, &id)
+        .attr("alias", &alias)
+        .attr("pending_deletion", &date);
+    record.arn = meta.arn().map(str::to_string);
+    ctx.state.put(&addr, record)?;
+    let change = if pending {
+        Change::Absent
+    } else {
+        Change::Deleted
+    };
+    ctx.report.note(
+        change,
+        format!("{addr} {id} (scheduled for deletion: {date})"),
+    );
+    Ok(())
+}
+
+async fn schedule_deletion(ctx: &Ctx, meta: &KeyMetadata) -> Result<Option<String>> {
+    let id = meta.key_id();
+    let kms = &ctx.aws.kms;
     let date = match kms
         .schedule_key_deletion()
-        .key_id(&id)
+        .key_id(id)
         .pending_window_in_days(DELETION_WINDOW_DAYS)
         .send()
         .await
@@ -348,19 +391,9 @@ async fn delete_one(ctx: &Ctx, purpose: &str, what: &str) -> Result<()> {
         Err(e) if invalid_state(&e) && meta.key_state() == Some(&KeyState::PendingDeletion) => {
             meta.deletion_date().map(|d| d.to_string())
         }
-        Err(e) => return Err(aws("ScheduleKeyDeletion", &id)(e)),
+        Err(e) => return Err(aws("ScheduleKeyDeletion", id)(e)),
     };
-    let date = date.unwrap_or_else(|| format!("in {DELETION_WINDOW_DAYS} days"));
-    let mut record = Record::new(KIND, &id)
-        .attr("alias", &alias)
-        .attr("pending_deletion", &date);
-    record.arn = meta.arn().map(str::to_string);
-    ctx.state.put(&addr, record)?;
-    ctx.report.note(
-        Change::Deleted,
-        format!("{addr} {id} (scheduled for deletion: {date})"),
-    );
-    Ok(())
+    Ok(date)
 }
 
 #[async_trait]
@@ -370,7 +403,13 @@ impl Resource for KmsKeys {
     }
 
     async fn ensure(&self, ctx: &Ctx) -> Result<()> {
-        all_ok(join_all(KEYS.iter().map(|(p, w)| ensure_one(ctx, p, w))).await)
+        let aliases = ctx.aws.kms.list_aliases().into_paginator().items().send();
+        let aliases: Vec<AliasListEntry> = aliases
+            .collect::<std::result::Result<_, _>>()
+            .await
+            .map_err(aws("ListAliases", "the account's aliases"))?;
+        let work = KEYS.iter().map(|(p, w)| ensure_one(ctx, p, w, &aliases));
+        all_ok(join_all(work).await)
     }
 
     async fn delete(&self, ctx: &Ctx) -> Result<()> {

@@ -345,17 +345,19 @@ impl StateStore {
     }
 
     fn persist(&self, inner: &mut Inner) -> Result<(), StateError> {
-        if !inner.backed_up {
-            if self.path.exists() {
-                let backup = self.path.with_extension("json.backup");
-                std::fs::copy(&self.path, &backup).map_err(|e| StateError::io(&backup, e))?;
-            }
-            inner.backed_up = true;
-        }
         inner.state.serial += 1;
         let bytes = serde_json::to_vec_pretty(&inner.state)
             .map_err(|e| StateError::io(&self.path, e.into()))?;
-        write_atomic(&self.path, &bytes).map_err(|source| {
+        let written = (|| {
+            if !inner.backed_up {
+                if self.path.exists() {
+                    std::fs::copy(&self.path, self.path.with_extension("json.backup"))?;
+                }
+                inner.backed_up = true;
+            }
+            write_atomic(&self.path, &bytes)
+        })();
+        written.map_err(|source| {
             let recovery = std::env::temp_dir().join(format!(
                 "payctl-{}-recovery-{}.json",
                 inner.state.env,

@@ -4,6 +4,7 @@
 
 #![allow(dead_code)]
 
+pub mod census;
 pub mod postgres;
 pub mod proxy;
 pub mod runtime;
@@ -88,7 +89,7 @@ pub struct Run {
 }
 
 impl Run {
-    fn from(out: Output) -> Run {
+    pub fn from(out: Output) -> Run {
         Run {
             ok: out.status.success(),
             stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
@@ -178,6 +179,22 @@ impl Stack {
                 .output()
                 .expect("run payctl"),
         )
+    }
+
+    /// Starts `payctl <args> --env <env>` against `endpoint` without waiting for it, with
+    /// its output captured: for the tests that signal or kill it midway.
+    pub fn spawn_via(&self, endpoint: &str, args: &[&str], env: &[(&str, &str)]) -> Child {
+        let mut cmd = self.command();
+        cmd.env("AWS_ENDPOINT_URL", endpoint);
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        cmd.args(args)
+            .args(["--env", &self.env])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start payctl")
     }
 
     /// Runs payctl and fails the test, with its output, when it does not succeed.

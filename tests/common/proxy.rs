@@ -1,12 +1,22 @@
-//! A small fault-injecting HTTP proxy between payctl and the emulator (test support only).
+//! A small fault- and latency-injecting HTTP proxy between payctl and the emulator (test
+//! support only; no payctl code path knows it exists).
 //!
 //! payctl reaches it through `AWS_ENDPOINT_URL` like any endpoint. Each request is read
 //! whole, checked against the injection rules, then either answered with a canned AWS
 //! error or forwarded to moto on a fresh connection (`Connection: close` both ways).
-//! It counts requests per operation (the `X-Amz-Target` header, else `Action=`).
+//! It counts requests per operation (the `X-Amz-Target` header, else `Action=`, else
+//! `METHOD /path` for the REST services).
+//!
+//! Per run it can also: add a fixed latency to every request; answer a share of requests
+//! with a transient error (throttling in the service's own error format, or 500/503),
+//! from a seeded generator so a failing run can be replayed; hold a resource "not ready"
+//! for a set time by rewriting status fields; delay one operation's response; and send a
+//! signal to a process (payctl) after its Nth mutating request or when an operation
+//! arrives — the crash and Ctrl-C points of the reliability tests.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
@@ -30,13 +40,63 @@ pub struct Rewrite {
     pub to: String,
 }
 
+/// Rewrite `from` to `to` in responses to the operations that start with `operation` for
+/// `hold` after the first response to each that contains `from`: the resource is "not
+/// ready" for that long after it appears. (REST operations carry the resource in the
+/// path, e.g. `GET /2015-03-31/functions/payment-validator-dev`, so each function gets
+/// its own clock.)
+#[derive(Clone, Debug)]
+pub struct Hold {
+    pub operation: String,
+    pub from: String,
+    pub to: String,
+    pub hold: Duration,
+}
+
+/// When to send a signal to a process.
+#[derive(Clone, Debug)]
+pub enum When {
+    /// After moto answered the Nth mutating request (counted from the proxy's start),
+    /// before the answer reaches the client: the change is made but the client never
+    /// learns of it.
+    AfterMutating(usize),
+    /// As soon as a request for this operation arrives.
+    OnRequest(String),
+}
+
+#[derive(Clone, Debug)]
+struct Trigger {
+    when: When,
+    pid: u32,
+    signal: i32,
+}
+
 #[derive(Default)]
 struct Shared {
     faults: Vec<Fault>,
     rewrites: Vec<Rewrite>,
+    holds: Vec<Hold>,
+    first_seen: BTreeMap<(usize, String), Instant>,
     rewritten: BTreeMap<String, usize>,
     counts: BTreeMap<String, usize>,
     injected: BTreeMap<String, usize>,
+    latency: Duration,
+    delays: BTreeMap<String, Duration>,
+    transient: Option<(f64, u64)>,
+    transient_injected: usize,
+    mutating: usize,
+    answered: BTreeMap<String, usize>,
+    triggers: Vec<Trigger>,
+    fired: Vec<String>,
+}
+
+/// Whether a request changes something: anything but a read. Reads are the `Describe*`,
+/// `List*`, `Get*`, `Head*` operations and the REST services' GET and HEAD.
+pub fn is_mutating(op: &str) -> bool {
+    let reads = [
+        "Describe", "List", "Get", "Head", "GET ", "HEAD ", "Batch", "Query",
+    ];
+    !reads.iter().any(|r| op.starts_with(r))
 }
 
 pub struct Proxy {
@@ -73,6 +133,71 @@ impl Proxy {
 
     pub fn rewrite(&self, rewrite: Rewrite) {
         self.shared.lock().unwrap().rewrites.push(rewrite);
+    }
+
+    /// Adds `latency` to every request (before it is forwarded or answered).
+    pub fn set_latency(&self, latency: Duration) {
+        self.shared.lock().unwrap().latency = latency;
+    }
+
+    /// Answers about `probability` of all requests with a transient error, chosen by a
+    /// generator seeded with `seed`: a throttling error in the service's own format, or
+    /// a 500 or 503.
+    pub fn set_transient_failures(&self, probability: f64, seed: u64) {
+        self.shared.lock().unwrap().transient = Some((probability, seed.max(1)));
+    }
+
+    /// How many transient errors were injected.
+    pub fn transient_injected(&self) -> usize {
+        self.shared.lock().unwrap().transient_injected
+    }
+
+    pub fn hold(&self, hold: Hold) {
+        self.shared.lock().unwrap().holds.push(hold);
+    }
+
+    /// Delays moto's answer to `operation` by `delay`: a call that stays in flight.
+    pub fn delay(&self, operation: &str, delay: Duration) {
+        self.shared
+            .lock()
+            .unwrap()
+            .delays
+            .insert(operation.to_string(), delay);
+    }
+
+    /// Sends `signal` to `pid` once, at `when`.
+    pub fn signal(&self, when: When, pid: u32, signal: i32) {
+        self.shared
+            .lock()
+            .unwrap()
+            .triggers
+            .push(Trigger { when, pid, signal });
+    }
+
+    /// The operations after which an `AfterMutating` signal was sent, in order.
+    pub fn signalled_after(&self) -> Vec<String> {
+        self.shared.lock().unwrap().fired.clone()
+    }
+
+    /// Drops every signal not sent yet.
+    pub fn clear_signals(&self) {
+        self.shared.lock().unwrap().triggers.clear();
+    }
+
+    /// Mutating requests seen so far.
+    pub fn mutating(&self) -> usize {
+        self.shared.lock().unwrap().mutating
+    }
+
+    /// How many answers to `operation` were delivered to the client.
+    pub fn answered(&self, operation: &str) -> usize {
+        self.shared
+            .lock()
+            .unwrap()
+            .answered
+            .get(operation)
+            .copied()
+            .unwrap_or(0)
     }
 
     /// Requests seen, by operation.
@@ -156,20 +281,36 @@ async fn serve(mut conn: TcpStream, upstream: &str, shared: &Mutex<Shared>) -> s
     }
     let body = buf[head_end..].to_vec();
     let op = operation(&head, &body);
-    let fault = {
+    let (fault, latency, delay, ordinal) = {
         let mut s = shared.lock().unwrap();
         *s.counts.entry(op.clone()).or_default() += 1;
         let injected = s.injected.get(&op).copied().unwrap_or(0);
-        let fault = s
+        let mut fault = s
             .faults
             .iter()
             .find(|f| f.operation == op && injected < f.times)
             .cloned();
         if fault.is_some() {
             *s.injected.entry(op.clone()).or_default() += 1;
+        } else if let Some((p, seed)) = s.transient {
+            let next = xorshift(seed);
+            s.transient = Some((p, next));
+            if (next % 10_000) as f64 / 10_000.0 < p {
+                s.transient_injected += 1;
+                fault = Some(transient_error(&head, next));
+            }
         }
-        fault
+        let mut ordinal = None;
+        if fault.is_none() && is_mutating(&op) {
+            s.mutating += 1;
+            ordinal = Some(s.mutating);
+        }
+        fire(&mut s, |w| matches!(w, When::OnRequest(o) if *o == op));
+        (fault, s.latency, s.delays.get(&op).copied(), ordinal)
     };
+    if !latency.is_zero() {
+        tokio::time::sleep(latency).await;
+    }
     if let Some(f) = fault {
         let mut resp = format!(
             "HTTP/1.1 {} Injected\r\nContent-Length: {}\r\nConnection: close\r\n",
@@ -197,6 +338,17 @@ async fn serve(mut conn: TcpStream, upstream: &str, shared: &Mutex<Shared>) -> s
     up.write_all(&body).await?;
     let mut response = Vec::new();
     up.read_to_end(&mut response).await?;
+    if let Some(n) = ordinal {
+        let mut s = shared.lock().unwrap();
+        let before = s.triggers.len();
+        fire(&mut s, |w| matches!(w, When::AfterMutating(m) if *m == n));
+        if s.triggers.len() < before {
+            s.fired.push(op.clone());
+        }
+    }
+    if let Some(d) = delay {
+        tokio::time::sleep(d).await;
+    }
     // Apply a rewrite, fix the length, and tell the client this connection ends here.
     if let Some(end) = response.windows(4).position(|w| w == b"\r\n\r\n") {
         let headers = String::from_utf8_lossy(&response[..end]).to_string();
@@ -213,6 +365,24 @@ async fn serve(mut conn: TcpStream, upstream: &str, shared: &Mutex<Shared>) -> s
             if let Some(r) = rule {
                 payload = text.replace(&r.from, &r.to).into_bytes();
                 *s.rewritten.entry(op.clone()).or_default() += 1;
+            }
+            let text = String::from_utf8_lossy(&payload).to_string();
+            let now = Instant::now();
+            let holding: Vec<(usize, Hold)> = s
+                .holds
+                .iter()
+                .cloned()
+                .enumerate()
+                .filter(|(_, h)| op.starts_with(&h.operation) && text.contains(&h.from))
+                .collect();
+            for (i, h) in holding {
+                let since = *s.first_seen.entry((i, op.clone())).or_insert(now);
+                if now.duration_since(since) < h.hold {
+                    payload = String::from_utf8_lossy(&payload)
+                        .replace(&h.from, &h.to)
+                        .into_bytes();
+                    *s.rewritten.entry(op.clone()).or_default() += 1;
+                }
             }
         }
         let mut out = Vec::new();
@@ -232,5 +402,100 @@ async fn serve(mut conn: TcpStream, upstream: &str, shared: &Mutex<Shared>) -> s
         response = out;
     }
     conn.write_all(&response).await?;
+    *shared.lock().unwrap().answered.entry(op).or_default() += 1;
     conn.shutdown().await
+}
+
+/// Sends every pending trigger whose condition holds, once.
+fn fire(s: &mut Shared, hit: impl Fn(&When) -> bool) {
+    let (now, later): (Vec<Trigger>, Vec<Trigger>) =
+        s.triggers.drain(..).partition(|t| hit(&t.when));
+    s.triggers = later;
+    for t in now {
+        // SAFETY: sends a signal to a process the test started; no memory is touched.
+        unsafe {
+            libc::kill(t.pid as libc::pid_t, t.signal);
+        }
+    }
+}
+
+fn xorshift(mut x: u64) -> u64 {
+    x ^= x << 13;
+    x ^= x >> 7;
+    x ^= x << 17;
+    x
+}
+
+/// The service a request is signed for, from the SigV4 credential scope.
+fn service(head: &str) -> String {
+    head.lines()
+        .find(|l| l.to_ascii_lowercase().starts_with("authorization:"))
+        .and_then(|l| l.split("Credential=").nth(1))
+        .and_then(|c| c.split('/').nth(3))
+        .unwrap_or_default()
+        .to_string()
+}
+
+/// A transient error as the service would send it: a throttling error in the service's
+/// protocol (EC2 XML, query XML, JSON `__type`, REST-JSON header, S3 XML), or a 500/503.
+fn transient_error(head: &str, random: u64) -> Fault {
+    let json_rpc = head
+        .lines()
+        .any(|l| l.to_ascii_lowercase().starts_with("x-amz-target:"));
+    let service = service(head);
+    let server_error = random % 3 == 0;
+    let (status, code) = match (server_error, random % 2 == 0) {
+        (true, true) => (500, "InternalError"),
+        (true, false) => (503, "ServiceUnavailable"),
+        (false, _) => match service.as_str() {
+            "ec2" => (503, "RequestLimitExceeded"),
+            "s3" => (503, "SlowDown"),
+            "lambda" | "apigateway" => (429, "TooManyRequestsException"),
+            _ if json_rpc => (400, "ThrottlingException"),
+            _ => (400, "Throttling"),
+        },
+    };
+    let message = "Rate exceeded (injected by the test proxy)";
+    let (content_type, mut headers, body) = if json_rpc {
+        (
+            "application/x-amz-json-1.0",
+            vec![],
+            format!(r#"{{"__type":"{code}","message":"{message}"}}"#),
+        )
+    } else {
+        match service.as_str() {
+            "ec2" => (
+                "text/xml",
+                vec![],
+                format!(
+                    "<Response><Errors><Error><Code>{code}</Code><Message>{message}</Message></Error></Errors><RequestID>injected</RequestID></Response>"
+                ),
+            ),
+            "s3" => (
+                "application/xml",
+                vec![],
+                format!("<Error><Code>{code}</Code><Message>{message}</Message></Error>"),
+            ),
+            "lambda" | "apigateway" => (
+                "application/json",
+                vec![("x-amzn-ErrorType".to_string(), code.to_string())],
+                format!(r#"{{"message":"{message}"}}"#),
+            ),
+            _ => (
+                "text/xml",
+                vec![],
+                format!(
+                    "<ErrorResponse><Error><Type>Sender</Type><Code>{code}</Code><Message>{message}</Message></Error><RequestId>injected</RequestId></ErrorResponse>"
+                ),
+            ),
+        }
+    };
+    headers.push(("Content-Type".to_string(), content_type.to_string()));
+    Fault {
+        operation: String::new(),
+        times: 1,
+        status,
+        headers,
+        body,
+    }
 }
