@@ -43,8 +43,8 @@ fn clear_stale_lock(stack: &Stack) {
 /// Runs `payctl <args>` through the proxy, killing it with SIGKILL after every `step`
 /// further mutating requests, until a run completes. Returns how many runs were killed.
 async fn run_with_crashes(stack: &Stack, proxy: &Proxy, args: &[&str], step: usize) -> usize {
-    let mut kills = 0;
-    for _ in 0..200 {
+    // Every run either completes or is killed; `kills` counts the killed ones.
+    for kills in 0..200 {
         let child = stack.spawn_via(&proxy.endpoint, args, &[]);
         let at = proxy.mutating() + step;
         proxy.signal(When::AfterMutating(at), child.id(), libc::SIGKILL);
@@ -59,7 +59,6 @@ async fn run_with_crashes(stack: &Stack, proxy: &Proxy, args: &[&str], step: usi
             "payctl {args:?} failed on its own after {kills} kills:\n{}",
             run.stderr
         );
-        kills += 1;
         clear_stale_lock(stack);
     }
     panic!("payctl {args:?} did not complete within 200 runs");

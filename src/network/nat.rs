@@ -84,8 +84,8 @@ async fn ensure_one(
     if found.is_none() {
         let mut mine = in_vpc
             .iter()
-            .cloned()
-            .filter(|g| live(g) && name_of(g.tags()) == Some(name.as_str()));
+            .filter(|&g| live(g) && name_of(g.tags()) == Some(name.as_str()))
+            .cloned();
         found = mine.next().map(|g| (g, false));
         if let Some(extra) = mine.next() {
             return Err(Error::Invalid(format!(

@@ -443,8 +443,8 @@ fn transient_error(head: &str, random: u64) -> Fault {
         .lines()
         .any(|l| l.to_ascii_lowercase().starts_with("x-amz-target:"));
     let service = service(head);
-    let server_error = random % 3 == 0;
-    let (status, code) = match (server_error, random % 2 == 0) {
+    let server_error = random.is_multiple_of(3);
+    let (status, code) = match (server_error, random.is_multiple_of(2)) {
         (true, true) => (500, "InternalError"),
         (true, false) => (503, "ServiceUnavailable"),
         (false, _) => match service.as_str() {
