@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::census::{census, counts, expected, leftovers};
+use common::census::{assert_converged, assert_nothing_left, census};
 use common::proxy::Proxy;
 use common::*;
 use std::time::{Duration, Instant};
@@ -99,16 +99,14 @@ async fn broken_or_foreign_state_is_refused_and_out_of_band_deletions_are_repair
     }
     std::fs::write(stack.state_file(), state.to_string()).unwrap();
     stack.must(&["up"]);
-    let after = census(&stack).await;
-    assert_eq!(counts(&after), expected("dev"), "{after:#?}");
+    let after = assert_converged(&stack).await;
     assert_eq!(
         after["vpc"], before["vpc"],
         "the VPC was re-adopted, not replaced"
     );
 
     stack.must(&["down"]);
-    let left = leftovers(&census(&stack).await);
-    assert!(left.is_empty(), "left behind: {left:#?}");
+    assert_nothing_left(&stack).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -162,7 +160,6 @@ async fn an_unwritable_state_directory_stops_the_run_with_a_recovery_file() {
         stack.must(&["force-unlock", info["id"].as_str().unwrap()]);
     }
     stack.must(&["up"]);
-    let now = census(&stack).await;
-    assert_eq!(counts(&now), expected("dev"), "{now:#?}");
+    let now = assert_converged(&stack).await;
     assert_eq!(now["vpc"], vpcs);
 }

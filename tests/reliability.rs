@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::census::{census, counts, expected, leftovers};
+use common::census::{assert_converged, assert_nothing_left, census};
 use common::proxy::{Fault, Proxy, When};
 use common::*;
 use std::os::unix::process::ExitStatusExt;
@@ -97,13 +97,11 @@ async fn killed_anywhere_up_and_down_converge_on_the_next_run() {
         points.iter().any(|p| late.iter().any(|l| p.contains(l))),
         "never killed in the API or monitoring layer: {points:?}"
     );
-    let now = census(&stack).await;
-    assert_eq!(counts(&now), expected("dev"), "{now:#?}");
+    assert_converged(&stack).await;
 
     let kills = run_with_crashes(&stack, &proxy, &["down"], 4).await;
     assert!(kills >= 10, "down was killed only {kills} times");
-    let left = leftovers(&census(&stack).await);
-    assert!(left.is_empty(), "left behind: {left:#?}");
+    assert_nothing_left(&stack).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -119,13 +117,11 @@ async fn one_request_in_five_failing_transiently_is_absorbed() {
         injected * 10 >= seen,
         "only {injected} of {seen} requests failed"
     );
-    let now = census(&stack).await;
-    assert_eq!(counts(&now), expected("dev"), "{now:#?}");
+    assert_converged(&stack).await;
 
     let run = stack.payctl_via(&proxy.endpoint, &["down"], &[]);
     assert!(run.ok, "{}", run.stderr);
-    let left = leftovers(&census(&stack).await);
-    assert!(left.is_empty(), "left behind: {left:#?}");
+    assert_nothing_left(&stack).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -180,8 +176,7 @@ async fn a_non_retryable_error_fails_fast_and_keeps_what_was_made() {
     }
 
     stack.must(&["up"]);
-    let now = census(&stack).await;
-    assert_eq!(counts(&now), expected("dev"), "{now:#?}");
+    assert_converged(&stack).await;
 }
 
 const DB_CREATE: &str = "CreateDBInstance";
@@ -215,8 +210,7 @@ async fn the_first_ctrl_c_finishes_what_is_in_flight_and_the_second_exits_at_onc
 
     // The lock was released: the next run proceeds (and adds no second database).
     stack.must(&["up"]);
-    let now = census(&stack).await;
-    assert_eq!(counts(&now), expected("dev"), "{now:#?}");
+    assert_converged(&stack).await;
 
     // Second Ctrl-C while a call is stuck in flight: out at once, the call unanswered.
     stack.must(&["down"]);
@@ -266,6 +260,5 @@ async fn of_two_runs_at_once_one_proceeds_and_the_other_names_the_holder() {
     assert!(err.contains(&format!("locked by pid {pid}")), "{err}");
     let (status, run) = finish(first).await;
     assert!(status.success(), "{}", run.stderr);
-    let now = census(&stack).await;
-    assert_eq!(counts(&now), expected("dev"), "{now:#?}");
+    assert_converged(&stack).await;
 }

@@ -90,19 +90,9 @@ async fn url_of(ctx: &Ctx, name: &str) -> Result<Option<String>> {
 }
 
 async fn attributes(ctx: &Ctx, url: &str) -> Result<HashMap<Attr, String>> {
-    let out = ctx
-        .aws
-        .sqs
-        .get_queue_attributes()
-        .queue_url(url)
-        .attribute_names(Attr::All)
-        .send()
-        .await;
-    Ok(out
-        .map_err(aws("GetQueueAttributes", url))?
-        .attributes()
-        .cloned()
-        .unwrap_or_default())
+    attributes_if_exists(ctx, url)
+        .await?
+        .ok_or_else(|| Error::Invalid(format!("SQS queue {url} does not exist (any more)")))
 }
 
 /// The attributes, or `None` when the queue does not exist (any more).

@@ -55,6 +55,19 @@ pub fn leftovers(census: &Census) -> Census {
         .collect()
 }
 
+/// Fails the test unless the emulator holds exactly one converged stack of `stack.env`.
+pub async fn assert_converged(stack: &Stack) -> Census {
+    let now = census(stack).await;
+    assert_eq!(counts(&now), expected(&stack.env), "{now:#?}");
+    now
+}
+
+/// Fails the test unless nothing of `stack.env` is left.
+pub async fn assert_nothing_left(stack: &Stack) {
+    let left = leftovers(&census(stack).await);
+    assert!(left.is_empty(), "left behind: {left:#?}");
+}
+
 pub async fn census(stack: &Stack) -> Census {
     let sdk = stack.sdk().await;
     let env = stack.env.as_str();
