@@ -8,7 +8,8 @@ use std::path::PathBuf;
     name = "payctl",
     version,
     about = "Provision, describe and tear down the payment-processing stack on AWS",
-    after_help = "Examples:\n  payctl up --env dev\n  payctl outputs --env dev --json\n  payctl down --env prod --yes"
+    long_about = "Provision, describe and tear down the payment-processing stack on AWS, calling the AWS SDK directly.\n\nEvery resource payctl owns is recorded in a state file (state/<env>.json) and tagged ManagedBy=payctl, Environment=<env>. `up` creates or adopts and converges; `down` deletes in reverse dependency order. Credentials, region and endpoint come from the SDK's standard chains (AWS_PROFILE, AWS_REGION, AWS_ENDPOINT_URL, ...).",
+    after_help = "Examples:\n  payctl up --env dev\n  payctl outputs --env dev --json\n  payctl down --env prod --yes\n  payctl completions bash > ~/.local/share/bash-completion/completions/payctl\n\nExit status: 0 success, 1 error, 2 usage error, 130 interrupted (Ctrl-C)."
 )]
 pub struct Cli {
     /// More log output (-v debug, -vv trace); RUST_LOG overrides it.
@@ -46,6 +47,10 @@ pub struct Common {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Create or converge every resource of the environment.
+    #[command(
+        long_about = "Create or converge every resource of the environment, then print its outputs.\n\nRunning it again changes nothing; after a crash or Ctrl-C, run it again to continue. Before anything is created, the function packages and the account's Lambda concurrency are checked.",
+        after_help = "Examples:\n  payctl up --env dev\n  payctl up --env prod --region eu-west-1 --packages target/lambda\n  payctl up --env staging --timings /tmp/up-timings.json"
+    )]
     Up {
         #[command(flatten)]
         common: Common,
@@ -55,6 +60,10 @@ pub enum Command {
         packages: PathBuf,
     },
     /// Delete every resource of the environment, in reverse dependency order.
+    #[command(
+        long_about = "Delete every resource of the environment, in reverse dependency order.\n\nIt keeps going past a failure and lists every failure at the end. On --env prod it needs --yes, or the environment name typed on a terminal; the database always keeps a final snapshot there. KMS keys are scheduled for deletion (7 days), and the audit bucket is kept while it holds records unless --purge is given.",
+        after_help = "Examples:\n  payctl down --env dev\n  payctl down --env prod --yes\n  payctl down --env qa --purge --skip-final-snapshot"
+    )]
     Down {
         #[command(flatten)]
         common: Common,
@@ -69,6 +78,9 @@ pub enum Command {
         skip_final_snapshot: bool,
     },
     /// Print the stack's outputs from the state file.
+    #[command(
+        after_help = "Examples:\n  payctl outputs --env dev\n  payctl outputs --env dev --json | jq -r .APIEndpoint\n  payctl outputs --env dev --json --show-api-key | jq -r .APIKey"
+    )]
     Outputs {
         #[command(flatten)]
         common: Common,
@@ -80,10 +92,21 @@ pub enum Command {
         show_api_key: bool,
     },
     /// Remove a lock left by a run that died; takes the lock id the error message names.
+    #[command(
+        after_help = "Example (the id comes from the `stale lock` error of the next run):\n  payctl force-unlock --env dev 6f1c2a9e-1d7b-4c1e-9a53-0c2d3e4f5a6b"
+    )]
     ForceUnlock {
         #[command(flatten)]
         common: Common,
         /// The id of the lock to remove.
         lock_id: String,
+    },
+    /// Print a shell completion script to standard output.
+    #[command(
+        after_help = "Examples:\n  payctl completions bash > ~/.local/share/bash-completion/completions/payctl\n  payctl completions zsh > ~/.zfunc/_payctl\n  payctl completions fish > ~/.config/fish/completions/payctl.fish"
+    )]
+    Completions {
+        /// The shell: bash, zsh, fish, elvish or powershell.
+        shell: clap_complete::Shell,
     },
 }

@@ -248,3 +248,9 @@ pub fn force_unlock(c: &Common, lock_id: &str) -> Result<()> {
     );
     Ok(())
 }
+
+/// Prints the completion script for `shell`.
+pub fn completions(shell: clap_complete::Shell) {
+    let mut command = <crate::cli::Cli as clap::CommandFactory>::command();
+    clap_complete::generate(shell, &mut command, "payctl", &mut std::io::stdout());
+}

@@ -2,6 +2,7 @@
 
 use clap::Parser;
 use payctl::cli::{Cli, Command};
+use std::io::IsTerminal;
 use tracing_subscriber::EnvFilter;
 
 fn main() -> std::process::ExitCode {
@@ -13,8 +14,12 @@ fn main() -> std::process::ExitCode {
     };
     let filter =
         EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_filter));
+    // Colour only on a terminal, and never when NO_COLOR is set (https://no-color.org).
+    let colour = std::io::stderr().is_terminal()
+        && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
     tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(colour)
         .with_target(false)
         .with_writer(std::io::stderr)
         .init();
@@ -55,6 +60,10 @@ fn main() -> std::process::ExitCode {
             } => payctl::commands::outputs(common, *json, *show_api_key).await,
             Command::ForceUnlock { common, lock_id } => {
                 payctl::commands::force_unlock(common, lock_id)
+            }
+            Command::Completions { shell } => {
+                payctl::commands::completions(*shell);
+                Ok(())
             }
         }
     });

@@ -139,3 +139,65 @@ fn prod_down_without_yes_and_without_a_terminal_refuses_at_once() {
     );
     assert!(!home.path().join("state").exists());
 }
+
+#[test]
+fn every_command_has_help_with_examples() {
+    let (ok, _, _) = run(&["--help"], &[]);
+    assert!(ok);
+    for sub in ["up", "down", "outputs", "force-unlock", "completions"] {
+        let home = tempfile::tempdir().unwrap();
+        let out = payctl_command(home.path())
+            .args([sub, "--help"])
+            .output()
+            .unwrap();
+        let help = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success(), "{sub} --help failed");
+        assert!(
+            help.contains("Example"),
+            "{sub} --help has no examples:\n{help}"
+        );
+        assert!(help.contains(&format!("payctl {sub}")), "{sub}:\n{help}");
+    }
+}
+
+#[test]
+fn completions_are_generated_for_each_shell() {
+    let script = |shell: &str| {
+        let home = tempfile::tempdir().unwrap();
+        let out = payctl_command(home.path())
+            .args(["completions", shell])
+            .output()
+            .unwrap();
+        (
+            out.status,
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (status, bash, _) = script("bash");
+    assert!(status.success());
+    for word in [
+        "force-unlock",
+        "--show-api-key",
+        "--skip-final-snapshot",
+        "--timings",
+    ] {
+        assert!(bash.contains(word), "bash completion lacks {word}");
+    }
+    let (status, zsh, _) = script("zsh");
+    assert!(
+        status.success() && zsh.starts_with("#compdef payctl"),
+        "{zsh}"
+    );
+    let (status, fish, _) = script("fish");
+    assert!(
+        status.success() && fish.contains("complete -c payctl"),
+        "{fish}"
+    );
+    let (status, out, err) = script("tcsh");
+    assert_eq!(status.code(), Some(2));
+    assert!(
+        out.is_empty() && err.contains("invalid value 'tcsh'"),
+        "{err}"
+    );
+}
