@@ -64,6 +64,7 @@ fn write_timings(c: &Common, outcome: &Outcome, setup: std::time::Duration, star
 }
 
 fn finish(ctx: &Ctx, command: &str, mut outcome: Outcome, started: Instant) -> Result<()> {
+    crate::progress::end();
     let elapsed = started.elapsed().as_secs_f64();
     eprintln!(
         "{command} {}: {} in {elapsed:.1}s",

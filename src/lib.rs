@@ -6,6 +6,7 @@
 //! - [`aws`]: SDK configuration (region, credentials, retries) and clients;
 //! - one module per layer ([`network`], [`security`], [`data`], [`compute`], [`api`],
 //!   [`monitoring`]), one file per resource kind;
+//! - [`progress`]: live per-kind lines on a terminal, plain logs elsewhere;
 //! - [`interrupt`]: Ctrl-C handling (finish what is in flight, then stop);
 //! - [`commands`]: what `up`, `down`, `outputs` and `force-unlock` do.
 
@@ -23,6 +24,7 @@ pub mod monitoring;
 pub mod naming;
 pub mod network;
 pub mod outputs;
+pub mod progress;
 pub mod security;
 pub mod state;
 pub mod waiter;

@@ -17,11 +17,15 @@ fn main() -> std::process::ExitCode {
     // Colour only on a terminal, and never when NO_COLOR is set (https://no-color.org).
     let colour = std::io::stderr().is_terminal()
         && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
+    let live = matches!(cli.command, Command::Up { .. } | Command::Down { .. });
+    if live && !cli.no_progress && std::io::stderr().is_terminal() {
+        payctl::progress::enable();
+    }
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_ansi(colour)
         .with_target(false)
-        .with_writer(std::io::stderr)
+        .with_writer(|| payctl::progress::LogWriter)
         .init();
 
     let runtime = match tokio::runtime::Runtime::new() {

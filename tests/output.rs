@@ -1,5 +1,6 @@
-//! Log output: colour only on a terminal and never with NO_COLOR; plain lines otherwise.
-//! The terminal is a pseudo-terminal from util-linux `script`.
+//! Output: live per-kind progress lines and colour only on a terminal, colour never with
+//! NO_COLOR, plain lines with `--no-progress` or when stderr is not a terminal. The
+//! terminal is a pseudo-terminal from util-linux `script`.
 
 mod common;
 
@@ -10,15 +11,17 @@ const ESC: char = '\u{1b}';
 
 /// Runs `payctl down --env dev` (nothing to delete) with `NO_COLOR` set or not, on a
 /// pseudo-terminal or with stderr piped; returns what it wrote to stderr (or the terminal).
-fn run(stack: &Stack, no_color: Option<&str>, terminal: bool) -> String {
+fn run(stack: &Stack, no_color: Option<&str>, terminal: bool, extra: &[&str]) -> String {
     let bin = env!("CARGO_BIN_EXE_payctl");
+    let mut args = vec!["down", "--env", "dev"];
+    args.extend(extra);
     let mut cmd = if terminal {
         let mut c = Command::new("script");
-        c.args(["-qec", &format!("{bin} down --env dev"), "/dev/null"]);
+        c.args(["-qec", &format!("{bin} {}", args.join(" ")), "/dev/null"]);
         c
     } else {
         let mut c = Command::new(bin);
-        c.args(["down", "--env", "dev"]);
+        c.args(&args);
         c
     };
     let base = stack.command();
@@ -51,12 +54,41 @@ fn run(stack: &Stack, no_color: Option<&str>, terminal: bool) -> String {
 fn colour_only_on_a_terminal_and_never_with_no_color() {
     let stack = Stack::new("dev");
     assert!(
-        run(&stack, None, true).contains(ESC),
+        run(&stack, None, true, &["--no-progress"]).contains(ESC),
         "no colour on a terminal"
     );
+    let plain = run(&stack, Some("1"), true, &["--no-progress"]);
+    assert!(!plain.contains(ESC), "colour despite NO_COLOR: {plain:?}");
     assert!(
-        !run(&stack, Some("1"), true).contains(ESC),
-        "colour despite NO_COLOR"
+        !run(&stack, None, false, &[]).contains(ESC),
+        "colour in a pipe"
     );
-    assert!(!run(&stack, None, false).contains(ESC), "colour in a pipe");
+}
+
+/// A finished kind's live line: `<kind> … done (<elapsed>)`.
+fn finished_line(text: &str, kind: &str) -> bool {
+    text.lines()
+        .any(|l| l.contains(kind) && l.contains(" done ("))
+}
+
+#[test]
+fn a_terminal_gets_a_live_line_per_kind_and_a_pipe_plain_lines() {
+    let stack = Stack::new("dev");
+    let live = run(&stack, Some("1"), true, &[]);
+    for kind in [
+        "ec2_vpc",
+        "rds_instance",
+        "lambda_function",
+        "cloudwatch_alarm",
+    ] {
+        assert!(
+            finished_line(&live, kind),
+            "no live line for {kind}: {live}"
+        );
+    }
+    for (terminal, extra) in [(true, &["--no-progress"][..]), (false, &[][..])] {
+        let plain = run(&stack, Some("1"), terminal, extra);
+        assert!(!finished_line(&plain, "ec2_vpc"), "progress lines: {plain}");
+        assert!(plain.contains("down dev: "), "no summary: {plain}");
+    }
 }

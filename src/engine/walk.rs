@@ -133,6 +133,11 @@ pub async fn walk(ctx: Arc<Ctx>, layers: &[Layer], direction: Direction) -> Outc
                     continue;
                 }
                 w.start_ms.insert(kind, walk_start.elapsed().as_millis());
+                let verb = match direction {
+                    Direction::Up => "ensuring",
+                    Direction::Down => "deleting",
+                };
+                crate::progress::start(kind, verb);
                 let (r, ctx) = (r.clone(), ctx.clone());
                 let handle = running.spawn(async move {
                     let result = match direction {
@@ -176,6 +181,7 @@ pub async fn walk(ctx: Arc<Ctx>, layers: &[Layer], direction: Direction) -> Outc
             early: w.started.get(kind).copied().unwrap_or(false),
         });
         let ok = result.is_ok();
+        crate::progress::finish(kind, ok);
         match result {
             Ok(()) => {
                 w.done.insert(kind, Done::Ok);
