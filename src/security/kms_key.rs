@@ -22,7 +22,6 @@ use aws_sdk_kms::error::SdkError;
 use aws_sdk_kms::operation::create_alias::CreateAliasError;
 use aws_sdk_kms::operation::delete_alias::DeleteAliasError;
 use aws_sdk_kms::operation::describe_key::DescribeKeyError;
-use aws_sdk_kms::operation::schedule_key_deletion::ScheduleKeyDeletionError;
 use aws_sdk_kms::types::{
     AliasListEntry, KeyManagerType, KeyMetadata, KeySpec, KeyState, KeyUsageType, Tag,
 };
@@ -129,12 +128,6 @@ fn alias_exists(e: &SdkError<CreateAliasError>) -> bool {
 fn alias_not_found(e: &SdkError<DeleteAliasError>) -> bool {
     e.as_service_error()
         .is_some_and(|s| s.is_not_found_exception())
-}
-
-/// Scheduling deletion of a key already pending deletion is an invalid-state error.
-fn invalid_state(e: &SdkError<ScheduleKeyDeletionError>) -> bool {
-    e.as_service_error()
-        .is_some_and(|s| s.is_kms_invalid_state_exception())
 }
 
 async fn describe(ctx: &Ctx, key: &str) -> Result<Option<KeyMetadata>> {
@@ -357,7 +350,7 @@ async fn delete_one(ctx: &Ctx, purpose: &str, what: &str) -> Result<()> {
             Err(e) if alias_not_found(&e) => {}
             Err(e) => return Err(aws("DeleteAlias", &alias)(e)),
         }
-        schedule_deletion(ctx, &meta).await?
+        schedule_deletion(ctx, &id).await?
     };
     let date = date.unwrap_or_else(|| format!("in {DELETION_WINDOW_DAYS} days"));
     let mut record = Record::new(KIND, &id)
@@ -377,23 +370,17 @@ async fn delete_one(ctx: &Ctx, purpose: &str, what: &str) -> Result<()> {
     Ok(())
 }
 
-async fn schedule_deletion(ctx: &Ctx, meta: &KeyMetadata) -> Result<Option<String>> {
-    let id = meta.key_id();
-    let kms = &ctx.aws.kms;
-    let date = match kms
+async fn schedule_deletion(ctx: &Ctx, id: &str) -> Result<Option<String>> {
+    let out = ctx
+        .aws
+        .kms
         .schedule_key_deletion()
         .key_id(id)
         .pending_window_in_days(DELETION_WINDOW_DAYS)
         .send()
         .await
-    {
-        Ok(out) => out.deletion_date().map(|d| d.to_string()),
-        Err(e) if invalid_state(&e) && meta.key_state() == Some(&KeyState::PendingDeletion) => {
-            meta.deletion_date().map(|d| d.to_string())
-        }
-        Err(e) => return Err(aws("ScheduleKeyDeletion", id)(e)),
-    };
-    Ok(date)
+        .map_err(aws("ScheduleKeyDeletion", id))?;
+    Ok(out.deletion_date().map(|d| d.to_string()))
 }
 
 #[async_trait]
