@@ -1,7 +1,7 @@
 //! S3 and DynamoDB gateway endpoints on the private route tables, so the functions reach
 //! both services without crossing the NAT gateways.
 
-use super::{filter, found, is_not_found, name_of, owned_filters, pairs, tag_spec, vpc_id};
+use super::{filter, found, name_of, owned_filters, pairs, tag_spec, vpc_id};
 use crate::engine::report::Change;
 use crate::engine::{Ctx, Resource};
 use crate::error::{Error, Result, all_ok, aws, required};
@@ -36,6 +36,15 @@ fn private_route_tables(ctx: &Ctx) -> Vec<String> {
     ids
 }
 
+/// Only the endpoint's own NotFound means it is gone: another (say, a route it manages)
+/// means the deletion did not happen.
+fn endpoint_gone(e: &Error) -> bool {
+    matches!(
+        e.aws_code(),
+        Some("InvalidVpcEndpointId.NotFound" | "InvalidVpcEndpoint.NotFound")
+    )
+}
+
 /// `in_vpc` is every endpoint of the VPC, read once for both services.
 async fn ensure_one(ctx: &Ctx, vpc: &str, service: &str, in_vpc: &[VpcEndpoint]) -> Result<()> {
     let ec2 = &ctx.aws.ec2;
@@ -43,6 +52,15 @@ async fn ensure_one(ctx: &Ctx, vpc: &str, service: &str, in_vpc: &[VpcEndpoint])
     let name = ctx.name(&format!("{service}-endpoint"));
     let service_name = format!("com.amazonaws.{}.{service}", ctx.region);
     let tables = private_route_tables(ctx);
+    let zones = super::zones(ctx).len();
+    if tables.len() < zones {
+        // Only on a run that started before the route tables were all recorded (see the
+        // walker): the endpoint is made with every private route table or not at all.
+        return Err(Error::Invalid(format!(
+            "{} of {zones} private route tables are recorded; the endpoint {name} waits for all of them",
+            tables.len()
+        )));
+    }
     let mut found = in_vpc.iter().filter(|e| {
         live(e)
             && e.service_name() == Some(service_name.as_str())
@@ -139,12 +157,12 @@ async fn delete_one(ctx: &Ctx, e: &VpcEndpoint) -> Result<()> {
                         .unwrap_or_default()
                         .to_string(),
                 };
-                if !is_not_found(&err) {
+                if !endpoint_gone(&err) {
                     return Err(err);
                 }
             }
         }
-        Err(err) if is_not_found(&err) => {}
+        Err(err) if endpoint_gone(&err) => {}
         Err(err) => return Err(err),
     }
     ctx.report.note(Change::Deleted, format!("{KIND} {id}"));
