@@ -253,7 +253,8 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
 pub struct StateStore {
     path: PathBuf,
     inner: Mutex<Inner>,
-    _lock: lock::LockGuard,
+    /// `None` for a detached store ([`StateStore::open_detached`]), which never writes.
+    _lock: Option<lock::LockGuard>,
 }
 
 #[derive(Debug)]
@@ -287,8 +288,39 @@ impl StateStore {
                 state,
                 backed_up: false,
             }),
-            _lock: guard,
+            _lock: Some(guard),
         })
+    }
+
+    /// The state as a run that changes nothing sees it (`plan`): loaded without taking
+    /// the lock, and `put`/`remove` change only this in-memory copy, never the file.
+    pub fn open_detached(
+        dir: &Path,
+        env: &str,
+        region: &str,
+        account_id: &str,
+    ) -> Result<Self, StateError> {
+        let path = state_path(dir, env);
+        let state = match State::load(&path)? {
+            Some(s) => {
+                s.check_belongs(&path, env, region, account_id)?;
+                s
+            }
+            None => State::new(env, region, account_id),
+        };
+        Ok(StateStore {
+            path,
+            inner: Mutex::new(Inner {
+                state,
+                backed_up: false,
+            }),
+            _lock: None,
+        })
+    }
+
+    /// False for a detached store: nothing it holds reaches the file.
+    pub fn is_detached(&self) -> bool {
+        self._lock.is_none()
     }
 
     pub fn path(&self) -> &Path {
@@ -345,6 +377,9 @@ impl StateStore {
     }
 
     fn persist(&self, inner: &mut Inner) -> Result<(), StateError> {
+        if self.is_detached() {
+            return Ok(());
+        }
         inner.state.serial += 1;
         let bytes = serde_json::to_vec_pretty(&inner.state)
             .map_err(|e| StateError::io(&self.path, e.into()))?;
@@ -382,6 +417,30 @@ mod tests {
 
     fn open(dir: &Path) -> StateStore {
         StateStore::open(dir, "dev", "us-east-1", "123456789012", "up").unwrap()
+    }
+
+    #[test]
+    fn a_detached_store_neither_locks_nor_writes() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open(dir.path());
+        store
+            .put("ec2_vpc.main", Record::new("ec2_vpc", "vpc-1"))
+            .unwrap();
+        let before = std::fs::read(store.path()).unwrap();
+        // Opened while a run holds the lock: a plan reads beside it.
+        let plan = StateStore::open_detached(dir.path(), "dev", "us-east-1", "123456789012")
+            .unwrap();
+        assert!(plan.is_detached() && !store.is_detached());
+        assert_eq!(plan.id("ec2_vpc.main").as_deref(), Some("vpc-1"));
+        plan.put("ec2_subnet.a", Record::new("ec2_subnet", "subnet-1"))
+            .unwrap();
+        plan.remove("ec2_vpc.main").unwrap();
+        assert_eq!(plan.id("ec2_subnet.a").as_deref(), Some("subnet-1"));
+        assert_eq!(std::fs::read(store.path()).unwrap(), before);
+        let other = StateStore::open_detached(dir.path(), "qa", "us-east-1", "123456789012")
+            .unwrap();
+        assert!(other.snapshot().resources.is_empty());
+        assert!(!state_path(dir.path(), "qa").exists(), "nothing written for a new env");
     }
 
     #[test]
