@@ -32,22 +32,84 @@ pub struct Clients {
     pub sns: aws_sdk_sns::Client,
 }
 
+/// A client of service `$krate`, with the [`ReadOnly`] guard when `$guard` holds.
+macro_rules! client {
+    ($krate:ident, $config:expr, $guard:expr) => {{
+        let mut builder = $krate::config::Builder::from($config);
+        if $guard {
+            builder = builder.interceptor(ReadOnly);
+        }
+        $krate::Client::from_conf(builder.build())
+    }};
+}
+
 impl Clients {
     pub fn new(config: &SdkConfig) -> Self {
+        Self::build(config, false)
+    }
+
+    /// Clients that refuse, before sending, every call that is not a read (`plan`).
+    pub fn read_only(config: &SdkConfig) -> Self {
+        Self::build(config, true)
+    }
+
+    fn build(config: &SdkConfig, read_only: bool) -> Self {
         Clients {
-            ec2: aws_sdk_ec2::Client::new(config),
-            kms: aws_sdk_kms::Client::new(config),
-            rds: aws_sdk_rds::Client::new(config),
-            dynamodb: aws_sdk_dynamodb::Client::new(config),
-            s3: aws_sdk_s3::Client::new(config),
-            sqs: aws_sdk_sqs::Client::new(config),
-            iam: aws_sdk_iam::Client::new(config),
-            lambda: aws_sdk_lambda::Client::new(config),
-            logs: aws_sdk_cloudwatchlogs::Client::new(config),
-            apigateway: aws_sdk_apigateway::Client::new(config),
-            cloudwatch: aws_sdk_cloudwatch::Client::new(config),
-            sns: aws_sdk_sns::Client::new(config),
+            ec2: client!(aws_sdk_ec2, config, read_only),
+            kms: client!(aws_sdk_kms, config, read_only),
+            rds: client!(aws_sdk_rds, config, read_only),
+            dynamodb: client!(aws_sdk_dynamodb, config, read_only),
+            s3: client!(aws_sdk_s3, config, read_only),
+            sqs: client!(aws_sdk_sqs, config, read_only),
+            iam: client!(aws_sdk_iam, config, read_only),
+            lambda: client!(aws_sdk_lambda, config, read_only),
+            logs: client!(aws_sdk_cloudwatchlogs, config, read_only),
+            apigateway: client!(aws_sdk_apigateway, config, read_only),
+            cloudwatch: client!(aws_sdk_cloudwatch, config, read_only),
+            sns: client!(aws_sdk_sns, config, read_only),
         }
+    }
+}
+
+/// True for an operation that only reads: `Describe*`, `Get*`, `List*`, `Head*`.
+pub fn is_read(operation: &str) -> bool {
+    ["Describe", "Get", "List", "Head"]
+        .iter()
+        .any(|p| operation.starts_with(p))
+}
+
+/// The guard behind [`Clients::read_only`]: a call that would change anything fails
+/// before it is sent. `plan` notes changes instead of making them, so this only fires
+/// on a path that forgot to ask [`crate::engine::Ctx::apply`] — a bug, never a change.
+#[derive(Debug)]
+struct ReadOnly;
+
+impl aws_smithy_runtime_api::client::interceptors::Intercept for ReadOnly {
+    fn name(&self) -> &'static str {
+        "payctl-read-only"
+    }
+
+    // Not `read_before_execution`: a client's interceptors see that hook before the
+    // operation's own configuration (which names it) is in the bag.
+    fn read_before_serialization(
+        &self,
+        _context: &aws_smithy_runtime_api::client::interceptors::context::BeforeSerializationInterceptorContextRef<'_>,
+        _components: &aws_smithy_runtime_api::client::runtime_components::RuntimeComponents,
+        cfg: &mut aws_smithy_types::config_bag::ConfigBag,
+    ) -> std::result::Result<(), aws_smithy_runtime_api::box_error::BoxError> {
+        let Some(meta) = cfg.load::<aws_smithy_runtime_api::client::orchestrator::Metadata>()
+        else {
+            return Err("read-only run: a call without an operation name was refused".into());
+        };
+        if is_read(meta.name()) {
+            return Ok(());
+        }
+        Err(format!(
+            "read-only run: {} {} was refused before it was sent (this is a payctl bug: plan must only read)",
+            meta.service(),
+            meta.name()
+        )
+        .into())
     }
 }
 
@@ -102,4 +164,54 @@ pub fn region_of(config: &SdkConfig) -> String {
         .region()
         .map(|r| r.to_string())
         .unwrap_or_else(|| DEFAULT_REGION.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn unreachable() -> SdkConfig {
+        SdkConfig::builder()
+            .behavior_version(BehaviorVersion::latest())
+            .region(Region::new("us-east-1"))
+            .endpoint_url("http://127.0.0.1:9")
+            .credentials_provider(aws_sdk_ec2::config::SharedCredentialsProvider::new(
+                aws_credential_types::Credentials::new("a", "b", None, None, "test"),
+            ))
+            .retry_config(RetryConfig::disabled())
+            .build()
+    }
+
+    #[test]
+    fn reads_are_told_apart_by_name() {
+        for op in ["DescribeVpcs", "GetFunction", "ListAliases", "HeadBucket"] {
+            assert!(is_read(op), "{op}");
+        }
+        for op in ["CreateVpc", "PutBucketPolicy", "UpdateStage", "TagResource"] {
+            assert!(!is_read(op), "{op}");
+        }
+    }
+
+    #[tokio::test]
+    async fn the_read_only_guard_refuses_a_change_before_sending_it() {
+        let clients = Clients::read_only(&unreachable());
+        let err = clients
+            .ec2
+            .create_vpc()
+            .cidr_block("10.0.0.0/16")
+            .send()
+            .await;
+        let msg = format!("{:?}", err.expect_err("refused"));
+        assert!(
+            msg.contains("read-only run: EC2 CreateVpc was refused"),
+            "{msg}"
+        );
+        // A read passes the guard and only then fails to connect.
+        let err = clients.ec2.describe_vpcs().send().await;
+        let msg = format!("{:?}", err.expect_err("nothing listens on port 9"));
+        assert!(!msg.contains("read-only run"), "{msg}");
+        // The ordinary clients send changes.
+        let err = Clients::new(&unreachable()).ec2.create_vpc().send().await;
+        assert!(!format!("{:?}", err.expect_err("no server")).contains("read-only run"));
+    }
 }

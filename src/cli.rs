@@ -9,7 +9,7 @@ use std::path::PathBuf;
     version,
     about = "Provision, describe and tear down the payment-processing stack on AWS",
     long_about = "Provision, describe and tear down the payment-processing stack on AWS, calling the AWS SDK directly.\n\nEvery resource payctl owns is recorded in a state file (state/<env>.json) and tagged ManagedBy=payctl, Environment=<env>. `up` creates or adopts and converges; `down` deletes in reverse dependency order. Credentials, region and endpoint come from the SDK's standard chains (AWS_PROFILE, AWS_REGION, AWS_ENDPOINT_URL, ...).",
-    after_help = "Examples:\n  payctl up --env dev\n  payctl outputs --env dev --json\n  payctl down --env prod --yes\n  payctl completions bash > ~/.local/share/bash-completion/completions/payctl\n\nExit status: 0 success, 1 error, 2 usage error, 130 interrupted (Ctrl-C)."
+    after_help = "Examples:\n  payctl up --env dev\n  payctl plan --env prod\n  payctl outputs --env dev --json\n  payctl down --env prod --yes\n  payctl completions bash > ~/.local/share/bash-completion/completions/payctl\n\nExit status: 0 success, 1 error, 2 usage error (for `plan`: changes pending), 130 interrupted (Ctrl-C)."
 )]
 pub struct Cli {
     /// More log output (-v debug, -vv trace); RUST_LOG overrides it.
@@ -63,6 +63,22 @@ pub enum Command {
         /// scripts/package-functions.sh builds them).
         #[arg(long, env = "PAYCTL_PACKAGES", default_value = "target/lambda")]
         packages: PathBuf,
+    },
+    /// Show what `up` would do, resource by resource, without changing anything.
+    #[command(
+        long_about = "Show what `up` would do, resource by resource, without changing anything.\n\nIt reads the live resources and the state file (without locking or writing it) and prints one line per resource: `+` create, `~` update (each setting as `old → new`, e.g. drift put back) or adopt, `=` unchanged, `-` delete (in the state file, but no longer wanted). Every AWS call it makes is a read; any other call is refused before it is sent.\n\nExit status: 0 nothing would change, 2 something would change, 1 error.",
+        after_help = "Examples:\n  payctl plan --env prod\n  payctl plan --env prod --json | jq '.resources[] | select(.action != \"unchanged\")'\n  payctl plan --env prod >/dev/null; [ $? -eq 2 ] && echo \"prod has drifted\""
+    )]
+    Plan {
+        #[command(flatten)]
+        common: Common,
+        /// Directory of the function packages (`<function>/bootstrap.zip`): a package
+        /// that differs from the deployed code is a change.
+        #[arg(long, env = "PAYCTL_PACKAGES", default_value = "target/lambda")]
+        packages: PathBuf,
+        /// Print the plan as one JSON object (the summary still goes to stderr).
+        #[arg(long)]
+        json: bool,
     },
     /// Delete every resource of the environment, in reverse dependency order.
     #[command(

@@ -30,7 +30,11 @@ async fn prepare(c: &Common, command: &str, options: Options) -> Result<Arc<Ctx>
     let sdk = crate::aws::load_config(c.region.clone()).await;
     let region = crate::aws::region_of(&sdk);
     let account_id = crate::aws::account_id(&sdk).await?;
-    let state = StateStore::open(&c.state_dir, &c.env, &region, &account_id, command)?;
+    let state = if options.plan {
+        StateStore::open_detached(&c.state_dir, &c.env, &region, &account_id)?
+    } else {
+        StateStore::open(&c.state_dir, &c.env, &region, &account_id, command)?
+    };
     tracing::info!(
         "{command} {} in {region} (account {account_id}), state {}",
         c.env,
@@ -41,9 +45,17 @@ async fn prepare(c: &Common, command: &str, options: Options) -> Result<Arc<Ctx>
         region,
         account_id,
         settings,
-        aws: crate::aws::Clients::new(&sdk),
+        aws: if options.plan {
+            crate::aws::Clients::read_only(&sdk)
+        } else {
+            crate::aws::Clients::new(&sdk)
+        },
         state,
-        report: Default::default(),
+        report: if options.plan {
+            crate::engine::Report::for_plan()
+        } else {
+            Default::default()
+        },
         options,
     }))
 }
@@ -140,6 +152,35 @@ pub async fn up(c: &Common, options: Options) -> Result<()> {
         crate::outputs::table(&crate::outputs::collect(&ctx.state.snapshot()))
     );
     Ok(())
+}
+
+/// Prints what `up` would do; answers whether it would change anything.
+pub async fn plan(c: &Common, mut options: Options, json: bool) -> Result<bool> {
+    let started = Instant::now();
+    options.plan = true;
+    let ctx = prepare(c, "plan", options).await?;
+    let layers = crate::layers();
+    preflight(&ctx, &layers, Direction::Up).await?;
+    let mut outcome = walk(ctx.clone(), &layers, Direction::Up).await;
+    if let Some((kind, first)) = outcome.failures.drain(..).next() {
+        return Err(Error::Invalid(format!(
+            "plan could not read {kind}: {first}; nothing was changed"
+        )));
+    }
+    let plan = crate::plan::Plan::from_report(&ctx.env, &ctx.region, &ctx.report);
+    if json {
+        let text =
+            serde_json::to_string_pretty(&plan).map_err(|e| Error::Invalid(e.to_string()))?;
+        println!("{text}");
+        eprintln!(
+            "{} in {:.1}s",
+            plan.summary(),
+            started.elapsed().as_secs_f64()
+        );
+    } else {
+        print!("{}", plan.render());
+    }
+    Ok(plan.changes)
 }
 
 pub async fn down(c: &Common, yes: bool, options: Options) -> Result<()> {

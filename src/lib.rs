@@ -8,7 +8,8 @@
 //!   [`monitoring`]), one file per resource kind;
 //! - [`progress`]: live per-kind lines on a terminal, plain logs elsewhere;
 //! - [`interrupt`]: Ctrl-C handling (finish what is in flight, then stop);
-//! - [`commands`]: what `up`, `down`, `outputs` and `force-unlock` do.
+//! - [`plan`]: what `up` would do, read-only, as text or JSON;
+//! - [`commands`]: what `up`, `plan`, `down`, `outputs` and `force-unlock` do.
 
 pub mod api;
 pub mod aws;
@@ -24,6 +25,7 @@ pub mod monitoring;
 pub mod naming;
 pub mod network;
 pub mod outputs;
+pub mod plan;
 pub mod progress;
 pub mod security;
 pub mod state;

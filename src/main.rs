@@ -44,6 +44,22 @@ fn main() -> std::process::ExitCode {
                 };
                 payctl::commands::up(common, options).await
             }
+            Command::Plan {
+                common,
+                packages,
+                json,
+            } => {
+                let options = payctl::engine::Options {
+                    packages: packages.clone(),
+                    ..Default::default()
+                };
+                match payctl::commands::plan(common, options, *json).await {
+                    // Exit status 2: `up` would change something (CI can gate on it).
+                    Ok(true) => return Ok(Some(2)),
+                    Ok(false) => Ok(()),
+                    Err(e) => Err(e),
+                }
+            }
             Command::Down {
                 common,
                 yes,
@@ -70,9 +86,11 @@ fn main() -> std::process::ExitCode {
                 Ok(())
             }
         }
+        .map(|()| None)
     });
     match result {
-        Ok(()) => std::process::ExitCode::SUCCESS,
+        Ok(None) => std::process::ExitCode::SUCCESS,
+        Ok(Some(code)) => std::process::ExitCode::from(code),
         Err(e) => {
             eprintln!("error: {e}");
             match e {

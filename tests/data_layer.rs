@@ -223,32 +223,8 @@ async fn pitr_status(stack: &Stack) -> Option<PointInTimeRecoveryStatus> {
         .cloned()
 }
 
-/// The bucket's versioning status, read with a plain GET: moto 5.2.5 answers
-/// GetBucketVersioning with a `GetBucketVersioningResponse` root element, which the Rust
-/// SDK's parser rejects (it expects `VersioningConfiguration`), so the test reads the XML
-/// itself. moto does not check signatures, so an unsigned request is enough.
 async fn versioning_status(stack: &Stack) -> Option<BucketVersioningStatus> {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let host = stack
-        .moto
-        .endpoint
-        .trim_start_matches("http://")
-        .to_string();
-    let mut conn = tokio::net::TcpStream::connect(&host).await.unwrap();
-    let request = format!(
-        "GET /{}?versioning HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n",
-        names(&stack.env).bucket
-    );
-    conn.write_all(request.as_bytes()).await.unwrap();
-    let mut response = String::new();
-    conn.read_to_string(&mut response).await.unwrap();
-    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
-    let status = response
-        .split("<Status>")
-        .nth(1)?
-        .split("</Status>")
-        .next()?;
-    Some(BucketVersioningStatus::from(status))
+    common::bucket_versioning(&stack.moto.endpoint, &names(&stack.env).bucket).await
 }
 
 /// Ids of the manual snapshots of the env's DB instance whose name marks a final snapshot.

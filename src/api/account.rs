@@ -201,6 +201,11 @@ impl Resource for AccountLogging {
             );
             return Ok(());
         }
+        if ctx.plan_create(format!(
+            "{ADDR} {ROLE_NAME} (account setting cloudwatchRoleArn)"
+        )) {
+            return Ok(());
+        }
         let arn = ensure_role(ctx).await?;
         let apigw = &ctx.aws.apigateway;
         retry_while(

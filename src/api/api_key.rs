@@ -113,6 +113,9 @@ impl Resource for ApiKey {
                 )
             }
             None => {
+                if ctx.plan_create(format!("{ADDR} ({name})")) {
+                    return Ok(());
+                }
                 let out = apigw
                     .create_api_key()
                     .name(&name)
@@ -136,7 +139,7 @@ impl Resource for ApiKey {
         };
         ctx.state
             .put(ADDR, Record::new(KIND, &key.id).attr("name", &name))?;
-        if !key.enabled {
+        if !key.enabled && ctx.apply(ADDR, "enabled", false, true) {
             apigw
                 .update_api_key()
                 .api_key(&key.id)

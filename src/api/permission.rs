@@ -174,6 +174,18 @@ async fn ensure_function(ctx: &Ctx, key: &str, api: &str) -> Result<()> {
                     Change::Adopted
                 }
             }
+            Some(_) if ctx.planning() => {
+                ctx.apply(
+                    &addr,
+                    "statement",
+                    "differs",
+                    format!("invoke from {source}"),
+                );
+                ctx.report
+                    .note(Change::Updated, format!("{addr} {function} {source}"));
+                continue;
+            }
+            None if ctx.plan_create(format!("{addr} {function} {source}")) => continue,
             other => {
                 if other.is_some() {
                     remove(ctx, &function, &sid).await?;
@@ -209,6 +221,9 @@ async fn ensure_function(ctx: &Ctx, key: &str, api: &str) -> Result<()> {
     for stale in have.iter().filter_map(sid_of).filter(|sid| {
         sid.starts_with(SID_PREFIX) && !routes.iter().any(|r| statement_id(r) == *sid)
     }) {
+        if !ctx.apply_delete(format!("{KIND} {function} {stale} (stale)")) {
+            continue;
+        }
         remove(ctx, &function, stale).await?;
         ctx.report.note(
             Change::Deleted,

@@ -262,6 +262,9 @@ async fn converge_resources(
     extra.sort_by_key(|r| std::cmp::Reverse(r.path().map(|p| p.matches('/').count())));
     for r in extra {
         let (path, id) = (r.path().unwrap_or_default(), r.id().unwrap_or_default());
+        if !ctx.apply(ADDR, &format!("resource {path}"), "present", "removed") {
+            continue;
+        }
         match apigw
             .delete_resource()
             .rest_api_id(&api.id)
@@ -291,7 +294,14 @@ async fn converge_resources(
             let wanted_here = ROUTES
                 .iter()
                 .any(|x| format!("/{}", x.path) == path && x.method == method);
-            if wanted_here {
+            if wanted_here
+                || !ctx.apply(
+                    ADDR,
+                    &format!("method {method} {path}"),
+                    "present",
+                    "removed",
+                )
+            {
                 continue;
             }
             match apigw
@@ -316,7 +326,9 @@ async fn converge_resources(
         }
     }
     for path in &wanted {
-        if ids.contains_key(path) {
+        if ids.contains_key(path)
+            || !ctx.apply(ADDR, &format!("resource {path}"), "missing", "created")
+        {
             continue;
         }
         let part = path.trim_start_matches('/');
@@ -348,6 +360,7 @@ async fn converge_models(ctx: &Ctx, api_id: &str, changed: &mut Vec<String>) -> 
     for name in model_names() {
         let want = model_schema(name).unwrap_or(Value::Null);
         match have.iter().find(|m| m.name() == Some(name)) {
+            None if !ctx.apply(ADDR, &format!("model {name}"), "missing", "created") => {}
             None => {
                 apigw
                     .create_model()
@@ -374,7 +387,14 @@ async fn converge_models(ctx: &Ctx, api_id: &str, changed: &mut Vec<String>) -> 
                         m.content_type().unwrap_or_default()
                     )));
                 }
-                if !ops.is_empty() {
+                if !ops.is_empty()
+                    && ctx.apply(
+                        ADDR,
+                        &format!("model {name} schema"),
+                        "differs",
+                        "as defined",
+                    )
+                {
                     apigw
                         .update_model()
                         .rest_api_id(api_id)
@@ -414,7 +434,14 @@ async fn converge_validator(ctx: &Ctx, api_id: &str, changed: &mut Vec<String>) 
         if !v.validate_request_parameters() {
             ops.push(replace("/validateRequestParameters", "true"));
         }
-        if !ops.is_empty() {
+        if !ops.is_empty()
+            && ctx.apply(
+                ADDR,
+                "request validator",
+                "not validating everything",
+                "body and parameters",
+            )
+        {
             apigw
                 .update_request_validator()
                 .rest_api_id(api_id)
@@ -429,6 +456,9 @@ async fn converge_validator(ctx: &Ctx, api_id: &str, changed: &mut Vec<String>) 
             changed.push("request validator".into());
         }
         return Ok(id);
+    }
+    if !ctx.apply(ADDR, "request validator", "missing", "created") {
+        return Ok(String::new());
     }
     let out = apigw
         .create_request_validator()
@@ -490,7 +520,14 @@ async fn converge_method(
     let method_ok = have
         .as_ref()
         .is_some_and(|m| method_matches(m, route, validator_id));
-    if !method_ok {
+    if !method_ok
+        && ctx.apply(
+            ADDR,
+            &format!("method {} /{}", route.method, route.path),
+            if have.is_some() { "differs" } else { "missing" },
+            "API key required, request validated",
+        )
+    {
         if have.is_some() {
             apigw
                 .delete_method()
@@ -516,7 +553,14 @@ async fn converge_method(
         put.send().await.map_err(aws("PutMethod", &what))?;
         changed.push(format!("method {} /{}", route.method, route.path));
     }
-    if !integration_matches(integration.as_ref(), uri) {
+    if !integration_matches(integration.as_ref(), uri)
+        && ctx.apply(
+            ADDR,
+            &format!("integration {} /{}", route.method, route.path),
+            integration.as_ref().and_then(|i| i.uri()).unwrap_or("none"),
+            uri,
+        )
+    {
         apigw
             .put_integration()
             .rest_api_id(api_id)
@@ -575,6 +619,7 @@ impl Resource for RestApi {
                 };
                 (api, c)
             }
+            None if ctx.plan_create(format!("{ADDR} ({name})")) => return Ok(()),
             None => (create(ctx, &name).await?, Change::Created),
         };
         // Recorded at once, so a crash below leaves nothing payctl does not know about.
@@ -591,7 +636,14 @@ impl Resource for RestApi {
 
         let mut changed: Vec<String> = Vec::new();
         let ops = api_patches(&api);
-        if !ops.is_empty() {
+        if !ops.is_empty()
+            && ctx.apply(
+                ADDR,
+                "endpoint type, binary media types or API key source",
+                "differs",
+                "as defined",
+            )
+        {
             ctx.aws
                 .apigateway
                 .update_rest_api()
@@ -607,6 +659,9 @@ impl Resource for RestApi {
         let validator_id = converge_validator(ctx, &api.id, &mut changed).await?;
         for route in ROUTES {
             let path = format!("/{}", route.path);
+            if ctx.planning() && !ids.contains_key(&path) {
+                continue; // noted above: the resource would be created first
+            }
             let resource_id = ids.get(&path).ok_or_else(|| {
                 Error::Invalid(format!("REST API {} has no resource {path}", api.id))
             })?;

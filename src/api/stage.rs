@@ -258,6 +258,11 @@ impl Resource for Stage {
                 };
                 (s, c)
             }
+            Some(s) if ctx.planning() => {
+                let served = served.as_deref().unwrap_or("none");
+                ctx.apply(ADDR, "deployment", served, deployment_description(&hash));
+                (s, Change::Unchanged)
+            }
             Some(_) => {
                 let deployment = deploy(ctx, &api, &hash).await?;
                 tracing::info!(
@@ -273,6 +278,7 @@ impl Resource for Stage {
                     .map_err(aws("UpdateStage", format!("{api}/{name}")))?;
                 (to_stage!(&out), Change::Updated)
             }
+            None if ctx.plan_create(format!("{ADDR} {api}/{name}")) => return Ok(()),
             None => {
                 let deployment = deploy(ctx, &api, &hash).await?;
                 let out = apigw
@@ -305,7 +311,12 @@ impl Resource for Stage {
         rest_api::clear_redeploy(ctx)?;
 
         let ops = settings_patches(&stage, &want);
-        if !ops.is_empty() {
+        if ctx.planning() {
+            for op in &ops {
+                let path = op.path().unwrap_or("?");
+                ctx.apply(ADDR, path, "differs", op.value().unwrap_or("(removed)"));
+            }
+        } else if !ops.is_empty() {
             let paths: Vec<&str> = ops.iter().filter_map(|o| o.path()).collect();
             tracing::info!("API stage {api}/{name}: setting {}", paths.join(", "));
             apigw

@@ -86,6 +86,20 @@ pub fn plan_patches(
     ops
 }
 
+/// What `path` of a patch holds now in `plan`, for `plan`'s `old → new`.
+fn current_value(plan: &aws_sdk_apigateway::types::UsagePlan, path: &str) -> String {
+    let (t, q) = (plan.throttle(), plan.quota());
+    let value = match path {
+        "/throttle/rateLimit" => t.map(|t| rate_text(t.rate_limit())),
+        "/throttle/burstLimit" => t.map(|t| t.burst_limit().to_string()),
+        "/quota/limit" => q.map(|q| q.limit().to_string()),
+        "/quota/period" => q.and_then(|q| q.period()).map(|p| p.as_str().to_string()),
+        "/quota/offset" => q.map(|q| q.offset().to_string()),
+        _ => None,
+    };
+    value.unwrap_or_else(|| "unset".into())
+}
+
 /// Finds the plan by the id in state, then by name; refuses what payctl does not own.
 async fn find(ctx: &Ctx) -> Result<Option<aws_sdk_apigateway::types::UsagePlan>> {
     let apigw = &ctx.aws.apigateway;
@@ -202,7 +216,13 @@ impl Resource for UsagePlan {
                     Change::Adopted
                 };
                 let ops = plan_patches(&plan, &want);
-                if !ops.is_empty() {
+                if ctx.planning() {
+                    for op in &ops {
+                        let path = op.path().unwrap_or("?");
+                        let new = op.value().unwrap_or("(removed)");
+                        ctx.apply(ADDR, path, current_value(&plan, path), new);
+                    }
+                } else if !ops.is_empty() {
                     let paths: Vec<&str> = ops.iter().filter_map(|o| o.path()).collect();
                     tracing::info!("usage plan {name}: setting {}", paths.join(", "));
                     apigw
@@ -218,6 +238,7 @@ impl Resource for UsagePlan {
                 }
                 (id, change)
             }
+            None if ctx.plan_create(format!("{ADDR} ({name})")) => return Ok(()),
             None => {
                 let out = apigw
                     .create_usage_plan()
@@ -252,7 +273,9 @@ impl Resource for UsagePlan {
                 (id, Change::Created)
             }
         };
-        if !key_ids(ctx, &plan_id).await?.contains(&key_id) {
+        if !key_ids(ctx, &plan_id).await?.contains(&key_id)
+            && ctx.apply(ADDR, "API key", "not attached", &key_id)
+        {
             apigw
                 .create_usage_plan_key()
                 .usage_plan_id(&plan_id)

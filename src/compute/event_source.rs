@@ -143,7 +143,10 @@ async fn ensure_one(ctx: &Ctx, want: &Mapping) -> Result<()> {
             let d = drift(&have, want);
             settled = d.is_empty() && matches!(have.state(), Some("Enabled" | "Disabled") | None);
             let known = ctx.state.get(&addr).is_some();
-            if d.is_empty() {
+            if !d.is_empty() && !ctx.apply(&addr, "settings", d.join(", "), "as configured") {
+                settled = true;
+                (uuid, Change::Updated)
+            } else if d.is_empty() {
                 (
                     uuid,
                     if known {
@@ -183,6 +186,9 @@ async fn ensure_one(ctx: &Ctx, want: &Mapping) -> Result<()> {
             }
         }
         None => {
+            if ctx.plan_create(format!("{addr} ({} → {})", want.source, want.function)) {
+                return Ok(());
+            }
             let mut call = lambda
                 .create_event_source_mapping()
                 .event_source_arn(&want.source)
@@ -210,7 +216,7 @@ async fn ensure_one(ctx: &Ctx, want: &Mapping) -> Result<()> {
             .attr("source", &want.source)
             .attr("function", &want.function),
     )?;
-    if !settled {
+    if !settled && !ctx.planning() {
         settle(ctx, &uuid).await?;
     }
     ctx.report.note(change, format!("{addr} {uuid}"));

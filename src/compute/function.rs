@@ -326,12 +326,14 @@ async fn update_configuration(ctx: &Ctx, name: &str, want: &Desired) -> Result<(
 /// `have` is the reservation `GetFunction` reported (none for a new function).
 async fn converge_concurrency(
     ctx: &Ctx,
+    addr: &str,
     name: &str,
     have: Option<i32>,
     want: Option<i32>,
 ) -> Result<bool> {
     let lambda = &ctx.aws.lambda;
-    if have == want {
+    let show = |n: Option<i32>| n.map_or("none".to_string(), |n| n.to_string());
+    if have == want || !ctx.apply(addr, "reserved concurrency", show(have), show(want)) {
         return Ok(false);
     }
     match want {
@@ -373,6 +375,9 @@ async fn ensure_one(ctx: &Ctx, spec: &FunctionSpec) -> Result<()> {
             }
         }
         None => {
+            if ctx.plan_create(format!("{addr} {name}")) {
+                return Ok(());
+            }
             create(ctx, &name, &want, &pkg).await?;
             Change::Created
         }
@@ -385,8 +390,18 @@ async fn ensure_one(ctx: &Ctx, spec: &FunctionSpec) -> Result<()> {
     let arn = required(current.function_arn(), "function ARN")?;
     ctx.state.put(&addr, Record::new(KIND, &name).arn(&arn))?;
     let mut changed = Vec::new();
-    if current.code_sha256() != Some(pkg.sha256.as_str())
-        || current.architectures() != [pkg.architecture.clone()]
+    if (current.code_sha256() != Some(pkg.sha256.as_str())
+        || current.architectures() != [pkg.architecture.clone()])
+        && ctx.apply(
+            &addr,
+            "code",
+            format!(
+                "{} ({})",
+                current.code_sha256().unwrap_or("none"),
+                current.architectures().first().map_or("?", |a| a.as_str())
+            ),
+            format!("{} ({})", pkg.sha256, pkg.architecture.as_str()),
+        )
     {
         tracing::info!("function {name}: uploading code {}", pkg.sha256);
         ctx.aws
@@ -402,13 +417,13 @@ async fn ensure_one(ctx: &Ctx, spec: &FunctionSpec) -> Result<()> {
         changed.push("code");
     }
     let drift = config_drift(&current, &want);
-    if !drift.is_empty() {
+    if !drift.is_empty() && ctx.apply(&addr, "configuration", drift.join(", "), "as configured") {
         tracing::info!("function {name}: updating {}", drift.join(", "));
         update_configuration(ctx, &name, &want).await?;
         settle(ctx, &name).await?;
         changed.extend(drift);
     }
-    if converge_concurrency(ctx, &name, reserved, want.concurrency).await? {
+    if converge_concurrency(ctx, &addr, &name, reserved, want.concurrency).await? {
         changed.push("reserved concurrency");
     }
     ctx.state.put(

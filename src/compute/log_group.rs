@@ -109,6 +109,9 @@ async fn ensure_one(ctx: &Ctx, which: &str, name: &str) -> Result<()> {
             )
         }
         None => {
+            if ctx.plan_create(format!("{addr} {name}")) {
+                return Ok(());
+            }
             let tags: HashMap<String, String> = ctx.tags().into_iter().collect();
             match logs
                 .create_log_group()
@@ -131,7 +134,16 @@ async fn ensure_one(ctx: &Ctx, which: &str, name: &str) -> Result<()> {
     };
     let arn = bare_arn(&group, ctx, name);
     ctx.state.put(&addr, Record::new(KIND, name).arn(&arn))?;
-    if group.retention_in_days() != Some(LOG_RETENTION_DAYS) {
+    if group.retention_in_days() != Some(LOG_RETENTION_DAYS)
+        && ctx.apply(
+            &addr,
+            "retention (days)",
+            group
+                .retention_in_days()
+                .map_or("never expire".to_string(), |d| d.to_string()),
+            LOG_RETENTION_DAYS,
+        )
+    {
         logs.put_retention_policy()
             .log_group_name(name)
             .retention_in_days(LOG_RETENTION_DAYS)

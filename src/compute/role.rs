@@ -207,6 +207,9 @@ async fn ensure_one(ctx: &Ctx, key: &str) -> Result<()> {
             if e.as_service_error()
                 .is_some_and(|s| s.is_no_such_entity_exception()) =>
         {
+            if ctx.plan_create(format!("{addr} {name}")) {
+                return Ok(());
+            }
             let tags: Vec<Tag> = ctx
                 .tags()
                 .into_iter()
@@ -235,7 +238,9 @@ async fn ensure_one(ctx: &Ctx, key: &str) -> Result<()> {
     ctx.state
         .put(&addr, Record::new(KIND, &name).arn(role.arn()))?;
     let mut updated = false;
-    if decode(role.assume_role_policy_document().unwrap_or_default()).as_ref() != Some(&trust) {
+    if decode(role.assume_role_policy_document().unwrap_or_default()).as_ref() != Some(&trust)
+        && ctx.apply(&addr, "trust policy", "edited", "Lambda only")
+    {
         iam.update_assume_role_policy()
             .role_name(&name)
             .policy_document(trust.to_string())
@@ -256,7 +261,14 @@ async fn ensure_one(ctx: &Ctx, key: &str) -> Result<()> {
         Err(e) if no_such_entity(&e) => None,
         Err(e) => return Err(aws("GetRolePolicy", &name)(e)),
     };
-    if have.as_ref() != Some(&want) {
+    if have.as_ref() != Some(&want)
+        && ctx.apply(
+            &addr,
+            &format!("inline policy {POLICY_NAME}"),
+            if have.is_some() { "edited" } else { "missing" },
+            "least privilege",
+        )
+    {
         iam.put_role_policy()
             .role_name(&name)
             .policy_name(POLICY_NAME)

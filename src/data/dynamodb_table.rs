@@ -150,7 +150,7 @@ async fn ensure_pitr(ctx: &Ctx, name: &str) -> Result<bool> {
         .and_then(|d| d.point_in_time_recovery_description())
         .and_then(|p| p.point_in_time_recovery_status())
         == Some(&PointInTimeRecoveryStatus::Enabled);
-    if on {
+    if on || !ctx.apply(ADDR, "point-in-time recovery", "disabled", "enabled") {
         return Ok(false);
     }
     let spec = PointInTimeRecoverySpecification::builder()
@@ -176,11 +176,23 @@ async fn ensure_pitr(ctx: &Ctx, name: &str) -> Result<bool> {
     Ok(true)
 }
 
+fn on_off(on: bool) -> &'static str {
+    if on { "on" } else { "off" }
+}
+
 /// Puts drifted table settings back; returns the names of what changed.
 async fn converge(ctx: &Ctx, t: &TableDescription, name: &str) -> Result<Vec<&'static str>> {
     let mut changed = Vec::new();
     let db = &ctx.aws.dynamodb;
-    if t.deletion_protection_enabled() != Some(ctx.settings.deletion_protection) {
+    let protection = ctx.settings.deletion_protection;
+    if t.deletion_protection_enabled() != Some(protection)
+        && ctx.apply(
+            ADDR,
+            "deletion protection",
+            on_off(t.deletion_protection_enabled() == Some(true)),
+            on_off(protection),
+        )
+    {
         let call = db
             .update_table()
             .table_name(name)
@@ -190,8 +202,17 @@ async fn converge(ctx: &Ctx, t: &TableDescription, name: &str) -> Result<Vec<&'s
         wait_active(ctx, name).await?;
     }
     let stream = t.stream_specification();
-    if stream.map(|s| s.stream_enabled()) != Some(true)
-        || stream.and_then(|s| s.stream_view_type()) != Some(&StreamViewType::NewAndOldImages)
+    if (stream.map(|s| s.stream_enabled()) != Some(true)
+        || stream.and_then(|s| s.stream_view_type()) != Some(&StreamViewType::NewAndOldImages))
+        && ctx.apply(
+            ADDR,
+            "stream",
+            stream
+                .and_then(|s| s.stream_view_type())
+                .filter(|_| stream.is_some_and(|s| s.stream_enabled()))
+                .map_or("off".to_string(), |v| v.as_str().to_string()),
+            StreamViewType::NewAndOldImages.as_str(),
+        )
     {
         if stream.map(|s| s.stream_enabled()) == Some(true) {
             return Err(Error::Invalid(format!(
@@ -211,7 +232,7 @@ async fn converge(ctx: &Ctx, t: &TableDescription, name: &str) -> Result<Vec<&'s
         .sse_description()
         .and_then(|s| s.status())
         .is_some_and(|s| matches!(s, SseStatus::Enabled | SseStatus::Enabling));
-    if !sse_on {
+    if !sse_on && ctx.apply(ADDR, "encryption", "off", "KMS") {
         let sse = SseSpecification::builder()
             .enabled(true)
             .sse_type(SseType::Kms)
@@ -252,6 +273,7 @@ impl Resource for TransactionsTable {
                     None,
                 )
             }
+            None if ctx.plan_create(format!("{ADDR} {name}")) => return Ok(()),
             None => (Change::Created, Some(create(ctx, &name).await?)),
         };
         if let Some(t) = &created {

@@ -100,26 +100,52 @@ async fn converge(ctx: &Ctx, db: &Instance, id: &str) -> Result<Vec<&'static str
         .apply_immediately(true);
     let mut changed = Vec::new();
     if db.backup_retention_period() != Some(BACKUP_RETENTION_DAYS) {
+        ctx.apply(
+            ADDR,
+            "backup retention (days)",
+            opt(db.backup_retention_period()),
+            BACKUP_RETENTION_DAYS,
+        );
         call = call.backup_retention_period(BACKUP_RETENTION_DAYS);
         changed.push("backup retention");
     }
     if db.multi_az() != Some(s.db.multi_az) {
+        ctx.apply(ADDR, "multi-AZ", opt(db.multi_az()), s.db.multi_az);
         call = call.multi_az(s.db.multi_az);
         changed.push("multi-AZ");
     }
     if db.deletion_protection() != Some(s.deletion_protection) {
+        ctx.apply(
+            ADDR,
+            "deletion protection",
+            opt(db.deletion_protection()),
+            s.deletion_protection,
+        );
         call = call.deletion_protection(s.deletion_protection);
         changed.push("deletion protection");
     }
     if db.auto_minor_version_upgrade() != Some(true) {
+        ctx.apply(
+            ADDR,
+            "minor version upgrades",
+            opt(db.auto_minor_version_upgrade()),
+            true,
+        );
         call = call.auto_minor_version_upgrade(true);
         changed.push("minor version upgrades");
     }
     if db.copy_tags_to_snapshot() != Some(true) {
+        ctx.apply(
+            ADDR,
+            "copy tags to snapshot",
+            opt(db.copy_tags_to_snapshot()),
+            true,
+        );
         call = call.copy_tags_to_snapshot(true);
         changed.push("copy tags to snapshot");
     }
     if db.publicly_accessible() == Some(true) {
+        ctx.apply(ADDR, "publicly accessible", true, false);
         call = call.publicly_accessible(false);
         changed.push("public accessibility");
     }
@@ -132,10 +158,22 @@ async fn converge(ctx: &Ctx, db: &Instance, id: &str) -> Result<Vec<&'static str
             .enable_log_types(LOG_EXPORT)
             .build();
         call = call.cloudwatch_logs_export_configuration(logs);
+        ctx.apply(
+            ADDR,
+            "log export",
+            db.enabled_cloudwatch_logs_exports().join(", "),
+            LOG_EXPORT,
+        );
         changed.push("log export");
     }
     if db.db_instance_class() != Some(s.db.instance_class.as_str()) {
         call = call.db_instance_class(&s.db.instance_class);
+        ctx.apply(
+            ADDR,
+            "instance class",
+            opt(db.db_instance_class()),
+            &s.db.instance_class,
+        );
         changed.push("instance class");
     }
     if db
@@ -143,12 +181,24 @@ async fn converge(ctx: &Ctx, db: &Instance, id: &str) -> Result<Vec<&'static str
         .is_some_and(|g| g < s.db.allocated_storage_gib)
     {
         call = call.allocated_storage(s.db.allocated_storage_gib);
+        ctx.apply(
+            ADDR,
+            "allocated storage (GiB)",
+            opt(db.allocated_storage()),
+            s.db.allocated_storage_gib,
+        );
         changed.push("allocated storage");
     }
-    if !changed.is_empty() {
+    // On `plan`, each setting above was noted by `ctx.apply` and nothing is sent.
+    if !changed.is_empty() && !ctx.planning() {
         call.send().await.map_err(aws("ModifyDBInstance", id))?;
     }
     Ok(changed)
+}
+
+/// A setting as AWS reported it, for `plan` (`unset` when it did not say).
+fn opt(v: Option<impl std::fmt::Display>) -> String {
+    v.map_or_else(|| "unset".to_string(), |v| v.to_string())
 }
 
 async fn create(ctx: &Ctx, id: &str) -> Result<Instance> {
@@ -230,6 +280,7 @@ impl Resource for DbInstance {
                 };
                 (db, change)
             }
+            None if ctx.plan_create(format!("{ADDR} {id}")) => return Ok(()),
             None => (create(ctx, &id).await?, Change::Created),
         };
         ctx.state.put(ADDR, record(&db, &id))?;

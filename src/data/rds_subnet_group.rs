@@ -107,7 +107,9 @@ impl Resource for DbSubnetGroup {
                 } else {
                     Change::Adopted
                 };
-                if have != subnets {
+                if have != subnets
+                    && ctx.apply(ADDR, "subnets", have.join(", "), subnets.join(", "))
+                {
                     let call = ctx
                         .aws
                         .rds
@@ -125,6 +127,9 @@ impl Resource for DbSubnetGroup {
                 )
             }
             None => {
+                if ctx.plan_create(format!("{ADDR} {name}")) {
+                    return Ok(());
+                }
                 let out = ctx
                     .aws
                     .rds

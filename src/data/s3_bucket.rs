@@ -64,6 +64,39 @@ fn undecodable<E: aws_sdk_s3::error::ProvideErrorMetadata>(
     }
 }
 
+/// The bucket's versioning status (`None`: never enabled).
+///
+/// Some S3-compatible servers (the local emulator among them) answer with a body whose
+/// root element the SDK does not accept; the `Status` element is then read from the
+/// raw XML of that successful answer. When even that fails the setting is unknown and
+/// treated as not enabled, so `up` sets it again (one idempotent call).
+pub async fn versioning_of(
+    s3: &aws_sdk_s3::Client,
+    bucket: &str,
+) -> Result<Option<BucketVersioningStatus>> {
+    match s3.get_bucket_versioning().bucket(bucket).send().await {
+        Ok(out) => Ok(out.status().cloned()),
+        Err(e) if undecodable(&e) => {
+            let body = e.raw_response().and_then(|r| r.body().bytes());
+            match body.and_then(|b| std::str::from_utf8(b).ok()) {
+                Some(xml) => Ok(status_in(xml).map(BucketVersioningStatus::from)),
+                None => {
+                    tracing::warn!("could not read GetBucketVersioning for {bucket}");
+                    Ok(None)
+                }
+            }
+        }
+        Err(e) => Err(aws("GetBucketVersioning", bucket)(e)),
+    }
+}
+
+/// The text of the first `<Status>` element of an XML document.
+fn status_in(xml: &str) -> Option<&str> {
+    let start = xml.find("<Status>")? + "<Status>".len();
+    let len = xml[start..].find("</Status>")?;
+    Some(xml[start..start + len].trim())
+}
+
 async fn exists(ctx: &Ctx, bucket: &str) -> Result<bool> {
     match ctx.aws.s3.head_bucket().bucket(bucket).send().await {
         Ok(_) => Ok(true),
@@ -141,7 +174,9 @@ async fn converge(ctx: &Ctx, bucket: &str, key_arn: &str, new: bool) -> Result<V
         tags(ctx, bucket).await?
     };
     let want_tags = ctx.tags();
-    if want_tags.iter().any(|t| !tag_set.contains(t)) {
+    if want_tags.iter().any(|t| !tag_set.contains(t))
+        && ctx.apply(ADDR, "tags", "incomplete", "payctl's standard tags")
+    {
         let tags: Vec<Tag> = want_tags
             .into_iter()
             .map(|(k, v)| Tag::builder().key(k).value(v).build())
@@ -177,7 +212,14 @@ async fn converge(ctx: &Ctx, bucket: &str, key_arn: &str, new: bool) -> Result<V
             Err(e) => return Err(aws("GetBucketOwnershipControls", bucket)(e)),
         }
     };
-    if ownership != Some(ObjectOwnership::BucketOwnerEnforced) {
+    if ownership != Some(ObjectOwnership::BucketOwnerEnforced)
+        && ctx.apply(
+            ADDR,
+            "object ownership",
+            ownership.as_ref().map_or("unset", |o| o.as_str()),
+            ObjectOwnership::BucketOwnerEnforced.as_str(),
+        )
+    {
         let rule = OwnershipControlsRule::builder()
             .object_ownership(ObjectOwnership::BucketOwnerEnforced)
             .build()
@@ -210,7 +252,7 @@ async fn converge(ctx: &Ctx, bucket: &str, key_arn: &str, new: bool) -> Result<V
             && b.block_public_policy() == Some(true)
             && b.restrict_public_buckets() == Some(true)
     });
-    if !all_blocked {
+    if !all_blocked && ctx.apply(ADDR, "block public access", "not all four", "all four") {
         let conf = PublicAccessBlockConfiguration::builder()
             .block_public_acls(true)
             .ignore_public_acls(true)
@@ -229,19 +271,16 @@ async fn converge(ctx: &Ctx, bucket: &str, key_arn: &str, new: bool) -> Result<V
     let versioning = if new {
         None
     } else {
-        match s3.get_bucket_versioning().bucket(bucket).send().await {
-            Ok(out) => out.status().cloned(),
-            // A 200 whose body does not decode says nothing about the setting: enforce it.
-            Err(e) if undecodable(&e) => {
-                tracing::warn!(
-                    "could not decode GetBucketVersioning for {bucket}; setting versioning again"
-                );
-                None
-            }
-            Err(e) => return Err(aws("GetBucketVersioning", bucket)(e)),
-        }
+        versioning_of(s3, bucket).await?
     };
-    if versioning != Some(BucketVersioningStatus::Enabled) {
+    if versioning != Some(BucketVersioningStatus::Enabled)
+        && ctx.apply(
+            ADDR,
+            "versioning",
+            versioning.as_ref().map_or("never enabled", |v| v.as_str()),
+            BucketVersioningStatus::Enabled.as_str(),
+        )
+    {
         let conf = VersioningConfiguration::builder()
             .status(BucketVersioningStatus::Enabled)
             .build();
@@ -277,7 +316,25 @@ async fn converge(ctx: &Ctx, bucket: &str, key_arn: &str, new: bool) -> Result<V
             && by_default.and_then(|d| d.kms_master_key_id()) == Some(key_arn)
             && r.bucket_key_enabled() == Some(true)
     });
-    if !encrypted {
+    let current = |r: &ServerSideEncryptionRule| {
+        let d = r.apply_server_side_encryption_by_default();
+        format!(
+            "{} {}",
+            d.map_or("none", |d| d.sse_algorithm().as_str()),
+            d.and_then(|d| d.kms_master_key_id()).unwrap_or("")
+        )
+    };
+    if !encrypted
+        && ctx.apply(
+            ADDR,
+            "default encryption",
+            encryption
+                .as_ref()
+                .map_or("none".to_string(), current)
+                .trim_end(),
+            format!("aws:kms {key_arn} (bucket key)"),
+        )
+    {
         let by_default = ServerSideEncryptionByDefault::builder()
             .sse_algorithm(ServerSideEncryption::AwsKms)
             .kms_master_key_id(key_arn)
@@ -326,7 +383,7 @@ async fn converge(ctx: &Ctx, bucket: &str, key_arn: &str, new: bool) -> Result<V
                     && t.storage_class() == Some(&TransitionStorageClass::Glacier)
             })
     });
-    if !archived {
+    if !archived && ctx.apply(ADDR, "lifecycle", "no archive rule", LIFECYCLE_RULE) {
         let rule = LifecycleRule::builder()
             .id(LIFECYCLE_RULE)
             .status(ExpirationStatus::Enabled)
@@ -371,7 +428,14 @@ async fn converge(ctx: &Ctx, bucket: &str, key_arn: &str, new: bool) -> Result<V
             Err(e) => return Err(aws("GetBucketPolicy", bucket)(e)),
         }
     };
-    if policy.as_ref() != Some(&want_policy) {
+    if policy.as_ref() != Some(&want_policy)
+        && ctx.apply(
+            ADDR,
+            "bucket policy",
+            if policy.is_some() { "edited" } else { "none" },
+            "TLS only",
+        )
+    {
         s3.put_bucket_policy()
             .bucket(bucket)
             .policy(want_policy.to_string())
@@ -497,6 +561,9 @@ impl Resource for AuditBucket {
                 Change::Unchanged
             }
         } else {
+            if ctx.plan_create(format!("{ADDR} {bucket}")) {
+                return Ok(());
+            }
             ctx.state.put(ADDR, record.clone())?;
             if let Err(e) = create(ctx, &bucket).await {
                 if matches!(e, Error::NotOwned { .. }) {
@@ -560,5 +627,20 @@ impl Resource for AuditBucket {
         ctx.state.remove(ADDR)?;
         ctx.report.note(Change::Deleted, format!("{ADDR} {bucket}"));
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::status_in;
+
+    #[test]
+    fn the_status_is_read_from_any_root_element() {
+        let aws = r#"<VersioningConfiguration xmlns="x"><Status>Enabled</Status></VersioningConfiguration>"#;
+        assert_eq!(status_in(aws), Some("Enabled"));
+        let other = r#"<?xml version="1.0"?><GetBucketVersioningResponse><Status>Suspended</Status></GetBucketVersioningResponse>"#;
+        assert_eq!(status_in(other), Some("Suspended"));
+        assert_eq!(status_in("<GetBucketVersioningResponse/>"), None);
+        assert_eq!(status_in("<Status>Enabled"), None);
     }
 }

@@ -174,6 +174,10 @@ async fn ensure_queue(
             }
         }
         None => {
+            if ctx.plan_create(format!("{addr} ({name})")) {
+                // What the other queue would name, once this one exists.
+                return Ok((String::new(), format!("(the ARN of {name})")));
+            }
             let tags: HashMap<String, String> = ctx.tags().into_iter().collect();
             let out = retry_while(
                 &format!("creating SQS queue {name} (SQS holds a deleted name for 60 s)"),
@@ -209,6 +213,14 @@ async fn ensure_queue(
     if !drift.is_empty() {
         if change == Change::Unchanged {
             check_owned(ctx, &url).await?;
+        }
+        if ctx.planning() {
+            for (k, v) in &drift {
+                let old = have.get(k).map_or("unset", String::as_str);
+                ctx.apply(&addr, k.as_str(), old, v);
+            }
+            ctx.report.note(change, format!("{addr} {url}"));
+            return Ok((url, arn));
         }
         let names: Vec<&str> = drift.keys().map(|k| k.as_str()).collect();
         tracing::info!("SQS queue {name}: setting {}", names.join(", "));

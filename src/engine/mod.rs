@@ -48,6 +48,13 @@ pub trait Resource: Send + Sync {
     /// Delete what this kind owns; NotFound is success.
     async fn delete(&self, ctx: &Ctx) -> Result<()>;
 
+    /// Whether `up` may start this kind before its prerequisites finish (see the walker).
+    /// A kind that deletes what the stack no longer wants answers no: it must see its
+    /// prerequisites' final work (routes moved off a gateway before the gateway goes).
+    fn may_start_early(&self) -> bool {
+        true
+    }
+
     /// Checks, before `up` creates anything at all, what can be known in advance (a
     /// missing function package, too little unreserved Lambda concurrency).
     async fn preflight_ensure(&self, _ctx: &Ctx) -> Result<()> {
@@ -92,12 +99,56 @@ pub struct Options {
     pub skip_final_snapshot: bool,
     /// `up --packages`: the directory holding `<function>/bootstrap.zip`.
     pub packages: std::path::PathBuf,
+    /// `plan`: read everything, change nothing, note what `up` would do.
+    pub plan: bool,
 }
 
 impl Ctx {
     /// `payment-<purpose>-<env>`.
     pub fn name(&self, purpose: &str) -> String {
         crate::naming::name(purpose, &self.env)
+    }
+
+    /// True on `plan`: every change is noted instead of made (see [`Ctx::apply`]).
+    pub fn planning(&self) -> bool {
+        self.options.plan
+    }
+
+    /// Whether to put a drifted setting back now. On `up`: yes. On `plan`: notes
+    /// `attribute: old → new` for `address` and answers no, so the caller skips the call.
+    pub fn apply(
+        &self,
+        address: &str,
+        attribute: &str,
+        old: impl std::fmt::Display,
+        new: impl std::fmt::Display,
+    ) -> bool {
+        if self.planning() {
+            self.report
+                .drift(address, attribute, old.to_string(), new.to_string());
+            return false;
+        }
+        true
+    }
+
+    /// On `plan`, notes that `what` (its address first) would be created and answers
+    /// true: the caller returns, since nothing it would make exists to go on with.
+    pub fn plan_create(&self, what: impl Into<String>) -> bool {
+        if self.planning() {
+            self.report.note(report::Change::Created, what);
+            return true;
+        }
+        false
+    }
+
+    /// On `plan`, notes that `what` (its address first) would be deleted, because the
+    /// stack no longer wants it, and answers false; on `up`, true: delete it.
+    pub fn apply_delete(&self, what: impl Into<String>) -> bool {
+        if self.planning() {
+            self.report.note(report::Change::Deleted, what);
+            return false;
+        }
+        true
     }
 
     pub fn tags(&self) -> Vec<(String, String)> {

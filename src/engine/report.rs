@@ -1,4 +1,7 @@
 //! What a run did, resource by resource: logged as it happens, summed up at the end.
+//!
+//! On `plan` the same notes say what `up` *would* do, and each setting that would be
+//! put back is kept as a [`Drift`] (`attribute: old → new`) under its resource.
 
 use std::fmt;
 use std::sync::Mutex;
@@ -26,20 +29,81 @@ impl fmt::Display for Change {
     }
 }
 
+/// One setting that differs from what payctl wants: on `up` it is put back.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Drift {
+    /// The resource's address or kind, as its note starts (`dynamodb_table.transactions`).
+    pub address: String,
+    pub attribute: String,
+    pub old: String,
+    pub new: String,
+}
+
 #[derive(Debug, Default)]
 pub struct Report {
     entries: Mutex<Vec<(Change, String)>>,
+    drift: Mutex<Vec<Drift>>,
+    /// `plan`: notes say what would happen, so they are not logged as done.
+    planning: bool,
 }
 
 impl Report {
+    /// The report of a `plan`: the same notes, logged only at debug level.
+    pub fn for_plan() -> Report {
+        Report {
+            planning: true,
+            ..Default::default()
+        }
+    }
+
     /// Records one change; `what` is e.g. `ec2_vpc.main vpc-0abc (payment-vpc-dev)`.
     pub fn note(&self, change: Change, what: impl Into<String>) {
         let what = what.into();
-        tracing::info!("{change}: {what}");
+        if self.planning {
+            tracing::debug!("would be {change}: {what}");
+        } else {
+            tracing::info!("{change}: {what}");
+        }
         self.entries
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .push((change, what));
+    }
+
+    /// Records a setting that differs (`plan` shows it as `attribute: old → new`).
+    pub fn drift(&self, address: &str, attribute: &str, old: String, new: String) {
+        tracing::debug!("{address}: {attribute}: {old} → {new}");
+        self.drift
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(Drift {
+                address: address.to_string(),
+                attribute: attribute.to_string(),
+                old,
+                new,
+            });
+    }
+
+    /// Every note so far, in order.
+    pub fn entries(&self) -> Vec<(Change, String)> {
+        self.entries
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Every drifted setting so far, in order.
+    pub fn drifts(&self) -> Vec<Drift> {
+        self.drift.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// True when `kind` noted `change` (on `plan`: a creation its dependents must wait for).
+    pub fn noted(&self, kind: &str, change: Change) -> bool {
+        self.entries
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .any(|(c, what)| *c == change && of_kind(what, kind))
     }
 
     /// True when `kind` noted a creation or an adoption: a resource that is new to the run.
@@ -57,6 +121,10 @@ impl Report {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .retain(|(_, what)| !of_kind(what, kind));
+        self.drift
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .retain(|d| !of_kind(&d.address, kind));
     }
 
     pub fn count(&self, change: Change) -> usize {
@@ -94,7 +162,7 @@ impl Report {
 }
 
 /// Notes start with the resource's address (`<kind>.<name>`) or its kind.
-fn of_kind(what: &str, kind: &str) -> bool {
+pub fn of_kind(what: &str, kind: &str) -> bool {
     what.strip_prefix(kind)
         .is_some_and(|rest| rest.is_empty() || rest.starts_with(['.', ' ']))
 }

@@ -8,6 +8,7 @@
 //! while letting the running ones finish: Ctrl-C ([`crate::interrupt`]) and a state file
 //! that can no longer be written (its contents went to a recovery file).
 
+use super::report::Change;
 use super::{Ctx, Layer, Resource};
 use crate::error::Error;
 use crate::state::{Record, StateError};
@@ -91,6 +92,7 @@ pub async fn walk(ctx: Arc<Ctx>, layers: &[Layer], direction: Direction) -> Outc
         void: HashSet::new(),
         no_speculation: HashSet::new(),
         start_ms: HashMap::new(),
+        deferred: HashSet::new(),
     };
     let mut running = JoinSet::new();
     let mut task_kind = HashMap::new();
@@ -108,7 +110,10 @@ pub async fn walk(ctx: Arc<Ctx>, layers: &[Layer], direction: Direction) -> Outc
                 }
                 let pre = &waits_for[kind];
                 let settled = pre.iter().all(|p| w.done.contains_key(p));
-                let speculative = !settled && w.may_speculate(kind, pre, &at_start);
+                let speculative = !settled
+                    && !ctx.planning()
+                    && r.may_start_early()
+                    && w.may_speculate(kind, pre, &at_start);
                 if !settled && !speculative {
                     continue;
                 }
@@ -132,6 +137,9 @@ pub async fn walk(ctx: Arc<Ctx>, layers: &[Layer], direction: Direction) -> Outc
                     w.done.insert(kind, Done::Blocked(blocker));
                     continue;
                 }
+                if ctx.planning() && w.defer(kind, pre, &ctx) {
+                    continue;
+                }
                 w.start_ms.insert(kind, walk_start.elapsed().as_millis());
                 let verb = match direction {
                     Direction::Up => "ensuring",
@@ -145,6 +153,8 @@ pub async fn walk(ctx: Arc<Ctx>, layers: &[Layer], direction: Direction) -> Outc
                         Direction::Down => r.delete(&ctx).await,
                     };
                     let result = match result {
+                        // `plan` started nothing, so there is nothing to wait for.
+                        Ok(()) if ctx.planning() => Ok(()),
                         Ok(()) => r.wait(&ctx, direction).await,
                         err => err,
                     };
@@ -219,9 +229,35 @@ struct Walk {
     /// Kinds that must wait for their prerequisites from now on.
     no_speculation: HashSet<&'static str>,
     start_ms: HashMap<&'static str, u128>,
+    /// `plan`: kinds not run because something they wait for would be created first.
+    deferred: HashSet<&'static str>,
 }
 
 impl Walk {
+    /// On `plan`, a kind waiting for something that would be created cannot be checked
+    /// (what it would use does not exist yet): it is noted as a whole, and so are the
+    /// kinds that wait for it. Answers whether `kind` was deferred.
+    fn defer(&mut self, kind: &'static str, pre: &[&'static str], ctx: &Ctx) -> bool {
+        let Some(dep) = pre
+            .iter()
+            .find(|p| self.deferred.contains(*p) || ctx.report.noted(p, Change::Created))
+        else {
+            return false;
+        };
+        let (change, what) = if ctx.state.of_kind(kind).is_empty() {
+            (Change::Created, "created")
+        } else {
+            (Change::Updated, "checked again")
+        };
+        ctx.report.note(
+            change,
+            format!("{kind} (all of it: {what} once {dep} exists)"),
+        );
+        self.deferred.insert(kind);
+        self.done.insert(kind, Done::Ok);
+        true
+    }
+
     /// On `up`, a kind may start before its prerequisites finish when each of them has
     /// started, had records in the state file at the start, and has not failed. On a
     /// converged stack this runs every kind's checks at once instead of one layer after
@@ -297,6 +333,8 @@ mod tests {
         log: Log,
         /// On `up`, writes a new record for its kind (as if it had replaced a resource).
         changes: bool,
+        /// Never starts before its prerequisites finish.
+        late: bool,
     }
 
     #[async_trait]
@@ -306,6 +344,9 @@ mod tests {
         }
         fn depends_on(&self) -> &'static [&'static str] {
             self.deps
+        }
+        fn may_start_early(&self) -> bool {
+            !self.late
         }
         async fn ensure(&self, ctx: &Ctx) -> Result<()> {
             self.run("up").await?;
@@ -363,6 +404,7 @@ mod tests {
                 fail: kind == failing,
                 log: log.clone(),
                 changes: kind == "a" && failing == "a changes",
+                late: kind == "d" && failing == "d late",
             }) as Arc<dyn Resource>
         };
         vec![
@@ -428,6 +470,21 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_kind_that_may_not_start_early_waits_even_on_a_converged_stack() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = Log::default();
+        let layers = layers(&log, "d late");
+        let out = walk(converged_ctx(dir.path()), &layers, Direction::Up).await;
+        assert!(out.ok());
+        let log = log.lock().unwrap().clone();
+        assert!(pos(&log, "start d") > pos(&log, "end b"), "{log:?}");
+        assert!(
+            pos(&log, "start e") < pos(&log, "end c"),
+            "e still early: {log:?}"
+        );
+    }
+
+    #[tokio::test]
     async fn a_prerequisite_that_changes_its_records_reruns_what_started_early() {
         let dir = tempfile::tempdir().unwrap();
         let log = Log::default();
@@ -456,6 +513,100 @@ mod tests {
         assert_eq!(skipped, vec!["b", "d"]);
         let failed: Vec<&str> = out.failures.iter().map(|(k, _)| *k).collect();
         assert_eq!(failed, vec!["a"]);
+    }
+
+    /// On `plan`: notes a creation (`creates`) or nothing to do.
+    struct Planned {
+        kind: &'static str,
+        deps: &'static [&'static str],
+        creates: bool,
+        log: Log,
+    }
+
+    #[async_trait]
+    impl Resource for Planned {
+        fn kind(&self) -> &'static str {
+            self.kind
+        }
+        fn depends_on(&self) -> &'static [&'static str] {
+            self.deps
+        }
+        async fn ensure(&self, ctx: &Ctx) -> Result<()> {
+            self.log.lock().unwrap().push(self.kind.to_string());
+            if !(self.creates && ctx.plan_create(format!("{}.x", self.kind))) {
+                ctx.report
+                    .note(Change::Unchanged, format!("{}.x", self.kind));
+            }
+            Ok(())
+        }
+        async fn delete(&self, _: &Ctx) -> Result<()> {
+            Ok(())
+        }
+    }
+
+    #[tokio::test]
+    async fn on_plan_what_waits_for_a_creation_is_noted_not_run() {
+        let dir = tempfile::tempdir().unwrap();
+        let base = test_ctx(dir.path());
+        let ctx = Arc::new(Ctx {
+            env: base.env.clone(),
+            region: base.region.clone(),
+            account_id: base.account_id.clone(),
+            settings: base.settings.clone(),
+            aws: base.aws.clone(),
+            state: crate::state::StateStore::open_detached(
+                dir.path(),
+                "dev",
+                "us-east-1",
+                "123456789012",
+            )
+            .unwrap(),
+            report: crate::engine::Report::for_plan(),
+            options: crate::engine::Options {
+                plan: true,
+                ..Default::default()
+            },
+        });
+        drop(base);
+        let log: Log = Default::default();
+        let r = |kind, deps, creates| {
+            Arc::new(Planned {
+                kind,
+                deps,
+                creates,
+                log: log.clone(),
+            }) as Arc<dyn Resource>
+        };
+        let layers = vec![Layer {
+            name: "one",
+            resources: vec![
+                r("a", &[], true),
+                r("b", &["a"], false),
+                r("c", &[], false),
+                r("d", &["b"], false),
+                r("e", &["c"], false),
+            ],
+        }];
+        let outcome = walk(ctx.clone(), &layers, Direction::Up).await;
+        assert!(outcome.ok());
+        let mut ran = log.lock().unwrap().clone();
+        ran.sort();
+        assert_eq!(
+            ran,
+            ["a", "c", "e"],
+            "b and d wait for a, which would be created"
+        );
+        let notes = ctx.report.entries();
+        assert!(notes.contains(&(Change::Created, "a.x".into())));
+        assert!(notes.contains(&(
+            Change::Created,
+            "b (all of it: created once a exists)".into()
+        )));
+        assert!(notes.contains(&(
+            Change::Created,
+            "d (all of it: created once b exists)".into()
+        )));
+        assert!(notes.contains(&(Change::Unchanged, "e.x".into())));
     }
 
     #[tokio::test]

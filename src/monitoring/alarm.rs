@@ -224,9 +224,34 @@ async fn describe(ctx: &Ctx, names: &[String]) -> Result<HashMap<String, MetricA
     Ok(found)
 }
 
+/// A differing setting's current and wanted value, for `plan`; settings without a short
+/// form show as `differs → as defined`.
+fn shown(have: &MetricAlarm, want: &AlarmSpec, what: &str) -> (String, String) {
+    let opt = |v: Option<String>| v.unwrap_or_else(|| "unset".into());
+    match what {
+        "threshold" => (
+            opt(have.threshold().map(|t| t.to_string())),
+            want.threshold.to_string(),
+        ),
+        "period" => (
+            opt(have.period().map(|p| p.to_string())),
+            want.period.to_string(),
+        ),
+        "evaluation periods" => (
+            opt(have.evaluation_periods().map(|p| p.to_string())),
+            want.evaluation_periods.to_string(),
+        ),
+        "datapoints to alarm" => (
+            opt(have.datapoints_to_alarm().map(|p| p.to_string())),
+            want.datapoints_to_alarm.to_string(),
+        ),
+        _ => ("differs".into(), "as defined".into()),
+    }
+}
+
 /// Checks ownership by the alarm's tags and puts back missing standard tags; true when
 /// it tagged.
-async fn check_tags(ctx: &Ctx, name: &str, arn: &str) -> Result<bool> {
+async fn check_tags(ctx: &Ctx, addr: &str, name: &str, arn: &str) -> Result<bool> {
     let cw = &ctx.aws.cloudwatch;
     let out = cw
         .list_tags_for_resource()
@@ -245,6 +270,10 @@ async fn check_tags(ctx: &Ctx, name: &str, arn: &str) -> Result<bool> {
     let missing = missing_tags(&ctx.env, have());
     if missing.is_empty() {
         return Ok(false);
+    }
+    let keys: Vec<&str> = missing.iter().map(|(k, _)| k.as_str()).collect();
+    if !ctx.apply(addr, "tags", format!("missing {}", keys.join(", ")), "set") {
+        return Ok(true);
     }
     cw.tag_resource()
         .resource_arn(arn)
@@ -311,9 +340,14 @@ async fn ensure_one(
             let retagged = if known && diff.is_empty() {
                 false
             } else {
-                check_tags(ctx, &spec.name, &arn).await?
+                check_tags(ctx, &addr, &spec.name, &arn).await?
             };
-            if !diff.is_empty() {
+            if ctx.planning() {
+                for what in &diff {
+                    let (old, new) = shown(alarm, spec, what);
+                    ctx.apply(&addr, what, old, new);
+                }
+            } else if !diff.is_empty() {
                 tracing::info!("alarm {}: setting {}", spec.name, diff.join(", "));
                 put(ctx, spec, topic, false).await?;
             }
@@ -326,6 +360,7 @@ async fn ensure_one(
             };
             (arn, change)
         }
+        None if ctx.plan_create(format!("{addr} {}", spec.name)) => return Ok(()),
         None => {
             put(ctx, spec, topic, true).await?;
             let created = describe(ctx, std::slice::from_ref(&spec.name)).await?;

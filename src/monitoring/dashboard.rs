@@ -190,7 +190,8 @@ impl Resource for Dashboard {
                         why: "it is neither in the state file nor marked as payctl's (dashboards cannot be tagged)".into(),
                     });
                 }
-                let change = if have == want {
+                let change = if have == want || !ctx.apply(ADDR, "widgets", "edited", "as defined")
+                {
                     if from_state {
                         Change::Unchanged
                     } else {
@@ -207,6 +208,7 @@ impl Resource for Dashboard {
                 };
                 (change, arn)
             }
+            None if ctx.plan_create(format!("{ADDR} {name}")) => return Ok(()),
             None => {
                 put(ctx, &name, &want).await?;
                 let arn = get(ctx, &name).await?.and_then(|(_, arn)| arn);

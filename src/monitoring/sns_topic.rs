@@ -176,7 +176,9 @@ async fn check_tags(ctx: &Ctx, arn: &str) -> Result<bool> {
     let pairs = || have.iter().map(|(k, v)| (k.as_str(), v.as_str()));
     ctx.check_owned(&format!("SNS topic {arn}"), pairs())?;
     let missing = missing_tags(&ctx.env, pairs());
-    if missing.is_empty() {
+    let keys: Vec<&str> = missing.iter().map(|(k, _)| k.as_str()).collect();
+    if missing.is_empty() || !ctx.apply(ADDR, "tags", format!("missing {}", keys.join(", ")), "set")
+    {
         return Ok(false);
     }
     ctx.aws
@@ -215,7 +217,7 @@ async fn converge_subscriptions(ctx: &Ctx, topic: &str) -> Result<bool> {
     let sns = &ctx.aws.sns;
     let want = &ctx.settings.alert_email;
     let plan = plan_subscriptions(&subscriptions(ctx, topic).await?, want);
-    if plan.subscribe {
+    if plan.subscribe && ctx.apply(ADDR, "e-mail subscription", "none", want) {
         sns.subscribe()
             .topic_arn(topic)
             .protocol(PROTOCOL)
@@ -228,6 +230,14 @@ async fn converge_subscriptions(ctx: &Ctx, topic: &str) -> Result<bool> {
         );
     }
     for (arn, address) in &plan.unsubscribe {
+        if !ctx.apply(
+            ADDR,
+            &format!("subscription {address}"),
+            "subscribed",
+            "unsubscribed",
+        ) {
+            continue;
+        }
         match sns.unsubscribe().subscription_arn(arn).send().await {
             Ok(_) => {}
             Err(e)
@@ -279,6 +289,9 @@ impl Resource for AlertTopic {
                 (arn, attrs.get(KMS_ATTR).cloned(), change)
             }
             None => {
+                if ctx.plan_create(format!("{ADDR} ({name})")) {
+                    return Ok(());
+                }
                 let out = sns
                     .create_topic()
                     .name(&name)
@@ -299,7 +312,14 @@ impl Resource for AlertTopic {
                 .attr("kms_key", &key_arn),
         )?;
         let mut updated = false;
-        if kms_now.as_deref() != Some(key_arn.as_str()) {
+        if kms_now.as_deref() != Some(key_arn.as_str())
+            && ctx.apply(
+                ADDR,
+                "KMS key",
+                kms_now.as_deref().unwrap_or("none"),
+                &key_arn,
+            )
+        {
             tracing::info!("SNS topic {name}: encrypting with {key_arn}");
             sns.set_topic_attributes()
                 .topic_arn(&arn)

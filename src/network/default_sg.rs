@@ -59,7 +59,7 @@ impl Resource for DefaultSecurityGroup {
                 .push(id.to_string());
             }
         }
-        if !ingress.is_empty() {
+        if !ingress.is_empty() && ctx.apply(ADDR, "ingress rules", ingress.len(), 0) {
             let call = ec2
                 .revoke_security_group_ingress()
                 .group_id(&sg)
@@ -68,7 +68,7 @@ impl Resource for DefaultSecurityGroup {
                 .await
                 .map_err(aws("RevokeSecurityGroupIngress", &sg))?;
         }
-        if !egress.is_empty() {
+        if !egress.is_empty() && ctx.apply(ADDR, "egress rules", egress.len(), 0) {
             let call = ec2
                 .revoke_security_group_egress()
                 .group_id(&sg)

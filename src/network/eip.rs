@@ -78,6 +78,9 @@ async fn ensure_one(ctx: &Ctx, index: usize, owned: &[Address]) -> Result<()> {
             (alloc, a.public_ip().unwrap_or_default().to_string(), change)
         }
         [] => {
+            if ctx.plan_create(format!("{addr} ({name})")) {
+                return Ok(());
+            }
             let out = ctx
                 .aws
                 .ec2
@@ -108,7 +111,7 @@ async fn ensure_one(ctx: &Ctx, index: usize, owned: &[Address]) -> Result<()> {
     Ok(())
 }
 
-async fn release(ctx: &Ctx, alloc: &str, addr: Option<&str>) -> Result<()> {
+pub(crate) async fn release(ctx: &Ctx, alloc: &str, addr: Option<&str>) -> Result<()> {
     let current = describe(ctx, Some(alloc), None).await?;
     let exists = match current.first() {
         Some(a) => {

@@ -83,6 +83,9 @@ async fn ensure_one(ctx: &Ctx, vpc: &str, service: &str, in_vpc: &[VpcEndpoint])
             (id, change, e.route_table_ids().to_vec())
         }
         (None, _) => {
+            if ctx.plan_create(format!("{addr} ({name})")) {
+                return Ok(());
+            }
             let out = ec2
                 .create_vpc_endpoint()
                 .vpc_id(vpc)
@@ -115,7 +118,9 @@ async fn ensure_one(ctx: &Ctx, vpc: &str, service: &str, in_vpc: &[VpcEndpoint])
         .filter(|t| !tables.contains(t))
         .cloned()
         .collect();
-    if !add.is_empty() || !remove.is_empty() {
+    if (!add.is_empty() || !remove.is_empty())
+        && ctx.apply(&addr, "route tables", current.join(", "), tables.join(", "))
+    {
         let call = ec2.modify_vpc_endpoint().vpc_endpoint_id(&id);
         let call = call
             .set_add_route_table_ids((!add.is_empty()).then_some(add))

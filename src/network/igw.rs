@@ -87,6 +87,9 @@ impl Resource for InternetGateway {
                 )
             }
             None => {
+                if ctx.plan_create(format!("{ADDR} ({name})")) {
+                    return Ok(());
+                }
                 let out = ctx
                     .aws
                     .ec2
@@ -109,7 +112,7 @@ impl Resource for InternetGateway {
                 "internet gateway {id} is attached to {other}, not to {vpc}"
             )));
         }
-        if attached.is_empty() {
+        if attached.is_empty() && ctx.apply(ADDR, "attached to", "nothing", &vpc) {
             let call = ctx
                 .aws
                 .ec2

@@ -11,6 +11,7 @@ pub mod eip;
 pub mod endpoint;
 pub mod igw;
 pub mod nat;
+pub mod nat_surplus;
 pub mod route_table;
 pub mod security_group;
 pub mod subnet;
@@ -33,6 +34,7 @@ pub fn layer() -> Layer {
             Arc::new(eip::ElasticIps),
             Arc::new(nat::NatGateways::default()),
             Arc::new(route_table::RouteTables),
+            Arc::new(nat_surplus::NatSurplus),
             Arc::new(endpoint::GatewayEndpoints),
             Arc::new(security_group::SecurityGroups),
         ],

@@ -112,6 +112,9 @@ async fn ensure_one(
             )
         }
         None => {
+            if ctx.plan_create(format!("{addr} ({name}, {az})")) {
+                return Ok(None);
+            }
             let out = ctx
                 .aws
                 .ec2
@@ -184,6 +187,15 @@ async fn wait_gone(ctx: &Ctx, addr: &str, id: &str) -> Result<()> {
     .await?;
     ctx.state.remove(addr)?;
     Ok(())
+}
+
+/// Deletes the gateway recorded at `addr` and waits until it is gone (its record goes
+/// with it): a gateway the stack no longer wants (see `nat_surplus`).
+pub(crate) async fn retire(ctx: &Ctx, addr: &str, id: &str) -> Result<()> {
+    if let Some(g) = describe(ctx, Some(id), vec![]).await?.into_iter().next() {
+        delete_one(ctx, &g, addr).await?;
+    }
+    wait_gone(ctx, addr, id).await
 }
 
 async fn delete_one(ctx: &Ctx, g: &NatGateway, addr: &str) -> Result<()> {
@@ -278,6 +290,8 @@ impl Resource for NatGateways {
         let work: Vec<_> = match direction {
             Direction::Up => records
                 .iter()
+                // Gateways above `nat_gateways` are on their way out (`nat_surplus`).
+                .filter(|(a, _)| (1..=ctx.settings.nat_gateways).any(|i| address(i) == **a))
                 .filter(|(_, r)| {
                     let ready = self.ready.lock().unwrap_or_else(|p| p.into_inner());
                     !ready.contains(&r.id)

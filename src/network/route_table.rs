@@ -103,6 +103,9 @@ async fn ensure_one(ctx: &Ctx, vpc: &str, tables: &[RouteTable], want: &Want) ->
             )
         }
         None => {
+            if ctx.plan_create(format!("{addr} ({})", want.name)) {
+                return Ok(());
+            }
             let call = ec2
                 .create_route_table()
                 .vpc_id(vpc)
@@ -124,7 +127,14 @@ async fn ensure_one(ctx: &Ctx, vpc: &str, tables: &[RouteTable], want: &Want) ->
     let mut updated = false;
 
     let current = found.and_then(default_target);
-    if current.as_ref() != Some(&want.target) {
+    if current.as_ref() != Some(&want.target)
+        && ctx.apply(
+            &addr,
+            "default route",
+            show(current.as_ref()),
+            show(Some(&want.target)),
+        )
+    {
         let (gw, nat) = match &want.target {
             Target::Gateway(g) => (Some(g.clone()), None),
             Target::Nat(n) => (None, Some(n.clone())),
@@ -167,6 +177,8 @@ async fn ensure_one(ctx: &Ctx, vpc: &str, tables: &[RouteTable], want: &Want) ->
         });
         match assoc {
             Some((table, _)) if table == id => {}
+            Some((table, _))
+                if !ctx.apply(&addr, &format!("subnet {subnet}"), table, "associated") => {}
             Some((_, assoc_id)) => {
                 let call = ec2
                     .replace_route_table_association()
@@ -177,6 +189,12 @@ async fn ensure_one(ctx: &Ctx, vpc: &str, tables: &[RouteTable], want: &Want) ->
                     .map_err(aws("ReplaceRouteTableAssociation", subnet))?;
                 updated = true;
             }
+            None if !ctx.apply(
+                &addr,
+                &format!("subnet {subnet}"),
+                "main table",
+                "associated",
+            ) => {}
             None => {
                 let call = ec2
                     .associate_route_table()
@@ -195,6 +213,15 @@ async fn ensure_one(ctx: &Ctx, vpc: &str, tables: &[RouteTable], want: &Want) ->
     ctx.report
         .note(change, format!("{addr} {id} ({})", want.name));
     Ok(())
+}
+
+/// A default route's target, for `plan`.
+fn show(target: Option<&Target>) -> String {
+    match target {
+        Some(Target::Gateway(g)) => g.clone(),
+        Some(Target::Nat(n)) => n.clone(),
+        None => "none".into(),
+    }
 }
 
 async fn delete_one(ctx: &Ctx, t: &RouteTable, addr: Option<&str>) -> Result<()> {

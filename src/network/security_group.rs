@@ -77,6 +77,29 @@ impl Rule {
         }
     }
 
+    /// `ingress tcp 22 from 0.0.0.0/0`, for `plan`.
+    pub fn describe(&self) -> String {
+        let (dir, way) = if self.egress {
+            ("egress", "to")
+        } else {
+            ("ingress", "from")
+        };
+        let ports = match (self.from, self.to) {
+            (-1, _) => "all ports".to_string(),
+            (a, b) if a == b => a.to_string(),
+            (a, b) => format!("{a}-{b}"),
+        };
+        let peer = match &self.peer {
+            Peer::Cidr(p) | Peer::Group(p) | Peer::Other(p) => p,
+        };
+        let protocol = if self.protocol == "-1" {
+            "all"
+        } else {
+            &self.protocol
+        };
+        format!("{dir} {protocol} {ports} {way} {peer}")
+    }
+
     fn permission(&self, description: &str) -> IpPermission {
         let p = IpPermission::builder()
             .ip_protocol(&self.protocol)
@@ -218,6 +241,9 @@ async fn ensure_group(
             (id, change)
         }
         None => {
+            if ctx.plan_create(format!("{} ({name})", address(group))) {
+                return Ok((String::new(), Change::Created));
+            }
             let out = ctx
                 .aws
                 .ec2
@@ -252,9 +278,11 @@ async fn converge_rules(
     want: &[(Rule, &str)],
 ) -> Result<bool> {
     let ec2 = &ctx.aws.ec2;
+    let addr = address(group);
     let unwanted: Vec<SecurityGroupRule> = have
         .iter()
         .filter(|r| !want.iter().any(|(w, _)| *w == Rule::of(r)))
+        .filter(|r| ctx.apply(&addr, &Rule::of(r).describe(), "present", "revoked"))
         .cloned()
         .collect();
     revoke(ctx, id, &unwanted).await?;
@@ -263,6 +291,7 @@ async fn converge_rules(
     for (rule, description) in want
         .iter()
         .filter(|(w, _)| !have.iter().any(|r| Rule::of(r) == *w))
+        .filter(|(w, _)| ctx.apply(&addr, &w.describe(), "missing", "authorized"))
     {
         let tags = tag_spec(ctx, ResourceType::SecurityGroupRule, &name);
         if rule.egress {
@@ -306,6 +335,19 @@ impl Resource for SecurityGroups {
             ensure_group(ctx, &vpc, "lambda", &found),
             ensure_group(ctx, &vpc, "rds", &found)
         )?;
+        if lambda.0.is_empty() || rds.0.is_empty() {
+            // `plan`: a group would be created, and each group's rules name the other.
+            for (group, (id, _)) in [("lambda", &lambda), ("rds", &rds)] {
+                if !id.is_empty() {
+                    let what = format!(
+                        "{} {id} (rules: once the other group exists)",
+                        address(group)
+                    );
+                    ctx.report.note(Change::Updated, what);
+                }
+            }
+            return Ok(());
+        }
         let rules = rules_of(ctx, &[&lambda.0, &rds.0]).await?;
         for (group, (id, change)) in [("lambda", &lambda), ("rds", &rds)] {
             let want = desired(group, &lambda.0, &rds.0);

@@ -98,6 +98,9 @@ async fn ensure_one(
             (id, change)
         }
         None => {
+            if ctx.plan_create(format!("{addr} ({name}, {cidr})")) {
+                return Ok(());
+            }
             let out = ctx
                 .aws
                 .ec2
@@ -122,7 +125,9 @@ async fn ensure_one(
             .attr("az", az)
             .attr("cidr", &cidr),
     )?;
-    if found.is_some_and(|s| s.map_public_ip_on_launch() == Some(true)) {
+    if found.is_some_and(|s| s.map_public_ip_on_launch() == Some(true))
+        && ctx.apply(&addr, "auto-assign public IPs", "on", "off")
+    {
         let off = AttributeBooleanValue::builder().value(false).build();
         let call = ctx
             .aws

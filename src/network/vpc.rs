@@ -74,7 +74,9 @@ async fn dns_attribute(ctx: &Ctx, id: &str, attr: VpcAttributeName) -> Result<bo
 async fn ensure_dns(ctx: &Ctx, id: &str) -> Result<bool> {
     let on = || AttributeBooleanValue::builder().value(true).build();
     let mut changed = false;
-    if !dns_attribute(ctx, id, VpcAttributeName::EnableDnsSupport).await? {
+    if !dns_attribute(ctx, id, VpcAttributeName::EnableDnsSupport).await?
+        && ctx.apply(ADDR, "DNS support", "off", "on")
+    {
         let call = ctx
             .aws
             .ec2
@@ -84,7 +86,9 @@ async fn ensure_dns(ctx: &Ctx, id: &str) -> Result<bool> {
         call.send().await.map_err(aws("ModifyVpcAttribute", id))?;
         changed = true;
     }
-    if !dns_attribute(ctx, id, VpcAttributeName::EnableDnsHostnames).await? {
+    if !dns_attribute(ctx, id, VpcAttributeName::EnableDnsHostnames).await?
+        && ctx.apply(ADDR, "DNS hostnames", "off", "on")
+    {
         let call = ctx
             .aws
             .ec2
@@ -126,6 +130,9 @@ impl Resource for Vpc {
                 )
             }
             None => {
+                if ctx.plan_create(format!("{ADDR} ({name}, {cidr})")) {
+                    return Ok(());
+                }
                 let out = ctx
                     .aws
                     .ec2

@@ -92,7 +92,12 @@ fn same_policy(have: Option<&str>, want: &serde_json::Value) -> bool {
 }
 
 /// Puts `want` back on the key when its current policy differs; true when it did.
-async fn converge_policy(ctx: &Ctx, id: &str, want: &serde_json::Value) -> Result<bool> {
+async fn converge_policy(
+    ctx: &Ctx,
+    addr: &str,
+    id: &str,
+    want: &serde_json::Value,
+) -> Result<bool> {
     let kms = &ctx.aws.kms;
     let have = kms
         .get_key_policy()
@@ -103,6 +108,9 @@ async fn converge_policy(ctx: &Ctx, id: &str, want: &serde_json::Value) -> Resul
         .map_err(aws("GetKeyPolicy", id))?;
     if same_policy(have.policy(), want) {
         return Ok(false);
+    }
+    if !ctx.apply(addr, "key policy", "edited out of band", "payctl's policy") {
+        return Ok(true);
     }
     tracing::info!("KMS key {id}: putting its key policy back");
     kms.put_key_policy()
@@ -216,6 +224,9 @@ async fn ensure_one(
             )
         }
         None => {
+            if ctx.plan_create(format!("{addr} ({alias})")) {
+                return Ok(());
+            }
             let tags: Vec<Tag> = ctx
                 .tags()
                 .into_iter()
@@ -247,7 +258,9 @@ async fn ensure_one(
         Record::new(KIND, &id).arn(&arn).attr("alias", &alias),
     )?;
     let mut updated = false;
-    if meta.key_state() == Some(&KeyState::PendingDeletion) {
+    if meta.key_state() == Some(&KeyState::PendingDeletion)
+        && ctx.apply(&addr, "key state", "pending deletion", "enabled")
+    {
         kms.cancel_key_deletion()
             .key_id(&id)
             .send()
@@ -256,7 +269,10 @@ async fn ensure_one(
         tracing::info!("cancelled the scheduled deletion of KMS key {id}");
         updated = true;
     }
-    if updated || meta.key_state() == Some(&KeyState::Disabled) {
+    if updated
+        || (meta.key_state() == Some(&KeyState::Disabled)
+            && ctx.apply(&addr, "key state", "disabled", "enabled"))
+    {
         kms.enable_key()
             .key_id(&id)
             .send()
@@ -267,7 +283,7 @@ async fn ensure_one(
     if change != Change::Created
         && let Some(want) = policy(ctx, purpose)
     {
-        updated |= converge_policy(ctx, &id, &want).await?;
+        updated |= converge_policy(ctx, &addr, &id, &want).await?;
     }
     let rotation = kms
         .get_key_rotation_status()
@@ -275,7 +291,7 @@ async fn ensure_one(
         .send()
         .await
         .map_err(aws("GetKeyRotationStatus", &id))?;
-    if !rotation.key_rotation_enabled() {
+    if !rotation.key_rotation_enabled() && ctx.apply(&addr, "key rotation", "disabled", "enabled") {
         kms.enable_key_rotation()
             .key_id(&id)
             .send()
@@ -286,7 +302,7 @@ async fn ensure_one(
     let has_alias = aliases
         .iter()
         .any(|a| a.alias_name() == Some(&alias) && a.target_key_id() == Some(&id));
-    let created = if has_alias {
+    let created = if has_alias || !ctx.apply(&addr, "alias", "none", &alias) {
         Ok(())
     } else {
         kms.create_alias()

@@ -428,8 +428,8 @@ mod tests {
             .unwrap();
         let before = std::fs::read(store.path()).unwrap();
         // Opened while a run holds the lock: a plan reads beside it.
-        let plan = StateStore::open_detached(dir.path(), "dev", "us-east-1", "123456789012")
-            .unwrap();
+        let plan =
+            StateStore::open_detached(dir.path(), "dev", "us-east-1", "123456789012").unwrap();
         assert!(plan.is_detached() && !store.is_detached());
         assert_eq!(plan.id("ec2_vpc.main").as_deref(), Some("vpc-1"));
         plan.put("ec2_subnet.a", Record::new("ec2_subnet", "subnet-1"))
@@ -437,10 +437,13 @@ mod tests {
         plan.remove("ec2_vpc.main").unwrap();
         assert_eq!(plan.id("ec2_subnet.a").as_deref(), Some("subnet-1"));
         assert_eq!(std::fs::read(store.path()).unwrap(), before);
-        let other = StateStore::open_detached(dir.path(), "qa", "us-east-1", "123456789012")
-            .unwrap();
+        let other =
+            StateStore::open_detached(dir.path(), "qa", "us-east-1", "123456789012").unwrap();
         assert!(other.snapshot().resources.is_empty());
-        assert!(!state_path(dir.path(), "qa").exists(), "nothing written for a new env");
+        assert!(
+            !state_path(dir.path(), "qa").exists(),
+            "nothing written for a new env"
+        );
     }
 
     #[test]

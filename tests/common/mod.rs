@@ -84,6 +84,8 @@ pub struct Stack {
 
 pub struct Run {
     pub ok: bool,
+    /// The exit status (`None` when a signal ended the process).
+    pub code: Option<i32>,
     pub stdout: String,
     pub stderr: String,
 }
@@ -92,6 +94,7 @@ impl Run {
     pub fn from(out: Output) -> Run {
         Run {
             ok: out.status.success(),
+            code: out.status.code(),
             stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
             stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
         }
@@ -297,4 +300,29 @@ pub async fn create_transactions_table(db: &aws_sdk_dynamodb::Client, name: &str
         .send()
         .await
         .unwrap();
+}
+
+/// A bucket's versioning status, read with a plain GET: moto 5.2.5 answers
+/// GetBucketVersioning with a `GetBucketVersioningResponse` root element, which the Rust
+/// SDK's parser rejects (it expects `VersioningConfiguration`), so the test reads the XML
+/// itself. moto does not check signatures, so an unsigned request is enough.
+pub async fn bucket_versioning(
+    endpoint: &str,
+    bucket: &str,
+) -> Option<aws_sdk_s3::types::BucketVersioningStatus> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let host = endpoint.trim_start_matches("http://").to_string();
+    let mut conn = tokio::net::TcpStream::connect(&host).await.unwrap();
+    let request =
+        format!("GET /{bucket}?versioning HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n");
+    conn.write_all(request.as_bytes()).await.unwrap();
+    let mut response = String::new();
+    conn.read_to_string(&mut response).await.unwrap();
+    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+    let status = response
+        .split("<Status>")
+        .nth(1)?
+        .split("</Status>")
+        .next()?;
+    Some(aws_sdk_s3::types::BucketVersioningStatus::from(status))
 }
