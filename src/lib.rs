@@ -9,6 +9,7 @@
 //! - [`progress`]: live per-kind lines on a terminal, plain logs elsewhere;
 //! - [`interrupt`]: Ctrl-C handling (finish what is in flight, then stop);
 //! - [`commands`]: what `up`, `down`, `outputs` and `force-unlock` do.
+//! - [`verify`]: the security and compliance checks of `payctl verify` (read only).
 
 pub mod api;
 pub mod aws;
@@ -27,6 +28,7 @@ pub mod outputs;
 pub mod progress;
 pub mod security;
 pub mod state;
+pub mod verify;
 pub mod waiter;
 
 /// Every layer, in creation order. Adding a layer is adding its module and a line here.
