@@ -201,3 +201,17 @@ fn completions_are_generated_for_each_shell() {
         "{err}"
     );
 }
+
+#[test]
+fn verify_has_help_with_examples() {
+    let home = tempfile::tempdir().unwrap();
+    let out = payctl_command(home.path())
+        .args(["verify", "--help"])
+        .output()
+        .unwrap();
+    let help = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "verify --help failed");
+    assert!(help.contains("Examples"), "{help}");
+    assert!(help.contains("payctl verify --env"), "{help}");
+    assert!(help.contains("--json"), "{help}");
+}
