@@ -122,6 +122,18 @@ pub enum Command {
         /// The id of the lock to remove.
         lock_id: String,
     },
+    /// Check the deployed environment against security and compliance controls (read only).
+    #[command(
+        long_about = "Check the deployed environment against security and compliance controls, with read-only calls (Describe/Get/List) only: nothing is changed.\n\nThe resources come from the environment's state file and are read live by their ids. Each check names the control, its AWS Security Hub control id where one exists (S3.8, RDS.3, Lambda.1, ...), the resource, PASS, FAIL or N/A (not required in this environment, e.g. Multi-AZ outside production) and why. A resource the state names but AWS does not know fails its checks. The table goes to standard output, a summary line to standard error; the exit status is 1 when any check fails.",
+        after_help = "Examples:\n  payctl verify --env dev\n  payctl verify --env prod --region eu-west-1\n  payctl verify --env prod --json | jq '.checks[] | select(.status == \"FAIL\")'\n\nExit status: 0 when no check failed, 1 when any failed (error: N of M checks failed) or the environment could not be read."
+    )]
+    Verify {
+        #[command(flatten)]
+        common: Common,
+        /// Print one JSON object (the counts and every check) instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
     /// Print a shell completion script to standard output.
     #[command(
         after_help = "Examples:\n  payctl completions bash > ~/.local/share/bash-completion/completions/payctl\n  payctl completions zsh > ~/.zfunc/_payctl\n  payctl completions fish > ~/.config/fish/completions/payctl.fish"

@@ -296,3 +296,52 @@ pub fn completions(shell: clap_complete::Shell) {
     let mut command = <crate::cli::Cli as clap::CommandFactory>::command();
     clap_complete::generate(shell, &mut command, "payctl", &mut std::io::stdout());
 }
+
+/// Checks the deployed environment against the controls of [`crate::verify`], with
+/// read-only calls; the state file is read without the lock. Fails (exit 1) when any
+/// check fails, after printing them all.
+pub async fn verify(c: &Common, json: bool) -> Result<()> {
+    let settings = check_input(c)?;
+    let path = state_path(&c.state_dir, &c.env);
+    let no_state = || {
+        Error::Invalid(format!(
+            "no state for environment {} at {}: nothing to verify; run `payctl up --env {}` first",
+            c.env,
+            path.display(),
+            c.env
+        ))
+    };
+    let state = State::load(&path)?.ok_or_else(no_state)?;
+    if state.resources.is_empty() {
+        return Err(no_state());
+    }
+    let sdk =
+        crate::aws::load_config(c.region.clone().or_else(|| Some(state.region.clone()))).await;
+    let region = crate::aws::region_of(&sdk);
+    let account_id = crate::aws::account_id(&sdk).await?;
+    state.check_belongs(&path, &c.env, &region, &account_id)?;
+    let target = crate::verify::Target {
+        env: c.env.clone(),
+        state,
+        settings,
+        // Refuses any call that is not a read before it is sent.
+        aws: crate::aws::Clients::read_only(&sdk),
+    };
+    let report = crate::verify::Report::new(&c.env, crate::verify::run(&target).await);
+    if json {
+        let text =
+            serde_json::to_string_pretty(&report).map_err(|e| Error::Invalid(e.to_string()))?;
+        println!("{text}");
+    } else {
+        print!("{}", report.table());
+    }
+    eprintln!("{}", report.summary());
+    if report.failed > 0 {
+        return Err(Error::Invalid(format!(
+            "{} of {} checks failed",
+            report.failed,
+            report.checks.len()
+        )));
+    }
+    Ok(())
+}

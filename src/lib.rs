@@ -9,7 +9,8 @@
 //! - [`progress`]: live per-kind lines on a terminal, plain logs elsewhere;
 //! - [`interrupt`]: Ctrl-C handling (finish what is in flight, then stop);
 //! - [`plan`]: what `up` would do, read-only, as text or JSON;
-//! - [`commands`]: what `up`, `plan`, `down`, `outputs` and `force-unlock` do.
+//! - [`verify`]: the security and compliance checks of `payctl verify` (read only);
+//! - [`commands`]: what `up`, `plan`, `verify`, `down`, `outputs` and `force-unlock` do.
 
 pub mod api;
 pub mod aws;
@@ -29,6 +30,7 @@ pub mod plan;
 pub mod progress;
 pub mod security;
 pub mod state;
+pub mod verify;
 pub mod waiter;
 
 /// Every layer, in creation order. Adding a layer is adding its module and a line here.

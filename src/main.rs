@@ -81,6 +81,7 @@ fn main() -> std::process::ExitCode {
             Command::ForceUnlock { common, lock_id } => {
                 payctl::commands::force_unlock(common, lock_id)
             }
+            Command::Verify { common, json } => payctl::commands::verify(common, *json).await,
             Command::Completions { shell } => {
                 payctl::commands::completions(*shell);
                 Ok(())

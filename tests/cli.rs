@@ -144,7 +144,28 @@ fn prod_down_without_yes_and_without_a_terminal_refuses_at_once() {
 fn every_command_has_help_with_examples() {
     let (ok, _, _) = run(&["--help"], &[]);
     assert!(ok);
-    for sub in ["up", "down", "outputs", "force-unlock", "completions"] {
+    // Every subcommand clap knows, so a new one cannot ship without examples.
+    let command = <payctl::cli::Cli as clap::CommandFactory>::command();
+    let subs: Vec<String> = command
+        .get_subcommands()
+        .map(|c| c.get_name().to_string())
+        .filter(|n| n != "help")
+        .collect();
+    for want in [
+        "up",
+        "plan",
+        "verify",
+        "down",
+        "outputs",
+        "force-unlock",
+        "completions",
+    ] {
+        assert!(
+            subs.iter().any(|s| s == want),
+            "{want} missing from {subs:?}"
+        );
+    }
+    for sub in subs.iter().map(String::as_str) {
         let home = tempfile::tempdir().unwrap();
         let out = payctl_command(home.path())
             .args([sub, "--help"])

@@ -68,8 +68,7 @@ fn undecodable<E: aws_sdk_s3::error::ProvideErrorMetadata>(
 ///
 /// Some S3-compatible servers (the local emulator among them) answer with a body whose
 /// root element the SDK does not accept; the `Status` element is then read from the
-/// raw XML of that successful answer. When even that fails the setting is unknown and
-/// treated as not enabled, so `up` sets it again (one idempotent call).
+/// raw XML of that successful answer. An answer without a readable body is an error.
 pub async fn versioning_of(
     s3: &aws_sdk_s3::Client,
     bucket: &str,
@@ -80,10 +79,9 @@ pub async fn versioning_of(
             let body = e.raw_response().and_then(|r| r.body().bytes());
             match body.and_then(|b| std::str::from_utf8(b).ok()) {
                 Some(xml) => Ok(status_in(xml).map(BucketVersioningStatus::from)),
-                None => {
-                    tracing::warn!("could not read GetBucketVersioning for {bucket}");
-                    Ok(None)
-                }
+                None => Err(Error::Invalid(format!(
+                    "GetBucketVersioning for {bucket}: a successful answer without a readable body"
+                ))),
             }
         }
         Err(e) => Err(aws("GetBucketVersioning", bucket)(e)),
@@ -271,7 +269,15 @@ async fn converge(ctx: &Ctx, bucket: &str, key_arn: &str, new: bool) -> Result<V
     let versioning = if new {
         None
     } else {
-        versioning_of(s3, bucket).await?
+        match versioning_of(s3, bucket).await {
+            Ok(v) => v,
+            // The setting is unknown: enforce it (one idempotent call).
+            Err(e @ Error::Invalid(_)) => {
+                tracing::warn!("{e}; setting versioning again");
+                None
+            }
+            Err(e) => return Err(e),
+        }
     };
     if versioning != Some(BucketVersioningStatus::Enabled)
         && ctx.apply(
