@@ -27,10 +27,10 @@ fn check_input(c: &Common) -> Result<crate::config::Settings> {
 
 async fn prepare(c: &Common, command: &str, options: Options) -> Result<Arc<Ctx>> {
     let settings = check_input(c)?;
+    let location = location(c, &settings)?;
     let sdk = crate::aws::load_config(c.region.clone()).await;
     let region = crate::aws::region_of(&sdk);
     let account_id = crate::aws::account_id(&sdk).await?;
-    let location = location(c, &settings)?;
     let state = StateStore::open_at(&location, &sdk, &c.env, &region, &account_id, command).await?;
     tracing::info!(
         "{command} {} in {region} (account {account_id}), state {}",

@@ -2,8 +2,11 @@
 //! default, unchanged) or S3 (`--state s3://BUCKET/PREFIX`, see [`super::s3`]).
 //!
 //! A store opened on S3 holds the remote lock for the run and knows the ETag of the
-//! state object it last read or wrote; `put`/`remove` stay synchronous and write through
-//! [`s3::block_on`]. The lock is removed by [`StateStore::release`], which the commands
+//! state object it last read or wrote; `put`/`remove` stay synchronous. A write changes
+//! the in-memory state under the state mutex (briefly), then leaves the async worker
+//! ([`s3::blocking`]) and, one writer at a time, puts the latest state. No mutex is ever
+//! held across S3 I/O on a worker thread: a worker stuck on it could leave nobody to
+//! drive the I/O the writer waits for. The lock is removed by [`StateStore::release`], which the commands
 //! call at the end of every run whatever its outcome; dropping the store tries the same
 //! as a fallback (it cannot always: a process that exits at once leaves the lock, and
 //! the next run reports it as stale with the `payctl force-unlock` command).
@@ -52,6 +55,16 @@ pub(crate) struct RemoteBackend {
     sse: Option<Sse>,
     lock: Option<RemoteLock>,
     released: AtomicBool,
+    /// Held while a write is in flight: writes go one at a time, in order.
+    write: Mutex<Written>,
+}
+
+#[derive(Debug, Default)]
+struct Written {
+    /// The ETag of the state object this run last read or wrote (`None`: no object).
+    etag: Option<String>,
+    /// Set by a refused write (who held the lock then): nothing more is written.
+    conflict: Option<String>,
 }
 
 #[derive(Debug)]
@@ -88,14 +101,22 @@ impl StateStore {
         let remote = Remote::connect(sdk, url, env).await?;
         let sse = remote.encryption().await?;
         let lock = acquire(&remote, &sse, env, command).await?;
-        let backend = RemoteBackend {
+        let mut backend = RemoteBackend {
             remote,
             sse: Some(sse),
             lock: Some(lock),
             released: AtomicBool::new(false),
+            write: Mutex::default(),
         };
         match load_checked(&backend.remote, env, region, account_id).await {
-            Ok((state, etag)) => Ok(Self::remote(backend, state, etag)),
+            Ok((state, etag)) => {
+                backend
+                    .write
+                    .get_mut()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .etag = etag;
+                Ok(Self::remote(backend, state))
+            }
             Err(e) => {
                 backend.release().await;
                 Err(e)
@@ -123,19 +144,21 @@ impl StateStore {
             sse: None,
             lock: None,
             released: AtomicBool::new(false),
+            write: Mutex::new(Written {
+                etag,
+                conflict: None,
+            }),
         };
-        Ok(Self::remote(backend, state, etag))
+        Ok(Self::remote(backend, state))
     }
 
-    fn remote(backend: RemoteBackend, state: State, etag: Option<String>) -> Self {
+    fn remote(backend: RemoteBackend, state: State) -> Self {
         StateStore {
             path: PathBuf::from(backend.remote.state_url()),
             inner: Mutex::new(Inner {
                 state,
                 // The bucket's versioning keeps every earlier state: no backup copy.
                 backed_up: true,
-                etag,
-                conflict: None,
             }),
             backend: Backend::S3(Box::new(backend)),
         }
@@ -149,56 +172,83 @@ impl StateStore {
         }
     }
 
-    /// Writes the state to S3 only if the object is still the one this run last saw.
-    pub(super) fn persist_remote(
-        r: &RemoteBackend,
-        inner: &mut Inner,
-        bytes: &[u8],
-    ) -> Result<(), StateError> {
-        let url = r.remote.state_url();
+    /// Writes the current state to S3, only if the object is still the one this run
+    /// last saw (its ETag). Called without the state mutex held.
+    pub(super) fn write_remote(&self, r: &RemoteBackend) -> Result<(), StateError> {
         let Some(sse) = &r.sse else {
-            return Ok(());
+            return Ok(()); // detached: memory only
         };
-        if let Some(holder) = &inner.conflict {
-            // An earlier write met a conflict: keep the recovery file current, never write.
-            return Err(StateError::RemoteConflict {
-                url,
-                recovery: super::dump_recovery(&inner.state.env, bytes),
-                holder: holder.clone(),
-            });
-        }
-        let put =
-            s3::block_on(
-                r.remote
-                    .put(&r.remote.key, bytes.to_vec(), inner.etag.as_deref(), sse),
-            )
-            .and_then(|p| p);
-        match put {
-            Ok(Put::Done { etag, .. }) => {
-                inner.etag = Some(etag);
-                Ok(())
-            }
-            Ok(Put::Conflict) => {
-                let holder = s3::block_on(r.holder_now())
-                    .unwrap_or_else(|e| format!("the lock could not be read ({e})"));
-                inner.conflict = Some(holder.clone());
-                Err(StateError::RemoteConflict {
+        s3::blocking(|rt| {
+            let mut written = r.write.lock().unwrap_or_else(|p| p.into_inner());
+            // The latest state, whatever write brought us here: a later write never
+            // lands before an earlier one with older contents.
+            let (bytes, env) = {
+                let mut inner = self.inner();
+                inner.state.serial += 1;
+                let bytes = serde_json::to_vec_pretty(&inner.state)
+                    .map_err(|e| StateError::io(&self.path, e.into()))?;
+                (bytes, inner.state.env.clone())
+            };
+            let url = r.remote.state_url();
+            if let Some(holder) = &written.conflict {
+                // An earlier write met a conflict: keep the recovery file current only.
+                return Err(StateError::RemoteConflict {
                     url,
-                    recovery: super::dump_recovery(&inner.state.env, bytes),
-                    holder,
-                })
+                    recovery: super::dump_recovery(&env, &bytes),
+                    holder: holder.clone(),
+                });
             }
-            Err(e) => Err(StateError::RemoteWriteFailed {
-                url,
-                recovery: super::dump_recovery(&inner.state.env, bytes),
-                reason: e.to_string(),
-            }),
+            let put = rt.block_on(r.remote.put(
+                &r.remote.key,
+                bytes.clone(),
+                written.etag.as_deref(),
+                sse,
+            ));
+            match put {
+                Ok(Put::Done { etag, .. }) => {
+                    written.etag = Some(etag);
+                    Ok(())
+                }
+                Ok(Put::Conflict) => {
+                    let holder = rt.block_on(r.holder_now());
+                    written.conflict = Some(holder.clone());
+                    Err(StateError::RemoteConflict {
+                        url,
+                        recovery: super::dump_recovery(&env, &bytes),
+                        holder,
+                    })
+                }
+                Err(e) => Err(StateError::RemoteWriteFailed {
+                    url,
+                    recovery: super::dump_recovery(&env, &bytes),
+                    reason: e.to_string(),
+                }),
+            }
+        })?
+    }
+
+    /// Writes the current state now (`state push`).
+    pub(super) fn flush(&self) -> Result<(), StateError> {
+        match &self.backend {
+            Backend::S3(r) => self.write_remote(r),
+            Backend::Local(_) => {
+                let mut inner = self.inner();
+                self.persist(&mut inner)
+            }
         }
     }
 
-    /// The remote side, for `state push`.
-    pub(super) fn remote_etag(&self) -> Option<String> {
-        self.inner().etag.clone()
+    /// Whether the remote state object existed (or was written), for `state push`.
+    pub(super) fn remote_exists(&self) -> bool {
+        match &self.backend {
+            Backend::S3(r) => r
+                .write
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .etag
+                .is_some(),
+            Backend::Local(_) => false,
+        }
     }
 }
 

@@ -343,10 +343,6 @@ pub struct StateStore {
 struct Inner {
     state: State,
     backed_up: bool,
-    /// S3 only: the ETag of the state object this run last read or wrote.
-    etag: Option<String>,
-    /// S3 only: a write met a conflict (who held the lock then); nothing more is written.
-    conflict: Option<String>,
 }
 
 impl StateStore {
@@ -373,8 +369,6 @@ impl StateStore {
             inner: Mutex::new(Inner {
                 state,
                 backed_up: false,
-                etag: None,
-                conflict: None,
             }),
             backend: backend::Backend::Local(Some(guard)),
         })
@@ -401,8 +395,6 @@ impl StateStore {
             inner: Mutex::new(Inner {
                 state,
                 backed_up: false,
-                etag: None,
-                conflict: None,
             }),
             backend: backend::Backend::Local(None),
         })
@@ -454,6 +446,10 @@ impl StateStore {
             return Ok(());
         }
         inner.state.resources.insert(addr.to_string(), record);
+        if let backend::Backend::S3(remote) = &self.backend {
+            drop(inner);
+            return self.write_remote(remote);
+        }
         self.persist(&mut inner)
     }
 
@@ -462,6 +458,10 @@ impl StateStore {
         let mut inner = self.inner();
         if inner.state.resources.remove(addr).is_none() {
             return Ok(());
+        }
+        if let backend::Backend::S3(remote) = &self.backend {
+            drop(inner);
+            return self.write_remote(remote);
         }
         self.persist(&mut inner)
     }
@@ -473,9 +473,6 @@ impl StateStore {
         inner.state.serial += 1;
         let bytes = serde_json::to_vec_pretty(&inner.state)
             .map_err(|e| StateError::io(&self.path, e.into()))?;
-        if let backend::Backend::S3(remote) = &self.backend {
-            return Self::persist_remote(remote, inner, &bytes);
-        }
         let written = (|| {
             if !inner.backed_up {
                 if self.path.exists() {

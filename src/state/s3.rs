@@ -386,17 +386,23 @@ where
     }
 }
 
-/// Runs `fut` to completion from synchronous code inside the multi-thread runtime
-/// (`StateStore::put` is synchronous but called from async tasks). The worker's other
-/// tasks move to another thread meanwhile.
-pub fn block_on<F: std::future::Future>(fut: F) -> Result<F::Output, StateError> {
+/// Runs `f` from synchronous code inside the multi-thread runtime (`StateStore::put` is
+/// synchronous but called from async tasks): the worker's other tasks move to another
+/// thread first, so `f` may block (on a mutex, or on `Handle::block_on`) while the
+/// runtime goes on driving I/O.
+pub fn blocking<T>(f: impl FnOnce(&tokio::runtime::Handle) -> T) -> Result<T, StateError> {
     use tokio::runtime::{Handle, RuntimeFlavor};
     match Handle::try_current() {
         Ok(h) if h.runtime_flavor() == RuntimeFlavor::MultiThread => {
-            Ok(tokio::task::block_in_place(|| h.block_on(fut)))
+            Ok(tokio::task::block_in_place(|| f(&h)))
         }
         _ => Err(StateError::NoRuntime),
     }
+}
+
+/// Runs `fut` to completion from synchronous code, as [`blocking`].
+pub fn block_on<F: std::future::Future>(fut: F) -> Result<F::Output, StateError> {
+    blocking(|h| h.block_on(fut))
 }
 
 #[cfg(test)]

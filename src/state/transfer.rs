@@ -123,7 +123,7 @@ fn push_into(
     force: bool,
 ) -> Result<State, StateError> {
     let theirs = store.snapshot();
-    let remote_exists = store.remote_etag().is_some();
+    let remote_exists = store.remote_exists();
     if remote_exists && !force {
         if let Some(reason) = refusal(&theirs, "remote state", &ours, "local state") {
             return Err(StateError::Diverged {
@@ -132,15 +132,15 @@ fn push_into(
             });
         }
     }
-    let written = {
+    {
         let mut inner = store.inner();
         let mut next = ours;
-        // Above both sides' serials, so no reader takes it for an older state.
+        // The write adds one: above both sides' serials, so nobody takes it for older.
         next.serial = next.serial.max(inner.state.serial);
         inner.state = next;
-        store.persist(&mut inner)?;
-        inner.state.clone()
-    };
+    }
+    store.flush()?;
+    let written = store.snapshot();
     let bytes = serde_json::to_vec_pretty(&written).map_err(|e| StateError::io(path, e.into()))?;
     write_atomic(path, &bytes).map_err(|e| StateError::io(path, e))?;
     Ok(written)
