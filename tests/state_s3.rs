@@ -13,7 +13,8 @@ use aws_sdk_s3::types::{
 use common::census::{assert_converged, assert_nothing_left, census};
 use common::proxy::{Proxy, is_mutating};
 use common::*;
-use payctl::state::{Record, State};
+use payctl::state::s3::S3Url;
+use payctl::state::{Location, Record, State, StateStore};
 use std::process::Child;
 use std::time::{Duration, Instant};
 
@@ -293,8 +294,25 @@ async fn of_two_runs_racing_for_the_remote_lock_one_proceeds_and_the_loser_chang
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_state_replaced_during_a_run_is_not_overwritten_and_the_run_stops() {
+    // Without a remote state at the start (the run's first write is `If-None-Match: *`)
+    // and with one (every write is `If-Match: <ETag>`).
+    for seeded in [false, true] {
+        replaced_during_a_run(seeded).await;
+    }
+}
+
+async fn replaced_during_a_run(seeded: bool) {
     let stack = Stack::new("dev");
     make_bucket(&stack, BUCKET, true, Some("AES256")).await;
+    let seed = State::new("dev", REGION, ACCOUNT);
+    if seeded {
+        put(
+            &stack,
+            &key("dev"),
+            serde_json::to_vec_pretty(&seed).unwrap(),
+        )
+        .await;
+    }
     let proxy = Proxy::start(&stack.moto.endpoint).await;
     proxy.delay("CreateVpc", Duration::from_secs(3));
     let child = spawn(&stack, &proxy.endpoint, &["up", "--state", &url()]);
@@ -304,19 +322,20 @@ async fn a_state_replaced_during_a_run_is_not_overwritten_and_the_run_stops() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     // Another writer replaces the state object while the VPC is being made.
-    let intruder = State::new("dev", REGION, ACCOUNT);
+    let mut intruder = seed.clone();
+    intruder.serial = 1000;
     let intruder = serde_json::to_vec_pretty(&intruder).unwrap();
     put(&stack, &key("dev"), intruder.clone()).await;
 
     let run = finish(child).await;
-    assert!(!run.ok, "the run went on after a conflict");
+    assert!(!run.ok, "seeded {seeded}: the run went on after a conflict");
     let err = run.error_line();
     assert!(err.contains("changed under this run"), "{}", run.stderr);
     assert!(err.contains("this run still holds the lock"), "{err}");
     assert_eq!(
         object(&stack, &key("dev")).await.unwrap().0,
         intruder,
-        "the other writer's state was overwritten"
+        "seeded {seeded}: the other writer's state was overwritten"
     );
     let recovery = err
         .split("saved to ")
@@ -509,6 +528,24 @@ async fn pull_and_push_copy_the_state_and_refuse_to_lose_a_newer_one() {
         (remote.lineage.as_str(), remote.serial),
         ("another-lineage", 22)
     );
+
+    // A detached store (what a read-only command uses) reads it without the lock, and
+    // its changes stay in memory.
+    let location = Location::S3(S3Url::parse(&url).unwrap());
+    let sdk = stack.sdk().await;
+    let (before, _) = object(&stack, &key("dev")).await.unwrap();
+    let plan = StateStore::open_detached_at(&location, &sdk, "dev", REGION, ACCOUNT)
+        .await
+        .unwrap();
+    assert!(plan.is_detached());
+    assert_eq!(plan.snapshot().lineage, "another-lineage");
+    plan.put("ec2_subnet.a", Record::new("ec2_subnet", "subnet-1"))
+        .unwrap();
+    plan.remove("ec2_vpc.main").unwrap();
+    assert_eq!(plan.id("ec2_subnet.a").as_deref(), Some("subnet-1"));
+    drop(plan);
+    assert_eq!(object(&stack, &key("dev")).await.unwrap().0, before);
+    assert!(object(&stack, &lock_key("dev")).await.is_none());
 
     // Nothing to pull for an environment without remote state.
     let run = Run::from(
