@@ -124,13 +124,14 @@ fn push_into(
 ) -> Result<State, StateError> {
     let theirs = store.snapshot();
     let remote_exists = store.remote_exists();
-    if remote_exists && !force {
-        if let Some(reason) = refusal(&theirs, "remote state", &ours, "local state") {
-            return Err(StateError::Diverged {
-                action: format!("push {} over {}", path.display(), store.path().display()),
-                reason,
-            });
-        }
+    if remote_exists
+        && !force
+        && let Some(reason) = refusal(&theirs, "remote state", &ours, "local state")
+    {
+        return Err(StateError::Diverged {
+            action: format!("push {} over {}", path.display(), store.path().display()),
+            reason,
+        });
     }
     {
         let mut inner = store.inner();
