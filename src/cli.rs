@@ -39,6 +39,17 @@ pub struct Common {
     #[arg(long, env = "PAYCTL_STATE_DIR", default_value = "state")]
     pub state_dir: PathBuf,
 
+    /// Keep the state in S3 instead: `s3://BUCKET[/PREFIX]` holds `<PREFIX>/<env>.json`
+    /// and its lock (the bucket must be versioned and encrypted). Also `state = "s3://…"`
+    /// in payctl.toml.
+    #[arg(
+        long,
+        env = "PAYCTL_STATE",
+        value_name = "s3://BUCKET/PREFIX",
+        conflicts_with = "state_dir"
+    )]
+    pub state: Option<String>,
+
     /// Settings file; `payctl.toml` in the current directory is read when it exists.
     #[arg(long, env = "PAYCTL_CONFIG")]
     pub config: Option<PathBuf>,
@@ -114,7 +125,7 @@ pub enum Command {
     },
     /// Remove a lock left by a run that died; takes the lock id the error message names.
     #[command(
-        after_help = "Example (the id comes from the `stale lock` error of the next run):\n  payctl force-unlock --env dev 6f1c2a9e-1d7b-4c1e-9a53-0c2d3e4f5a6b"
+        after_help = "Examples (the id comes from the `stale lock` error of the next run):\n  payctl force-unlock --env dev 6f1c2a9e-1d7b-4c1e-9a53-0c2d3e4f5a6b\n  payctl force-unlock --env dev --state s3://team-state/payctl 6f1c2a9e-1d7b-4c1e-9a53-0c2d3e4f5a6b"
     )]
     ForceUnlock {
         #[command(flatten)]
@@ -134,6 +145,12 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Copy the state between the local directory and S3 (`pull`, `push`).
+    #[command(
+        subcommand,
+        after_help = "Examples:\n  payctl state pull --env dev --state s3://team-state/payctl\n  payctl state push --env dev --state s3://team-state/payctl"
+    )]
+    State(StateCommand),
     /// Print a shell completion script to standard output.
     #[command(
         after_help = "Examples:\n  payctl completions bash > ~/.local/share/bash-completion/completions/payctl\n  payctl completions zsh > ~/.zfunc/_payctl\n  payctl completions fish > ~/.config/fish/completions/payctl.fish"
@@ -142,4 +159,62 @@ pub enum Command {
         /// The shell: bash, zsh, fish, elvish or powershell.
         shell: clap_complete::Shell,
     },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum StateCommand {
+    /// Copy the S3 state to the local `<state-dir>/<env>.json`.
+    #[command(
+        long_about = "Copy the S3 state to the local <state-dir>/<env>.json (the previous file is kept as <env>.json.backup).\n\nRefused, changing nothing, when the local file has another lineage, a higher serial, or the same serial with other records, unless --force is given. The local lock is held while the file is written.",
+        after_help = "Examples:\n  payctl state pull --env dev --state s3://team-state/payctl\n  payctl state pull --env dev --state-dir /tmp/inspect --force   # with state = \"s3://…\" in payctl.toml"
+    )]
+    Pull(Transfer),
+    /// Upload the local `<state-dir>/<env>.json` to S3.
+    #[command(
+        long_about = "Upload the local <state-dir>/<env>.json to S3, under the remote lock, with a conditional write (the bucket's versioning keeps the previous state). The local file is then rewritten with the serial it got, so both sides are identical.\n\nRefused, changing nothing, when the remote state has another lineage, a higher serial, or the same serial with other records, unless --force is given.",
+        after_help = "Examples:\n  payctl state push --env dev --state s3://team-state/payctl\n  payctl state push --env staging --state s3://team-state/payctl --force"
+    )]
+    Push(Transfer),
+}
+
+/// The options of `state pull` and `state push`: both sides of the copy.
+#[derive(Debug, Clone, Args)]
+pub struct Transfer {
+    /// Environment name.
+    #[arg(long, env = "ENVIRONMENT_SUFFIX", default_value = "dev")]
+    pub env: String,
+
+    /// AWS region; defaults to the SDK's region chain, then us-east-1.
+    #[arg(long)]
+    pub region: Option<String>,
+
+    /// The local side: directory of the state files.
+    #[arg(long, env = "PAYCTL_STATE_DIR", default_value = "state")]
+    pub state_dir: PathBuf,
+
+    /// The S3 side: `s3://BUCKET[/PREFIX]` (else `state` in payctl.toml).
+    #[arg(long, env = "PAYCTL_STATE", value_name = "s3://BUCKET/PREFIX")]
+    pub state: Option<String>,
+
+    /// Settings file; `payctl.toml` in the current directory is read when it exists.
+    #[arg(long, env = "PAYCTL_CONFIG")]
+    pub config: Option<PathBuf>,
+
+    /// Overwrite even a newer or unrelated state on the other side.
+    #[arg(long)]
+    pub force: bool,
+}
+
+impl Transfer {
+    /// The same options as the other commands take them.
+    pub fn common(&self) -> Common {
+        Common {
+            env: self.env.clone(),
+            region: self.region.clone(),
+            state_dir: self.state_dir.clone(),
+            state: self.state.clone(),
+            config: self.config.clone(),
+            timings: None,
+        }
+    }
 }

@@ -5,7 +5,7 @@ use crate::cli::Common;
 use crate::config::ConfigFile;
 use crate::engine::{Ctx, Direction, Options, Outcome, walk};
 use crate::error::{Error, Result};
-use crate::state::{State, StateError, StateStore, lock, state_path};
+use crate::state::{Location, State, StateStore, lock, state_path};
 use std::io::{BufRead, IsTerminal, Write};
 use std::path::Path;
 use std::sync::Arc;
@@ -27,13 +27,14 @@ fn check_input(c: &Common) -> Result<crate::config::Settings> {
 
 async fn prepare(c: &Common, command: &str, options: Options) -> Result<Arc<Ctx>> {
     let settings = check_input(c)?;
+    let location = location(c, &settings)?;
     let sdk = crate::aws::load_config(c.region.clone()).await;
     let region = crate::aws::region_of(&sdk);
     let account_id = crate::aws::account_id(&sdk).await?;
     let state = if options.plan {
-        StateStore::open_detached(&c.state_dir, &c.env, &region, &account_id)?
+        StateStore::open_detached_at(&location, &sdk, &c.env, &region, &account_id).await?
     } else {
-        StateStore::open(&c.state_dir, &c.env, &region, &account_id, command)?
+        StateStore::open_at(&location, &sdk, &c.env, &region, &account_id, command).await?
     };
     tracing::info!(
         "{command} {} in {region} (account {account_id}), state {}",
@@ -58,6 +59,23 @@ async fn prepare(c: &Common, command: &str, options: Options) -> Result<Arc<Ctx>
         },
         options,
     }))
+}
+
+/// Where the state lives: `--state`, else `state` in payctl.toml, else `--state-dir`.
+fn location(c: &Common, settings: &crate::config::Settings) -> Result<Location> {
+    Ok(Location::resolve(
+        c.state.as_deref(),
+        settings.state.as_deref(),
+        &c.state_dir,
+    )?)
+}
+
+/// The state location without reading the config file when `--state` names it.
+fn location_of(c: &Common) -> Result<Location> {
+    match &c.state {
+        Some(url) => Ok(Location::resolve(Some(url.as_str()), None, &c.state_dir)?),
+        None => location(c, &check_input(c)?),
+    }
 }
 
 /// Writes `--timings`: the setup before the walk, then each kind's start and end.
@@ -100,7 +118,7 @@ fn finish(ctx: &Ctx, command: &str, mut outcome: Outcome, started: Instant) -> R
     let Some((_, first)) = outcome.failures.drain(..).next() else {
         return Ok(());
     };
-    if matches!(first, Error::State(StateError::WriteFailed { .. })) {
+    if matches!(&first, Error::State(s) if s.halts_run()) {
         // Not "the state file is up to date": its message says where the state went.
         return Err(first);
     }
@@ -140,13 +158,20 @@ pub async fn up(c: &Common, options: Options) -> Result<()> {
     let started = Instant::now();
     crate::interrupt::install();
     let ctx = prepare(c, "up", options).await?;
+    let result = up_walk(c, &ctx, started).await;
+    // Whatever the outcome: a remote lock needs an async call to go.
+    ctx.state.release().await;
+    result
+}
+
+async fn up_walk(c: &Common, ctx: &Arc<Ctx>, started: Instant) -> Result<()> {
     // Every kind gets its say before anything is created, so a refusal changes nothing.
     let layers = crate::layers();
-    preflight(&ctx, &layers, Direction::Up).await?;
+    preflight(ctx, &layers, Direction::Up).await?;
     let setup = started.elapsed();
     let outcome = walk(ctx.clone(), &layers, Direction::Up).await;
     write_timings(c, &outcome, setup, started);
-    finish(&ctx, "up", outcome, started)?;
+    finish(ctx, "up", outcome, started)?;
     print!(
         "{}",
         crate::outputs::table(&crate::outputs::collect(&ctx.state.snapshot()))
@@ -196,17 +221,23 @@ pub async fn down(c: &Common, yes: bool, options: Options) -> Result<()> {
         return Err(refusal(&c.env));
     }
     let ctx = prepare(c, "down", options).await?;
+    let result = down_walk(c, &ctx, yes, started).await;
+    ctx.state.release().await;
+    result
+}
+
+async fn down_walk(c: &Common, ctx: &Arc<Ctx>, yes: bool, started: Instant) -> Result<()> {
     if ctx.settings.production && !yes {
-        confirm(&ctx)?;
+        confirm(ctx)?;
     }
     crate::interrupt::install();
     // Every kind gets its say before anything is deleted, so a refusal leaves all in place.
     let layers = crate::layers();
-    preflight(&ctx, &layers, Direction::Down).await?;
+    preflight(ctx, &layers, Direction::Down).await?;
     let setup = started.elapsed();
     let outcome = walk(ctx.clone(), &layers, Direction::Down).await;
     write_timings(c, &outcome, setup, started);
-    finish(&ctx, "down", outcome, started)
+    finish(ctx, "down", outcome, started)
 }
 
 fn refusal(env: &str) -> Error {
@@ -254,13 +285,21 @@ fn confirm(ctx: &Ctx) -> Result<()> {
 
 pub async fn outputs(c: &Common, json: bool, show_api_key: bool) -> Result<()> {
     crate::naming::validate_env(&c.env)?;
-    let path = state_path(&c.state_dir, &c.env);
-    let state = State::load(&path)?.ok_or_else(|| {
+    let (state, path) = match location_of(c)? {
+        Location::Local(dir) => {
+            let path = state_path(&dir, &c.env);
+            (State::load(&path)?, path.display().to_string())
+        }
+        Location::S3(url) => {
+            let sdk = crate::aws::load_config(c.region.clone()).await;
+            let remote = crate::state::s3::Remote::connect(&sdk, &url, &c.env).await?;
+            (remote.load().await?.map(|(s, _)| s), remote.state_url())
+        }
+    };
+    let state = state.ok_or_else(|| {
         Error::Invalid(format!(
-            "no state for environment {} at {}; run `payctl up --env {}` first",
-            c.env,
-            path.display(),
-            c.env
+            "no state for environment {} at {path}; run `payctl up --env {}` first",
+            c.env, c.env
         ))
     })?;
     let mut outputs = crate::outputs::collect(&state);
@@ -281,12 +320,49 @@ pub async fn outputs(c: &Common, json: bool, show_api_key: bool) -> Result<()> {
     Ok(())
 }
 
-pub fn force_unlock(c: &Common, lock_id: &str) -> Result<()> {
+pub async fn force_unlock(c: &Common, lock_id: &str) -> Result<()> {
     crate::naming::validate_env(&c.env)?;
-    let holder = lock::force_unlock(&state_path(&c.state_dir, &c.env), lock_id)?;
+    let holder = match location_of(c)? {
+        Location::Local(dir) => lock::force_unlock(&state_path(&dir, &c.env), lock_id)?,
+        Location::S3(url) => {
+            let sdk = crate::aws::load_config(c.region.clone()).await;
+            crate::state::backend::force_unlock_remote(&sdk, &url, &c.env, lock_id).await?
+        }
+    };
     eprintln!(
         "removed lock {} (pid {} on {}, since {})",
         holder.id, holder.pid, holder.host, holder.started_at
+    );
+    Ok(())
+}
+
+/// `payctl state pull` (`push: false`) or `payctl state push`.
+pub async fn state_transfer(t: &crate::cli::Transfer, push: bool) -> Result<()> {
+    let c = t.common();
+    crate::naming::validate_env(&c.env)?;
+    let Location::S3(url) = location_of(&c)? else {
+        return Err(Error::Invalid(format!(
+            "payctl state {} needs an S3 location: --state s3://BUCKET[/PREFIX] or `state = \"s3://…\"` in payctl.toml",
+            if push { "push" } else { "pull" }
+        )));
+    };
+    let sdk = crate::aws::load_config(c.region.clone()).await;
+    let (state, verb) = if push {
+        let account_id = crate::aws::account_id(&sdk).await?;
+        let s =
+            crate::state::transfer::push(&sdk, &url, &c.state_dir, &c.env, &account_id, t.force)
+                .await?;
+        (s, "pushed to")
+    } else {
+        let s = crate::state::transfer::pull(&sdk, &url, &c.state_dir, &c.env, t.force).await?;
+        (s, "pulled from")
+    };
+    eprintln!(
+        "{verb} {}: {} resources, serial {}, lineage {}",
+        url.url_of(&url.key(&c.env)),
+        state.resources.len(),
+        state.serial,
+        state.lineage
     );
     Ok(())
 }
@@ -302,24 +378,34 @@ pub fn completions(shell: clap_complete::Shell) {
 /// check fails, after printing them all.
 pub async fn verify(c: &Common, json: bool) -> Result<()> {
     let settings = check_input(c)?;
-    let path = state_path(&c.state_dir, &c.env);
-    let no_state = || {
+    let location = location(c, &settings)?;
+    let no_state = |at: &str| {
         Error::Invalid(format!(
-            "no state for environment {} at {}: nothing to verify; run `payctl up --env {}` first",
-            c.env,
-            path.display(),
-            c.env
+            "no state for environment {} at {at}: nothing to verify; run `payctl up --env {}` first",
+            c.env, c.env
         ))
     };
-    let state = State::load(&path)?.ok_or_else(no_state)?;
-    if state.resources.is_empty() {
-        return Err(no_state());
-    }
-    let sdk =
-        crate::aws::load_config(c.region.clone().or_else(|| Some(state.region.clone()))).await;
+    // A local state file is read first (no AWS call without one); it names the region.
+    let region_hint = match &location {
+        Location::Local(dir) => {
+            let path = state_path(dir, &c.env);
+            let state = State::load(&path)?;
+            Some(
+                state
+                    .ok_or_else(|| no_state(&path.display().to_string()))?
+                    .region,
+            )
+        }
+        Location::S3(_) => None,
+    };
+    let sdk = crate::aws::load_config(c.region.clone().or(region_hint)).await;
     let region = crate::aws::region_of(&sdk);
     let account_id = crate::aws::account_id(&sdk).await?;
-    state.check_belongs(&path, &c.env, &region, &account_id)?;
+    let store = StateStore::open_detached_at(&location, &sdk, &c.env, &region, &account_id).await?;
+    let state = store.snapshot();
+    if state.resources.is_empty() {
+        return Err(no_state(&store.path().display().to_string()));
+    }
     let target = crate::verify::Target {
         env: c.env.clone(),
         state,

@@ -36,6 +36,8 @@ pub struct Settings {
     pub api: ApiSettings,
     /// Where the alarms' topic sends e-mail.
     pub alert_email: String,
+    /// `s3://BUCKET[/PREFIX]` to keep the state in S3 (`--state` overrides it).
+    pub state: Option<String>,
 }
 
 /// Reserved concurrency per function (`None`: draw from the account's unreserved pool).
@@ -94,6 +96,7 @@ impl Settings {
                 daily_quota: if production { 1_000_000 } else { 10_000 },
             },
             alert_email: "ops@company.com".into(),
+            state: None,
         }
     }
 }
@@ -117,6 +120,8 @@ pub struct Overrides {
     pub api_burst_limit: Option<i64>,
     pub api_daily_quota: Option<i64>,
     pub alert_email: Option<String>,
+    /// `s3://BUCKET[/PREFIX]`: the state lives in S3.
+    pub state: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -279,6 +284,11 @@ fn apply(s: &mut Settings, o: &Overrides, table: &str) -> Result<()> {
         }
         s.alert_email = email.clone();
     }
+    if let Some(url) = &o.state {
+        crate::state::s3::S3Url::parse(url)
+            .map_err(|e| Error::Config(format!("{table} state: {e}")))?;
+        s.state = Some(url.clone());
+    }
     Ok(())
 }
 
@@ -352,6 +362,10 @@ mod tests {
                 "[env.dev]\nalert_email = \"a@b@c.com\"\n",
                 "not an e-mail address",
             ),
+            (
+                "[defaults]\nstate = \"s3://Bad_Bucket/x\"\n",
+                "[defaults] state: invalid state location",
+            ),
         ];
         for (text, want) in cases {
             let err = ConfigFile::parse(text, "payctl.toml")
@@ -387,6 +401,22 @@ mod tests {
             }
         );
         assert_eq!(p.alert_email, "pager@example.org");
+    }
+
+    #[test]
+    fn the_state_location_comes_from_defaults_or_the_env_table() {
+        let c = ConfigFile::parse(
+            "[defaults]\nstate = \"s3://team-state/payctl\"\n[env.qa]\nstate = \"s3://qa-state\"\n",
+            "t",
+        )
+        .unwrap();
+        let dev = c.settings_for("dev").unwrap().state;
+        assert_eq!(dev.as_deref(), Some("s3://team-state/payctl"));
+        assert_eq!(
+            c.settings_for("qa").unwrap().state.as_deref(),
+            Some("s3://qa-state")
+        );
+        assert_eq!(Settings::builtin("dev").state, None);
     }
 
     #[test]

@@ -79,7 +79,13 @@ fn main() -> std::process::ExitCode {
                 show_api_key,
             } => payctl::commands::outputs(common, *json, *show_api_key).await,
             Command::ForceUnlock { common, lock_id } => {
-                payctl::commands::force_unlock(common, lock_id)
+                payctl::commands::force_unlock(common, lock_id).await
+            }
+            Command::State(payctl::cli::StateCommand::Pull(t)) => {
+                payctl::commands::state_transfer(t, false).await
+            }
+            Command::State(payctl::cli::StateCommand::Push(t)) => {
+                payctl::commands::state_transfer(t, true).await
             }
             Command::Verify { common, json } => payctl::commands::verify(common, *json).await,
             Command::Completions { shell } => {

@@ -198,7 +198,7 @@ pub async fn walk(ctx: Arc<Ctx>, layers: &[Layer], direction: Direction) -> Outc
             }
             Err(e) => {
                 tracing::error!("{kind}: {e}");
-                if matches!(e, Error::State(StateError::WriteFailed { .. })) {
+                if matches!(&e, Error::State(s) if StateError::halts_run(s)) {
                     halted = true;
                     // The operator must see this one first: it says where the state went.
                     w.outcome.failures.insert(0, (kind, e));

@@ -21,7 +21,18 @@ pub struct LockInfo {
 }
 
 impl LockInfo {
-    fn describe(&self) -> String {
+    /// A new lock for this process: a fresh id, this pid and host, the time now.
+    pub fn new(command: &str) -> Self {
+        LockInfo {
+            id: uuid::Uuid::new_v4().to_string(),
+            pid: std::process::id(),
+            host: this_host(),
+            started_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+            command: command.to_string(),
+        }
+    }
+
+    pub fn describe(&self) -> String {
         format!(
             "pid {} on {} since {} ({}), lock id {}",
             self.pid, self.host, self.started_at, self.command, self.id
@@ -68,13 +79,7 @@ pub fn lock_path(state_path: &Path) -> PathBuf {
 /// Takes the lock or explains who holds it.
 pub fn acquire(state_path: &Path, env: &str, command: &str) -> Result<LockGuard, StateError> {
     let path = lock_path(state_path);
-    let info = LockInfo {
-        id: uuid::Uuid::new_v4().to_string(),
-        pid: std::process::id(),
-        host: this_host(),
-        started_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
-        command: command.to_string(),
-    };
+    let info = LockInfo::new(command);
     let body = serde_json::to_vec_pretty(&info).map_err(|e| StateError::io(&path, e.into()))?;
     match OpenOptions::new().write(true).create_new(true).open(&path) {
         Ok(mut f) => {

@@ -1,4 +1,4 @@
-//! The local state file: `<state-dir>/<env>.json`.
+//! The state file: `<state-dir>/<env>.json`, or `<prefix>/<env>.json` in S3 ([`s3`]).
 //!
 //! It records every resource payctl owns in one environment, keyed by an *address*
 //! (`<kind>.<name>`, e.g. `ec2_subnet.private-us-east-1a`), with its id, ARN and the few
@@ -15,8 +15,17 @@
 //!   overwritten; so is a file that belongs to another env, region or account;
 //! - when a write fails, the state is dumped to a recovery file and the run stops;
 //! - no secrets: records hold ids, ARNs and plain attributes only.
+//!
+//! [`backend`] chooses where the state lives (the local directory, or S3 with a remote
+//! lock and conditional writes); [`transfer`] moves it between the two
+//! (`payctl state pull` / `push`).
 
+pub mod backend;
 pub mod lock;
+pub mod s3;
+pub mod transfer;
+
+pub use backend::Location;
 
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -77,9 +86,65 @@ pub enum StateError {
         #[source]
         source: std::io::Error,
     },
+    #[error("invalid state location {url:?}: {reason}; expected s3://BUCKET[/PREFIX]")]
+    BadUrl { url: String, reason: String },
+    #[error("{op} on {url} failed: {code}: {message}")]
+    Remote {
+        op: &'static str,
+        url: String,
+        code: String,
+        message: String,
+    },
+    #[error(
+        "state bucket {bucket} does not exist (or these credentials cannot see it); create it with versioning and default encryption on; nothing was changed"
+    )]
+    BucketMissing { bucket: String },
+    #[error(
+        "state bucket {bucket} is not versioned; turn versioning on (`aws s3api put-bucket-versioning --bucket {bucket} --versioning-configuration Status=Enabled`) so every earlier state is kept; nothing was changed"
+    )]
+    NotVersioned { bucket: String },
+    #[error(
+        "state bucket {bucket} has no default encryption; set it (SSE-KMS or SSE-S3: `aws s3api put-bucket-encryption --bucket {bucket} ...`); nothing was changed"
+    )]
+    NotEncrypted { bucket: String },
+    #[error(
+        "remote state {url} changed under this run (a conditional write was refused: someone else wrote it) and was not overwritten; this run stopped and its state was saved to {recovery}; {holder}; compare the two (`payctl state pull --force` into another --state-dir), then re-run: `up` adopts what this run made by name and tags"
+    )]
+    RemoteConflict {
+        url: String,
+        recovery: String,
+        holder: String,
+    },
+    #[error(
+        "could not write remote state {url} ({reason}); this run stopped and its state was saved to {recovery}: once S3 is reachable, copy it to state/<env>.json and `payctl state push` it"
+    )]
+    RemoteWriteFailed {
+        url: String,
+        recovery: String,
+        reason: String,
+    },
+    #[error("there is no state at {url}; nothing was changed")]
+    NoRemote { url: String },
+    #[error("there is no local state at {path}; nothing was changed")]
+    NoLocal { path: String },
+    #[error("refusing to {action}: {reason}; nothing was changed (--force overrides)")]
+    Diverged { action: String, reason: String },
+    #[error("internal error: the S3 state needs the multi-thread async runtime")]
+    NoRuntime,
 }
 
 impl StateError {
+    /// A failure to save the state: the run must stop at once, and the error (which says
+    /// where the state went) comes first.
+    pub fn halts_run(&self) -> bool {
+        matches!(
+            self,
+            StateError::WriteFailed { .. }
+                | StateError::RemoteConflict { .. }
+                | StateError::RemoteWriteFailed { .. }
+        )
+    }
+
     pub(crate) fn io(path: &Path, source: std::io::Error) -> Self {
         StateError::Io {
             path: path.display().to_string(),
@@ -155,16 +220,21 @@ impl State {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(StateError::io(path, e)),
         };
+        Self::parse(&bytes, &path.display().to_string()).map(Some)
+    }
+
+    /// Parses and checks a state file's contents; `origin` names it in errors.
+    pub fn parse(bytes: &[u8], origin: &str) -> Result<State, StateError> {
         let corrupt = |reason: String| StateError::Corrupt {
-            path: path.display().to_string(),
+            path: origin.to_string(),
             reason,
         };
         let value: serde_json::Value =
-            serde_json::from_slice(&bytes).map_err(|e| corrupt(e.to_string()))?;
+            serde_json::from_slice(bytes).map_err(|e| corrupt(e.to_string()))?;
         match value.get("version").and_then(|v| v.as_u64()) {
             Some(v) if v > u64::from(SCHEMA_VERSION) => {
                 return Err(StateError::NewerVersion {
-                    path: path.display().to_string(),
+                    path: origin.to_string(),
                     found: v,
                 });
             }
@@ -177,7 +247,7 @@ impl State {
                 return Err(corrupt(format!("resource {addr:?} is malformed")));
             }
         }
-        Ok(Some(state))
+        Ok(state)
     }
 
     /// Checks that this file belongs to the environment, region and account of the run.
@@ -248,13 +318,25 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     result
 }
 
+/// Writes the state to a recovery file in the temp directory; its path, for the error.
+pub(crate) fn dump_recovery(env: &str, bytes: &[u8]) -> String {
+    let recovery =
+        std::env::temp_dir().join(format!("payctl-{env}-recovery-{}.json", std::process::id()));
+    match std::fs::write(&recovery, bytes) {
+        Ok(()) => recovery.display().to_string(),
+        Err(e) => format!("nowhere ({e})"),
+    }
+}
+
 /// The state of one run: loaded under the lock, written after every change.
 #[derive(Debug)]
 pub struct StateStore {
+    /// The local file, or for S3 the object's `s3://` URL (for messages).
     path: PathBuf,
     inner: Mutex<Inner>,
-    /// `None` for a detached store ([`StateStore::open_detached`]), which never writes.
-    _lock: Option<lock::LockGuard>,
+    /// The lock and where writes go; a detached store ([`StateStore::open_detached`])
+    /// has no lock and never writes.
+    backend: backend::Backend,
 }
 
 #[derive(Debug)]
@@ -288,7 +370,7 @@ impl StateStore {
                 state,
                 backed_up: false,
             }),
-            _lock: Some(guard),
+            backend: backend::Backend::Local(Some(guard)),
         })
     }
 
@@ -314,13 +396,13 @@ impl StateStore {
                 state,
                 backed_up: false,
             }),
-            _lock: None,
+            backend: backend::Backend::Local(None),
         })
     }
 
     /// False for a detached store: nothing it holds reaches the file.
     pub fn is_detached(&self) -> bool {
-        self._lock.is_none()
+        self.backend.is_detached()
     }
 
     pub fn path(&self) -> &Path {
@@ -364,6 +446,10 @@ impl StateStore {
             return Ok(());
         }
         inner.state.resources.insert(addr.to_string(), record);
+        if let backend::Backend::S3(remote) = &self.backend {
+            drop(inner);
+            return self.write_remote(remote);
+        }
         self.persist(&mut inner)
     }
 
@@ -372,6 +458,10 @@ impl StateStore {
         let mut inner = self.inner();
         if inner.state.resources.remove(addr).is_none() {
             return Ok(());
+        }
+        if let backend::Backend::S3(remote) = &self.backend {
+            drop(inner);
+            return self.write_remote(remote);
         }
         self.persist(&mut inner)
     }
@@ -392,21 +482,10 @@ impl StateStore {
             }
             write_atomic(&self.path, &bytes)
         })();
-        written.map_err(|source| {
-            let recovery = std::env::temp_dir().join(format!(
-                "payctl-{}-recovery-{}.json",
-                inner.state.env,
-                std::process::id()
-            ));
-            let recovery = match std::fs::write(&recovery, &bytes) {
-                Ok(()) => recovery.display().to_string(),
-                Err(e) => format!("nowhere ({e})"),
-            };
-            StateError::WriteFailed {
-                path: self.path.display().to_string(),
-                recovery,
-                source,
-            }
+        written.map_err(|source| StateError::WriteFailed {
+            path: self.path.display().to_string(),
+            recovery: dump_recovery(&inner.state.env, &bytes),
+            source,
         })
     }
 }
