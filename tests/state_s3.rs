@@ -227,6 +227,16 @@ async fn up_and_down_keep_the_state_in_s3_only() {
     assert!(object(&stack, &lock_key("dev")).await.is_none());
     let out = must(&stack, &["outputs", "--json", "--state", &url]);
     assert!(out.stdout.contains(&vpc.id), "{}", out.stdout);
+    // `plan` and `verify` read the remote state too (without its lock).
+    let plan = remote_run(&stack, &stack.moto.endpoint, &["plan", "--state", &url]);
+    assert_eq!(plan.code, Some(0), "{}\n{}", plan.stdout, plan.stderr);
+    assert!(
+        plan.stdout.contains(&format!("= ec2_vpc.main {}", vpc.id)),
+        "{}",
+        plan.stdout
+    );
+    must(&stack, &["verify", "--state", &url]);
+    assert!(object(&stack, &lock_key("dev")).await.is_none());
 
     must(&stack, &["down", "--state", &url]);
     assert_nothing_left(&stack).await;
