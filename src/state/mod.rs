@@ -250,6 +250,22 @@ impl State {
         Ok(state)
     }
 
+    /// The state at `path`, checked to belong to this run; a new one when there is none.
+    pub fn load_for(
+        path: &Path,
+        env: &str,
+        region: &str,
+        account_id: &str,
+    ) -> Result<State, StateError> {
+        match State::load(path)? {
+            Some(s) => {
+                s.check_belongs(path, env, region, account_id)?;
+                Ok(s)
+            }
+            None => Ok(State::new(env, region, account_id)),
+        }
+    }
+
     /// Checks that this file belongs to the environment, region and account of the run.
     pub fn check_belongs(
         &self,
@@ -357,21 +373,19 @@ impl StateStore {
         std::fs::create_dir_all(dir).map_err(|e| StateError::io(dir, e))?;
         let path = state_path(dir, env);
         let guard = lock::acquire(&path, env, command)?;
-        let state = match State::load(&path)? {
-            Some(s) => {
-                s.check_belongs(&path, env, region, account_id)?;
-                s
-            }
-            None => State::new(env, region, account_id),
-        };
-        Ok(StateStore {
+        let state = State::load_for(&path, env, region, account_id)?;
+        Ok(Self::local(path, state, Some(guard)))
+    }
+
+    fn local(path: PathBuf, state: State, guard: Option<lock::LockGuard>) -> Self {
+        StateStore {
             path,
             inner: Mutex::new(Inner {
                 state,
                 backed_up: false,
             }),
-            backend: backend::Backend::Local(Some(guard)),
-        })
+            backend: backend::Backend::Local(guard),
+        }
     }
 
     /// The state as a run that changes nothing sees it (`plan`): loaded without taking
@@ -383,21 +397,8 @@ impl StateStore {
         account_id: &str,
     ) -> Result<Self, StateError> {
         let path = state_path(dir, env);
-        let state = match State::load(&path)? {
-            Some(s) => {
-                s.check_belongs(&path, env, region, account_id)?;
-                s
-            }
-            None => State::new(env, region, account_id),
-        };
-        Ok(StateStore {
-            path,
-            inner: Mutex::new(Inner {
-                state,
-                backed_up: false,
-            }),
-            backend: backend::Backend::Local(None),
-        })
+        let state = State::load_for(&path, env, region, account_id)?;
+        Ok(Self::local(path, state, None))
     }
 
     /// False for a detached store: nothing it holds reaches the file.
