@@ -36,6 +36,14 @@ pub struct Settings {
     pub api: ApiSettings,
     /// Where the alarms' topic sends e-mail.
     pub alert_email: String,
+    /// The audit bucket's policy denying every request made without TLS. Always on in
+    /// `prod`; an environment may turn it off (e.g. one on a local emulator reached over
+    /// plain HTTP, where the policy refuses every object call).
+    pub audit_bucket_tls_only: bool,
+    /// The Lambda event source mappings (table stream → audit logger, retry queue →
+    /// processor). Always on in `prod`; an environment driven by `payctl local
+    /// start-api` may leave them out, so that only the local run consumes its sources.
+    pub event_source_mappings: bool,
 }
 
 /// Reserved concurrency per function (`None`: draw from the account's unreserved pool).
@@ -94,6 +102,8 @@ impl Settings {
                 daily_quota: if production { 1_000_000 } else { 10_000 },
             },
             alert_email: "ops@company.com".into(),
+            audit_bucket_tls_only: true,
+            event_source_mappings: true,
         }
     }
 }
@@ -117,6 +127,8 @@ pub struct Overrides {
     pub api_burst_limit: Option<i64>,
     pub api_daily_quota: Option<i64>,
     pub alert_email: Option<String>,
+    pub audit_bucket_tls_only: Option<bool>,
+    pub event_source_mappings: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -279,12 +291,44 @@ fn apply(s: &mut Settings, o: &Overrides, table: &str) -> Result<()> {
         }
         s.alert_email = email.clone();
     }
+    if let Some(tls_only) = o.audit_bucket_tls_only {
+        if !tls_only && s.production {
+            return Err(Error::Config(format!(
+                "{table} audit_bucket_tls_only = false is refused for the production environment"
+            )));
+        }
+        s.audit_bucket_tls_only = tls_only;
+    }
+    if let Some(mappings) = o.event_source_mappings {
+        if !mappings && s.production {
+            return Err(Error::Config(format!(
+                "{table} event_source_mappings = false is refused for the production environment"
+            )));
+        }
+        s.event_source_mappings = mappings;
+    }
     Ok(())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_tls_only_policy_can_be_turned_off_outside_prod_only() {
+        let file = ConfigFile::parse(
+            "[env.dev]\naudit_bucket_tls_only = false\n[env.prod]\naudit_bucket_tls_only = false\n",
+            "payctl.toml",
+        )
+        .unwrap();
+        assert!(!file.settings_for("dev").unwrap().audit_bucket_tls_only);
+        let file = ConfigFile::parse("[env.prod]\nevent_source_mappings = false\n", "payctl.toml").unwrap();
+        assert!(file.settings_for("prod").is_err());
+        assert!(Settings::builtin("qa").event_source_mappings);
+        assert!(Settings::builtin("qa").audit_bucket_tls_only);
+        let err = file.settings_for("prod").unwrap_err().to_string();
+        assert!(err.contains("audit_bucket_tls_only"), "{err}");
+    }
 
     #[test]
     fn builtin_prod_is_stricter() {

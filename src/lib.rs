@@ -8,7 +8,8 @@
 //!   [`monitoring`]), one file per resource kind;
 //! - [`progress`]: live per-kind lines on a terminal, plain logs elsewhere;
 //! - [`interrupt`]: Ctrl-C handling (finish what is in flight, then stop);
-//! - [`commands`]: what `up`, `down`, `outputs` and `force-unlock` do.
+//! - [`commands`]: what `up`, `down`, `outputs` and `force-unlock` do;
+//! - [`local`]: `payctl local start-api`, the API and event sources run on this machine.
 
 pub mod api;
 pub mod aws;
@@ -20,6 +21,7 @@ pub mod data;
 pub mod engine;
 pub mod error;
 pub mod interrupt;
+pub mod local;
 pub mod monitoring;
 pub mod naming;
 pub mod network;

@@ -65,6 +65,19 @@ fn main() -> std::process::ExitCode {
             Command::ForceUnlock { common, lock_id } => {
                 payctl::commands::force_unlock(common, lock_id)
             }
+            Command::Local(payctl::cli::LocalCommand::StartApi {
+                common,
+                port,
+                database_url,
+                bin_dir,
+            }) => {
+                let options = payctl::local::Options {
+                    port: *port,
+                    database_url: database_url.clone(),
+                    bin_dir: bin_dir.clone(),
+                };
+                payctl::local::start_api(common, options).await
+            }
             Command::Completions { shell } => {
                 payctl::commands::completions(*shell);
                 Ok(())
