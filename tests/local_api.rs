@@ -482,9 +482,11 @@ async fn a_function_that_times_out_or_crashes_gives_502_and_is_restarted() {
         .await
         .unwrap();
     let db = TestDb::create().await;
-    let proxy = PgProxy::start((db.host.clone(), db.port), Mode::Hold).await;
+    let proxy = PgProxy::start((db.host.clone(), db.port), Mode::Pass).await;
     let api = LocalApi::start(&stack, &proxy.url(&db));
     let first = api.pids(&function, 1)[0];
+    // From now on the database accepts connections and never answers.
+    proxy.set(Mode::Hold);
 
     // (a) The database hangs: /status runs past the timeout, 502, the process is replaced.
     let started = Instant::now();

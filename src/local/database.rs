@@ -105,15 +105,34 @@ impl LocalDb {
         c
     }
 
-    /// Checks the server answers, creating the database when it does not exist yet.
+    /// Checks the server answers (within 10 s), creating the database when it does not
+    /// exist yet. A server that does not answer is only reported: the processor treats
+    /// an unreachable database as transient (202 and the retry queue), as on AWS.
     /// (A `verify-full` server is not checked here: the processor checks it.)
     pub async fn prepare(&self) -> Result<()> {
         if self.sslmode != "disable" {
             return Ok(());
         }
+        match tokio::time::timeout(Duration::from_secs(10), self.check_or_create()).await {
+            Ok(Err(Error::Invalid(why))) if why.starts_with("cannot reach") => {
+                tracing::warn!("{why}");
+                Ok(())
+            }
+            Ok(result) => result,
+            Err(_) => {
+                tracing::warn!(
+                    "the local PostgreSQL {} did not answer within 10s; the processor will keep trying",
+                    self.display()
+                );
+                Ok(())
+            }
+        }
+    }
+
+    async fn check_or_create(&self) -> Result<()> {
         let unreachable = |e: tokio_postgres::Error| {
             Error::Invalid(format!(
-                "cannot reach the local PostgreSQL {} ({e}): start one on 127.0.0.1:5432 or pass --database-url",
+                "cannot reach the local PostgreSQL {} now ({e}): start one on 127.0.0.1:5432 or pass --database-url; the processor will keep trying",
                 self.display()
             ))
         };
