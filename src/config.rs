@@ -315,19 +315,25 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_tls_only_policy_can_be_turned_off_outside_prod_only() {
+    fn the_tls_only_policy_and_the_mappings_can_be_turned_off_outside_prod_only() {
         let file = ConfigFile::parse(
             "[env.dev]\naudit_bucket_tls_only = false\n[env.prod]\naudit_bucket_tls_only = false\n",
             "payctl.toml",
         )
         .unwrap();
         assert!(!file.settings_for("dev").unwrap().audit_bucket_tls_only);
-        let file = ConfigFile::parse("[env.prod]\nevent_source_mappings = false\n", "payctl.toml").unwrap();
-        assert!(file.settings_for("prod").is_err());
-        assert!(Settings::builtin("qa").event_source_mappings);
         assert!(Settings::builtin("qa").audit_bucket_tls_only);
         let err = file.settings_for("prod").unwrap_err().to_string();
         assert!(err.contains("audit_bucket_tls_only"), "{err}");
+        let file = ConfigFile::parse(
+            "[env.dev]\nevent_source_mappings = false\n[env.prod]\nevent_source_mappings = false\n",
+            "payctl.toml",
+        )
+        .unwrap();
+        assert!(!file.settings_for("dev").unwrap().event_source_mappings);
+        assert!(Settings::builtin("qa").event_source_mappings);
+        let err = file.settings_for("prod").unwrap_err().to_string();
+        assert!(err.contains("event_source_mappings"), "{err}");
     }
 
     #[test]
