@@ -58,7 +58,8 @@ impl PgProxy {
                     Mode::Pass => {
                         tokio::spawn(async move {
                             if let Ok(mut upstream) = TcpStream::connect(target).await {
-                                let _ = tokio::io::copy_bidirectional(&mut conn, &mut upstream).await;
+                                let _ =
+                                    tokio::io::copy_bidirectional(&mut conn, &mut upstream).await;
                             }
                         });
                     }
@@ -107,7 +108,16 @@ impl LocalApi {
         let bin_dir = bin_dir.to_str().unwrap();
         let mut child = stack.spawn_via(
             &stack.moto.endpoint,
-            &["local", "start-api", "--port", "0", "--bin-dir", bin_dir, "--database-url", database_url],
+            &[
+                "local",
+                "start-api",
+                "--port",
+                "0",
+                "--bin-dir",
+                bin_dir,
+                "--database-url",
+                database_url,
+            ],
             &[],
         );
         let log = Arc::new(Mutex::new(String::new()));
@@ -133,7 +143,10 @@ impl LocalApi {
             if let Ok(Some(status)) = child.try_wait() {
                 panic!("payctl local start-api exited ({status}):\n{text}");
             }
-            assert!(started.elapsed() < WAIT, "payctl local start-api did not start:\n{text}");
+            assert!(
+                started.elapsed() < WAIT,
+                "payctl local start-api did not start:\n{text}"
+            );
             std::thread::sleep(Duration::from_millis(100));
         };
         LocalApi { child, addr, log }
@@ -157,13 +170,23 @@ impl LocalApi {
             if pids.len() >= n {
                 return pids;
             }
-            assert!(started.elapsed() < WAIT, "no {n} starts of {function}:\n{}", self.log());
+            assert!(
+                started.elapsed() < WAIT,
+                "no {n} starts of {function}:\n{}",
+                self.log()
+            );
             std::thread::sleep(Duration::from_millis(100));
         }
     }
 
     /// One HTTP request (a new connection each time); the status and the body as text.
-    async fn call(&self, method: &str, path: &str, key: Option<&str>, body: Option<&Value>) -> (u16, String) {
+    async fn call(
+        &self,
+        method: &str,
+        path: &str,
+        key: Option<&str>,
+        body: Option<&Value>,
+    ) -> (u16, String) {
         let body = body.map(|b| b.to_string()).unwrap_or_default();
         let mut req = format!(
             "{method} {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n",
@@ -184,14 +207,28 @@ impl LocalApi {
             .unwrap();
         let text = String::from_utf8_lossy(&raw).into_owned();
         let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
-        let status = head.split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+        let status = head
+            .split(' ')
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(0);
         (status, body.to_string())
     }
 
-    async fn json(&self, method: &str, path: &str, key: &str, body: Option<&Value>) -> (u16, Value) {
+    async fn json(
+        &self,
+        method: &str,
+        path: &str,
+        key: &str,
+        body: Option<&Value>,
+    ) -> (u16, Value) {
         let (status, text) = self.call(method, path, Some(key), body).await;
-        let v = serde_json::from_str(&text)
-            .unwrap_or_else(|e| panic!("{method} {path} answered {status} with non-JSON ({e}): {text}\n{}", self.log()));
+        let v = serde_json::from_str(&text).unwrap_or_else(|e| {
+            panic!(
+                "{method} {path} answered {status} with non-JSON ({e}): {text}\n{}",
+                self.log()
+            )
+        });
         (status, v)
     }
 
@@ -210,7 +247,12 @@ impl Drop for LocalApi {
 fn alive(pid: u32) -> bool {
     match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
         // A zombie has exited; its parent has not reaped it yet.
-        Ok(stat) => !stat.rsplit(')').next().unwrap_or("").trim_start().starts_with('Z'),
+        Ok(stat) => !stat
+            .rsplit(')')
+            .next()
+            .unwrap_or("")
+            .trim_start()
+            .starts_with('Z'),
         Err(_) => false,
     }
 }
@@ -219,9 +261,18 @@ fn alive(pid: u32) -> bool {
 fn children_of(parent: u32) -> Vec<u32> {
     let mut found = Vec::new();
     for entry in std::fs::read_dir("/proc").unwrap().flatten() {
-        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else { continue };
-        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else { continue };
-        let fields: Vec<&str> = stat.rsplit(')').next().unwrap_or("").split_whitespace().collect();
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            continue;
+        };
+        let fields: Vec<&str> = stat
+            .rsplit(')')
+            .next()
+            .unwrap_or("")
+            .split_whitespace()
+            .collect();
         if fields.get(1).and_then(|p| p.parse::<u32>().ok()) == Some(parent) {
             found.push(pid);
         }
@@ -237,7 +288,11 @@ where
 {
     let started = Instant::now();
     while !check().await {
-        assert!(started.elapsed() < WAIT, "{what} did not happen within {WAIT:?}:\n{}", log());
+        assert!(
+            started.elapsed() < WAIT,
+            "{what} did not happen within {WAIT:?}:\n{}",
+            log()
+        );
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
 }
@@ -257,7 +312,8 @@ fn stack_up(env: &str, config: &str) -> (Stack, String) {
 }
 
 fn state_id(stack: &Stack, addr: &str) -> String {
-    let state: Value = serde_json::from_str(&std::fs::read_to_string(stack.state_file()).unwrap()).unwrap();
+    let state: Value =
+        serde_json::from_str(&std::fs::read_to_string(stack.state_file()).unwrap()).unwrap();
     state["resources"][addr]["id"].as_str().unwrap().to_string()
 }
 
@@ -272,7 +328,10 @@ async fn payment_rows(db: &TestDb, id: &str) -> Vec<(i64, String)> {
         return Vec::new();
     }
     client
-        .query("SELECT amount_minor, currency::text FROM payments WHERE transaction_id = $1", &[&id])
+        .query(
+            "SELECT amount_minor, currency::text FROM payments WHERE transaction_id = $1",
+            &[&id],
+        )
         .await
         .unwrap()
         .iter()
@@ -300,15 +359,26 @@ fn payment(id: &str) -> Value {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_key_is_required_the_usage_plan_throttles_and_bad_setups_are_refused() {
-    let (stack, key) = stack_up("lkey", "[env.lkey]\napi_rate_limit = 1\napi_burst_limit = 2\n");
+    let (stack, key) = stack_up(
+        "lkey",
+        "[env.lkey]\napi_rate_limit = 1\napi_burst_limit = 2\n",
+    );
     let db = TestDb::create().await;
 
     // Missing host binaries: one clear line naming the build command.
     let empty = tempfile::tempdir().unwrap();
-    let run = stack.payctl(&["local", "start-api", "--port", "0", "--bin-dir", empty.path().to_str().unwrap()]);
+    let run = stack.payctl(&[
+        "local",
+        "start-api",
+        "--port",
+        "0",
+        "--bin-dir",
+        empty.path().to_str().unwrap(),
+    ]);
     assert!(!run.ok);
     assert!(
-        run.error_line().contains("cargo build --release -p validator -p processor -p audit-logger"),
+        run.error_line()
+            .contains("cargo build --release -p validator -p processor -p audit-logger"),
         "{}",
         run.stderr
     );
@@ -318,7 +388,11 @@ async fn the_key_is_required_the_usage_plan_throttles_and_bad_setups_are_refused
         &["local", "start-api", "--port", "0"],
         &[("PAYCTL_STATE_DIR", empty.path().to_str().unwrap())],
     );
-    assert!(run.error_line().contains("no state for environment lkey"), "{}", run.stderr);
+    assert!(
+        run.error_line().contains("no state for environment lkey"),
+        "{}",
+        run.stderr
+    );
 
     let proxy = PgProxy::start((db.host.clone(), db.port), Mode::Pass).await;
     let api = LocalApi::start(&stack, &proxy.url(&db));
@@ -326,15 +400,34 @@ async fn the_key_is_required_the_usage_plan_throttles_and_bad_setups_are_refused
     // No key, a wrong key, an unknown route: 403 like API Gateway, no function runs.
     let (status, body) = api.call("GET", "/status", None, None).await;
     assert_eq!((status, body.as_str()), (403, r#"{"message":"Forbidden"}"#));
-    let (status, _) = api.call("POST", "/validate", Some("not-the-key"), Some(&payment("txn_k"))).await;
+    let (status, _) = api
+        .call(
+            "POST",
+            "/validate",
+            Some("not-the-key"),
+            Some(&payment("txn_k")),
+        )
+        .await;
     assert_eq!(status, 403);
     let (status, body) = api.call("GET", "/nowhere", Some(&key), None).await;
-    assert_eq!((status, body.as_str()), (403, r#"{"message":"Missing Authentication Token"}"#));
-    assert!(!api.log().contains("from payment-"), "a function ran:\n{}", api.log());
+    assert_eq!(
+        (status, body.as_str()),
+        (403, r#"{"message":"Missing Authentication Token"}"#)
+    );
+    assert!(
+        !api.log().contains("from payment-"),
+        "a function ran:\n{}",
+        api.log()
+    );
 
     // The plan allows a burst of 2 at 1 request/s. Warm the processor up, let the
     // bucket fill again, then three requests at once: one is refused.
-    assert_eq!(api.call("GET", "/status", Some(&key), None).await.0, 200, "{}", api.log());
+    assert_eq!(
+        api.call("GET", "/status", Some(&key), None).await.0,
+        200,
+        "{}",
+        api.log()
+    );
     tokio::time::sleep(Duration::from_millis(2100)).await;
     let (a, b, c) = tokio::join!(
         api.call("GET", "/status", Some(&key), None),
@@ -358,7 +451,10 @@ async fn the_key_is_required_the_usage_plan_throttles_and_bad_setups_are_refused
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_payment_is_validated_processed_recorded_and_audited_through_http() {
     let env = "lflow";
-    let (stack, key) = stack_up(env, "[env.lflow]\naudit_bucket_tls_only = false\nevent_source_mappings = false\n");
+    let (stack, key) = stack_up(
+        env,
+        "[env.lflow]\naudit_bucket_tls_only = false\nevent_source_mappings = false\n",
+    );
     let db = TestDb::create().await;
     let proxy = PgProxy::start((db.host.clone(), db.port), Mode::Pass).await;
     let api = LocalApi::start(&stack, &proxy.url(&db));
@@ -367,58 +463,120 @@ async fn a_payment_is_validated_processed_recorded_and_audited_through_http() {
     let table = state_id(&stack, "dynamodb_table.transactions");
     let bucket = state_id(&stack, "s3_bucket.audit");
 
-    let (status, body) = api.json("POST", "/validate", &key, Some(&payment("txn_123"))).await;
+    let (status, body) = api
+        .json("POST", "/validate", &key, Some(&payment("txn_123")))
+        .await;
     assert_eq!(status, 200, "{body}\n{}", api.log());
-    assert_eq!(body, json!({"transaction_id": "txn_123", "status": "VALIDATED", "amount": "100.00", "currency": "USD"}));
-    let (status, body) = api.json("POST", "/process", &key, Some(&json!({"transaction_id": "txn_123"}))).await;
+    assert_eq!(
+        body,
+        json!({"transaction_id": "txn_123", "status": "VALIDATED", "amount": "100.00", "currency": "USD"})
+    );
+    let (status, body) = api
+        .json(
+            "POST",
+            "/process",
+            &key,
+            Some(&json!({"transaction_id": "txn_123"})),
+        )
+        .await;
     assert_eq!(status, 200, "{body}\n{}", api.log());
-    assert_eq!(body, json!({"transaction_id": "txn_123", "status": "PROCESSED"}));
+    assert_eq!(
+        body,
+        json!({"transaction_id": "txn_123", "status": "PROCESSED"})
+    );
     let (status, body) = api.json("GET", "/status", &key, None).await;
     assert_eq!(status, 200, "{body}");
-    assert_eq!(body["dependencies"]["postgresql"]["healthy"], true, "{body}");
+    assert_eq!(
+        body["dependencies"]["postgresql"]["healthy"], true,
+        "{body}"
+    );
 
-    assert_eq!(payment_rows(&db, "txn_123").await, vec![(10000, "USD".to_string())]);
-    assert_eq!(item_status(&dynamo, &table, "txn_123").await.as_deref(), Some("PROCESSED"));
+    assert_eq!(
+        payment_rows(&db, "txn_123").await,
+        vec![(10000, "USD".to_string())]
+    );
+    assert_eq!(
+        item_status(&dynamo, &table, "txn_123").await.as_deref(),
+        Some("PROCESSED")
+    );
 
     // The stream path: the audit logger wrote both changes (INSERT, then MODIFY).
     let s3 = aws_sdk_s3::Client::new(&sdk);
     let keys = || async {
-        let listed = s3.list_objects_v2().bucket(&bucket).prefix("audit/").send().await.unwrap();
-        let mut keys: Vec<String> = listed.contents().iter().filter_map(|o| o.key().map(str::to_string)).collect();
+        let listed = s3
+            .list_objects_v2()
+            .bucket(&bucket)
+            .prefix("audit/")
+            .send()
+            .await
+            .unwrap();
+        let mut keys: Vec<String> = listed
+            .contents()
+            .iter()
+            .filter_map(|o| o.key().map(str::to_string))
+            .collect();
         keys.sort();
         keys
     };
-    eventually("two audit records", || api.log(), || async { keys().await.len() >= 2 }).await;
+    eventually(
+        "two audit records",
+        || api.log(),
+        || async { keys().await.len() >= 2 },
+    )
+    .await;
     let keys = keys().await;
     assert_eq!(keys.len(), 2, "{keys:?}");
     assert!(keys.iter().all(|k| k.contains("/txn_123/")), "{keys:?}");
     let mut statuses = Vec::new();
     for k in &keys {
         let object = s3.get_object().bucket(&bucket).key(k).send().await.unwrap();
-        let record: Value = serde_json::from_slice(&object.body.collect().await.unwrap().into_bytes()).unwrap();
+        let record: Value =
+            serde_json::from_slice(&object.body.collect().await.unwrap().into_bytes()).unwrap();
         assert_eq!(record["transaction_id"], "txn_123");
         assert_eq!(record["amount_minor"], 10000);
-        statuses.push((record["event_name"].as_str().unwrap().to_string(), record["new_status"].to_string()));
+        statuses.push((
+            record["event_name"].as_str().unwrap().to_string(),
+            record["new_status"].to_string(),
+        ));
     }
     statuses.sort();
     assert_eq!(
         statuses,
-        [("INSERT".to_string(), r#""VALIDATED""#.to_string()), ("MODIFY".to_string(), r#""PROCESSED""#.to_string())]
+        [
+            ("INSERT".to_string(), r#""VALIDATED""#.to_string()),
+            ("MODIFY".to_string(), r#""PROCESSED""#.to_string())
+        ]
     );
     // Named on screen, and the functions' own lines carry their names.
-    eventually("the audit records named", || api.log(), || async {
-        keys.iter().all(|k| api.log().contains(&format!("audit record s3://{bucket}/{k}")))
-    })
+    eventually(
+        "the audit records named",
+        || api.log(),
+        || async {
+            keys.iter().all(|k| {
+                api.log()
+                    .contains(&format!("audit record s3://{bucket}/{k}"))
+            })
+        },
+    )
     .await;
     let logs = api.log();
-    assert!(logs.contains(&format!("payment-audit-logger-{env} | ")), "{logs}");
-    assert!(logs.contains(&format!("payment-processor-{env} | ")), "{logs}");
+    assert!(
+        logs.contains(&format!("payment-audit-logger-{env} | ")),
+        "{logs}"
+    );
+    assert!(
+        logs.contains(&format!("payment-processor-{env} | ")),
+        "{logs}"
+    );
     assert!(!logs.contains(&key), "the API key was logged:\n{logs}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_transient_database_failure_goes_through_the_retry_queue_and_completes() {
-    let (stack, key) = stack_up("lretry", "[env.lretry]\naudit_bucket_tls_only = false\nevent_source_mappings = false\n");
+    let (stack, key) = stack_up(
+        "lretry",
+        "[env.lretry]\naudit_bucket_tls_only = false\nevent_source_mappings = false\n",
+    );
     let sdk = stack.sdk().await;
     let sqs = aws_sdk_sqs::Client::new(&sdk);
     let queue = state_id(&stack, "sqs_queue.retry");
@@ -426,7 +584,10 @@ async fn a_transient_database_failure_goes_through_the_retry_queue_and_completes
     // (payctl honours whatever the queue says; the stack's is 180 s).
     sqs.set_queue_attributes()
         .queue_url(&queue)
-        .attributes(aws_sdk_sqs::types::QueueAttributeName::VisibilityTimeout, "2")
+        .attributes(
+            aws_sdk_sqs::types::QueueAttributeName::VisibilityTimeout,
+            "2",
+        )
         .send()
         .await
         .unwrap();
@@ -434,38 +595,73 @@ async fn a_transient_database_failure_goes_through_the_retry_queue_and_completes
     let proxy = PgProxy::start((db.host.clone(), db.port), Mode::Refuse).await;
     let api = LocalApi::start(&stack, &proxy.url(&db));
 
-    let (status, _) = api.json("POST", "/validate", &key, Some(&payment("txn_retry"))).await;
+    let (status, _) = api
+        .json("POST", "/validate", &key, Some(&payment("txn_retry")))
+        .await;
     assert_eq!(status, 200, "{}", api.log());
-    let (status, body) = api.json("POST", "/process", &key, Some(&json!({"transaction_id": "txn_retry"}))).await;
+    let (status, body) = api
+        .json(
+            "POST",
+            "/process",
+            &key,
+            Some(&json!({"transaction_id": "txn_retry"})),
+        )
+        .await;
     assert_eq!(status, 202, "{body}\n{}", api.log());
     assert_eq!(body["status"], "RETRY_QUEUED");
     // The queue's consumer runs while the database is still down: the message fails and
     // stays on the queue.
-    eventually("a failed retry", || api.log(), || async { api.log().contains("reported as failed (receive 1)") }).await;
+    eventually(
+        "a failed retry",
+        || api.log(),
+        || async { api.log().contains("reported as failed (receive 1)") },
+    )
+    .await;
     assert!(payment_rows(&db, "txn_retry").await.is_empty());
 
     proxy.set(Mode::Pass);
-    eventually("the payment recorded", || api.log(), || async { !payment_rows(&db, "txn_retry").await.is_empty() }).await;
-    assert_eq!(payment_rows(&db, "txn_retry").await, vec![(10000, "USD".to_string())]);
+    eventually(
+        "the payment recorded",
+        || api.log(),
+        || async { !payment_rows(&db, "txn_retry").await.is_empty() },
+    )
+    .await;
+    assert_eq!(
+        payment_rows(&db, "txn_retry").await,
+        vec![(10000, "USD".to_string())]
+    );
     let table = state_id(&stack, "dynamodb_table.transactions");
     let dynamo = aws_sdk_dynamodb::Client::new(&sdk);
-    assert_eq!(item_status(&dynamo, &table, "txn_retry").await.as_deref(), Some("PROCESSED"));
+    assert_eq!(
+        item_status(&dynamo, &table, "txn_retry").await.as_deref(),
+        Some("PROCESSED")
+    );
     // The completed message was deleted: nothing visible, nothing in flight.
-    eventually("an empty retry queue", || api.log(), || async {
-        let attrs = sqs
-            .get_queue_attributes()
-            .queue_url(&queue)
-            .attribute_names(aws_sdk_sqs::types::QueueAttributeName::All)
-            .send()
-            .await
-            .unwrap();
-        let a = attrs.attributes().unwrap();
-        let n = |k: aws_sdk_sqs::types::QueueAttributeName| a.get(&k).map(String::as_str) == Some("0");
-        n(aws_sdk_sqs::types::QueueAttributeName::ApproximateNumberOfMessages)
-            && n(aws_sdk_sqs::types::QueueAttributeName::ApproximateNumberOfMessagesNotVisible)
-    })
+    eventually(
+        "an empty retry queue",
+        || api.log(),
+        || async {
+            let attrs = sqs
+                .get_queue_attributes()
+                .queue_url(&queue)
+                .attribute_names(aws_sdk_sqs::types::QueueAttributeName::All)
+                .send()
+                .await
+                .unwrap();
+            let a = attrs.attributes().unwrap();
+            let n = |k: aws_sdk_sqs::types::QueueAttributeName| {
+                a.get(&k).map(String::as_str) == Some("0")
+            };
+            n(aws_sdk_sqs::types::QueueAttributeName::ApproximateNumberOfMessages)
+                && n(aws_sdk_sqs::types::QueueAttributeName::ApproximateNumberOfMessagesNotVisible)
+        },
+    )
     .await;
-    assert!(api.log().contains("completed by payment-processor-lretry"), "{}", api.log());
+    assert!(
+        api.log().contains("completed by payment-processor-lretry"),
+        "{}",
+        api.log()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -492,8 +688,16 @@ async fn a_function_that_times_out_or_crashes_gives_502_and_is_restarted() {
     let started = Instant::now();
     let (status, body) = api.call("GET", "/status", Some(&key), None).await;
     let took = started.elapsed();
-    assert_eq!((status, body.as_str()), (502, r#"{"message":"Internal server error"}"#), "{}", api.log());
-    assert!(took >= Duration::from_secs(3) && took < Duration::from_secs(15), "{took:?}");
+    assert_eq!(
+        (status, body.as_str()),
+        (502, r#"{"message":"Internal server error"}"#),
+        "{}",
+        api.log()
+    );
+    assert!(
+        took >= Duration::from_secs(3) && took < Duration::from_secs(15),
+        "{took:?}"
+    );
     assert!(api.log().contains("timed out after 3s"), "{}", api.log());
     let second = api.pids(&function, 2)[1];
     assert_ne!(first, second);
@@ -509,7 +713,11 @@ async fn a_function_that_times_out_or_crashes_gives_502_and_is_restarted() {
     let (status, _) = api.call("GET", "/status", Some(&key), None).await;
     kill.await.unwrap();
     assert_eq!(status, 502, "{}", api.log());
-    assert!(started.elapsed() < Duration::from_secs(3), "{:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        started.elapsed()
+    );
     assert!(api.log().contains("process crashed"), "{}", api.log());
     let third = api.pids(&function, 3)[2];
     assert!(third != second && third != first);
@@ -518,7 +726,12 @@ async fn a_function_that_times_out_or_crashes_gives_502_and_is_restarted() {
     proxy.set(Mode::Pass);
     let (status, body) = api.json("GET", "/status", &key, None).await;
     assert_eq!(status, 200, "{body}\n{}", api.log());
-    assert_eq!(api.pids(&function, 3).len(), 3, "restarted again:\n{}", api.log());
+    assert_eq!(
+        api.pids(&function, 3).len(),
+        3,
+        "restarted again:\n{}",
+        api.log()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -535,7 +748,9 @@ async fn ctrl_c_stops_every_process() {
     pids.sort();
     // The processes payctl logged are exactly its children.
     assert_eq!(children_of(api.child.id()), pids, "{}", api.log());
-    let (status, _) = api.json("POST", "/validate", &key, Some(&payment("txn_stop"))).await;
+    let (status, _) = api
+        .json("POST", "/validate", &key, Some(&payment("txn_stop")))
+        .await;
     assert_eq!(status, 200);
 
     api.interrupt();
@@ -544,13 +759,27 @@ async fn ctrl_c_stops_every_process() {
         if let Some(status) = api.child.try_wait().unwrap() {
             break status;
         }
-        assert!(started.elapsed() < Duration::from_secs(20), "payctl did not stop:\n{}", api.log());
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "payctl did not stop:\n{}",
+            api.log()
+        );
         std::thread::sleep(Duration::from_millis(100));
     };
     assert!(status.success(), "{status}\n{}", api.log());
     for pid in &pids {
-        assert!(!alive(*pid), "function process {pid} still runs after Ctrl-C");
+        assert!(
+            !alive(*pid),
+            "function process {pid} still runs after Ctrl-C"
+        );
     }
-    assert!(TcpStream::connect(&api.addr).await.is_err(), "the port still answers");
-    assert!(api.log().contains("no function process is left running"), "{}", api.log());
+    assert!(
+        TcpStream::connect(&api.addr).await.is_err(),
+        "the port still answers"
+    );
+    assert!(
+        api.log().contains("no function process is left running"),
+        "{}",
+        api.log()
+    );
 }

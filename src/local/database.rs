@@ -65,7 +65,11 @@ impl LocalDb {
             Some(tokio_postgres::config::Host::Tcp(h)) => h.clone(),
             None => "127.0.0.1".into(),
             #[allow(unreachable_patterns)]
-            Some(_) => return Err(bad("the processor connects over TCP: give a host name or address")),
+            Some(_) => {
+                return Err(bad(
+                    "the processor connects over TCP: give a host name or address",
+                ));
+            }
         };
         Ok(LocalDb {
             host,
@@ -156,7 +160,9 @@ impl LocalDb {
                 tracing::info!("created database {} for the processor", self.display());
                 Ok(())
             }
-            Err(e) if e.code() == Some(&tokio_postgres::error::SqlState::DUPLICATE_DATABASE) => Ok(()),
+            Err(e) if e.code() == Some(&tokio_postgres::error::SqlState::DUPLICATE_DATABASE) => {
+                Ok(())
+            }
             Err(e) => Err(Error::Invalid(format!(
                 "cannot create database {} ({e}); create it yourself or pass --database-url",
                 self.display()
@@ -174,7 +180,11 @@ impl LocalDb {
 
     /// The processor's database variables, pointing at this database and at the local
     /// secret served on `secrets_endpoint`.
-    pub fn processor_env(&self, secret_id: &str, secrets_endpoint: &str) -> BTreeMap<String, String> {
+    pub fn processor_env(
+        &self,
+        secret_id: &str,
+        secrets_endpoint: &str,
+    ) -> BTreeMap<String, String> {
         BTreeMap::from([
             ("DB_HOST".to_string(), self.host.clone()),
             ("DB_PORT".to_string(), self.port.to_string()),
@@ -248,15 +258,28 @@ mod tests {
 
     #[test]
     fn urls_give_the_processor_settings() {
-        let db = LocalDb::parse("postgres://app:pw@db.local:6543/pay?sslmode=verify-full", "x").unwrap();
+        let db = LocalDb::parse(
+            "postgres://app:pw@db.local:6543/pay?sslmode=verify-full",
+            "x",
+        )
+        .unwrap();
         assert_eq!(
-            (db.host.as_str(), db.port, db.name.as_str(), db.user.as_str(), db.sslmode),
+            (
+                db.host.as_str(),
+                db.port,
+                db.name.as_str(),
+                db.user.as_str(),
+                db.sslmode
+            ),
             ("db.local", 6543, "pay", "app", "verify-full")
         );
         assert_eq!(db.password.0, "pw");
         assert!(!format!("{db:?}").contains("pw\""));
         let db = LocalDb::parse("postgres://127.0.0.1", "payments").unwrap();
-        assert_eq!((db.name.as_str(), db.user.as_str(), db.port, db.sslmode), ("payments", "postgres", 5432, "disable"));
+        assert_eq!(
+            (db.name.as_str(), db.user.as_str(), db.port, db.sslmode),
+            ("payments", "postgres", 5432, "disable")
+        );
         assert!(LocalDb::parse("postgres://h/db?sslmode=require", "x").is_err());
         assert!(LocalDb::parse("mysql://nope", "x").is_err());
     }

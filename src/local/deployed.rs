@@ -188,7 +188,12 @@ async fn routes(clients: &Clients, api_id: &str) -> Result<Vec<Route>> {
         let (Some(path), Some(id)) = (resource.path(), resource.id()) else {
             continue;
         };
-        let mut methods: Vec<&String> = resource.resource_methods().into_iter().flatten().map(|(m, _)| m).collect();
+        let mut methods: Vec<&String> = resource
+            .resource_methods()
+            .into_iter()
+            .flatten()
+            .map(|(m, _)| m)
+            .collect();
         methods.sort();
         for method in methods {
             let what = format!("{method} {path}");
@@ -296,7 +301,10 @@ async fn event_sources(
         .send()
         .try_collect()
         .await
-        .map_err(aws("ListEventSourceMappings", "the environment's functions"))?;
+        .map_err(aws(
+            "ListEventSourceMappings",
+            "the environment's functions",
+        ))?;
     let (mut stream, mut queue) = (None, None);
     let (mut stream_seen, mut queue_seen) = (false, false);
     for m in all {
@@ -349,7 +357,9 @@ async fn event_sources(
             .and_then(|r| r.get("stream_arn"))
             .map(str::to_string);
         if let (Some(stream_arn), Some(function_arn)) = (stream_arn, function_arn(AUDIT_LOGGER)) {
-            tracing::info!("no event source mapping on the table's stream: payctl's own settings apply");
+            tracing::info!(
+                "no event source mapping on the table's stream: payctl's own settings apply"
+            );
             stream = Some(StreamSource {
                 stream_arn,
                 function_arn,
@@ -362,9 +372,14 @@ async fn event_sources(
         }
     }
     if !queue_seen {
-        let retry = (arn_of(&sqs_queue::address("retry")), function_arn(PROCESSOR));
+        let retry = (
+            arn_of(&sqs_queue::address("retry")),
+            function_arn(PROCESSOR),
+        );
         if let (Some(queue_arn), Some(function_arn)) = retry {
-            tracing::info!("no event source mapping on the retry queue: payctl's own settings apply");
+            tracing::info!(
+                "no event source mapping on the retry queue: payctl's own settings apply"
+            );
             let q = (
                 queue_arn.as_str(),
                 function_arn.as_str(),

@@ -67,12 +67,18 @@ fn message(status: u16, text: &str) -> Response {
 
 /// Compares without stopping at the first difference.
 fn same_secret(a: &str, b: &str) -> bool {
-    a.len() == b.len() && a.bytes().zip(b.bytes()).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+    a.len() == b.len()
+        && a.bytes()
+            .zip(b.bytes())
+            .fold(0u8, |acc, (x, y)| acc | (x ^ y))
+            == 0
 }
 
 impl Gateway {
     pub fn new(deployed: Deployed, functions: BTreeMap<String, Function>) -> Self {
-        let bucket = deployed.throttle.map(|t| TokenBucket::new(t, Instant::now()));
+        let bucket = deployed
+            .throttle
+            .map(|t| TokenBucket::new(t, Instant::now()));
         Gateway {
             deployed,
             functions,
@@ -118,8 +124,7 @@ impl Gateway {
             return (message(403, "Missing Authentication Token"), None);
         };
         let key = req.header("x-api-key");
-        if route.api_key_required
-            && !key.is_some_and(|k| same_secret(k, &self.deployed.api_key.0))
+        if route.api_key_required && !key.is_some_and(|k| same_secret(k, &self.deployed.api_key.0))
         {
             return (message(403, "Forbidden"), None);
         }
@@ -140,7 +145,10 @@ impl Gateway {
             Outcome::Response(body) => match proxy_response(&body) {
                 Ok(resp) => (resp, name),
                 Err(why) => {
-                    tracing::error!("{}: malformed Lambda proxy response: {why}", function.name());
+                    tracing::error!(
+                        "{}: malformed Lambda proxy response: {why}",
+                        function.name()
+                    );
                     (message(502, "Internal server error"), name)
                 }
             },
@@ -186,7 +194,9 @@ pub fn proxy_event(
     let (mut headers, mut multi) = (Map::new(), Map::new());
     for (k, v) in &req.headers {
         headers.insert(k.clone(), Value::String(v.clone()));
-        let entry = multi.entry(k.clone()).or_insert_with(|| Value::Array(Vec::new()));
+        let entry = multi
+            .entry(k.clone())
+            .or_insert_with(|| Value::Array(Vec::new()));
         if let Value::Array(values) = entry {
             values.push(Value::String(v.clone()));
         }
@@ -256,9 +266,11 @@ pub fn proxy_response(payload: &[u8]) -> Result<Response, String> {
         .ok_or("no valid statusCode")? as u16;
     let body = match &v["body"] {
         Value::Null => Vec::new(),
-        Value::String(s) if v["isBase64Encoded"] == true => base64::engine::general_purpose::STANDARD
-            .decode(s)
-            .map_err(|e| format!("body is not base64: {e}"))?,
+        Value::String(s) if v["isBase64Encoded"] == true => {
+            base64::engine::general_purpose::STANDARD
+                .decode(s)
+                .map_err(|e| format!("body is not base64: {e}"))?
+        }
         Value::String(s) => s.clone().into_bytes(),
         _ => return Err("body is not a string".into()),
     };
@@ -287,8 +299,9 @@ pub fn proxy_response(payload: &[u8]) -> Result<Response, String> {
             }
         }
     }
-    resp.headers
-        .retain(|(k, _)| !k.eq_ignore_ascii_case("content-length") && !k.eq_ignore_ascii_case("connection"));
+    resp.headers.retain(|(k, _)| {
+        !k.eq_ignore_ascii_case("content-length") && !k.eq_ignore_ascii_case("connection")
+    });
     Ok(resp)
 }
 
@@ -300,7 +313,13 @@ mod tests {
     #[test]
     fn the_bucket_allows_the_burst_then_the_rate() {
         let t0 = Instant::now();
-        let mut b = TokenBucket::new(Throttle { rate: 2.0, burst: 3 }, t0);
+        let mut b = TokenBucket::new(
+            Throttle {
+                rate: 2.0,
+                burst: 3,
+            },
+            t0,
+        );
         assert!((0..3).all(|_| b.take(t0)));
         assert!(!b.take(t0));
         assert!(b.take(t0 + Duration::from_millis(500)));
@@ -319,8 +338,12 @@ mod tests {
         .unwrap();
         assert_eq!(resp.status, 201);
         assert_eq!(resp.body, br#"{"a":1}"#);
-        assert_eq!(resp.headers, vec![("content-type".to_string(), "application/json".to_string())]);
-        let resp = proxy_response(br#"{"statusCode":200,"body":"aGk=","isBase64Encoded":true}"#).unwrap();
+        assert_eq!(
+            resp.headers,
+            vec![("content-type".to_string(), "application/json".to_string())]
+        );
+        let resp =
+            proxy_response(br#"{"statusCode":200,"body":"aGk=","isBase64Encoded":true}"#).unwrap();
         assert_eq!(resp.body, b"hi");
         assert!(proxy_response(br#"{"body":"x"}"#).is_err());
         assert!(proxy_response(b"not json").is_err());

@@ -75,7 +75,10 @@ fn function_env(
         ("AWS_LAMBDA_FUNCTION_NAME", f.name.clone()),
         ("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", f.memory_mb.to_string()),
         ("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST".to_string()),
-        ("AWS_LAMBDA_LOG_GROUP_NAME", format!("/aws/lambda/{}", f.name)),
+        (
+            "AWS_LAMBDA_LOG_GROUP_NAME",
+            format!("/aws/lambda/{}", f.name),
+        ),
         ("AWS_LAMBDA_LOG_STREAM_NAME", "payctl-local".to_string()),
         ("AWS_LAMBDA_INITIALIZATION_TYPE", "on-demand".to_string()),
         ("_HANDLER", "bootstrap".to_string()),
@@ -85,7 +88,10 @@ fn function_env(
         ("AWS_REGION", region.to_string()),
         ("AWS_DEFAULT_REGION", region.to_string()),
         ("AWS_ACCESS_KEY_ID", creds.access_key_id().to_string()),
-        ("AWS_SECRET_ACCESS_KEY", creds.secret_access_key().to_string()),
+        (
+            "AWS_SECRET_ACCESS_KEY",
+            creds.secret_access_key().to_string(),
+        ),
     ];
     env.extend(lambda.into_iter().map(|(k, v)| (k.to_string(), v)));
     if let Some(token) = creds.session_token() {
@@ -174,7 +180,9 @@ pub async fn start_api(c: &Common, opts: Options) -> Result<()> {
     let mut supervisors = Vec::new();
     let mut functions = BTreeMap::new();
     for (arn, f) in &deployed.functions {
-        let Some(binary) = bins.get(&f.key) else { continue };
+        let Some(binary) = bins.get(&f.key) else {
+            continue;
+        };
         let task_root = binary.parent().unwrap_or(Path::new("."));
         let mut env = function_env(f, &state.region, &creds, task_root);
         if f.key == PROCESSOR {
@@ -193,35 +201,35 @@ pub async fn start_api(c: &Common, opts: Options) -> Result<()> {
     }
 
     let mut pollers = Vec::new();
-    if let Some(source) = deployed.stream.clone() {
-        if let Some(function) = functions.get(&source.function_arn) {
-            let audit_bucket = deployed
-                .functions
-                .values()
-                .find(|f| f.key == AUDIT_LOGGER)
-                .and_then(|f| f.env.get("AUDIT_BUCKET").cloned());
-            let poller = stream::StreamPoller {
-                source,
-                function: function.clone(),
-                streams: aws_sdk_dynamodbstreams::Client::new(&sdk),
-                sqs: clients.sqs.clone(),
-                s3: clients.s3.clone(),
-                audit_bucket,
-                region: state.region.clone(),
-            };
-            pollers.push(tokio::spawn(poller.run(stop_rx.clone())));
-        }
+    if let Some(source) = deployed.stream.clone()
+        && let Some(function) = functions.get(&source.function_arn)
+    {
+        let audit_bucket = deployed
+            .functions
+            .values()
+            .find(|f| f.key == AUDIT_LOGGER)
+            .and_then(|f| f.env.get("AUDIT_BUCKET").cloned());
+        let poller = stream::StreamPoller {
+            source,
+            function: function.clone(),
+            streams: aws_sdk_dynamodbstreams::Client::new(&sdk),
+            sqs: clients.sqs.clone(),
+            s3: clients.s3.clone(),
+            audit_bucket,
+            region: state.region.clone(),
+        };
+        pollers.push(tokio::spawn(poller.run(stop_rx.clone())));
     }
-    if let Some(source) = deployed.queue.clone() {
-        if let Some(function) = functions.get(&source.function_arn) {
-            let poller = queue::QueuePoller {
-                source,
-                function: function.clone(),
-                sqs: clients.sqs.clone(),
-                region: state.region.clone(),
-            };
-            pollers.push(tokio::spawn(poller.run(stop_rx.clone())));
-        }
+    if let Some(source) = deployed.queue.clone()
+        && let Some(function) = functions.get(&source.function_arn)
+    {
+        let poller = queue::QueuePoller {
+            source,
+            function: function.clone(),
+            sqs: clients.sqs.clone(),
+            region: state.region.clone(),
+        };
+        pollers.push(tokio::spawn(poller.run(stop_rx.clone())));
     }
 
     let address = listener

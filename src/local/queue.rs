@@ -59,8 +59,17 @@ pub fn event_record(m: &Message, queue_arn: &str, region: &str) -> Value {
 }
 
 /// The ids of the messages that failed, by the function's outcome.
-pub fn failed_ids(messages: &[Message], outcome: &Outcome, report_failures: bool) -> BTreeSet<String> {
-    let all = || messages.iter().filter_map(|m| m.message_id().map(str::to_string)).collect();
+pub fn failed_ids(
+    messages: &[Message],
+    outcome: &Outcome,
+    report_failures: bool,
+) -> BTreeSet<String> {
+    let all = || {
+        messages
+            .iter()
+            .filter_map(|m| m.message_id().map(str::to_string))
+            .collect()
+    };
     let Outcome::Response(body) = outcome else {
         return all();
     };
@@ -77,7 +86,10 @@ pub fn failed_ids(messages: &[Message], outcome: &Outcome, report_failures: bool
         .map(|f| f["itemIdentifier"].as_str().unwrap_or_default().to_string())
         .collect();
     // An identifier that names no message of the batch fails the whole batch.
-    if reported.iter().any(|id| !messages.iter().any(|m| m.message_id() == Some(id.as_str()))) {
+    if reported
+        .iter()
+        .any(|id| !messages.iter().any(|m| m.message_id() == Some(id.as_str())))
+    {
         return all();
     }
     reported
@@ -104,7 +116,10 @@ impl QueuePoller {
             let messages = match out {
                 Ok(o) => o.messages().to_vec(),
                 Err(e) => {
-                    tracing::warn!("ReceiveMessage {url}: {}", aws_sdk_sqs::error::DisplayErrorContext(e));
+                    tracing::warn!(
+                        "ReceiveMessage {url}: {}",
+                        aws_sdk_sqs::error::DisplayErrorContext(e)
+                    );
                     Vec::new()
                 }
             };
@@ -152,7 +167,10 @@ impl QueuePoller {
                 .send()
                 .await;
             if let Err(e) = deleted {
-                tracing::warn!("DeleteMessageBatch: {}", aws_sdk_sqs::error::DisplayErrorContext(e));
+                tracing::warn!(
+                    "DeleteMessageBatch: {}",
+                    aws_sdk_sqs::error::DisplayErrorContext(e)
+                );
             }
         }
         if failed.is_empty() {
@@ -161,7 +179,10 @@ impl QueuePoller {
         }
         let receives = messages
             .iter()
-            .filter_map(|m| m.attributes()?.get(&MessageSystemAttributeName::ApproximateReceiveCount))
+            .filter_map(|m| {
+                m.attributes()?
+                    .get(&MessageSystemAttributeName::ApproximateReceiveCount)
+            })
             .filter_map(|c| c.parse::<u32>().ok())
             .max()
             .unwrap_or(1);
@@ -170,7 +191,9 @@ impl QueuePoller {
             o => o.describe(),
         };
         let redrive = match self.source.max_receive_count {
-            Some(max) => format!("; after {max} receives SQS moves a message to the dead-letter queue"),
+            Some(max) => {
+                format!("; after {max} receives SQS moves a message to the dead-letter queue")
+            }
             None => String::new(),
         };
         tracing::warn!(

@@ -104,7 +104,10 @@ impl Function {
     /// Starts the supervisor (which starts the process at once) and returns the handle
     /// and the supervisor's task, which ends once `stop` turns true and the process is
     /// gone.
-    pub fn start(spec: Spec, stop: watch::Receiver<bool>) -> (Function, tokio::task::JoinHandle<()>) {
+    pub fn start(
+        spec: Spec,
+        stop: watch::Receiver<bool>,
+    ) -> (Function, tokio::task::JoinHandle<()>) {
         let (queue, next) = mpsc::channel(1);
         let inner = Arc::new(Inner {
             spec,
@@ -134,11 +137,7 @@ impl Function {
         let _turn = self.inner.turn.lock().await;
         let (reply, outcome) = oneshot::channel();
         let id = uuid::Uuid::new_v4().to_string();
-        let pending = Pending {
-            id,
-            payload,
-            reply,
-        };
+        let pending = Pending { id, payload, reply };
         let bound = INIT_ALLOWANCE + self.inner.spec.timeout + Duration::from_secs(1);
         let run = async {
             if self.inner.queue.send(pending).await.is_err() {
@@ -310,7 +309,11 @@ fn now_ms() -> u128 {
 async fn runtime_api(inner: Arc<Inner>, req: Request) -> Response {
     let accepted = || Response::json(202, &serde_json::json!({"status": "OK"}));
     let name = &inner.spec.name;
-    let rest = req.path().strip_prefix(PREFIX).unwrap_or_default().to_string();
+    let rest = req
+        .path()
+        .strip_prefix(PREFIX)
+        .unwrap_or_default()
+        .to_string();
     match (req.method.as_str(), rest.as_str()) {
         ("GET", "invocation/next") => {
             let pending = {
@@ -334,7 +337,11 @@ async fn runtime_api(inner: Arc<Inner>, req: Request) -> Response {
             let timer_id = id.clone();
             tokio::spawn(async move {
                 tokio::time::sleep(timer.spec.timeout).await;
-                if settle(&timer, Some(&timer_id), Outcome::TimedOut(timer.spec.timeout)) {
+                if settle(
+                    &timer,
+                    Some(&timer_id),
+                    Outcome::TimedOut(timer.spec.timeout),
+                ) {
                     timer.kill.notify_one();
                 }
             });
@@ -352,7 +359,10 @@ async fn runtime_api(inner: Arc<Inner>, req: Request) -> Response {
         }
         ("POST", "init/error") => {
             let body = String::from_utf8_lossy(&req.body);
-            tracing::error!("{name}: initialisation failed: {}", crate::error::one_line(&body));
+            tracing::error!(
+                "{name}: initialisation failed: {}",
+                crate::error::one_line(&body)
+            );
             accepted()
         }
         ("POST", rest) if rest.starts_with("invocation/") => {

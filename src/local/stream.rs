@@ -68,7 +68,11 @@ pub fn event_record(r: &Record, stream_arn: &str, region: &str) -> Value {
         if let Some(t) = d.approximate_creation_date_time() {
             change.insert("ApproximateCreationDateTime".into(), json!(t.secs()));
         }
-        for (name, image) in [("Keys", d.keys()), ("NewImage", d.new_image()), ("OldImage", d.old_image())] {
+        for (name, image) in [
+            ("Keys", d.keys()),
+            ("NewImage", d.new_image()),
+            ("OldImage", d.old_image()),
+        ] {
             if let Some(image) = image {
                 change.insert(name.into(), image_json(image));
             }
@@ -95,7 +99,9 @@ pub fn event_record(r: &Record, stream_arn: &str, region: &str) -> Value {
 }
 
 fn sequence(r: &Record) -> &str {
-    r.dynamodb().and_then(|d| d.sequence_number()).unwrap_or_default()
+    r.dynamodb()
+        .and_then(|d| d.sequence_number())
+        .unwrap_or_default()
 }
 
 /// Where delivery should start again after `outcome`: `None` when the batch is done,
@@ -141,21 +147,32 @@ impl StreamPoller {
                 described = tokio::time::Instant::now();
                 match self.streams.describe_stream().stream_arn(&arn).send().await {
                     Ok(out) => {
-                        for shard in out.stream_description().map(|d| d.shards()).unwrap_or_default() {
-                            if let Some(id) = shard.shard_id() {
-                                if !done.contains(id) {
-                                    shards.entry(id.to_string()).or_insert(None);
-                                }
+                        for shard in out
+                            .stream_description()
+                            .map(|d| d.shards())
+                            .unwrap_or_default()
+                        {
+                            if let Some(id) = shard.shard_id()
+                                && !done.contains(id)
+                            {
+                                shards.entry(id.to_string()).or_insert(None);
                             }
                         }
                     }
-                    Err(e) => tracing::warn!("DescribeStream {arn}: {}", aws_sdk_dynamodbstreams::error::DisplayErrorContext(e)),
+                    Err(e) => tracing::warn!(
+                        "DescribeStream {arn}: {}",
+                        aws_sdk_dynamodbstreams::error::DisplayErrorContext(e)
+                    ),
                 }
             }
             let mut delivered_any = false;
             for (shard, iterator) in shards.iter_mut() {
                 if iterator.is_none() {
-                    let position = if first { self.source.starting_position.as_str() } else { "TRIM_HORIZON" };
+                    let position = if first {
+                        self.source.starting_position.as_str()
+                    } else {
+                        "TRIM_HORIZON"
+                    };
                     let out = self
                         .streams
                         .get_shard_iterator()
@@ -167,7 +184,10 @@ impl StreamPoller {
                     match out {
                         Ok(o) => *iterator = o.shard_iterator().map(str::to_string),
                         Err(e) => {
-                            tracing::warn!("GetShardIterator {shard}: {}", aws_sdk_dynamodbstreams::error::DisplayErrorContext(e));
+                            tracing::warn!(
+                                "GetShardIterator {shard}: {}",
+                                aws_sdk_dynamodbstreams::error::DisplayErrorContext(e)
+                            );
                             continue;
                         }
                     }
@@ -183,7 +203,10 @@ impl StreamPoller {
                 let out = match out {
                     Ok(o) => o,
                     Err(e) => {
-                        tracing::warn!("GetRecords {shard}: {}", aws_sdk_dynamodbstreams::error::DisplayErrorContext(e));
+                        tracing::warn!(
+                            "GetRecords {shard}: {}",
+                            aws_sdk_dynamodbstreams::error::DisplayErrorContext(e)
+                        );
                         *iterator = None;
                         continue;
                     }
@@ -212,7 +235,12 @@ impl StreamPoller {
 
     /// Delivers one batch until it is done, or recorded on the on-failure destination.
     /// `false` when payctl is stopping.
-    async fn deliver(&self, shard: &str, batch: &[Record], stop: &mut watch::Receiver<bool>) -> bool {
+    async fn deliver(
+        &self,
+        shard: &str,
+        batch: &[Record],
+        stop: &mut watch::Receiver<bool>,
+    ) -> bool {
         let name = self.function.name().to_string();
         let mut records = batch.to_vec();
         let mut attempts: u32 = 0;
@@ -233,7 +261,10 @@ impl StreamPoller {
             attempts += 1;
             tracing::warn!(
                 "stream: {name} did not complete the batch ({}); {} record(s) from sequence {} go again (attempt {attempts})",
-                match &outcome { Outcome::Response(_) => "partial batch failure".to_string(), o => o.describe() },
+                match &outcome {
+                    Outcome::Response(_) => "partial batch failure".to_string(),
+                    o => o.describe(),
+                },
                 records.len(),
                 records.first().map(sequence).unwrap_or_default(),
             );
@@ -251,9 +282,14 @@ impl StreamPoller {
 
     /// What Lambda records on a stream mapping's on-failure destination.
     async fn record_failure(&self, shard: &str, records: &[Record]) {
-        let (Some(first), Some(last)) = (records.first(), records.last()) else { return };
+        let (Some(first), Some(last)) = (records.first(), records.last()) else {
+            return;
+        };
         let Some(dest) = &self.source.on_failure else {
-            tracing::error!("stream: {} record(s) dropped after the last retry (no on-failure destination)", records.len());
+            tracing::error!(
+                "stream: {} record(s) dropped after the last retry (no on-failure destination)",
+                records.len()
+            );
             return;
         };
         let body = json!({
@@ -266,23 +302,45 @@ impl StreamPoller {
                                    "streamArn": self.source.stream_arn},
         });
         let url = match dest.rsplit(':').next() {
-            Some(name) => self.sqs.get_queue_url().queue_name(name).send().await.ok().and_then(|o| o.queue_url().map(str::to_string)),
+            Some(name) => self
+                .sqs
+                .get_queue_url()
+                .queue_name(name)
+                .send()
+                .await
+                .ok()
+                .and_then(|o| o.queue_url().map(str::to_string)),
             None => None,
         };
         let sent = match url {
-            Some(url) => self.sqs.send_message().queue_url(url).message_body(body.to_string()).send().await.is_ok(),
+            Some(url) => self
+                .sqs
+                .send_message()
+                .queue_url(url)
+                .message_body(body.to_string())
+                .send()
+                .await
+                .is_ok(),
             None => false,
         };
         if sent {
-            tracing::error!("stream: {} record(s) recorded on {dest} after the last retry", records.len());
+            tracing::error!(
+                "stream: {} record(s) recorded on {dest} after the last retry",
+                records.len()
+            );
         } else {
-            tracing::error!("stream: {} record(s) could not be recorded on {dest}", records.len());
+            tracing::error!(
+                "stream: {} record(s) could not be recorded on {dest}",
+                records.len()
+            );
         }
     }
 
     /// Names, on screen, the audit record each delivered change has in the bucket.
     async fn name_audit_records(&self, records: &[Record]) {
-        let Some(bucket) = &self.audit_bucket else { return };
+        let Some(bucket) = &self.audit_bucket else {
+            return;
+        };
         for r in records {
             let Some(d) = r.dynamodb() else { continue };
             let id = [d.new_image(), d.old_image(), d.keys()]
@@ -295,8 +353,12 @@ impl StreamPoller {
             let at = d
                 .approximate_creation_date_time()
                 .and_then(|t| chrono::DateTime::from_timestamp(t.secs(), 0));
-            let (Some(id), Some(at)) = (id, at) else { continue };
-            let Ok(key) = payments_core::audit::audit_key(&id, sequence(r), at) else { continue };
+            let (Some(id), Some(at)) = (id, at) else {
+                continue;
+            };
+            let Ok(key) = payments_core::audit::audit_key(&id, sequence(r), at) else {
+                continue;
+            };
             match self.s3.head_object().bucket(bucket).key(&key).send().await {
                 Ok(_) => tracing::info!("audit record s3://{bucket}/{key}"),
                 Err(e) => tracing::warn!(
