@@ -151,6 +151,12 @@ pub enum Command {
         after_help = "Examples:\n  payctl state pull --env dev --state s3://team-state/payctl\n  payctl state push --env dev --state s3://team-state/payctl"
     )]
     State(StateCommand),
+    /// Run the deployed stack's API and event sources on this machine (no Docker).
+    #[command(
+        subcommand,
+        after_help = "Examples:\n  cargo build --release -p validator -p processor -p audit-logger\n  payctl local start-api --env dev\n  payctl local start-api --env dev --port 8080 --database-url postgres://postgres@127.0.0.1:5432/payments"
+    )]
+    Local(LocalCommand),
     /// Print a shell completion script to standard output.
     #[command(
         after_help = "Examples:\n  payctl completions bash > ~/.local/share/bash-completion/completions/payctl\n  payctl completions zsh > ~/.zfunc/_payctl\n  payctl completions fish > ~/.config/fish/completions/payctl.fish"
@@ -217,4 +223,27 @@ impl Transfer {
             timings: None,
         }
     }
+}
+
+#[derive(Debug, Subcommand)]
+pub enum LocalCommand {
+    /// Serve the environment's API on 127.0.0.1 with the functions' host binaries.
+    #[command(
+        long_about = "Serve the environment's API on 127.0.0.1: POST /validate, POST /process, GET /status, with the stack's API key and the usage plan's throttle, each request run in the deployed function's real binary (built for this machine) behind a Lambda Runtime API that payctl serves. The table's stream feeds the audit logger and the retry queue feeds the processor. The stack must be up; the functions reach what the SDK points at (AWS_ENDPOINT_URL), except the processor's database, which is a local PostgreSQL. Ctrl-C stops every process.",
+        after_help = "Examples:\n  cargo build --release -p validator -p processor -p audit-logger\n  payctl local start-api --env dev\n  payctl local start-api --env dev --port 8080 --database-url postgres://postgres@127.0.0.1:5432/payments"
+    )]
+    StartApi {
+        #[command(flatten)]
+        common: Common,
+        /// Port on 127.0.0.1 (0 picks a free one, printed at start).
+        #[arg(long, default_value_t = 3000)]
+        port: u16,
+        /// The processor's PostgreSQL (default postgres://postgres@127.0.0.1:5432/<DB_NAME>;
+        /// sslmode disable or verify-full). Created when it does not exist.
+        #[arg(long, env = "PAYCTL_LOCAL_DATABASE_URL", value_name = "URL")]
+        database_url: Option<String>,
+        /// Directory of the functions' host binaries (validator, processor, audit-logger).
+        #[arg(long, env = "PAYCTL_LOCAL_BIN_DIR", default_value = "target/release")]
+        bin_dir: PathBuf,
+    },
 }

@@ -38,6 +38,14 @@ pub struct Settings {
     pub alert_email: String,
     /// `s3://BUCKET[/PREFIX]` to keep the state in S3 (`--state` overrides it).
     pub state: Option<String>,
+    /// The audit bucket's policy denying every request made without TLS. Always on in
+    /// `prod`; an environment may turn it off (e.g. one on a local emulator reached over
+    /// plain HTTP, where the policy refuses every object call).
+    pub audit_bucket_tls_only: bool,
+    /// The Lambda event source mappings (table stream → audit logger, retry queue →
+    /// processor). Always on in `prod`; an environment driven by `payctl local
+    /// start-api` may leave them out, so that only the local run consumes its sources.
+    pub event_source_mappings: bool,
 }
 
 /// Reserved concurrency per function (`None`: draw from the account's unreserved pool).
@@ -97,6 +105,8 @@ impl Settings {
             },
             alert_email: "ops@company.com".into(),
             state: None,
+            audit_bucket_tls_only: true,
+            event_source_mappings: true,
         }
     }
 }
@@ -122,6 +132,8 @@ pub struct Overrides {
     pub alert_email: Option<String>,
     /// `s3://BUCKET[/PREFIX]`: the state lives in S3.
     pub state: Option<String>,
+    pub audit_bucket_tls_only: Option<bool>,
+    pub event_source_mappings: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -289,12 +301,50 @@ fn apply(s: &mut Settings, o: &Overrides, table: &str) -> Result<()> {
             .map_err(|e| Error::Config(format!("{table} state: {e}")))?;
         s.state = Some(url.clone());
     }
+    if let Some(tls_only) = o.audit_bucket_tls_only {
+        if !tls_only && s.production {
+            return Err(Error::Config(format!(
+                "{table} audit_bucket_tls_only = false is refused for the production environment"
+            )));
+        }
+        s.audit_bucket_tls_only = tls_only;
+    }
+    if let Some(mappings) = o.event_source_mappings {
+        if !mappings && s.production {
+            return Err(Error::Config(format!(
+                "{table} event_source_mappings = false is refused for the production environment"
+            )));
+        }
+        s.event_source_mappings = mappings;
+    }
     Ok(())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_tls_only_policy_and_the_mappings_can_be_turned_off_outside_prod_only() {
+        let file = ConfigFile::parse(
+            "[env.dev]\naudit_bucket_tls_only = false\n[env.prod]\naudit_bucket_tls_only = false\n",
+            "payctl.toml",
+        )
+        .unwrap();
+        assert!(!file.settings_for("dev").unwrap().audit_bucket_tls_only);
+        assert!(Settings::builtin("qa").audit_bucket_tls_only);
+        let err = file.settings_for("prod").unwrap_err().to_string();
+        assert!(err.contains("audit_bucket_tls_only"), "{err}");
+        let file = ConfigFile::parse(
+            "[env.dev]\nevent_source_mappings = false\n[env.prod]\nevent_source_mappings = false\n",
+            "payctl.toml",
+        )
+        .unwrap();
+        assert!(!file.settings_for("dev").unwrap().event_source_mappings);
+        assert!(Settings::builtin("qa").event_source_mappings);
+        let err = file.settings_for("prod").unwrap_err().to_string();
+        assert!(err.contains("event_source_mappings"), "{err}");
+    }
 
     #[test]
     fn builtin_prod_is_stricter() {

@@ -10,6 +10,7 @@
 //! - [`interrupt`]: Ctrl-C handling (finish what is in flight, then stop);
 //! - [`plan`]: what `up` would do, read-only, as text or JSON;
 //! - [`verify`]: the security and compliance checks of `payctl verify` (read only);
+//! - [`local`]: `payctl local start-api`, the API and event sources run on this machine;
 //! - [`commands`]: what `up`, `plan`, `verify`, `down`, `outputs` and `force-unlock` do.
 
 pub mod api;
@@ -22,6 +23,7 @@ pub mod data;
 pub mod engine;
 pub mod error;
 pub mod interrupt;
+pub mod local;
 pub mod monitoring;
 pub mod naming;
 pub mod network;

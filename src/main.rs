@@ -88,6 +88,19 @@ fn main() -> std::process::ExitCode {
                 payctl::commands::state_transfer(t, true).await
             }
             Command::Verify { common, json } => payctl::commands::verify(common, *json).await,
+            Command::Local(payctl::cli::LocalCommand::StartApi {
+                common,
+                port,
+                database_url,
+                bin_dir,
+            }) => {
+                let options = payctl::local::Options {
+                    port: *port,
+                    database_url: database_url.clone(),
+                    bin_dir: bin_dir.clone(),
+                };
+                payctl::local::start_api(common, options).await
+            }
             Command::Completions { shell } => {
                 payctl::commands::completions(*shell);
                 Ok(())

@@ -25,6 +25,8 @@ pub const KIND: &str = "event_source_mapping";
 pub const STREAM: &str = "stream";
 pub const RETRY: &str = "retry";
 pub const STREAM_RETRIES: i32 = 10;
+pub const STREAM_BATCH: i32 = 100;
+pub const RETRY_BATCH: i32 = 10;
 const SETTLE: Wait = Wait::minutes(5);
 
 pub struct EventSources;
@@ -50,14 +52,14 @@ pub fn desired(ctx: &Ctx) -> Result<Vec<Mapping>> {
             which: STREAM,
             source: ctx.needed_attr(dynamodb_table::ADDR, "stream_arn")?,
             function: function_arn(ctx, AUDIT_LOGGER)?,
-            batch_size: 100,
+            batch_size: STREAM_BATCH,
             on_failure: Some(ctx.needed_arn(&sqs_queue::address("dlq"))?),
         },
         Mapping {
             which: RETRY,
             source: ctx.needed_arn(&sqs_queue::address("retry"))?,
             function: function_arn(ctx, PROCESSOR)?,
-            batch_size: 10,
+            batch_size: RETRY_BATCH,
             on_failure: None,
         },
     ])
@@ -304,6 +306,17 @@ impl Resource for EventSources {
     }
 
     async fn ensure(&self, ctx: &Ctx) -> Result<()> {
+        if !ctx.settings.event_source_mappings {
+            // Turned off for this environment (payctl.toml): its stream and retry queue
+            // are consumed by `payctl local start-api` only; payctl's mappings go.
+            if ctx.planning() {
+                for (addr, r) in ctx.state.of_kind(KIND) {
+                    ctx.apply_delete(format!("{addr} {} (event_source_mappings = false)", r.id));
+                }
+                return Ok(());
+            }
+            return self.delete(ctx).await;
+        }
         let mappings = desired(ctx)?;
         all_ok(join_all(mappings.iter().map(|m| ensure_one(ctx, m))).await)
     }

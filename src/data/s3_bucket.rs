@@ -434,7 +434,24 @@ async fn converge(ctx: &Ctx, bucket: &str, key_arn: &str, new: bool) -> Result<V
             Err(e) => return Err(aws("GetBucketPolicy", bucket)(e)),
         }
     };
-    if policy.as_ref() != Some(&want_policy)
+    if !ctx.settings.audit_bucket_tls_only {
+        // Turned off for this environment (payctl.toml): remove payctl's own policy only.
+        if policy.as_ref() == Some(&want_policy)
+            && ctx.apply(
+                ADDR,
+                "bucket policy",
+                "TLS only",
+                "none (audit_bucket_tls_only)",
+            )
+        {
+            s3.delete_bucket_policy()
+                .bucket(bucket)
+                .send()
+                .await
+                .map_err(aws("DeleteBucketPolicy", bucket))?;
+            changed.push("TLS-only policy removed");
+        }
+    } else if policy.as_ref() != Some(&want_policy)
         && ctx.apply(
             ADDR,
             "bucket policy",
