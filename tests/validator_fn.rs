@@ -124,3 +124,28 @@ async fn an_unavailable_store_is_a_503_without_echoing_input() {
     assert_eq!(reply.status, 503);
     assert_eq!(reply.body["error"], "unavailable");
 }
+
+#[tokio::test]
+async fn withdrawn_currencies_are_refused_naming_the_code_and_store_nothing() {
+    let stack = Stack::new("fn");
+    let v = setup(&stack).await;
+    for code in ["HRK", "SLL", "ZWL", "CUC"] {
+        let reply = v
+            .handle(&body(json!({"transaction_id": format!("txn_{code}"), "amount": "10.00", "currency": code, "customer_id": "cust_1"})))
+            .await;
+        assert_eq!(reply.status, 400, "{code}: {}", reply.body);
+        let text = reply.body.to_string();
+        assert!(
+            text.contains(&format!("{code} has been withdrawn from ISO 4217")),
+            "{text}"
+        );
+    }
+    assert!(items(&v).await.is_empty());
+    // Their successors are accepted.
+    for code in ["EUR", "SLE", "ZWG"] {
+        let reply = v
+            .handle(&body(json!({"transaction_id": format!("txn_{code}"), "amount": "10.00", "currency": code, "customer_id": "cust_1"})))
+            .await;
+        assert_eq!(reply.status, 200, "{code}: {}", reply.body);
+    }
+}

@@ -22,6 +22,7 @@
 pub mod audit;
 pub mod model;
 pub mod validate;
+pub mod withdrawn;
 
 pub use audit::{AuditKeyError, AuditRecord, RequestIds, audit_key};
 pub use model::{ProcessRequest, RetryMessage, TransactionStatus, ValidatedResponse};

@@ -44,8 +44,10 @@
 //! written exactly in uppercase (see [`parse_payment`] for why lowercase is
 //! rejected). Codes without a defined minor unit (XAU, XAG, XDR, XTS, XXX, ...)
 //! are rejected as unsupported because an amount in them cannot be expressed in
-//! minor units. Fund and superseded codes that do have a minor unit are
-//! accepted; narrowing the accepted set is a business decision for the callers.
+//! minor units. Codes that ISO 4217 has withdrawn (List Three: HRK, SLL, ZWL, ...; see
+//! [`crate::withdrawn`] for the amendment followed) are refused, naming the code. Fund
+//! codes that have a minor unit are accepted; narrowing the accepted set is a business
+//! decision for the callers.
 //!
 //! # Identifiers
 //!
@@ -64,6 +66,7 @@
 
 use std::fmt;
 
+use crate::withdrawn::is_withdrawn;
 use iso_currency::Currency;
 use rust_decimal::Decimal;
 use serde::de::{self, Deserializer, MapAccess, Visitor};
@@ -233,6 +236,9 @@ pub fn check_id(value: &str) -> Result<(), IdError> {
 /// not written exactly in uppercase, and for codes without a minor unit
 /// (e.g. `"XAU"`) — i.e. exactly the currencies [`parse_payment`] rejects.
 pub fn exponent(currency: &str) -> Option<u32> {
+    if is_withdrawn(currency) {
+        return None;
+    }
     Currency::from_code(currency)?.exponent().map(u32::from)
 }
 
@@ -613,6 +619,12 @@ fn supported(currency: Currency) -> Option<CurrencyInfo> {
 }
 
 fn parse_currency(code: &str) -> Result<CurrencyInfo, String> {
+    if is_withdrawn(code) {
+        // `code` is one of the list's own constants here, not free input.
+        return Err(format!(
+            "{code} has been withdrawn from ISO 4217: use the currency that replaced it"
+        ));
+    }
     if let Some(currency) = Currency::from_code(code) {
         return supported(currency).ok_or_else(|| {
             "is not supported: this ISO 4217 code has no minor unit (e.g. precious metals, special or test codes)"
@@ -1036,6 +1048,57 @@ mod tests {
             only_error(&amount_body("1", "xau"), CURRENCY),
             "must be a known ISO 4217 alphabetic currency code such as USD"
         );
+    }
+
+    #[test]
+    fn withdrawn_currencies_are_refused_naming_the_code() {
+        for code in ["HRK", "SLL", "ZWL", "CUC", "ANG", "VEF"] {
+            assert_eq!(
+                only_error(&amount_body("1.00", code), CURRENCY),
+                format!(
+                    "{code} has been withdrawn from ISO 4217: use the currency that replaced it"
+                )
+            );
+        }
+        // Their successors are current.
+        assert_eq!(minor("1.00", "EUR"), 100);
+        assert_eq!(minor("1.00", "SLE"), 100);
+        assert_eq!(minor("1.00", "ZWG"), 100);
+        assert_eq!(minor("1.00", "XCG"), 100);
+        // No case suggestion towards a withdrawn code.
+        assert_eq!(
+            only_error(&amount_body("1.00", "hrk"), CURRENCY),
+            "must be a known ISO 4217 alphabetic currency code such as USD"
+        );
+    }
+
+    #[test]
+    fn every_current_code_is_still_accepted() {
+        // ISO 4217 List One as of Amendment 178, less the codes without a minor unit
+        // (X-codes such as XAU, XDR, XTS, XXX), which stay refused.
+        let current = [
+            "AED", "AFN", "ALL", "AMD", "XCG", "AOA", "ARS", "AUD", "AWG", "AZN", "BAM", "BBD",
+            "BDT", "BGN", "BHD", "BIF", "BMD", "BND", "BOB", "BOV", "BRL", "BSD", "BTN", "BWP",
+            "BYN", "BZD", "CAD", "CDF", "CHE", "CHF", "CHW", "CLF", "CLP", "CNY", "COP", "COU",
+            "CRC", "CUP", "CVE", "CZK", "DJF", "DKK", "DOP", "DZD", "EGP", "ERN", "ETB", "EUR",
+            "FJD", "FKP", "GBP", "GEL", "GHS", "GIP", "GMD", "GNF", "GTQ", "GYD", "HKD", "HNL",
+            "HTG", "HUF", "IDR", "ILS", "INR", "IQD", "IRR", "ISK", "JMD", "JOD", "JPY", "KES",
+            "KGS", "KHR", "KMF", "KPW", "KRW", "KWD", "KYD", "KZT", "LAK", "LBP", "LKR", "LRD",
+            "LSL", "LYD", "MAD", "MDL", "MGA", "MKD", "MMK", "MNT", "MOP", "MRU", "MUR", "MVR",
+            "MWK", "MXN", "MXV", "MYR", "MZN", "NAD", "NGN", "NIO", "NOK", "NPR", "NZD", "OMR",
+            "PAB", "PEN", "PGK", "PHP", "PKR", "PLN", "PYG", "QAR", "RON", "RSD", "RUB", "RWF",
+            "SAR", "SBD", "SCR", "SDG", "SEK", "SGD", "SHP", "SLE", "SOS", "SRD", "SSP", "STN",
+            "SVC", "SYP", "SZL", "THB", "TJS", "TMT", "TND", "TOP", "TRY", "TTD", "TWD", "TZS",
+            "UAH", "UGX", "USD", "USN", "UYI", "UYU", "UYW", "UZS", "VED", "VES", "VND", "VUV",
+            "WST", "XAF", "XCD", "XOF", "XPF", "YER", "ZAR", "ZMW", "ZWG",
+        ];
+        for code in current {
+            let body = amount_body("1", code);
+            assert!(
+                parse_payment(body.as_bytes(), &Limits::default()).is_ok(),
+                "{code}"
+            );
+        }
     }
 
     #[test]
