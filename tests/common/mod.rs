@@ -5,7 +5,9 @@
 #![allow(dead_code)]
 
 pub mod census;
+pub mod pg_cluster;
 pub mod postgres;
+pub mod processor_world;
 pub mod proxy;
 pub mod runtime;
 

@@ -7,12 +7,33 @@
 //! compiled into the binary; `disable` exists for local tests only. The schema is created
 //! by embedded, versioned migrations, applied under an advisory lock at the first connect.
 
-use std::time::Duration;
+pub use crate::db_error::DbError;
+use std::time::{Duration, Instant};
 use tokio::sync::Mutex;
+use tokio::time::timeout;
 use tokio_postgres::{Client, NoTls};
 
 const RDS_CA_BUNDLE: &[u8] = include_bytes!("../certs/rds-global-bundle.pem");
 const MIGRATION_LOCK: i64 = 7_345_001;
+
+/// The whole connect: TCP, TLS, authentication (tokio-postgres's own `connect_timeout`
+/// covers only the TCP connect).
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// One `GetSecretValue`.
+pub const SECRET_TIMEOUT: Duration = Duration::from_secs(3);
+/// Applying the migrations (normally a no-op read under the advisory lock).
+pub const MIGRATE_TIMEOUT: Duration = Duration::from_secs(5);
+/// One unit of work on the connection (a transaction of a few statements). The server
+/// enforces `statement_timeout` and `lock_timeout` itself; this bound also holds when the
+/// server stalls and never answers.
+pub const CALL_TIMEOUT: Duration = Duration::from_secs(6);
+/// Sent as session settings at connect: the server cancels a statement (57014) or a lock
+/// wait (55P03) that runs longer, both transient.
+const SESSION_OPTIONS: &str =
+    "-c statement_timeout=4000 -c lock_timeout=2000 -c idle_in_transaction_session_timeout=10000";
+/// Cached credentials are fetched again after this long, so a rotated secret is picked
+/// up even without an authentication failure.
+pub const CREDENTIALS_TTL: Duration = Duration::from_secs(10 * 60);
 
 /// (version, SQL), applied in order, each once.
 pub const MIGRATIONS: &[(i32, &str)] = &[(
@@ -81,38 +102,6 @@ impl std::fmt::Debug for Credentials {
     }
 }
 
-/// A database failure, split by whether retrying later can help.
-#[derive(Debug)]
-pub enum DbError {
-    Transient(String),
-    Permanent(String),
-}
-
-impl DbError {
-    fn from_pg(context: &str, e: tokio_postgres::Error) -> Self {
-        // The causes say why (a TLS handshake failure names the certificate problem).
-        let mut message = format!("{context}: {e}");
-        let mut cause = std::error::Error::source(&e);
-        while let Some(c) = cause {
-            message.push_str(&format!(": {c}"));
-            cause = c.source();
-        }
-        // SQL errors carry a SQLSTATE; connection and I/O failures do not.
-        match e.code() {
-            Some(state) if !state.code().starts_with("08") && !state.code().starts_with("57") => {
-                DbError::Permanent(message)
-            }
-            _ => DbError::Transient(message),
-        }
-    }
-
-    pub fn message(&self) -> &str {
-        match self {
-            DbError::Transient(m) | DbError::Permanent(m) => m,
-        }
-    }
-}
-
 fn tls_config() -> Result<rustls::ClientConfig, String> {
     tls_config_trusting(RDS_CA_BUNDLE)
 }
@@ -171,7 +160,7 @@ async fn open(
 pub struct Postgres {
     pub settings: DbSettings,
     pub secrets: aws_sdk_secretsmanager::Client,
-    credentials: Mutex<Option<Credentials>>,
+    credentials: Mutex<Option<(Credentials, Instant)>>,
     client: Mutex<Option<Client>>,
 }
 
@@ -187,22 +176,24 @@ impl Postgres {
 
     async fn credentials(&self) -> Result<Credentials, DbError> {
         let mut cached = self.credentials.lock().await;
-        if let Some(c) = cached.as_ref() {
+        if let Some((c, at)) = cached.as_ref()
+            && at.elapsed() < CREDENTIALS_TTL
+        {
             return Ok(c.clone());
         }
         let arn = &self.settings.secret_arn;
-        let out = self
-            .secrets
-            .get_secret_value()
-            .secret_id(arn)
-            .send()
-            .await
-            .map_err(|e| {
-                DbError::Transient(format!(
-                    "GetSecretValue: {}",
-                    aws_sdk_secretsmanager::error::DisplayErrorContext(e)
-                ))
-            })?;
+        let fetched = timeout(
+            SECRET_TIMEOUT,
+            self.secrets.get_secret_value().secret_id(arn).send(),
+        )
+        .await
+        .map_err(|_| DbError::Timeout("GetSecretValue"))?;
+        let out = fetched.map_err(|e| {
+            DbError::Transient(format!(
+                "GetSecretValue: {}",
+                aws_sdk_secretsmanager::error::DisplayErrorContext(e)
+            ))
+        })?;
         let text = out
             .secret_string()
             .ok_or_else(|| DbError::Permanent("the database secret holds no string".into()))?;
@@ -218,8 +209,12 @@ impl Postgres {
             username: field("username")?,
             password: field("password")?,
         };
-        *cached = Some(creds.clone());
+        *cached = Some((creds.clone(), Instant::now()));
         Ok(creds)
+    }
+
+    async fn forget_credentials(&self) {
+        *self.credentials.lock().await = None;
     }
 
     async fn connect(&self) -> Result<Client, DbError> {
@@ -232,37 +227,71 @@ impl Postgres {
             .dbname(&s.name)
             .user(&creds.username)
             .password(&creds.password)
-            .connect_timeout(Duration::from_secs(5))
+            .connect_timeout(CONNECT_TIMEOUT)
+            .options(SESSION_OPTIONS)
             .application_name("payment-processor");
         let tls = match s.sslmode {
             SslMode::Disable => None,
             SslMode::VerifyFull => Some(tls_config().map_err(DbError::Permanent)?),
         };
-        open(config, tls).await
+        timeout(CONNECT_TIMEOUT, open(config, tls))
+            .await
+            .map_err(|_| DbError::Timeout("connect"))?
+    }
+
+    /// A new, migrated connection. An authentication failure (the secret was rotated
+    /// since it was cached) fetches the secret once more and reconnects before deciding.
+    async fn open_migrated(&self) -> Result<Client, DbError> {
+        let mut client = match self.connect().await {
+            Err(DbError::Auth(why)) => {
+                tracing::warn!(
+                    "the database refused the cached credentials, fetching the secret again: {why}"
+                );
+                self.forget_credentials().await;
+                self.connect().await?
+            }
+            other => other?,
+        };
+        timeout(MIGRATE_TIMEOUT, migrate(&mut client))
+            .await
+            .map_err(|_| DbError::Timeout("migrations"))??;
+        Ok(client)
     }
 
     /// Runs `f` on the cached connection, connecting (and migrating) first when needed.
+    /// The connection is taken out of the cache while `f` runs and put back only when
+    /// `f` finished on a live connection: one that timed out, or whose caller gave up
+    /// waiting (the future was dropped), is never reused. A transient failure on a cached
+    /// connection (the backend was terminated, say after a password rotation or a
+    /// failover) is tried once more on a new one; `f` must be safe to repeat.
     async fn with_client<T>(
         &self,
-        f: impl AsyncFnOnce(&mut Client) -> Result<T, DbError>,
+        f: impl AsyncFn(&mut Client) -> Result<T, DbError>,
     ) -> Result<T, DbError> {
         let mut guard = self.client.lock().await;
-        if guard.as_ref().is_none_or(|c| c.is_closed()) {
-            let mut client = self.connect().await?;
-            migrate(&mut client).await?;
-            *guard = Some(client);
+        let (mut client, reused) = match guard.take() {
+            Some(client) if !client.is_closed() => (client, true),
+            _ => (self.open_migrated().await?, false),
+        };
+        let mut result = timeout(CALL_TIMEOUT, f(&mut client))
+            .await
+            .map_err(|_| DbError::Timeout("statement"))?;
+        if reused && matches!(result, Err(DbError::Transient(_))) {
+            tracing::warn!("the cached database connection failed, trying a new one");
+            client = self.open_migrated().await?;
+            result = timeout(CALL_TIMEOUT, f(&mut client))
+                .await
+                .map_err(|_| DbError::Timeout("statement"))?;
         }
-        let client = guard
-            .as_mut()
-            .ok_or_else(|| DbError::Transient("no database connection".into()))?;
-        let result = f(client).await;
-        if client.is_closed() {
-            *guard = None;
+        if !client.is_closed() {
+            *guard = Some(client);
         }
         result
     }
 
-    /// Records a payment once; `Ok(false)` when it was already recorded.
+    /// Records a payment once; `Ok(false)` when the same payment was already recorded,
+    /// [`DbError::LedgerConflict`] (and nothing changed) when the row holds another amount,
+    /// currency or customer.
     pub async fn record(
         &self,
         id: &str,
@@ -280,6 +309,23 @@ impl Postgres {
                 )
                 .await
                 .map_err(|e| DbError::from_pg("insert payment", e))?;
+            if n == 0 {
+                let row = tx
+                    .query_one(
+                        "SELECT amount_minor, currency::text, customer_id FROM payments WHERE transaction_id = $1",
+                        &[&id],
+                    )
+                    .await
+                    .map_err(|e| DbError::from_pg("read payment", e))?;
+                let column = |e: tokio_postgres::Error| DbError::from_pg("read payment", e);
+                let same = row.try_get::<_, i64>(0).map_err(column)? == amount_minor
+                    && row.try_get::<_, String>(1).map_err(column)? == currency
+                    && row.try_get::<_, String>(2).map_err(column)? == customer_id;
+                if !same {
+                    tx.rollback().await.map_err(|e| DbError::from_pg("rollback", e))?;
+                    return Err(DbError::LedgerConflict);
+                }
+            }
             tx.commit().await.map_err(|e| DbError::from_pg("commit", e))?;
             Ok(n == 1)
         })

@@ -5,10 +5,18 @@
 //! a conditional update. A crash between the two steps is completed by a retry without a
 //! duplicate row. A transient failure (database unreachable, throttling) puts the id on
 //! the retry queue and answers 202; the same function consumes that queue and reports
-//! partial batch failures, so only failed messages return (and reach the DLQ after 5).
+//! partial batch failures, so only failed messages return. A message that failed for a
+//! transient reason is hidden with a growing delay ([`backoff`]) so an outage of hours is
+//! waited out; one whose ledger row disagrees with the item goes on to the DLQ.
+//! Every step is bounded: [`PROCESS_DEADLINE`] for the processing, [`ENQUEUE_TIMEOUT`] for
+//! queueing the retry, so `/process` answers inside API Gateway's 29 s; `/status` checks
+//! its dependencies concurrently within [`STATUS_CHECK_TIMEOUT`] each.
 //! [`Processor::handle`] takes either event shape as JSON, so tests call it directly.
 
+pub mod backoff;
 pub mod db;
+pub mod db_error;
+pub mod metrics;
 
 use aws_lambda_events::event::apigw::{ApiGatewayProxyRequest, ApiGatewayProxyResponse};
 use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent};
@@ -16,6 +24,16 @@ use aws_sdk_dynamodb::types::AttributeValue;
 use db::{DbError, Postgres};
 use payments_core::model::{ProcessRequest, RetryMessage, TransactionStatus};
 use serde_json::{Value, json};
+use std::time::Duration;
+use tokio::time::timeout;
+
+/// Processing one transaction (DynamoDB read, database, DynamoDB update) gives up after
+/// this and queues a retry instead.
+pub const PROCESS_DEADLINE: Duration = Duration::from_secs(18);
+/// `SendMessage` for the retry (and `ChangeMessageVisibility` for the backoff).
+pub const ENQUEUE_TIMEOUT: Duration = Duration::from_secs(4);
+/// Each `/status` check; they run concurrently.
+pub const STATUS_CHECK_TIMEOUT: Duration = Duration::from_secs(3);
 
 pub struct Processor {
     pub db: aws_sdk_dynamodb::Client,
@@ -32,6 +50,8 @@ pub enum Outcome {
     AlreadyProcessed,
     NotFound,
     NotValidated(String),
+    /// The ledger holds a different payment under this id: nothing was changed.
+    LedgerConflict,
     /// Worth retrying later; the reason is for the log.
     Transient(String),
     Failed(String),
@@ -104,8 +124,9 @@ impl Processor {
         };
         match self.pg.record(id, amount, &currency, &customer).await {
             Ok(inserted) => tracing::info!(transaction_id = %id, inserted, "payment recorded"),
-            Err(DbError::Transient(m)) => return Outcome::Transient(m),
-            Err(DbError::Permanent(m)) => return Outcome::Failed(m),
+            Err(DbError::LedgerConflict) => return Outcome::LedgerConflict,
+            Err(e) if e.is_transient() => return Outcome::Transient(e.to_string()),
+            Err(e) => return Outcome::Failed(e.to_string()),
         }
         let update = self
             .db
@@ -142,20 +163,30 @@ impl Processor {
         }
     }
 
+    /// [`Self::process`] within [`PROCESS_DEADLINE`]; past it the outcome is transient.
+    pub async fn process_bounded(&self, id: &str) -> Outcome {
+        timeout(PROCESS_DEADLINE, self.process(id))
+            .await
+            .unwrap_or_else(|_| Outcome::Transient("processing deadline passed".into()))
+    }
+
     async fn enqueue_retry(&self, id: &str) -> Result<(), String> {
         let body = serde_json::to_string(&RetryMessage {
             transaction_id: id.to_string(),
         })
         .map_err(|e| e.to_string())?;
-        let sent = self
+        let send = self
             .sqs
             .send_message()
             .queue_url(&self.queue_url)
             .message_body(body)
-            .send()
-            .await;
-        sent.map(|_| ())
-            .map_err(|e| format!("SendMessage: {}", short(&e)))
+            .send();
+        match timeout(ENQUEUE_TIMEOUT, send).await {
+            Ok(sent) => sent
+                .map(|_| ())
+                .map_err(|e| format!("SendMessage: {}", short(&e))),
+            Err(_) => Err("SendMessage timed out".into()),
+        }
     }
 
     /// `POST /process`.
@@ -166,8 +197,15 @@ impl Processor {
         };
         let id = request.transaction_id;
         let done = json!({"transaction_id": id, "status": TransactionStatus::Processed.as_str()});
-        match self.process(&id).await {
+        match self.process_bounded(&id).await {
             Outcome::Processed | Outcome::AlreadyProcessed => reply(200, done),
+            Outcome::LedgerConflict => {
+                ledger_conflict(&id);
+                reply(
+                    409,
+                    json!({"error": "ledger_conflict", "transaction_id": id}),
+                )
+            }
             Outcome::NotFound => reply(404, json!({"error": "not_found", "transaction_id": id})),
             Outcome::NotValidated(status) => reply(
                 409,
@@ -194,40 +232,53 @@ impl Processor {
     }
 
     /// `GET /status`: every dependency and the build version; 503 unless all are healthy.
+    /// The checks run concurrently, each within [`STATUS_CHECK_TIMEOUT`]. A failed check
+    /// shows a fixed `reason`; what went wrong goes to the log only.
     pub async fn status(&self) -> Reply {
-        let table = self
-            .db
-            .describe_table()
-            .table_name(&self.table)
-            .send()
-            .await;
-        let table = match table {
-            Ok(_) => json!({"healthy": true}),
-            Err(e) => json!({"healthy": false, "error": short(&e)}),
+        let table = async {
+            self.db
+                .describe_table()
+                .table_name(&self.table)
+                .send()
+                .await
+                .map(|_| json!({"healthy": true}))
+                .map_err(|e| format!("DescribeTable: {}", short(&e)))
         };
-        let database = match self.pg.ping().await {
-            Ok(()) => json!({"healthy": true}),
-            Err(e) => json!({"healthy": false, "error": e.message()}),
+        let database = async {
+            self.pg
+                .ping()
+                .await
+                .map(|()| json!({"healthy": true}))
+                .map_err(|e| match e {
+                    DbError::Timeout(_) => Unhealthy::Timeout,
+                    other => Unhealthy::Unavailable(other.to_string()),
+                })
         };
-        let attrs = self
-            .sqs
-            .get_queue_attributes()
-            .queue_url(&self.queue_url)
-            .attribute_names(aws_sdk_sqs::types::QueueAttributeName::ApproximateNumberOfMessages)
-            .send()
-            .await;
-        let queue = match attrs {
-            Ok(out) => {
-                let depth = out
-                    .attributes()
-                    .and_then(|a| {
-                        a.get(&aws_sdk_sqs::types::QueueAttributeName::ApproximateNumberOfMessages)
-                    })
-                    .and_then(|d| d.parse::<u64>().ok());
-                json!({"healthy": true, "depth": depth})
-            }
-            Err(e) => json!({"healthy": false, "error": short(&e)}),
+        let queue = async {
+            let depth_attr = aws_sdk_sqs::types::QueueAttributeName::ApproximateNumberOfMessages;
+            let out = self
+                .sqs
+                .get_queue_attributes()
+                .queue_url(&self.queue_url)
+                .attribute_names(depth_attr.clone())
+                .send()
+                .await
+                .map_err(|e| format!("GetQueueAttributes: {}", short(&e)))?;
+            let depth = out
+                .attributes()
+                .and_then(|a| a.get(&depth_attr))
+                .and_then(|d| d.parse::<u64>().ok());
+            Ok::<Value, String>(json!({"healthy": true, "depth": depth}))
         };
+        let (table, database, queue) = tokio::join!(
+            check("dynamodb", async {
+                table.await.map_err(Unhealthy::Unavailable)
+            }),
+            check("postgresql", database),
+            check("retry_queue", async {
+                queue.await.map_err(Unhealthy::Unavailable)
+            }),
+        );
         let healthy = [&table, &database, &queue]
             .iter()
             .all(|d| d["healthy"] == true);
@@ -239,6 +290,33 @@ impl Processor {
         reply(if healthy { 200 } else { 503 }, body)
     }
 
+    /// Hides a retry message for its backoff delay (see [`backoff`]).
+    async fn back_off(&self, message: &aws_lambda_events::event::sqs::SqsMessage) {
+        let receives = message
+            .attributes
+            .get("ApproximateReceiveCount")
+            .and_then(|n| n.parse::<u32>().ok())
+            .unwrap_or(1);
+        let Some(handle) = message.receipt_handle.as_deref() else {
+            return;
+        };
+        let delay = backoff::delay_after(receives);
+        let seconds = i32::try_from(delay.as_secs()).unwrap_or(i32::MAX);
+        let change = self
+            .sqs
+            .change_message_visibility()
+            .queue_url(&self.queue_url)
+            .receipt_handle(handle)
+            .visibility_timeout(seconds)
+            .send();
+        match timeout(ENQUEUE_TIMEOUT, change).await {
+            Ok(Ok(_)) => tracing::info!(receives, seconds, "retry deferred"),
+            // The queue's own visibility timeout applies instead: the retry is only sooner.
+            Ok(Err(e)) => tracing::warn!("ChangeMessageVisibility: {}", short(&e)),
+            Err(_) => tracing::warn!("ChangeMessageVisibility timed out"),
+        }
+    }
+
     /// One retry-queue batch: only the messages that failed are reported back.
     pub async fn retry_batch(&self, event: SqsEvent) -> SqsBatchResponse {
         let mut response = SqsBatchResponse::default();
@@ -247,8 +325,18 @@ impl Processor {
             let parsed: Result<RetryMessage, _> =
                 serde_json::from_str(message.body.as_deref().unwrap_or_default());
             let ok = match parsed {
-                Ok(m) => match self.process(&m.transaction_id).await {
+                Ok(m) => match self.process_bounded(&m.transaction_id).await {
                     Outcome::Processed | Outcome::AlreadyProcessed => true,
+                    Outcome::Transient(why) => {
+                        tracing::warn!(transaction_id = %m.transaction_id, "retry did not complete, backing off: {why}");
+                        self.back_off(&message).await;
+                        false
+                    }
+                    Outcome::LedgerConflict => {
+                        // Not retried with backoff: it goes on to the dead-letter queue.
+                        ledger_conflict(&m.transaction_id);
+                        false
+                    }
                     other => {
                         tracing::warn!(transaction_id = %m.transaction_id, "retry did not complete: {other:?}");
                         false
@@ -299,6 +387,37 @@ impl Processor {
         response.body = Some(reply.body.to_string().into());
         serde_json::to_value(response).map_err(|e| e.to_string())
     }
+}
+
+/// Why a `/status` check failed: the body shows only the fixed reason.
+enum Unhealthy {
+    Timeout,
+    /// The detail is for the log.
+    Unavailable(String),
+}
+
+/// One `/status` check within [`STATUS_CHECK_TIMEOUT`], as its part of the body.
+async fn check(
+    name: &str,
+    probe: impl std::future::Future<Output = Result<Value, Unhealthy>>,
+) -> Value {
+    match timeout(STATUS_CHECK_TIMEOUT, probe).await {
+        Ok(Ok(healthy)) => healthy,
+        Ok(Err(Unhealthy::Unavailable(detail))) => {
+            tracing::warn!(dependency = name, "status check failed: {detail}");
+            json!({"healthy": false, "reason": "unavailable"})
+        }
+        Ok(Err(Unhealthy::Timeout)) | Err(_) => {
+            tracing::warn!(dependency = name, "status check timed out");
+            json!({"healthy": false, "reason": "timeout"})
+        }
+    }
+}
+
+/// Logs a ledger conflict (transaction id and a fixed reason only) and counts it.
+fn ledger_conflict(id: &str) {
+    tracing::error!(transaction_id = %id, "ledger conflict: the recorded payment differs from the transaction; nothing changed");
+    metrics::emit_ledger_conflict(id);
 }
 
 fn now() -> String {
