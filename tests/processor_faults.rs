@@ -142,12 +142,13 @@ async fn a_rotated_password_is_fetched_again_by_the_warm_processor() {
     let w = world().await;
     let cluster = PasswordCluster::start();
     let admin = cluster.admin("postgres").await;
-    admin
-        .batch_execute(
-            "CREATE ROLE app LOGIN PASSWORD 'first-password'; CREATE DATABASE pay OWNER app",
-        )
-        .await
-        .unwrap();
+    for sql in [
+        "CREATE ROLE app LOGIN PASSWORD 'first-password'",
+        // Not in one batch: CREATE DATABASE cannot run inside the batch's transaction.
+        "CREATE DATABASE pay OWNER app",
+    ] {
+        admin.batch_execute(sql).await.unwrap();
+    }
     let secrets = aws_sdk_secretsmanager::Client::new(&w.sdk);
     let arn = create_db_secret(&w.sdk, "rotating", "app", "first-password").await;
     let p = processor_at(&w.sdk, "127.0.0.1", cluster.port, "pay", &w.queue_url, &arn);
