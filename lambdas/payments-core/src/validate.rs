@@ -631,8 +631,10 @@ fn parse_currency(code: &str) -> Result<CurrencyInfo, String> {
                 .to_owned()
         });
     }
+    let upper = code.to_ascii_uppercase();
     if code.len() == 3
-        && let Some(info) = Currency::from_code(&code.to_ascii_uppercase()).and_then(supported)
+        && !is_withdrawn(&upper)
+        && let Some(info) = Currency::from_code(&upper).and_then(supported)
     {
         // `info.code` comes from the ISO table, not from the input.
         return Err(format!(
