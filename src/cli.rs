@@ -8,7 +8,7 @@ use std::path::PathBuf;
     name = "payctl",
     version,
     about = "Provision, describe and tear down the payment-processing stack on AWS",
-    long_about = "Provision, describe and tear down the payment-processing stack on AWS, calling the AWS SDK directly.\n\nEvery resource payctl owns is recorded in a state file (state/<env>.json) and tagged ManagedBy=payctl, Environment=<env>. `up` creates or adopts and converges; `down` deletes in reverse dependency order. Credentials, region and endpoint come from the SDK's standard chains (AWS_PROFILE, AWS_REGION, AWS_ENDPOINT_URL, ...).",
+    long_about = "Provision, describe and tear down the payment-processing stack on AWS, calling the AWS SDK directly.\n\nEvery resource payctl owns is recorded in a state file (state/<env>.json) and tagged ManagedBy=payctl, Environment=<env>. `up` creates or adopts and converges; `down` deletes in reverse dependency order.\n\nProduction environments: `prod`, and any environment with `production = true` under its own [env.NAME] table in payctl.toml (recorded in its state file from the first `up` on). They get the production profile (Multi-AZ, deletion protection, one NAT gateway per AZ, reserved concurrency, production throttles) and its guards: `down` needs --yes or a typed confirmation, refuses --purge and --skip-final-snapshot, and keeps a final database snapshot, a backup of the transactions table, the audit bucket and the KMS keys that encrypt them; `local start-api` refuses them. Credentials, region and endpoint come from the SDK's standard chains (AWS_PROFILE, AWS_REGION, AWS_ENDPOINT_URL, ...).",
     after_help = "Examples:\n  payctl up --env dev\n  payctl plan --env prod\n  payctl outputs --env dev --json\n  payctl down --env prod --yes\n  payctl completions bash > ~/.local/share/bash-completion/completions/payctl\n\nExit status: 0 success, 1 error, 2 usage error (for `plan`: changes pending), 130 interrupted (Ctrl-C)."
 )]
 pub struct Cli {
@@ -93,16 +93,18 @@ pub enum Command {
     },
     /// Delete every resource of the environment, in reverse dependency order.
     #[command(
-        long_about = "Delete every resource of the environment, in reverse dependency order.\n\nIt keeps going past a failure and lists every failure at the end. On --env prod it needs --yes, or the environment name typed on a terminal; the database always keeps a final snapshot there. KMS keys are scheduled for deletion (7 days), and the audit bucket is kept while it holds records unless --purge is given.",
+        long_about = "Delete every resource of the environment, in reverse dependency order.\n\nIt keeps going past a failure and lists every failure at the end, then lists what it kept, each with the command that restores or removes it. The database keeps a final snapshot (unless --skip-final-snapshot outside production), and the KMS key that encrypts a kept snapshot or bucket is never scheduled for deletion; other KMS keys are (7 days). Outside production the audit bucket is kept while it holds records unless --purge is given.\n\nA production environment (prod, or production = true) needs --yes, or the environment name typed on a terminal; it refuses --purge and --skip-final-snapshot, and keeps a final database snapshot, an on-demand backup of the transactions table (made and waited for before the table goes), the audit bucket with every object version, and their KMS keys. The state file keeps their records, so a later `up` adopts them.",
         after_help = "Examples:\n  payctl down --env dev\n  payctl down --env prod --yes\n  payctl down --env qa --purge --skip-final-snapshot"
     )]
     Down {
         #[command(flatten)]
         common: Common,
-        /// Do not ask for confirmation (required for `prod` when there is no terminal).
+        /// Do not ask for confirmation (required for a production environment when there
+        /// is no terminal).
         #[arg(long)]
         yes: bool,
-        /// Delete every object version in the audit bucket, then the bucket (kept otherwise).
+        /// Delete every object version in the audit bucket, then the bucket (kept otherwise;
+        /// refused for a production environment).
         #[arg(long)]
         purge: bool,
         /// Delete the database without a final snapshot (refused for production).
@@ -229,8 +231,8 @@ impl Transfer {
 pub enum LocalCommand {
     /// Serve the environment's API on 127.0.0.1 with the functions' host binaries.
     #[command(
-        long_about = "Serve the environment's API on 127.0.0.1: POST /validate, POST /process, GET /status, with the stack's API key and the usage plan's throttle, each request run in the deployed function's real binary (built for this machine) behind a Lambda Runtime API that payctl serves. The table's stream feeds the audit logger and the retry queue feeds the processor. The stack must be up; the functions reach what the SDK points at (AWS_ENDPOINT_URL), except the processor's database, which is a local PostgreSQL. Ctrl-C stops every process.",
-        after_help = "Examples:\n  cargo build --release -p validator -p processor -p audit-logger\n  payctl local start-api --env dev\n  payctl local start-api --env dev --port 8080 --database-url postgres://postgres@127.0.0.1:5432/payments"
+        long_about = "Serve the environment's API on 127.0.0.1: POST /validate, POST /process, GET /status, with the stack's API key and the usage plan's throttle, each request run in the deployed function's real binary (built for this machine) behind a Lambda Runtime API that payctl serves. With --poll-event-sources, the table's stream feeds the audit logger and the retry queue feeds the processor; without it, no deployed queue or stream is read. The stack must be up; the functions reach what the SDK points at (AWS_ENDPOINT_URL), except the processor's database, which is a local PostgreSQL. Ctrl-C stops every process.\n\nA production environment (prod, or production = true in payctl.toml, or recorded so in its state file) is refused before anything starts: the local run would take live payments.",
+        after_help = "Examples:\n  cargo build --release -p validator -p processor -p audit-logger\n  payctl local start-api --env dev\n  payctl local start-api --env dev --poll-event-sources\n  payctl local start-api --env dev --port 8080 --database-url postgres://postgres@127.0.0.1:5432/payments"
     )]
     StartApi {
         #[command(flatten)]
@@ -245,5 +247,9 @@ pub enum LocalCommand {
         /// Directory of the functions' host binaries (validator, processor, audit-logger).
         #[arg(long, env = "PAYCTL_LOCAL_BIN_DIR", default_value = "target/release")]
         bin_dir: PathBuf,
+        /// Also feed the deployed table stream and retry queue to the local functions
+        /// (messages and records they take are consumed from the environment).
+        #[arg(long)]
+        poll_event_sources: bool,
     },
 }

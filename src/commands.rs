@@ -14,7 +14,7 @@ use std::time::Instant;
 const DEFAULT_CONFIG: &str = "payctl.toml";
 
 /// Checks everything that needs no AWS call: env name, config file, the registry.
-fn check_input(c: &Common) -> Result<crate::config::Settings> {
+pub fn check_input(c: &Common) -> Result<crate::config::Settings> {
     crate::naming::validate_env(&c.env)?;
     let config = match &c.config {
         Some(path) => ConfigFile::load(path, true)?,
@@ -26,7 +26,7 @@ fn check_input(c: &Common) -> Result<crate::config::Settings> {
 }
 
 async fn prepare(c: &Common, command: &str, options: Options) -> Result<Arc<Ctx>> {
-    let settings = check_input(c)?;
+    let mut settings = check_input(c)?;
     let location = location(c, &settings)?;
     let sdk = crate::aws::load_config(c.region.clone()).await;
     let region = crate::aws::region_of(&sdk);
@@ -36,10 +36,19 @@ async fn prepare(c: &Common, command: &str, options: Options) -> Result<Arc<Ctx>
     } else {
         StateStore::open_at(&location, &sdk, &c.env, &region, &account_id, command).await?
     };
+    if let Err(e) = reconcile_production(&mut settings, &state, command, &c.env) {
+        state.release().await;
+        return Err(e);
+    }
     tracing::info!(
-        "{command} {} in {region} (account {account_id}), state {}",
+        "{command} {} in {region} (account {account_id}), state {}{}",
         c.env,
-        state.path().display()
+        state.path().display(),
+        if settings.production {
+            " (a production environment)"
+        } else {
+            ""
+        }
     );
     Ok(Arc::new(Ctx {
         env: c.env.clone(),
@@ -59,6 +68,31 @@ async fn prepare(c: &Common, command: &str, options: Options) -> Result<Arc<Ctx>
         },
         options,
     }))
+}
+
+/// Whether the environment is production comes from the config file *or* the state file.
+/// A state that says production makes every command treat it so; `up` and `plan` refuse
+/// to apply the non-production profile to it (a missing `production = true` must not
+/// silently turn off Multi-AZ or deletion protection). `up` records it in the state.
+fn reconcile_production(
+    settings: &mut crate::config::Settings,
+    state: &StateStore,
+    command: &str,
+    env: &str,
+) -> Result<()> {
+    if state.production() && !settings.production {
+        if matches!(command, "up" | "plan") {
+            return Err(Error::Refused(format!(
+                "environment {env} is a production environment (its state file {} says so), but the configuration does not make it one: add `production = true` under [env.{env}] in payctl.toml (or pass --config with it); {command} never applies the non-production profile to a production environment; nothing was changed",
+                state.path().display()
+            )));
+        }
+        settings.production = true;
+    }
+    if settings.production && command == "up" {
+        state.mark_production()?;
+    }
+    Ok(())
 }
 
 /// Where the state lives: `--state`, else `state` in payctl.toml, else `--state-dir`.
@@ -211,19 +245,52 @@ pub async fn plan(c: &Common, mut options: Options, json: bool) -> Result<bool> 
 pub async fn down(c: &Common, yes: bool, options: Options) -> Result<()> {
     let started = Instant::now();
     let settings = check_input(c)?;
-    if settings.production && options.skip_final_snapshot {
-        return Err(Error::Refused(format!(
-            "--skip-final-snapshot is refused for the production environment {}: its database always keeps a final snapshot; nothing was changed",
-            c.env
-        )));
-    }
-    if !yes && settings.production && !std::io::stdin().is_terminal() {
-        return Err(refusal(&c.env));
+    // What the config file already says is refused before any AWS call; what only the
+    // state file says, once it is read (below).
+    if settings.production {
+        guard_production_down(&c.env, yes, &options, None)?;
     }
     let ctx = prepare(c, "down", options).await?;
-    let result = down_walk(c, &ctx, yes, started).await;
+    let bucket = crate::data::s3_bucket::bucket_name(&ctx);
+    let result = if ctx.settings.production {
+        guard_production_down(&ctx.env, yes, &ctx.options, Some(&bucket))
+    } else {
+        Ok(())
+    };
+    let result = match result {
+        Ok(()) => down_walk(c, &ctx, yes, started).await,
+        Err(e) => Err(e),
+    };
     ctx.state.release().await;
     result
+}
+
+/// The refusals of `down` for a production environment, before anything is changed:
+/// no final snapshot, no purge of the audit trail, no deletion without a confirmation.
+/// `bucket` names the audit bucket once the account is known; the purge is refused then,
+/// so that the message can name it (reading the account changes nothing).
+fn guard_production_down(
+    env: &str,
+    yes: bool,
+    options: &Options,
+    bucket: Option<&str>,
+) -> Result<()> {
+    if options.skip_final_snapshot {
+        return Err(Error::Refused(format!(
+            "--skip-final-snapshot is refused for the production environment {env}: its database always keeps a final snapshot; nothing was changed"
+        )));
+    }
+    if options.purge
+        && let Some(bucket) = bucket
+    {
+        return Err(Error::Refused(format!(
+            "--purge is refused for the production environment {env}: the audit bucket {bucket} holds the audit trail, which is kept with every object version (PCI DSS 10.5.1 keeps audit history for at least 12 months); nothing was changed"
+        )));
+    }
+    if !yes && !std::io::stdin().is_terminal() {
+        return Err(refusal(env));
+    }
+    Ok(())
 }
 
 async fn down_walk(c: &Common, ctx: &Arc<Ctx>, yes: bool, started: Instant) -> Result<()> {
@@ -237,6 +304,8 @@ async fn down_walk(c: &Common, ctx: &Arc<Ctx>, yes: bool, started: Instant) -> R
     let setup = started.elapsed();
     let outcome = walk(ctx.clone(), &layers, Direction::Down).await;
     write_timings(c, &outcome, setup, started);
+    // What was kept is said whatever else happened: it is where the data is.
+    print!("{}", ctx.report.kept_text());
     finish(ctx, "down", outcome, started)
 }
 
@@ -266,6 +335,10 @@ fn confirm(ctx: &Ctx) -> Result<()> {
         err,
         "plus any resource tagged ManagedBy=payctl, Environment={} that the state file does not list.",
         ctx.env
+    );
+    let _ = writeln!(
+        err,
+        "Kept, as in every production down: a final snapshot of the database, a backup of the transactions table, the audit bucket with every object version, and the KMS keys that encrypt them."
     );
     let _ = write!(err, "Type the environment name to confirm: ");
     let _ = err.flush();
@@ -406,6 +479,9 @@ pub async fn verify(c: &Common, json: bool) -> Result<()> {
     if state.resources.is_empty() {
         return Err(no_state(&store.path().display().to_string()));
     }
+    let mut settings = settings;
+    // A production environment is checked as one even without its config file.
+    settings.production |= state.production;
     let target = crate::verify::Target {
         env: c.env.clone(),
         state,

@@ -93,11 +93,13 @@ fn main() -> std::process::ExitCode {
                 port,
                 database_url,
                 bin_dir,
+                poll_event_sources,
             }) => {
                 let options = payctl::local::Options {
                     port: *port,
                     database_url: database_url.clone(),
                     bin_dir: bin_dir.clone(),
+                    poll_event_sources: *poll_event_sources,
                 };
                 payctl::local::start_api(common, options).await
             }

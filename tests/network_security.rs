@@ -474,17 +474,29 @@ async fn dev_lifecycle_up_up_adopt_down_up() {
 
     let keys: Vec<String> = futures_keys(&stack).await;
     stack.must(&["down", "--yes"]);
-    let after = inventory(&stack).await;
+    let mut after = inventory(&stack).await;
+    // The RDS key stays, enabled with its alias, while the final DB snapshot uses it.
+    assert_eq!(
+        after.remove("kms_alias"),
+        Some(BTreeSet::from([format!(
+            "alias/payment-rds-dev={}",
+            keys[0]
+        )]))
+    );
     assert!(
         after.values().all(|ids| ids.is_empty()),
         "left behind: {after:?}"
     );
     let kms = stack.kms().await;
-    for id in &keys {
+    for (id, want) in keys.iter().zip([
+        KeyState::Enabled,
+        KeyState::PendingDeletion,
+        KeyState::PendingDeletion,
+    ]) {
         let m = kms.describe_key().key_id(id).send().await.unwrap();
         assert_eq!(
             m.key_metadata().unwrap().key_state(),
-            Some(&KeyState::PendingDeletion),
+            Some(&want),
             "key {id}"
         );
     }
@@ -541,7 +553,16 @@ async fn prod_has_a_nat_gateway_per_zone_and_down_needs_yes() {
     );
 
     stack.must(&["down", "--yes"]);
-    let after = inventory(&stack).await;
+    let mut after = inventory(&stack).await;
+    // Production keeps its data's keys: the RDS key (final snapshot) and the S3 key
+    // (audit bucket), with their aliases, as before the down.
+    let kept: BTreeSet<String> = before["kms_alias"]
+        .iter()
+        .filter(|a| !a.starts_with("alias/payment-sns-"))
+        .cloned()
+        .collect();
+    assert_eq!(kept.len(), 2, "{before:?}");
+    assert_eq!(after.remove("kms_alias"), Some(kept));
     assert!(
         after.values().all(|ids| ids.is_empty()),
         "left behind: {after:?}"

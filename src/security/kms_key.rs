@@ -12,8 +12,16 @@
 //! the record stays in state, marked, so the next `up` cancels the deletion and reuses
 //! the key (data encrypted under it stays readable). Without state the key is found by
 //! its alias, else by its description and ownership tags.
+//!
+//! A key that still encrypts something kept is never scheduled for deletion, in any
+//! environment: the RDS key while any DB snapshot is encrypted with it (the final
+//! snapshot `down` keeps; only `--skip-final-snapshot` outside production leaves none),
+//! the S3 key while the audit bucket exists (a production `down` keeps it). Such a key
+//! stays enabled with its alias and its record, is listed among the kept things, and a
+//! key found pending deletion in that case is brought back. This is read from AWS, not
+//! from the state file, so it holds after a lost state too.
 
-use crate::engine::report::Change;
+use crate::engine::report::{Change, Kept};
 use crate::engine::{Ctx, Resource};
 use crate::error::{Error, Result, all_ok, aws, required};
 use crate::state::Record;
@@ -357,6 +365,29 @@ async fn delete_one(ctx: &Ctx, purpose: &str, what: &str) -> Result<()> {
         return Err(Error::not_owned(format!("KMS key {id}"), &ctx.env));
     }
     let pending = meta.key_state() == Some(&KeyState::PendingDeletion);
+    let arn = required(meta.arn(), "key ARN")?;
+    if let Some(why) = still_needed(ctx, purpose, &id).await? {
+        if pending {
+            revive(ctx, &id, &alias).await?;
+        }
+        ctx.state.put(
+            &addr,
+            Record::new(KIND, &id).arn(&arn).attr("alias", &alias),
+        )?;
+        ctx.report.keep(
+            &addr,
+            Kept {
+                what: format!("KMS key {alias}, enabled"),
+                id: arn,
+                why,
+                restore: "nothing to restore: it stays enabled with its alias (restoring what it encrypts needs it)".into(),
+                remove: format!(
+                    "only after deleting everything it encrypts: `aws kms delete-alias --alias-name {alias}`, then `aws kms schedule-key-deletion --key-id {id} --pending-window-in-days 30`"
+                ),
+            },
+        );
+        return Ok(());
+    }
     // A key pending deletion lost its alias first: nothing left to do but record it.
     let date = if pending {
         meta.deletion_date().map(|d| d.to_string())
@@ -369,10 +400,10 @@ async fn delete_one(ctx: &Ctx, purpose: &str, what: &str) -> Result<()> {
         schedule_deletion(ctx, &id).await?
     };
     let date = date.unwrap_or_else(|| format!("in {DELETION_WINDOW_DAYS} days"));
-    let mut record = Record::new(KIND, &id)
+    let record = Record::new(KIND, &id)
+        .arn(arn)
         .attr("alias", &alias)
         .attr("pending_deletion", &date);
-    record.arn = meta.arn().map(str::to_string);
     ctx.state.put(&addr, record)?;
     let change = if pending {
         Change::Absent
@@ -383,6 +414,75 @@ async fn delete_one(ctx: &Ctx, purpose: &str, what: &str) -> Result<()> {
         change,
         format!("{addr} {id} (scheduled for deletion: {date})"),
     );
+    Ok(())
+}
+
+/// Why the key must stay (what kept data it encrypts), or `None` when nothing needs it.
+async fn still_needed(ctx: &Ctx, purpose: &str, id: &str) -> Result<Option<String>> {
+    match purpose {
+        "rds" => {
+            let snapshots = snapshots_encrypted_with(ctx, id).await?;
+            Ok((!snapshots.is_empty()).then(|| {
+                format!(
+                    "it encrypts the DB snapshot(s) {}, which cannot be restored without it",
+                    snapshots.join(", ")
+                )
+            }))
+        }
+        "s3" => {
+            let bucket = crate::data::s3_bucket::bucket_name(ctx);
+            let kept = crate::data::s3_bucket::exists(ctx, &bucket).await?;
+            Ok(kept.then(|| format!("it encrypts the kept audit bucket {bucket}")))
+        }
+        _ => Ok(None),
+    }
+}
+
+/// The DB snapshots of the account encrypted with key `id` (RDS names the key by ARN).
+async fn snapshots_encrypted_with(ctx: &Ctx, id: &str) -> Result<Vec<String>> {
+    let snapshots = ctx.aws.rds.describe_db_snapshots().into_paginator().items();
+    let snapshots: Vec<_> = snapshots
+        .send()
+        .collect::<std::result::Result<_, _>>()
+        .await
+        .map_err(aws("DescribeDBSnapshots", id))?;
+    Ok(snapshots
+        .iter()
+        .filter(|s| s.kms_key_id().is_some_and(|k| names_key(k, id)))
+        .filter_map(|s| s.db_snapshot_identifier().map(str::to_string))
+        .collect())
+}
+
+/// Whether `reference` (a key ARN or a bare key id) names the key `id`.
+fn names_key(reference: &str, id: &str) -> bool {
+    reference == id || reference.ends_with(&format!(":key/{id}"))
+}
+
+/// Brings back a key found pending deletion that must stay: cancel, enable, alias.
+async fn revive(ctx: &Ctx, id: &str, alias: &str) -> Result<()> {
+    let kms = &ctx.aws.kms;
+    kms.cancel_key_deletion()
+        .key_id(id)
+        .send()
+        .await
+        .map_err(aws("CancelKeyDeletion", id))?;
+    kms.enable_key()
+        .key_id(id)
+        .send()
+        .await
+        .map_err(aws("EnableKey", id))?;
+    match kms
+        .create_alias()
+        .alias_name(alias)
+        .target_key_id(id)
+        .send()
+        .await
+    {
+        Ok(_) => {}
+        Err(e) if alias_exists(&e) => {}
+        Err(e) => return Err(aws("CreateAlias", alias)(e)),
+    }
+    tracing::info!("KMS key {id} was pending deletion but encrypts kept data: brought back");
     Ok(())
 }
 
@@ -454,6 +554,18 @@ mod tests {
         assert!(!same_policy(Some(&sns_key_policy("2").to_string()), &want));
         assert!(!same_policy(Some("not json"), &want));
         assert!(!same_policy(None, &want));
+    }
+
+    #[test]
+    fn a_snapshot_names_its_key_by_arn_or_id() {
+        let arn = "arn:aws:kms:us-east-1:123456789012:key/1234abcd-12ab";
+        assert!(names_key(arn, "1234abcd-12ab"));
+        assert!(names_key("1234abcd-12ab", "1234abcd-12ab"));
+        assert!(!names_key(arn, "1234abcd"));
+        assert!(!names_key(
+            "arn:aws:kms:us-east-1:1:key/other",
+            "1234abcd-12ab"
+        ));
     }
 
     #[test]

@@ -196,6 +196,11 @@ pub struct State {
     pub env: String,
     pub region: String,
     pub account_id: String,
+    /// A production environment (see [`crate::config::Settings::production`]): once an
+    /// `up` recorded it, every command treats the environment as production, with or
+    /// without the config file that said so.
+    #[serde(default)]
+    pub production: bool,
     #[serde(default)]
     pub resources: BTreeMap<String, Record>,
 }
@@ -209,6 +214,7 @@ impl State {
             env: env.to_string(),
             region: region.to_string(),
             account_id: account_id.to_string(),
+            production: false,
             resources: BTreeMap::new(),
         }
     }
@@ -440,6 +446,21 @@ impl StateStore {
             .collect()
     }
 
+    /// Whether the state says this is a production environment.
+    pub fn production(&self) -> bool {
+        self.inner().state.production
+    }
+
+    /// Records that this is a production environment (written at once; never undone).
+    pub fn mark_production(&self) -> Result<(), StateError> {
+        let mut inner = self.inner();
+        if inner.state.production {
+            return Ok(());
+        }
+        inner.state.production = true;
+        self.commit(inner)
+    }
+
     /// Records (or replaces) a resource and writes the file when anything changed.
     pub fn put(&self, addr: &str, record: Record) -> Result<(), StateError> {
         let mut inner = self.inner();
@@ -447,11 +468,7 @@ impl StateStore {
             return Ok(());
         }
         inner.state.resources.insert(addr.to_string(), record);
-        if let backend::Backend::S3(remote) = &self.backend {
-            drop(inner);
-            return self.write_remote(remote);
-        }
-        self.persist(&mut inner)
+        self.commit(inner)
     }
 
     /// Forgets a resource (it is gone) and writes the file.
@@ -460,6 +477,11 @@ impl StateStore {
         if inner.state.resources.remove(addr).is_none() {
             return Ok(());
         }
+        self.commit(inner)
+    }
+
+    /// Writes what `inner` holds where the state lives (S3 writes leave the mutex first).
+    fn commit(&self, mut inner: std::sync::MutexGuard<'_, Inner>) -> Result<(), StateError> {
         if let backend::Backend::S3(remote) = &self.backend {
             drop(inner);
             return self.write_remote(remote);
