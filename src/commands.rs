@@ -73,7 +73,8 @@ async fn prepare(c: &Common, command: &str, options: Options) -> Result<Arc<Ctx>
 /// Whether the environment is production comes from the config file *or* the state file.
 /// A state that says production makes every command treat it so; `up` and `plan` refuse
 /// to apply the non-production profile to it (a missing `production = true` must not
-/// silently turn off Multi-AZ or deletion protection). `up` records it in the state.
+/// silently turn off Multi-AZ or deletion protection). `up` records it in the state once
+/// its pre-flight checks pass.
 fn reconcile_production(
     settings: &mut crate::config::Settings,
     state: &StateStore,
@@ -88,9 +89,6 @@ fn reconcile_production(
             )));
         }
         settings.production = true;
-    }
-    if settings.production && command == "up" {
-        state.mark_production()?;
     }
     Ok(())
 }
@@ -202,6 +200,9 @@ async fn up_walk(c: &Common, ctx: &Arc<Ctx>, started: Instant) -> Result<()> {
     // Every kind gets its say before anything is created, so a refusal changes nothing.
     let layers = crate::layers();
     preflight(ctx, &layers, Direction::Up).await?;
+    if ctx.settings.production {
+        ctx.state.mark_production()?;
+    }
     let setup = started.elapsed();
     let outcome = walk(ctx.clone(), &layers, Direction::Up).await;
     write_timings(c, &outcome, setup, started);
