@@ -9,7 +9,7 @@ use std::path::PathBuf;
     version,
     about = "Provision, describe and tear down the payment-processing stack on AWS",
     long_about = "Provision, describe and tear down the payment-processing stack on AWS, calling the AWS SDK directly.\n\nEvery resource payctl owns is recorded in a state file (state/<env>.json) and tagged ManagedBy=payctl, Environment=<env>. `up` creates or adopts and converges; `down` deletes in reverse dependency order.\n\nProduction environments: `prod`, and any environment with `production = true` under its own [env.NAME] table in payctl.toml (recorded in its state file from the first `up` on). They get the production profile (Multi-AZ, deletion protection, one NAT gateway per AZ, reserved concurrency, production throttles) and its guards: `down` needs --yes or a typed confirmation, refuses --purge and --skip-final-snapshot, and keeps a final database snapshot, a backup of the transactions table, the audit bucket and the KMS keys that encrypt them; `local start-api` refuses them. Credentials, region and endpoint come from the SDK's standard chains (AWS_PROFILE, AWS_REGION, AWS_ENDPOINT_URL, ...).",
-    after_help = "Examples:\n  payctl up --env dev\n  payctl plan --env prod\n  payctl outputs --env dev --json\n  payctl down --env prod --yes\n  payctl completions bash > ~/.local/share/bash-completion/completions/payctl\n\nExit status: 0 success, 1 error, 2 usage error (for `plan`: changes pending), 130 interrupted (Ctrl-C)."
+    after_help = "Examples:\n  payctl up --env dev\n  payctl plan --env prod\n  payctl outputs --env dev --json\n  payctl down --env prod --yes\n  payctl completions bash > ~/.local/share/bash-completion/completions/payctl\n\nExit status: 0 success, 1 error, 2 usage error (for `plan`: changes pending), 130 interrupted (Ctrl-C or SIGTERM)."
 )]
 pub struct Cli {
     /// More log output (-v debug, -vv trace); RUST_LOG overrides it.
@@ -125,14 +125,15 @@ pub enum Command {
         #[arg(long)]
         show_api_key: bool,
     },
-    /// Remove a lock left by a run that died; takes the lock id the error message names.
+    /// Clear a lock left by a run that died; takes the lock id the error message names.
     #[command(
-        after_help = "Examples (the id comes from the `stale lock` error of the next run):\n  payctl force-unlock --env dev 6f1c2a9e-1d7b-4c1e-9a53-0c2d3e4f5a6b\n  payctl force-unlock --env dev --state s3://team-state/payctl 6f1c2a9e-1d7b-4c1e-9a53-0c2d3e4f5a6b"
+        long_about = "Clear a lock left by a run that died; takes the lock id the error message names, and changes nothing if the id does not match.\n\nWith an S3 state (--state s3://...) it deletes the lock object, which nothing else releases. A local lock (<state-dir>/<env>.json.lock) is an OS lock: the OS releases it when its holder exits or dies, so the next run simply proceeds and there is nothing to unlock. For a local state this command therefore refuses while a run holds the lock (that run releases it), and otherwise only clears the holder info a dead run left in the file.",
+        after_help = "Examples (the id comes from the S3 `stale lock` error, or from the local lock file):\n  payctl force-unlock --env dev --state s3://team-state/payctl 6f1c2a9e-1d7b-4c1e-9a53-0c2d3e4f5a6b\n  payctl force-unlock --env dev 6f1c2a9e-1d7b-4c1e-9a53-0c2d3e4f5a6b   (local: clears a dead run's holder info)"
     )]
     ForceUnlock {
         #[command(flatten)]
         common: Common,
-        /// The id of the lock to remove.
+        /// The id of the lock to clear (the error message or the lock file names it).
         lock_id: String,
     },
     /// Check the deployed environment against security and compliance controls (read only).

@@ -34,7 +34,16 @@ async fn prepare(c: &Common, command: &str, options: Options) -> Result<Arc<Ctx>
     let state = if options.plan {
         StateStore::open_detached_at(&location, &sdk, &c.env, &region, &account_id).await?
     } else {
-        StateStore::open_at(&location, &sdk, &c.env, &region, &account_id, command).await?
+        StateStore::open_at(
+            &location,
+            &c.state_dir,
+            &sdk,
+            &c.env,
+            &region,
+            &account_id,
+            command,
+        )
+        .await?
     };
     if let Err(e) = reconcile_production(&mut settings, &state, command, &c.env) {
         state.release().await;
@@ -394,19 +403,33 @@ pub async fn outputs(c: &Common, json: bool, show_api_key: bool) -> Result<()> {
     Ok(())
 }
 
+/// Clears a lock a dead run left: the S3 lock object; for a local state, whose OS lock
+/// went with its holder, only the holder info (a live run's lock is refused).
 pub async fn force_unlock(c: &Common, lock_id: &str) -> Result<()> {
     crate::naming::validate_env(&c.env)?;
-    let holder = match location_of(c)? {
-        Location::Local(dir) => lock::force_unlock(&state_path(&dir, &c.env), lock_id)?,
+    match location_of(c)? {
+        Location::Local(dir) => {
+            let path = state_path(&dir, &c.env);
+            let holder = lock::force_unlock(&path, lock_id)?;
+            eprintln!(
+                "nobody holds the lock {}: the OS releases a local lock when its holder exits or dies, so there was nothing to unlock; cleared the holder info of lock {} (pid {} on {}, since {})",
+                lock::lock_path(&path).display(),
+                holder.id,
+                holder.pid,
+                holder.host,
+                holder.started_at
+            );
+        }
         Location::S3(url) => {
             let sdk = crate::aws::load_config(c.region.clone()).await;
-            crate::state::backend::force_unlock_remote(&sdk, &url, &c.env, lock_id).await?
+            let holder =
+                crate::state::backend::force_unlock_remote(&sdk, &url, &c.env, lock_id).await?;
+            eprintln!(
+                "removed lock {} (pid {} on {}, since {})",
+                holder.id, holder.pid, holder.host, holder.started_at
+            );
         }
-    };
-    eprintln!(
-        "removed lock {} (pid {} on {}, since {})",
-        holder.id, holder.pid, holder.host, holder.started_at
-    );
+    }
     Ok(())
 }
 

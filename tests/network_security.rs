@@ -647,11 +647,13 @@ async fn resources_without_payctl_tags_are_neither_adopted_nor_deleted() {
 async fn a_second_run_fails_fast_naming_the_lock_holder() {
     let stack = Stack::new("dev");
     std::fs::create_dir_all(stack.state_dir.path()).unwrap();
+    // This test holds the OS lock, as a running payctl would, with its holder info.
     let holder = serde_json::json!({
         "id": "lock-1", "pid": std::process::id(), "host": gethostname::gethostname().to_string_lossy(),
         "started_at": "2026-01-01T00:00:00Z", "command": "up"
     });
-    let lock = stack.state_dir.path().join("dev.json.lock");
+    let lock = stack.lock_file();
+    let held = try_flock(&lock).expect("take the lock");
     std::fs::write(&lock, holder.to_string()).unwrap();
     let run = stack.payctl(&["up"]);
     assert!(!run.ok);
@@ -665,20 +667,44 @@ async fn a_second_run_fails_fast_naming_the_lock_holder() {
         inventory(&stack).await.values().all(|v| v.is_empty()),
         "a locked run created something"
     );
-
-    // A lock whose process is gone is stale: reported with the command that clears it.
-    let dead = serde_json::json!({
-        "id": "lock-2", "pid": 4194305, "host": gethostname::gethostname().to_string_lossy(),
-        "started_at": "2026-01-01T00:00:00Z", "command": "up"
-    });
-    std::fs::write(&lock, dead.to_string()).unwrap();
-    let run = stack.payctl(&["up"]);
+    // A live run's lock cannot be forced: its holder (or the OS) releases it.
+    let run = stack.payctl(&["force-unlock", "lock-1"]);
     assert!(
-        run.error_line()
-            .contains("payctl force-unlock --env dev lock-2"),
+        !run.ok && run.error_line().contains("is held by pid"),
         "{}",
         run.stderr
     );
-    stack.must(&["force-unlock", "lock-2"]);
-    assert!(!lock.exists());
+    assert_eq!(std::fs::read_to_string(&lock).unwrap(), holder.to_string());
+
+    // The holder dies: the OS releases its lock and leaves its holder info. Nothing is
+    // stale: force-unlock only clears that info (with the matching id), and the next run
+    // would have taken the lock over anyway.
+    drop(held);
+    let run = stack.payctl(&["force-unlock", "lock-2"]);
+    assert!(
+        !run.ok && run.error_line().contains("not lock-2"),
+        "{}",
+        run.stderr
+    );
+    let run = stack.must(&["force-unlock", "lock-1"]);
+    assert!(run.stderr.contains("nothing to unlock"), "{}", run.stderr);
+    assert_eq!(std::fs::read_to_string(&lock).unwrap(), "");
+
+    // A lock file a dead process left is taken over by the next run, which proceeds.
+    let dead = serde_json::json!({
+        "id": "lock-3", "pid": 4194305, "host": gethostname::gethostname().to_string_lossy(),
+        "started_at": "2026-01-01T00:00:00Z", "command": "up"
+    });
+    std::fs::write(&lock, dead.to_string()).unwrap();
+    let run = stack.must(&["down"]);
+    assert!(
+        run.stderr.contains("taking over the lock") && run.stderr.contains("lock id lock-3"),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(
+        stack.assert_lock_free(),
+        "",
+        "the run cleared its holder info"
+    );
 }

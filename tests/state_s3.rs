@@ -372,6 +372,17 @@ async fn replaced_during_a_run(seeded: bool) {
         .nth(1)
         .and_then(|s| s.split(';').next())
         .unwrap_or_else(|| panic!("no recovery file in {err}"));
+    // No local state directory here (`state` under HOME does not exist): the per-user one.
+    assert!(
+        recovery.starts_with(
+            &*stack
+                .home
+                .path()
+                .join(".local/state/payctl")
+                .to_string_lossy()
+        ),
+        "{err}"
+    );
     let saved = State::load(std::path::Path::new(recovery))
         .unwrap()
         .unwrap();
