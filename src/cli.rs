@@ -148,6 +148,15 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Move the payments waiting in the dead-letter queue back to the retry queue.
+    #[command(
+        long_about = "Move every message of the retry queue's dead-letter queue (payment-retry-dlq-<env>) back to the retry queue, once the cause of the failures is fixed; the alarm payment-retry-dlq-<env> fires while the dead-letter queue holds any.\n\nOne message at a time: receive, send to the retry queue, then delete from the dead-letter queue. A kill between the two leaves a message in both queues (processed twice, which the processor's idempotent processing absorbs), never in neither. Prints how many messages were moved.",
+        after_help = "Examples:\n  payctl redrive --env prod\n  payctl redrive --env staging --region eu-west-1"
+    )]
+    Redrive {
+        #[command(flatten)]
+        common: Common,
+    },
     /// Copy the state between the local directory and S3 (`pull`, `push`).
     #[command(
         subcommand,

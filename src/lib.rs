@@ -30,6 +30,7 @@ pub mod network;
 pub mod outputs;
 pub mod plan;
 pub mod progress;
+pub mod redrive;
 pub mod security;
 pub mod state;
 pub mod verify;

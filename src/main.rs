@@ -88,6 +88,7 @@ fn main() -> std::process::ExitCode {
                 payctl::commands::state_transfer(t, true).await
             }
             Command::Verify { common, json } => payctl::commands::verify(common, *json).await,
+            Command::Redrive { common } => payctl::commands::redrive(common).await,
             Command::Local(payctl::cli::LocalCommand::StartApi {
                 common,
                 port,

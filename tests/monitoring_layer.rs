@@ -230,6 +230,29 @@ fn expected_alarms(env: &str) -> Vec<Want> {
         datapoints_to_alarm: 3,
         threshold: 80.0,
     });
+    // Any message in the dead-letter queue, any ledger conflict: someone must look.
+    v.push(Want {
+        name: format!("payment-retry-dlq-{env}"),
+        namespace: "AWS/SQS",
+        metric: "ApproximateNumberOfMessagesVisible",
+        dimensions: vec![("QueueName", format!("payment-retry-dlq-{env}"))],
+        statistic: Statistic::Maximum,
+        period: 300,
+        evaluation_periods: 1,
+        datapoints_to_alarm: 1,
+        threshold: 0.0,
+    });
+    v.push(Want {
+        name: format!("payment-ledger-conflict-{env}"),
+        namespace: "Payments",
+        metric: "LedgerConflicts",
+        dimensions: vec![("FunctionName", format!("payment-processor-{env}"))],
+        statistic: Statistic::Sum,
+        period: 300,
+        evaluation_periods: 1,
+        datapoints_to_alarm: 1,
+        threshold: 0.0,
+    });
     v
 }
 
@@ -400,6 +423,9 @@ async fn check_monitoring(stack: &Stack, email: &str) -> String {
         format!("AWS/ApiGateway Latency ApiName payment-api-{env} Stage {env} p50"),
         format!("AWS/ApiGateway Latency ApiName payment-api-{env} Stage {env} p99"),
         format!("AWS/RDS CPUUtilization DBInstanceIdentifier payment-db-{env} Average"),
+        format!(
+            "AWS/SQS ApproximateNumberOfMessagesVisible QueueName payment-retry-dlq-{env} Maximum"
+        ),
     ];
     for f in ["validator", "processor", "audit-logger"] {
         for (metric, stat) in [
@@ -665,7 +691,7 @@ async fn lookalike_alarm_and_dashboard_are_neither_adopted_nor_deleted() {
     assert!(tags.tags().is_empty(), "look-alike alarm tagged");
     assert_eq!(dashboard_body(&c, &dashboard_name("qa")).await, theirs);
     // What payctl does own was still made.
-    assert_eq!(alarms(&c, "qa").await.len(), 5);
+    assert_eq!(alarms(&c, "qa").await.len(), 7);
     assert_eq!(topics(&c, "qa").await.len(), 1);
 
     // down refuses the look-alike alarm and leaves the foreign dashboard alone.

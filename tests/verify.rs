@@ -312,7 +312,7 @@ async fn prod_passes_every_control_read_only_and_each_break_fails_its_own_check(
     assert_eq!(count("CloudWatch log group has a retention period"), 4);
     assert_eq!(
         count("CloudWatch alarm has an action for the ALARM state"),
-        5
+        7
     );
 
     breaks(&stack).await;

@@ -36,7 +36,7 @@ pub fn expected(env: &str) -> BTreeMap<&'static str, usize> {
         ("usage plan", 1),
         ("sns topic", 1),
         ("sns subscription", 1),
-        ("alarm", 5),
+        ("alarm", 7),
         ("dashboard", 1),
     ])
 }
