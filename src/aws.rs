@@ -243,6 +243,69 @@ mod tests {
             .build()
     }
 
+    /// Records each request's operation and expected owner, then stops it unsent.
+    #[derive(Debug, Clone, Default)]
+    struct Seen(std::sync::Arc<std::sync::Mutex<Vec<(String, Option<String>)>>>);
+
+    impl aws_smithy_runtime_api::client::interceptors::Intercept for Seen {
+        fn name(&self) -> &'static str {
+            "seen"
+        }
+
+        fn read_before_transmit(
+            &self,
+            context: &aws_smithy_runtime_api::client::interceptors::context::BeforeTransmitInterceptorContextRef<'_>,
+            _components: &aws_smithy_runtime_api::client::runtime_components::RuntimeComponents,
+            cfg: &mut aws_smithy_types::config_bag::ConfigBag,
+        ) -> std::result::Result<(), aws_smithy_runtime_api::box_error::BoxError> {
+            let op = cfg
+                .load::<aws_smithy_runtime_api::client::orchestrator::Metadata>()
+                .map(|m| m.name().to_string())
+                .unwrap_or_default();
+            let owner = context
+                .request()
+                .headers()
+                .get(EXPECTED_OWNER_HEADER)
+                .map(str::to_string);
+            self.0.lock().unwrap().push((op, owner));
+            Err("stopped by the test".into())
+        }
+    }
+
+    #[tokio::test]
+    async fn every_s3_request_but_create_and_list_buckets_expects_the_owner() {
+        let seen = Seen::default();
+        let conf = s3_config(&unreachable(), "123456789012")
+            .interceptor(seen.clone())
+            .build();
+        let s3 = aws_sdk_s3::Client::from_conf(conf);
+        let _ = s3.head_bucket().bucket("b-1").send().await;
+        let _ = s3.create_bucket().bucket("b-1").send().await;
+        let _ = s3.list_buckets().send().await;
+        let _ = s3.put_object().bucket("b-1").key("k").send().await;
+        let _ = s3.delete_bucket().bucket("b-1").send().await;
+        // A request that names its own owner keeps it.
+        let _ = s3
+            .get_object()
+            .bucket("b-1")
+            .key("k")
+            .expected_bucket_owner("111122223333")
+            .send()
+            .await;
+        let owner = Some("123456789012".to_string());
+        assert_eq!(
+            *seen.0.lock().unwrap(),
+            vec![
+                ("HeadBucket".to_string(), owner.clone()),
+                ("CreateBucket".to_string(), None),
+                ("ListBuckets".to_string(), None),
+                ("PutObject".to_string(), owner.clone()),
+                ("DeleteBucket".to_string(), owner),
+                ("GetObject".to_string(), Some("111122223333".to_string())),
+            ]
+        );
+    }
+
     #[test]
     fn reads_are_told_apart_by_name() {
         for op in ["DescribeVpcs", "GetFunction", "ListAliases", "HeadBucket"] {

@@ -41,16 +41,17 @@ async fn prepare(c: &Common, command: &str, options: Options) -> Result<Arc<Ctx>
         c.env,
         state.path().display()
     );
+    let aws = if options.plan {
+        crate::aws::Clients::read_only(&sdk, &account_id)
+    } else {
+        crate::aws::Clients::new(&sdk, &account_id)
+    };
     Ok(Arc::new(Ctx {
         env: c.env.clone(),
         region,
         account_id,
         settings,
-        aws: if options.plan {
-            crate::aws::Clients::read_only(&sdk, &account_id)
-        } else {
-            crate::aws::Clients::new(&sdk, &account_id)
-        },
+        aws,
         state,
         report: if options.plan {
             crate::engine::Report::for_plan()
