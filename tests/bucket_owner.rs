@@ -244,17 +244,11 @@ async fn a_state_bucket_of_another_account_is_refused_unless_the_setting_names_i
     ] {
         let run = remote_run(&stack, &proxy.endpoint, &args, &[]);
         assert!(!run.ok, "{args:?} accepted");
-        let lines: Vec<&str> = run
-            .stderr
-            .lines()
-            .filter(|l| !l.trim().is_empty())
-            .collect();
+        let line = run.error_line();
         assert!(
-            lines.len() == 1
-                && lines[0].contains(&format!(
-                    "state bucket {STATE_BUCKET} is owned by another account than {ACCOUNT}"
-                ))
-                && lines[0].contains("--state-bucket-owner"),
+            line.contains(&format!(
+                "state bucket {STATE_BUCKET} is owned by another account than {ACCOUNT}"
+            )) && line.contains("--state-bucket-owner"),
             "{args:?}: {}",
             run.stderr
         );
