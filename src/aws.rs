@@ -243,9 +243,12 @@ mod tests {
             .build()
     }
 
+    /// An operation and the owner its request expected.
+    type Sent = (String, Option<String>);
+
     /// Records each request's operation and expected owner, then stops it unsent.
     #[derive(Debug, Clone, Default)]
-    struct Seen(std::sync::Arc<std::sync::Mutex<Vec<(String, Option<String>)>>>);
+    struct Seen(std::sync::Arc<std::sync::Mutex<Vec<Sent>>>);
 
     impl aws_smithy_runtime_api::client::interceptors::Intercept for Seen {
         fn name(&self) -> &'static str {
