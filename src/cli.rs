@@ -50,6 +50,12 @@ pub struct Common {
     )]
     pub state: Option<String>,
 
+    /// The account that owns the S3 state bucket (12 digits), when it is not the
+    /// caller's: every request to the bucket expects it, and a bucket of any other
+    /// account is refused. Also `state_bucket_owner` in payctl.toml.
+    #[arg(long, env = "PAYCTL_STATE_BUCKET_OWNER", value_name = "ACCOUNT_ID")]
+    pub state_bucket_owner: Option<String>,
+
     /// Settings file; `payctl.toml` in the current directory is read when it exists.
     #[arg(long, env = "PAYCTL_CONFIG")]
     pub config: Option<PathBuf>,
@@ -214,6 +220,11 @@ pub struct Transfer {
     #[arg(long, env = "PAYCTL_STATE", value_name = "s3://BUCKET/PREFIX")]
     pub state: Option<String>,
 
+    /// The account that owns the S3 state bucket, when it is not the caller's (else
+    /// `state_bucket_owner` in payctl.toml).
+    #[arg(long, env = "PAYCTL_STATE_BUCKET_OWNER", value_name = "ACCOUNT_ID")]
+    pub state_bucket_owner: Option<String>,
+
     /// Settings file; `payctl.toml` in the current directory is read when it exists.
     #[arg(long, env = "PAYCTL_CONFIG")]
     pub config: Option<PathBuf>,
@@ -231,6 +242,7 @@ impl Transfer {
             region: self.region.clone(),
             state_dir: self.state_dir.clone(),
             state: self.state.clone(),
+            state_bucket_owner: self.state_bucket_owner.clone(),
             config: self.config.clone(),
             timings: None,
         }

@@ -59,16 +59,17 @@ async fn prepare(c: &Common, command: &str, options: Options) -> Result<Arc<Ctx>
             ""
         }
     );
+    let aws = if options.plan {
+        crate::aws::Clients::read_only(&sdk, &account_id)
+    } else {
+        crate::aws::Clients::new(&sdk, &account_id)
+    };
     Ok(Arc::new(Ctx {
         env: c.env.clone(),
         region,
         account_id,
         settings,
-        aws: if options.plan {
-            crate::aws::Clients::read_only(&sdk)
-        } else {
-            crate::aws::Clients::new(&sdk)
-        },
+        aws,
         state,
         report: if options.plan {
             crate::engine::Report::for_plan()
@@ -102,20 +103,49 @@ fn reconcile_production(
     Ok(())
 }
 
-/// Where the state lives: `--state`, else `state` in payctl.toml, else `--state-dir`.
+/// Where the state lives: `--state`, else `state` in payctl.toml, else `--state-dir`;
+/// an S3 bucket's owner is `--state-bucket-owner`, else `state_bucket_owner`.
 fn location(c: &Common, settings: &crate::config::Settings) -> Result<Location> {
-    Ok(Location::resolve(
-        c.state.as_deref(),
-        settings.state.as_deref(),
-        &c.state_dir,
-    )?)
+    let location = Location::resolve(c.state.as_deref(), settings.state.as_deref(), &c.state_dir)?;
+    owned_by(location, c, settings.state_bucket_owner.clone())
 }
 
-/// The state location without reading the config file when `--state` names it.
+/// The state location without reading the config file when the flags name all of it.
 fn location_of(c: &Common) -> Result<Location> {
-    match &c.state {
-        Some(url) => Ok(Location::resolve(Some(url.as_str()), None, &c.state_dir)?),
-        None => location(c, &check_input(c)?),
+    match (&c.state, &c.state_bucket_owner) {
+        (Some(url), Some(_)) => {
+            let location = Location::resolve(Some(url.as_str()), None, &c.state_dir)?;
+            owned_by(location, c, None)
+        }
+        _ => location(c, &check_input(c)?),
+    }
+}
+
+/// An S3 location with the owner its bucket must have: `--state-bucket-owner` (or
+/// `PAYCTL_STATE_BUCKET_OWNER`) first, then `configured`; `None`: the caller's account.
+fn owned_by(location: Location, c: &Common, configured: Option<String>) -> Result<Location> {
+    let owner = match &c.state_bucket_owner {
+        Some(flag) => Some(crate::config::account_id(
+            flag,
+            "--state-bucket-owner (PAYCTL_STATE_BUCKET_OWNER)",
+        )?),
+        None => configured,
+    };
+    Ok(match location {
+        Location::S3(url) => Location::S3(url.owned_by(owner)),
+        local => local,
+    })
+}
+
+/// The account the S3 state bucket must belong to: the configured one, else the
+/// caller's (one `GetCallerIdentity`).
+async fn bucket_owner(
+    sdk: &aws_config::SdkConfig,
+    url: &crate::state::s3::S3Url,
+) -> Result<String> {
+    match &url.owner {
+        Some(owner) => Ok(owner.clone()),
+        None => crate::aws::account_id(sdk).await,
     }
 }
 
@@ -375,7 +405,8 @@ pub async fn outputs(c: &Common, json: bool, show_api_key: bool) -> Result<()> {
         }
         Location::S3(url) => {
             let sdk = crate::aws::load_config(c.region.clone()).await;
-            let remote = crate::state::s3::Remote::connect(&sdk, &url, &c.env).await?;
+            let owner = bucket_owner(&sdk, &url).await?;
+            let remote = crate::state::s3::Remote::connect(&sdk, &url, &c.env, &owner).await?;
             (remote.load().await?.map(|(s, _)| s), remote.state_url())
         }
     };
@@ -389,7 +420,7 @@ pub async fn outputs(c: &Common, json: bool, show_api_key: bool) -> Result<()> {
     if show_api_key {
         // Read from API Gateway on request only: the value is never in the state file.
         let sdk = crate::aws::load_config(Some(state.region.clone())).await;
-        let clients = crate::aws::Clients::new(&sdk);
+        let clients = crate::aws::Clients::new(&sdk, &state.account_id);
         let value = crate::api::api_key_value(&clients, &state).await?;
         outputs.insert("APIKey", value);
     }
@@ -422,8 +453,10 @@ pub async fn force_unlock(c: &Common, lock_id: &str) -> Result<()> {
         }
         Location::S3(url) => {
             let sdk = crate::aws::load_config(c.region.clone()).await;
+            let owner = bucket_owner(&sdk, &url).await?;
             let holder =
-                crate::state::backend::force_unlock_remote(&sdk, &url, &c.env, lock_id).await?;
+                crate::state::backend::force_unlock_remote(&sdk, &url, &owner, &c.env, lock_id)
+                    .await?;
             eprintln!(
                 "removed lock {} (pid {} on {}, since {})",
                 holder.id, holder.pid, holder.host, holder.started_at
@@ -451,7 +484,9 @@ pub async fn state_transfer(t: &crate::cli::Transfer, push: bool) -> Result<()> 
                 .await?;
         (s, "pushed to")
     } else {
-        let s = crate::state::transfer::pull(&sdk, &url, &c.state_dir, &c.env, t.force).await?;
+        let owner = bucket_owner(&sdk, &url).await?;
+        let s =
+            crate::state::transfer::pull(&sdk, &url, &owner, &c.state_dir, &c.env, t.force).await?;
         (s, "pulled from")
     };
     eprintln!(
@@ -511,7 +546,7 @@ pub async fn verify(c: &Common, json: bool) -> Result<()> {
         state,
         settings,
         // Refuses any call that is not a read before it is sent.
-        aws: crate::aws::Clients::read_only(&sdk),
+        aws: crate::aws::Clients::read_only(&sdk, &account_id),
     };
     let report = crate::verify::Report::new(&c.env, crate::verify::run(&target).await);
     if json {
@@ -555,7 +590,7 @@ pub async fn redrive(c: &Common) -> Result<()> {
     };
     let (dlq, retry) = (queue_of("dlq")?, queue_of("retry")?);
     crate::interrupt::install();
-    let sqs = crate::aws::Clients::new(&sdk).sqs;
+    let sqs = aws_sdk_sqs::Client::new(&sdk);
     let moved = crate::redrive::move_all(&sqs, &dlq, &retry).await?;
     println!(
         "redrive {}: moved {moved} message(s) from {dlq} to {retry}",

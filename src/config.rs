@@ -56,6 +56,9 @@ pub struct Settings {
     /// processor). Always on in `prod`; an environment driven by `payctl local
     /// start-api` may leave them out, so that only the local run consumes its sources.
     pub event_source_mappings: bool,
+    /// The account that owns the S3 state bucket (12 digits); `None`: the caller's.
+    /// `--state-bucket-owner` overrides it.
+    pub state_bucket_owner: Option<String>,
 }
 
 /// Reserved concurrency per function (`None`: draw from the account's unreserved pool).
@@ -122,6 +125,7 @@ impl Settings {
             state: None,
             audit_bucket_tls_only: true,
             event_source_mappings: true,
+            state_bucket_owner: None,
         }
     }
 }
@@ -151,6 +155,8 @@ pub struct Overrides {
     pub state: Option<String>,
     pub audit_bucket_tls_only: Option<bool>,
     pub event_source_mappings: Option<bool>,
+    /// The S3 state bucket's account, when it is not the caller's.
+    pub state_bucket_owner: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -353,7 +359,20 @@ fn apply(s: &mut Settings, o: &Overrides, table: &str) -> Result<()> {
         }
         s.event_source_mappings = mappings;
     }
+    if let Some(owner) = &o.state_bucket_owner {
+        s.state_bucket_owner = Some(account_id(owner, &format!("{table} state_bucket_owner"))?);
+    }
     Ok(())
+}
+
+/// `value` when it is an AWS account id (12 digits); else an error naming `origin`.
+pub fn account_id(value: &str, origin: &str) -> Result<String> {
+    if value.len() == 12 && value.chars().all(|c| c.is_ascii_digit()) {
+        return Ok(value.to_string());
+    }
+    Err(Error::Config(format!(
+        "{origin} {value:?} is not an AWS account id (12 digits)"
+    )))
 }
 
 #[cfg(test)]
@@ -548,6 +567,30 @@ mod tests {
             Some("s3://qa-state")
         );
         assert_eq!(Settings::builtin("dev").state, None);
+    }
+
+    #[test]
+    fn the_state_bucket_owner_is_an_account_id() {
+        let c = ConfigFile::parse(
+            "[defaults]\nstate_bucket_owner = \"111122223333\"\n[env.qa]\nstate_bucket_owner = \"444455556666\"\n",
+            "t",
+        )
+        .unwrap();
+        let owner = |env: &str| c.settings_for(env).unwrap().state_bucket_owner;
+        assert_eq!(owner("dev").as_deref(), Some("111122223333"));
+        assert_eq!(owner("qa").as_deref(), Some("444455556666"));
+        assert_eq!(Settings::builtin("dev").state_bucket_owner, None);
+        for bad in ["12345678901", "1234567890123", "12345678901a", ""] {
+            let text = format!("[env.dev]\nstate_bucket_owner = \"{bad}\"\n");
+            let err = ConfigFile::parse(&text, "payctl.toml")
+                .and_then(|c| c.settings_for("dev"))
+                .unwrap_err()
+                .to_string();
+            assert!(
+                err.contains("[env.dev] state_bucket_owner") && err.contains("12 digits"),
+                "{bad:?}: {err}"
+            );
+        }
     }
 
     #[test]

@@ -147,8 +147,9 @@ async fn key_policy(c: &Clients, key_id: &str) -> Value {
     serde_json::from_str(out.policy().unwrap()).expect("key policy is JSON")
 }
 
-/// Whether the policy allows `cloudwatch.amazonaws.com` to encrypt for this account.
-fn allows_cloudwatch(policy: &Value) -> bool {
+/// Whether the policy allows `cloudwatch.amazonaws.com` to encrypt for this account's
+/// alarms of `env` only.
+fn allows_cloudwatch(policy: &Value, env: &str) -> bool {
     let as_list = |v: &Value| match v {
         Value::String(s) => vec![s.clone()],
         Value::Array(a) => a
@@ -168,6 +169,11 @@ fn allows_cloudwatch(policy: &Value) -> bool {
                 && actions.contains(&"kms:Decrypt".into())
                 && actions.contains(&"kms:GenerateDataKey*".into())
                 && s["Condition"]["StringEquals"]["aws:SourceAccount"] == ACCOUNT
+                && s["Condition"]["ArnLike"]["aws:SourceArn"]
+                    == format!(
+                        "arn:aws:cloudwatch:{REGION}:{ACCOUNT}:alarm:payment-*-{}",
+                        env
+                    )
         })
 }
 
@@ -275,7 +281,7 @@ async fn check_monitoring(stack: &Stack, email: &str) -> String {
         .unwrap();
     assert!(rotation.key_rotation_enabled(), "SNS key rotation");
     let policy = key_policy(&c, key.key_id()).await;
-    assert!(allows_cloudwatch(&policy), "{policy}");
+    assert!(allows_cloudwatch(&policy, env), "{policy}");
 
     // The topic: the output, encrypted with that key, tagged, one e-mail subscription.
     let topic = outputs(stack)["SNSAlertTopic"]
@@ -295,6 +301,25 @@ async fn check_monitoring(stack: &Stack, email: &str) -> String {
         attrs.get("KmsMasterKeyId").map(String::as_str),
         key.arn(),
         "topic encrypted with the SNS key: {attrs:?}"
+    );
+    // Only this account's principals, and CloudWatch for this environment's alarms.
+    let topic_policy: Value = serde_json::from_str(&attrs["Policy"]).unwrap();
+    assert_eq!(
+        topic_policy["Statement"],
+        json!([
+            {"Sid": "AccountPrincipals", "Effect": "Allow",
+             "Principal": {"AWS": format!("arn:aws:iam::{ACCOUNT}:root")},
+             "Action": ["sns:GetTopicAttributes", "sns:SetTopicAttributes", "sns:AddPermission",
+                        "sns:RemovePermission", "sns:DeleteTopic", "sns:Subscribe",
+                        "sns:ListSubscriptionsByTopic", "sns:Publish"],
+             "Resource": topic},
+            {"Sid": "CloudWatchAlarmsOfThisEnvironment", "Effect": "Allow",
+             "Principal": {"Service": "cloudwatch.amazonaws.com"},
+             "Action": "sns:Publish", "Resource": topic,
+             "Condition": {"StringEquals": {"aws:SourceAccount": ACCOUNT},
+                           "ArnLike": {"aws:SourceArn": format!("arn:aws:cloudwatch:{REGION}:{ACCOUNT}:alarm:payment-*-{env}")}}}
+        ]),
+        "{topic_policy}"
     );
     let tags = c
         .sns

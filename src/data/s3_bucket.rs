@@ -98,11 +98,26 @@ fn status_in(xml: &str) -> Option<&str> {
     Some(xml[start..start + len].trim())
 }
 
+/// S3 refused a request that expected the stack's account to own `bucket` (every
+/// request but `CreateBucket` carries `ExpectedBucketOwner`, see [`crate::aws::s3_config`]):
+/// the name is taken by another account, and nothing of it is read, adopted, written
+/// or deleted.
+fn foreign(ctx: &Ctx, bucket: &str) -> Error {
+    Error::NotOwned {
+        resource: format!("S3 bucket {bucket}"),
+        why: format!(
+            "it is owned by another account: S3 answered 403 Access Denied to a request expecting owner {}",
+            ctx.account_id
+        ),
+    }
+}
+
 /// Whether the bucket exists (and is reachable with these credentials).
 pub async fn exists(ctx: &Ctx, bucket: &str) -> Result<bool> {
     match ctx.aws.s3.head_bucket().bucket(bucket).send().await {
         Ok(_) => Ok(true),
         Err(e) if e.as_service_error().is_some_and(|s| s.is_not_found()) => Ok(false),
+        Err(e) if crate::aws::s3_forbidden(&e) => Err(foreign(ctx, bucket)),
         Err(e) => Err(aws("HeadBucket", bucket)(e)),
     }
 }
@@ -117,6 +132,7 @@ async fn tags(ctx: &Ctx, bucket: &str) -> Result<Vec<(String, String)>> {
         Err(e) if aws_sdk_s3::error::ProvideErrorMetadata::code(&e) == Some("NoSuchTagSet") => {
             Ok(Vec::new())
         }
+        Err(e) if crate::aws::s3_forbidden(&e) => Err(foreign(ctx, bucket)),
         Err(e) => Err(aws("GetBucketTagging", bucket)(e)),
     }
 }

@@ -187,7 +187,7 @@ pub async fn start_api(c: &Common, opts: Options) -> Result<()> {
         })?;
     let sdk = crate::aws::load_config(Some(state.region.clone())).await;
     let creds = credentials(&sdk).await?;
-    let clients = crate::aws::Clients::new(&sdk);
+    let clients = crate::aws::Clients::new(&sdk, &state.account_id);
     let deployed = deployed::read(&clients, &state).await?;
 
     // The processor's database: local, with credentials served from memory.

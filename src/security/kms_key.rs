@@ -62,13 +62,23 @@ fn description(ctx: &Ctx, purpose: &str, what: &str) -> String {
 
 /// The key policy payctl sets, for the keys that do not keep KMS's default one.
 fn policy(ctx: &Ctx, purpose: &str) -> Option<serde_json::Value> {
-    (purpose == SNS).then(|| sns_key_policy(&ctx.account_id))
+    (purpose == SNS).then(|| sns_key_policy(&ctx.account_id, &ctx.region, &ctx.env))
+}
+
+/// The ARNs of the environment's alarms, present and future (`payment-*-<env>`): the
+/// `aws:SourceArn` CloudWatch may act for (confused-deputy protection).
+pub fn alarm_arns(account_id: &str, region: &str, env: &str) -> String {
+    format!(
+        "arn:aws:cloudwatch:{region}:{account_id}:alarm:{}",
+        crate::naming::name("*", env)
+    )
 }
 
 /// The account root may do everything (as in KMS's default policy, so IAM policies keep
-/// working); CloudWatch may encrypt and decrypt with the key when it acts for this
-/// account, which is what publishing an alarm to the encrypted topic needs.
-pub fn sns_key_policy(account_id: &str) -> serde_json::Value {
+/// working); CloudWatch may encrypt and decrypt with the key only when it acts for this
+/// account's alarms of this environment (`aws:SourceAccount`, `aws:SourceArn`), which is
+/// what publishing an alarm to the encrypted topic needs.
+pub fn sns_key_policy(account_id: &str, region: &str, env: &str) -> serde_json::Value {
     serde_json::json!({
         "Version": "2012-10-17",
         "Id": "payctl-sns-alerts",
@@ -86,7 +96,10 @@ pub fn sns_key_policy(account_id: &str) -> serde_json::Value {
                 "Principal": {"Service": "cloudwatch.amazonaws.com"},
                 "Action": ["kms:Decrypt", "kms:GenerateDataKey*"],
                 "Resource": "*",
-                "Condition": {"StringEquals": {"aws:SourceAccount": account_id}}
+                "Condition": {
+                    "StringEquals": {"aws:SourceAccount": account_id},
+                    "ArnLike": {"aws:SourceArn": alarm_arns(account_id, region, env)}
+                }
             }
         ]
     })
@@ -94,7 +107,7 @@ pub fn sns_key_policy(account_id: &str) -> serde_json::Value {
 
 /// Whether the policy KMS returned says what `want` says (parsed, so whitespace and key
 /// order do not matter; an unparsable policy is different).
-fn same_policy(have: Option<&str>, want: &serde_json::Value) -> bool {
+pub fn same_policy(have: Option<&str>, want: &serde_json::Value) -> bool {
     have.and_then(|h| serde_json::from_str::<serde_json::Value>(h).ok())
         .is_some_and(|h| &h == want)
 }
@@ -526,7 +539,7 @@ mod tests {
 
     #[test]
     fn the_sns_key_lets_cloudwatch_publish_for_this_account_only() {
-        let p = sns_key_policy("123456789012");
+        let p = sns_key_policy("123456789012", "eu-west-1", "qa");
         let statements = p["Statement"].as_array().expect("statements");
         assert_eq!(statements.len(), 2);
         let root = &statements[0];
@@ -544,14 +557,26 @@ mod tests {
             cw["Condition"]["StringEquals"]["aws:SourceAccount"],
             "123456789012"
         );
+        assert_eq!(
+            cw["Condition"]["ArnLike"]["aws:SourceArn"],
+            "arn:aws:cloudwatch:eu-west-1:123456789012:alarm:payment-*-qa"
+        );
     }
 
     #[test]
     fn policies_compare_parsed() {
-        let want = sns_key_policy("1");
+        let want = sns_key_policy("1", "us-east-1", "dev");
         let reformatted = serde_json::to_string_pretty(&want).unwrap();
         assert!(same_policy(Some(&reformatted), &want));
-        assert!(!same_policy(Some(&sns_key_policy("2").to_string()), &want));
+        let other = |a, r, e| Some(sns_key_policy(a, r, e).to_string());
+        assert!(!same_policy(
+            other("2", "us-east-1", "dev").as_deref(),
+            &want
+        ));
+        assert!(!same_policy(
+            other("1", "us-east-1", "qa").as_deref(),
+            &want
+        ));
         assert!(!same_policy(Some("not json"), &want));
         assert!(!same_policy(None, &want));
     }

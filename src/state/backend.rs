@@ -101,7 +101,7 @@ impl StateStore {
             Location::Local(dir) => return Self::open(dir, env, region, account_id, command),
             Location::S3(url) => url,
         };
-        let remote = Remote::connect(sdk, url, env).await?;
+        let remote = Remote::connect(sdk, url, env, url.owner_or(account_id)).await?;
         let sse = remote.encryption().await?;
         let lock = acquire(&remote, &sse, env, command).await?;
         let mut backend = RemoteBackend {
@@ -140,7 +140,7 @@ impl StateStore {
             Location::Local(dir) => return Self::open_detached(dir, env, region, account_id),
             Location::S3(url) => url,
         };
-        let remote = Remote::connect(sdk, url, env).await?;
+        let remote = Remote::connect(sdk, url, env, url.owner_or(account_id)).await?;
         let (state, etag) = load_checked(&remote, env, region, account_id).await?;
         let backend = RemoteBackend {
             remote,
@@ -385,14 +385,16 @@ impl Drop for RemoteBackend {
     }
 }
 
-/// Removes a remote lock left behind, only when `id` matches the lock's own id.
+/// Removes a remote lock left behind, only when `id` matches the lock's own id; the
+/// bucket must be owned by `owner`.
 pub async fn force_unlock_remote(
     sdk: &aws_config::SdkConfig,
     url: &S3Url,
+    owner: &str,
     env: &str,
     id: &str,
 ) -> Result<LockInfo, StateError> {
-    let remote = Remote::connect(sdk, url, env).await?;
+    let remote = Remote::connect(sdk, url, env, owner).await?;
     let path = remote.lock_url();
     let Some((holder, etag)) = remote.read_lock().await? else {
         return Err(StateError::NoLock { path });

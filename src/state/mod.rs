@@ -112,6 +112,10 @@ pub enum StateError {
     )]
     BucketMissing { bucket: String },
     #[error(
+        "state bucket {bucket} is owned by another account than {owner} (S3 answered 403 Access Denied to a request expecting that owner); if the state bucket lives in another account, name it with --state-bucket-owner or `state_bucket_owner` in payctl.toml; nothing was changed"
+    )]
+    ForeignBucket { bucket: String, owner: String },
+    #[error(
         "state bucket {bucket} is not versioned; turn versioning on (`aws s3api put-bucket-versioning --bucket {bucket} --versioning-configuration Status=Enabled`) so every earlier state is kept; nothing was changed"
     )]
     NotVersioned { bucket: String },

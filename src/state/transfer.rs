@@ -49,15 +49,17 @@ fn check_env(state: &State, origin: &str, env: &str) -> Result<(), StateError> {
     Ok(())
 }
 
-/// Copies the remote state to `<dir>/<env>.json`. Returns what was written.
+/// Copies the remote state to `<dir>/<env>.json` from a bucket owned by `owner`.
+/// Returns what was written.
 pub async fn pull(
     sdk: &aws_config::SdkConfig,
     url: &S3Url,
+    owner: &str,
     dir: &Path,
     env: &str,
     force: bool,
 ) -> Result<State, StateError> {
-    let remote = Remote::connect(sdk, url, env).await?;
+    let remote = Remote::connect(sdk, url, env, owner).await?;
     let Some(object) = remote.get(&remote.key).await? else {
         return Err(StateError::NoRemote {
             url: remote.state_url(),
