@@ -40,7 +40,7 @@ echo
 
 # The API, served locally by the functions' host binaries.
 LOG=.venv/local-api.log
-./target/debug/payctl local start-api --env dev --port "$API_PORT" --database-url "$DB_URL" 2>"$LOG" &
+./target/debug/payctl local start-api --env dev --port "$API_PORT" --database-url "$DB_URL" --poll-event-sources 2>"$LOG" &
 LOCAL=$!
 trap 'kill -INT $LOCAL 2>/dev/null || true' EXIT
 for _ in $(seq 1 300); do
@@ -78,7 +78,7 @@ cat >&2 <<EOT
 
 The stack runs on the local emulator. To use it from this shell:
   export AWS_ENDPOINT_URL=$AWS_ENDPOINT_URL AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing AWS_REGION=us-east-1 PAYCTL_CONFIG=scripts/demo.toml
-  ./target/debug/payctl local start-api --env dev --database-url $DB_URL
+  ./target/debug/payctl local start-api --env dev --database-url $DB_URL --poll-event-sources
   ./target/debug/payctl down --env dev --purge
 Stop the emulator with: kill \$(cat .venv/moto.pid)
 EOT

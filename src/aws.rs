@@ -44,22 +44,28 @@ macro_rules! client {
 }
 
 impl Clients {
-    pub fn new(config: &SdkConfig) -> Self {
-        Self::build(config, false)
+    /// The stack's clients; every S3 request (but `CreateBucket` and `ListBuckets`)
+    /// expects its bucket to be owned by `account_id`, the stack's account.
+    pub fn new(config: &SdkConfig, account_id: &str) -> Self {
+        Self::build(config, account_id, false)
     }
 
     /// Clients that refuse, before sending, every call that is not a read (`plan`).
-    pub fn read_only(config: &SdkConfig) -> Self {
-        Self::build(config, true)
+    pub fn read_only(config: &SdkConfig, account_id: &str) -> Self {
+        Self::build(config, account_id, true)
     }
 
-    fn build(config: &SdkConfig, read_only: bool) -> Self {
+    fn build(config: &SdkConfig, account_id: &str, read_only: bool) -> Self {
+        let mut s3 = s3_config(config, account_id);
+        if read_only {
+            s3 = s3.interceptor(ReadOnly);
+        }
         Clients {
             ec2: client!(aws_sdk_ec2, config, read_only),
             kms: client!(aws_sdk_kms, config, read_only),
             rds: client!(aws_sdk_rds, config, read_only),
             dynamodb: client!(aws_sdk_dynamodb, config, read_only),
-            s3: client!(aws_sdk_s3, config, read_only),
+            s3: aws_sdk_s3::Client::from_conf(s3.build()),
             sqs: client!(aws_sdk_sqs, config, read_only),
             iam: client!(aws_sdk_iam, config, read_only),
             lambda: client!(aws_sdk_lambda, config, read_only),
@@ -111,6 +117,61 @@ impl aws_smithy_runtime_api::client::interceptors::Intercept for ReadOnly {
         )
         .into())
     }
+}
+
+/// An S3 client configuration whose every request that names a bucket carries
+/// `ExpectedBucketOwner: owner` ([`ExpectedOwner`]).
+pub fn s3_config(config: &SdkConfig, owner: &str) -> aws_sdk_s3::config::Builder {
+    aws_sdk_s3::config::Builder::from(config).interceptor(ExpectedOwner(owner.to_string()))
+}
+
+/// The S3 operations that take no `ExpectedBucketOwner`: a bucket that does not exist
+/// yet has no owner to expect, and `ListBuckets` names none.
+pub const NO_EXPECTED_OWNER: [&str; 2] = ["CreateBucket", "ListBuckets"];
+
+pub const EXPECTED_OWNER_HEADER: &str = "x-amz-expected-bucket-owner";
+
+/// Sets the `x-amz-expected-bucket-owner` header on every S3 request but
+/// [`NO_EXPECTED_OWNER`]: S3 then answers 403 Access Denied when another account owns
+/// the bucket, so a bucket of a predictable name that someone else created (e.g. after a
+/// `down`) is never read, adopted, written or deleted. One mechanism on the client, so
+/// no call can forget it; a request that sets the parameter itself keeps its value.
+/// <https://docs.aws.amazon.com/AmazonS3/latest/userguide/bucket-owner-condition.html>
+#[derive(Debug)]
+struct ExpectedOwner(String);
+
+impl aws_smithy_runtime_api::client::interceptors::Intercept for ExpectedOwner {
+    fn name(&self) -> &'static str {
+        "payctl-expected-bucket-owner"
+    }
+
+    // Before signing: S3 wants every `x-amz-*` header signed.
+    fn modify_before_signing(
+        &self,
+        context: &mut aws_smithy_runtime_api::client::interceptors::context::BeforeTransmitInterceptorContextMut<'_>,
+        _components: &aws_smithy_runtime_api::client::runtime_components::RuntimeComponents,
+        cfg: &mut aws_smithy_types::config_bag::ConfigBag,
+    ) -> std::result::Result<(), aws_smithy_runtime_api::box_error::BoxError> {
+        let operation = cfg
+            .load::<aws_smithy_runtime_api::client::orchestrator::Metadata>()
+            .map(|m| m.name().to_string());
+        if operation.is_some_and(|op| NO_EXPECTED_OWNER.contains(&op.as_str())) {
+            return Ok(());
+        }
+        let headers = context.request_mut().headers_mut();
+        if !headers.contains_key(EXPECTED_OWNER_HEADER) {
+            headers.insert(EXPECTED_OWNER_HEADER, self.0.clone());
+        }
+        Ok(())
+    }
+}
+
+/// Whether an S3 error is S3's 403 Access Denied: the answer to a request whose
+/// `ExpectedBucketOwner` is not the bucket's owner (or to credentials without access).
+pub fn s3_forbidden<E>(
+    e: &aws_sdk_s3::error::SdkError<E, aws_sdk_s3::config::http::HttpResponse>,
+) -> bool {
+    matches!(e, aws_sdk_s3::error::SdkError::ServiceError(s) if s.raw().status().as_u16() == 403)
 }
 
 /// Loads the shared SDK configuration with payctl's retry and timeout settings.
@@ -182,6 +243,72 @@ mod tests {
             .build()
     }
 
+    /// An operation and the owner its request expected.
+    type Sent = (String, Option<String>);
+
+    /// Records each request's operation and expected owner, then stops it unsent.
+    #[derive(Debug, Clone, Default)]
+    struct Seen(std::sync::Arc<std::sync::Mutex<Vec<Sent>>>);
+
+    impl aws_smithy_runtime_api::client::interceptors::Intercept for Seen {
+        fn name(&self) -> &'static str {
+            "seen"
+        }
+
+        fn read_before_transmit(
+            &self,
+            context: &aws_smithy_runtime_api::client::interceptors::context::BeforeTransmitInterceptorContextRef<'_>,
+            _components: &aws_smithy_runtime_api::client::runtime_components::RuntimeComponents,
+            cfg: &mut aws_smithy_types::config_bag::ConfigBag,
+        ) -> std::result::Result<(), aws_smithy_runtime_api::box_error::BoxError> {
+            let op = cfg
+                .load::<aws_smithy_runtime_api::client::orchestrator::Metadata>()
+                .map(|m| m.name().to_string())
+                .unwrap_or_default();
+            let owner = context
+                .request()
+                .headers()
+                .get(EXPECTED_OWNER_HEADER)
+                .map(str::to_string);
+            self.0.lock().unwrap().push((op, owner));
+            Err("stopped by the test".into())
+        }
+    }
+
+    #[tokio::test]
+    async fn every_s3_request_but_create_and_list_buckets_expects_the_owner() {
+        let seen = Seen::default();
+        let conf = s3_config(&unreachable(), "123456789012")
+            .interceptor(seen.clone())
+            .build();
+        let s3 = aws_sdk_s3::Client::from_conf(conf);
+        let _ = s3.head_bucket().bucket("b-1").send().await;
+        let _ = s3.create_bucket().bucket("b-1").send().await;
+        let _ = s3.list_buckets().send().await;
+        let _ = s3.put_object().bucket("b-1").key("k").send().await;
+        let _ = s3.delete_bucket().bucket("b-1").send().await;
+        // A request that names its own owner keeps it.
+        let _ = s3
+            .get_object()
+            .bucket("b-1")
+            .key("k")
+            .expected_bucket_owner("111122223333")
+            .send()
+            .await;
+        let owner = Some("123456789012".to_string());
+        assert_eq!(
+            *seen.0.lock().unwrap(),
+            vec![
+                ("HeadBucket".to_string(), owner.clone()),
+                ("CreateBucket".to_string(), None),
+                ("ListBuckets".to_string(), None),
+                ("PutObject".to_string(), owner.clone()),
+                ("DeleteBucket".to_string(), owner),
+                ("GetObject".to_string(), Some("111122223333".to_string())),
+            ]
+        );
+    }
+
     #[test]
     fn reads_are_told_apart_by_name() {
         for op in ["DescribeVpcs", "GetFunction", "ListAliases", "HeadBucket"] {
@@ -194,7 +321,7 @@ mod tests {
 
     #[tokio::test]
     async fn the_read_only_guard_refuses_a_change_before_sending_it() {
-        let clients = Clients::read_only(&unreachable());
+        let clients = Clients::read_only(&unreachable(), "123456789012");
         let err = clients
             .ec2
             .create_vpc()
@@ -211,7 +338,11 @@ mod tests {
         let msg = format!("{:?}", err.expect_err("nothing listens on port 9"));
         assert!(!msg.contains("read-only run"), "{msg}");
         // The ordinary clients send changes.
-        let err = Clients::new(&unreachable()).ec2.create_vpc().send().await;
+        let err = Clients::new(&unreachable(), "123456789012")
+            .ec2
+            .create_vpc()
+            .send()
+            .await;
         assert!(!format!("{:?}", err.expect_err("no server")).contains("read-only run"));
     }
 }

@@ -8,8 +8,8 @@ use std::path::PathBuf;
     name = "payctl",
     version,
     about = "Provision, describe and tear down the payment-processing stack on AWS",
-    long_about = "Provision, describe and tear down the payment-processing stack on AWS, calling the AWS SDK directly.\n\nEvery resource payctl owns is recorded in a state file (state/<env>.json) and tagged ManagedBy=payctl, Environment=<env>. `up` creates or adopts and converges; `down` deletes in reverse dependency order. Credentials, region and endpoint come from the SDK's standard chains (AWS_PROFILE, AWS_REGION, AWS_ENDPOINT_URL, ...).",
-    after_help = "Examples:\n  payctl up --env dev\n  payctl plan --env prod\n  payctl outputs --env dev --json\n  payctl down --env prod --yes\n  payctl completions bash > ~/.local/share/bash-completion/completions/payctl\n\nExit status: 0 success, 1 error, 2 usage error (for `plan`: changes pending), 130 interrupted (Ctrl-C)."
+    long_about = "Provision, describe and tear down the payment-processing stack on AWS, calling the AWS SDK directly.\n\nEvery resource payctl owns is recorded in a state file (state/<env>.json) and tagged ManagedBy=payctl, Environment=<env>. `up` creates or adopts and converges; `down` deletes in reverse dependency order.\n\nProduction environments: `prod`, and any environment with `production = true` under its own [env.NAME] table in payctl.toml (recorded in its state file from the first `up` on). They get the production profile (Multi-AZ, deletion protection, one NAT gateway per AZ, reserved concurrency, production throttles) and its guards: `down` needs --yes or a typed confirmation, refuses --purge and --skip-final-snapshot, and keeps a final database snapshot, a backup of the transactions table, the audit bucket and the KMS keys that encrypt them; `local start-api` refuses them. Credentials, region and endpoint come from the SDK's standard chains (AWS_PROFILE, AWS_REGION, AWS_ENDPOINT_URL, ...).",
+    after_help = "Examples:\n  payctl up --env dev\n  payctl plan --env prod\n  payctl outputs --env dev --json\n  payctl down --env prod --yes\n  payctl completions bash > ~/.local/share/bash-completion/completions/payctl\n\nExit status: 0 success, 1 error, 2 usage error (for `plan`: changes pending), 130 interrupted (Ctrl-C or SIGTERM)."
 )]
 pub struct Cli {
     /// More log output (-v debug, -vv trace); RUST_LOG overrides it.
@@ -49,6 +49,12 @@ pub struct Common {
         conflicts_with = "state_dir"
     )]
     pub state: Option<String>,
+
+    /// The account that owns the S3 state bucket (12 digits), when it is not the
+    /// caller's: every request to the bucket expects it, and a bucket of any other
+    /// account is refused. Also `state_bucket_owner` in payctl.toml.
+    #[arg(long, env = "PAYCTL_STATE_BUCKET_OWNER", value_name = "ACCOUNT_ID")]
+    pub state_bucket_owner: Option<String>,
 
     /// Settings file; `payctl.toml` in the current directory is read when it exists.
     #[arg(long, env = "PAYCTL_CONFIG")]
@@ -93,16 +99,18 @@ pub enum Command {
     },
     /// Delete every resource of the environment, in reverse dependency order.
     #[command(
-        long_about = "Delete every resource of the environment, in reverse dependency order.\n\nIt keeps going past a failure and lists every failure at the end. On --env prod it needs --yes, or the environment name typed on a terminal; the database always keeps a final snapshot there. KMS keys are scheduled for deletion (7 days), and the audit bucket is kept while it holds records unless --purge is given.",
+        long_about = "Delete every resource of the environment, in reverse dependency order.\n\nIt keeps going past a failure and lists every failure at the end, then lists what it kept, each with the command that restores or removes it. The database keeps a final snapshot (unless --skip-final-snapshot outside production), and the KMS key that encrypts a kept snapshot or bucket is never scheduled for deletion; other KMS keys are (7 days). Outside production the audit bucket is kept while it holds records unless --purge is given.\n\nA production environment (prod, or production = true) needs --yes, or the environment name typed on a terminal; it refuses --purge and --skip-final-snapshot, and keeps a final database snapshot, an on-demand backup of the transactions table (made and waited for before the table goes), the audit bucket with every object version, and their KMS keys. The state file keeps their records, so a later `up` adopts them.",
         after_help = "Examples:\n  payctl down --env dev\n  payctl down --env prod --yes\n  payctl down --env qa --purge --skip-final-snapshot"
     )]
     Down {
         #[command(flatten)]
         common: Common,
-        /// Do not ask for confirmation (required for `prod` when there is no terminal).
+        /// Do not ask for confirmation (required for a production environment when there
+        /// is no terminal).
         #[arg(long)]
         yes: bool,
-        /// Delete every object version in the audit bucket, then the bucket (kept otherwise).
+        /// Delete every object version in the audit bucket, then the bucket (kept otherwise;
+        /// refused for a production environment).
         #[arg(long)]
         purge: bool,
         /// Delete the database without a final snapshot (refused for production).
@@ -123,14 +131,15 @@ pub enum Command {
         #[arg(long)]
         show_api_key: bool,
     },
-    /// Remove a lock left by a run that died; takes the lock id the error message names.
+    /// Clear a lock left by a run that died; takes the lock id the error message names.
     #[command(
-        after_help = "Examples (the id comes from the `stale lock` error of the next run):\n  payctl force-unlock --env dev 6f1c2a9e-1d7b-4c1e-9a53-0c2d3e4f5a6b\n  payctl force-unlock --env dev --state s3://team-state/payctl 6f1c2a9e-1d7b-4c1e-9a53-0c2d3e4f5a6b"
+        long_about = "Clear a lock left by a run that died; takes the lock id the error message names, and changes nothing if the id does not match.\n\nWith an S3 state (--state s3://...) it deletes the lock object, which nothing else releases. A local lock (<state-dir>/<env>.json.lock) is an OS lock: the OS releases it when its holder exits or dies, so the next run simply proceeds and there is nothing to unlock. For a local state this command therefore refuses while a run holds the lock (that run releases it), and otherwise only clears the holder info a dead run left in the file.",
+        after_help = "Examples (the id comes from the S3 `stale lock` error, or from the local lock file):\n  payctl force-unlock --env dev --state s3://team-state/payctl 6f1c2a9e-1d7b-4c1e-9a53-0c2d3e4f5a6b\n  payctl force-unlock --env dev 6f1c2a9e-1d7b-4c1e-9a53-0c2d3e4f5a6b   (local: clears a dead run's holder info)"
     )]
     ForceUnlock {
         #[command(flatten)]
         common: Common,
-        /// The id of the lock to remove.
+        /// The id of the lock to clear (the error message or the lock file names it).
         lock_id: String,
     },
     /// Check the deployed environment against security and compliance controls (read only).
@@ -144,6 +153,15 @@ pub enum Command {
         /// Print one JSON object (the counts and every check) instead of a table.
         #[arg(long)]
         json: bool,
+    },
+    /// Move the payments waiting in the dead-letter queue back to the retry queue.
+    #[command(
+        long_about = "Move every message of the retry queue's dead-letter queue (payment-retry-dlq-<env>) back to the retry queue, once the cause of the failures is fixed; the alarm payment-retry-dlq-<env> fires while the dead-letter queue holds any.\n\nOne message at a time: receive, send to the retry queue, then delete from the dead-letter queue. A kill between the two leaves a message in both queues (processed twice, which the processor's idempotent processing absorbs), never in neither. Prints how many messages were moved.",
+        after_help = "Examples:\n  payctl redrive --env prod\n  payctl redrive --env staging --region eu-west-1"
+    )]
+    Redrive {
+        #[command(flatten)]
+        common: Common,
     },
     /// Copy the state between the local directory and S3 (`pull`, `push`).
     #[command(
@@ -202,6 +220,11 @@ pub struct Transfer {
     #[arg(long, env = "PAYCTL_STATE", value_name = "s3://BUCKET/PREFIX")]
     pub state: Option<String>,
 
+    /// The account that owns the S3 state bucket, when it is not the caller's (else
+    /// `state_bucket_owner` in payctl.toml).
+    #[arg(long, env = "PAYCTL_STATE_BUCKET_OWNER", value_name = "ACCOUNT_ID")]
+    pub state_bucket_owner: Option<String>,
+
     /// Settings file; `payctl.toml` in the current directory is read when it exists.
     #[arg(long, env = "PAYCTL_CONFIG")]
     pub config: Option<PathBuf>,
@@ -219,6 +242,7 @@ impl Transfer {
             region: self.region.clone(),
             state_dir: self.state_dir.clone(),
             state: self.state.clone(),
+            state_bucket_owner: self.state_bucket_owner.clone(),
             config: self.config.clone(),
             timings: None,
         }
@@ -229,8 +253,8 @@ impl Transfer {
 pub enum LocalCommand {
     /// Serve the environment's API on 127.0.0.1 with the functions' host binaries.
     #[command(
-        long_about = "Serve the environment's API on 127.0.0.1: POST /validate, POST /process, GET /status, with the stack's API key and the usage plan's throttle, each request run in the deployed function's real binary (built for this machine) behind a Lambda Runtime API that payctl serves. The table's stream feeds the audit logger and the retry queue feeds the processor. The stack must be up; the functions reach what the SDK points at (AWS_ENDPOINT_URL), except the processor's database, which is a local PostgreSQL. Ctrl-C stops every process.",
-        after_help = "Examples:\n  cargo build --release -p validator -p processor -p audit-logger\n  payctl local start-api --env dev\n  payctl local start-api --env dev --port 8080 --database-url postgres://postgres@127.0.0.1:5432/payments"
+        long_about = "Serve the environment's API on 127.0.0.1: POST /validate, POST /process, GET /status, with the stack's API key and the usage plan's throttle, each request run in the deployed function's real binary (built for this machine) behind a Lambda Runtime API that payctl serves. With --poll-event-sources, the table's stream feeds the audit logger and the retry queue feeds the processor; without it, no deployed queue or stream is read. The stack must be up; the functions reach what the SDK points at (AWS_ENDPOINT_URL), except the processor's database, which is a local PostgreSQL. Ctrl-C stops every process.\n\nA production environment (prod, or production = true in payctl.toml, or recorded so in its state file) is refused before anything starts: the local run would take live payments.",
+        after_help = "Examples:\n  cargo build --release -p validator -p processor -p audit-logger\n  payctl local start-api --env dev\n  payctl local start-api --env dev --poll-event-sources\n  payctl local start-api --env dev --port 8080 --database-url postgres://postgres@127.0.0.1:5432/payments"
     )]
     StartApi {
         #[command(flatten)]
@@ -245,5 +269,9 @@ pub enum LocalCommand {
         /// Directory of the functions' host binaries (validator, processor, audit-logger).
         #[arg(long, env = "PAYCTL_LOCAL_BIN_DIR", default_value = "target/release")]
         bin_dir: PathBuf,
+        /// Also feed the deployed table stream and retry queue to the local functions
+        /// (messages and records they take are consumed from the environment).
+        #[arg(long)]
+        poll_event_sources: bool,
     },
 }

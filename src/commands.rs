@@ -14,7 +14,7 @@ use std::time::Instant;
 const DEFAULT_CONFIG: &str = "payctl.toml";
 
 /// Checks everything that needs no AWS call: env name, config file, the registry.
-fn check_input(c: &Common) -> Result<crate::config::Settings> {
+pub fn check_input(c: &Common) -> Result<crate::config::Settings> {
     crate::naming::validate_env(&c.env)?;
     let config = match &c.config {
         Some(path) => ConfigFile::load(path, true)?,
@@ -26,7 +26,7 @@ fn check_input(c: &Common) -> Result<crate::config::Settings> {
 }
 
 async fn prepare(c: &Common, command: &str, options: Options) -> Result<Arc<Ctx>> {
-    let settings = check_input(c)?;
+    let mut settings = check_input(c)?;
     let location = location(c, &settings)?;
     let sdk = crate::aws::load_config(c.region.clone()).await;
     let region = crate::aws::region_of(&sdk);
@@ -34,23 +34,42 @@ async fn prepare(c: &Common, command: &str, options: Options) -> Result<Arc<Ctx>
     let state = if options.plan {
         StateStore::open_detached_at(&location, &sdk, &c.env, &region, &account_id).await?
     } else {
-        StateStore::open_at(&location, &sdk, &c.env, &region, &account_id, command).await?
+        StateStore::open_at(
+            &location,
+            &c.state_dir,
+            &sdk,
+            &c.env,
+            &region,
+            &account_id,
+            command,
+        )
+        .await?
     };
+    if let Err(e) = reconcile_production(&mut settings, &state, command, &c.env) {
+        state.release().await;
+        return Err(e);
+    }
     tracing::info!(
-        "{command} {} in {region} (account {account_id}), state {}",
+        "{command} {} in {region} (account {account_id}), state {}{}",
         c.env,
-        state.path().display()
+        state.path().display(),
+        if settings.production {
+            " (a production environment)"
+        } else {
+            ""
+        }
     );
+    let aws = if options.plan {
+        crate::aws::Clients::read_only(&sdk, &account_id)
+    } else {
+        crate::aws::Clients::new(&sdk, &account_id)
+    };
     Ok(Arc::new(Ctx {
         env: c.env.clone(),
         region,
         account_id,
         settings,
-        aws: if options.plan {
-            crate::aws::Clients::read_only(&sdk)
-        } else {
-            crate::aws::Clients::new(&sdk)
-        },
+        aws,
         state,
         report: if options.plan {
             crate::engine::Report::for_plan()
@@ -61,20 +80,72 @@ async fn prepare(c: &Common, command: &str, options: Options) -> Result<Arc<Ctx>
     }))
 }
 
-/// Where the state lives: `--state`, else `state` in payctl.toml, else `--state-dir`.
-fn location(c: &Common, settings: &crate::config::Settings) -> Result<Location> {
-    Ok(Location::resolve(
-        c.state.as_deref(),
-        settings.state.as_deref(),
-        &c.state_dir,
-    )?)
+/// Whether the environment is production comes from the config file *or* the state file.
+/// A state that says production makes every command treat it so; `up` and `plan` refuse
+/// to apply the non-production profile to it (a missing `production = true` must not
+/// silently turn off Multi-AZ or deletion protection). `up` records it in the state once
+/// its pre-flight checks pass.
+fn reconcile_production(
+    settings: &mut crate::config::Settings,
+    state: &StateStore,
+    command: &str,
+    env: &str,
+) -> Result<()> {
+    if state.production() && !settings.production {
+        if matches!(command, "up" | "plan") {
+            return Err(Error::Refused(format!(
+                "environment {env} is a production environment (its state file {} says so), but the configuration does not make it one: add `production = true` under [env.{env}] in payctl.toml (or pass --config with it); {command} never applies the non-production profile to a production environment; nothing was changed",
+                state.path().display()
+            )));
+        }
+        settings.production = true;
+    }
+    Ok(())
 }
 
-/// The state location without reading the config file when `--state` names it.
+/// Where the state lives: `--state`, else `state` in payctl.toml, else `--state-dir`;
+/// an S3 bucket's owner is `--state-bucket-owner`, else `state_bucket_owner`.
+fn location(c: &Common, settings: &crate::config::Settings) -> Result<Location> {
+    let location = Location::resolve(c.state.as_deref(), settings.state.as_deref(), &c.state_dir)?;
+    owned_by(location, c, settings.state_bucket_owner.clone())
+}
+
+/// The state location without reading the config file when the flags name all of it.
 fn location_of(c: &Common) -> Result<Location> {
-    match &c.state {
-        Some(url) => Ok(Location::resolve(Some(url.as_str()), None, &c.state_dir)?),
-        None => location(c, &check_input(c)?),
+    match (&c.state, &c.state_bucket_owner) {
+        (Some(url), Some(_)) => {
+            let location = Location::resolve(Some(url.as_str()), None, &c.state_dir)?;
+            owned_by(location, c, None)
+        }
+        _ => location(c, &check_input(c)?),
+    }
+}
+
+/// An S3 location with the owner its bucket must have: `--state-bucket-owner` (or
+/// `PAYCTL_STATE_BUCKET_OWNER`) first, then `configured`; `None`: the caller's account.
+fn owned_by(location: Location, c: &Common, configured: Option<String>) -> Result<Location> {
+    let owner = match &c.state_bucket_owner {
+        Some(flag) => Some(crate::config::account_id(
+            flag,
+            "--state-bucket-owner (PAYCTL_STATE_BUCKET_OWNER)",
+        )?),
+        None => configured,
+    };
+    Ok(match location {
+        Location::S3(url) => Location::S3(url.owned_by(owner)),
+        local => local,
+    })
+}
+
+/// The account the S3 state bucket must belong to: the configured one, else the
+/// caller's (one `GetCallerIdentity`).
+async fn bucket_owner(
+    sdk: &aws_config::SdkConfig,
+    url: &crate::state::s3::S3Url,
+) -> Result<String> {
+    match &url.owner {
+        Some(owner) => Ok(owner.clone()),
+        None => crate::aws::account_id(sdk).await,
     }
 }
 
@@ -168,6 +239,9 @@ async fn up_walk(c: &Common, ctx: &Arc<Ctx>, started: Instant) -> Result<()> {
     // Every kind gets its say before anything is created, so a refusal changes nothing.
     let layers = crate::layers();
     preflight(ctx, &layers, Direction::Up).await?;
+    if ctx.settings.production {
+        ctx.state.mark_production()?;
+    }
     let setup = started.elapsed();
     let outcome = walk(ctx.clone(), &layers, Direction::Up).await;
     write_timings(c, &outcome, setup, started);
@@ -211,19 +285,52 @@ pub async fn plan(c: &Common, mut options: Options, json: bool) -> Result<bool> 
 pub async fn down(c: &Common, yes: bool, options: Options) -> Result<()> {
     let started = Instant::now();
     let settings = check_input(c)?;
-    if settings.production && options.skip_final_snapshot {
-        return Err(Error::Refused(format!(
-            "--skip-final-snapshot is refused for the production environment {}: its database always keeps a final snapshot; nothing was changed",
-            c.env
-        )));
-    }
-    if !yes && settings.production && !std::io::stdin().is_terminal() {
-        return Err(refusal(&c.env));
+    // What the config file already says is refused before any AWS call; what only the
+    // state file says, once it is read (below).
+    if settings.production {
+        guard_production_down(&c.env, yes, &options, None)?;
     }
     let ctx = prepare(c, "down", options).await?;
-    let result = down_walk(c, &ctx, yes, started).await;
+    let bucket = crate::data::s3_bucket::bucket_name(&ctx);
+    let result = if ctx.settings.production {
+        guard_production_down(&ctx.env, yes, &ctx.options, Some(&bucket))
+    } else {
+        Ok(())
+    };
+    let result = match result {
+        Ok(()) => down_walk(c, &ctx, yes, started).await,
+        Err(e) => Err(e),
+    };
     ctx.state.release().await;
     result
+}
+
+/// The refusals of `down` for a production environment, before anything is changed:
+/// no final snapshot, no purge of the audit trail, no deletion without a confirmation.
+/// `bucket` names the audit bucket once the account is known; the purge is refused then,
+/// so that the message can name it (reading the account changes nothing).
+fn guard_production_down(
+    env: &str,
+    yes: bool,
+    options: &Options,
+    bucket: Option<&str>,
+) -> Result<()> {
+    if options.skip_final_snapshot {
+        return Err(Error::Refused(format!(
+            "--skip-final-snapshot is refused for the production environment {env}: its database always keeps a final snapshot; nothing was changed"
+        )));
+    }
+    if options.purge
+        && let Some(bucket) = bucket
+    {
+        return Err(Error::Refused(format!(
+            "--purge is refused for the production environment {env}: the audit bucket {bucket} holds the audit trail, which is kept with every object version (PCI DSS 10.5.1 keeps audit history for at least 12 months); nothing was changed"
+        )));
+    }
+    if !yes && !std::io::stdin().is_terminal() {
+        return Err(refusal(env));
+    }
+    Ok(())
 }
 
 async fn down_walk(c: &Common, ctx: &Arc<Ctx>, yes: bool, started: Instant) -> Result<()> {
@@ -237,6 +344,8 @@ async fn down_walk(c: &Common, ctx: &Arc<Ctx>, yes: bool, started: Instant) -> R
     let setup = started.elapsed();
     let outcome = walk(ctx.clone(), &layers, Direction::Down).await;
     write_timings(c, &outcome, setup, started);
+    // What was kept is said whatever else happened: it is where the data is.
+    print!("{}", ctx.report.kept_text());
     finish(ctx, "down", outcome, started)
 }
 
@@ -267,6 +376,10 @@ fn confirm(ctx: &Ctx) -> Result<()> {
         "plus any resource tagged ManagedBy=payctl, Environment={} that the state file does not list.",
         ctx.env
     );
+    let _ = writeln!(
+        err,
+        "Kept, as in every production down: a final snapshot of the database, a backup of the transactions table, the audit bucket with every object version, and the KMS keys that encrypt them."
+    );
     let _ = write!(err, "Type the environment name to confirm: ");
     let _ = err.flush();
     let mut answer = String::new();
@@ -292,7 +405,8 @@ pub async fn outputs(c: &Common, json: bool, show_api_key: bool) -> Result<()> {
         }
         Location::S3(url) => {
             let sdk = crate::aws::load_config(c.region.clone()).await;
-            let remote = crate::state::s3::Remote::connect(&sdk, &url, &c.env).await?;
+            let owner = bucket_owner(&sdk, &url).await?;
+            let remote = crate::state::s3::Remote::connect(&sdk, &url, &c.env, &owner).await?;
             (remote.load().await?.map(|(s, _)| s), remote.state_url())
         }
     };
@@ -306,7 +420,7 @@ pub async fn outputs(c: &Common, json: bool, show_api_key: bool) -> Result<()> {
     if show_api_key {
         // Read from API Gateway on request only: the value is never in the state file.
         let sdk = crate::aws::load_config(Some(state.region.clone())).await;
-        let clients = crate::aws::Clients::new(&sdk);
+        let clients = crate::aws::Clients::new(&sdk, &state.account_id);
         let value = crate::api::api_key_value(&clients, &state).await?;
         outputs.insert("APIKey", value);
     }
@@ -320,19 +434,35 @@ pub async fn outputs(c: &Common, json: bool, show_api_key: bool) -> Result<()> {
     Ok(())
 }
 
+/// Clears a lock a dead run left: the S3 lock object; for a local state, whose OS lock
+/// went with its holder, only the holder info (a live run's lock is refused).
 pub async fn force_unlock(c: &Common, lock_id: &str) -> Result<()> {
     crate::naming::validate_env(&c.env)?;
-    let holder = match location_of(c)? {
-        Location::Local(dir) => lock::force_unlock(&state_path(&dir, &c.env), lock_id)?,
+    match location_of(c)? {
+        Location::Local(dir) => {
+            let path = state_path(&dir, &c.env);
+            let holder = lock::force_unlock(&path, lock_id)?;
+            eprintln!(
+                "nobody holds the lock {}: the OS releases a local lock when its holder exits or dies, so there was nothing to unlock; cleared the holder info of lock {} (pid {} on {}, since {})",
+                lock::lock_path(&path).display(),
+                holder.id,
+                holder.pid,
+                holder.host,
+                holder.started_at
+            );
+        }
         Location::S3(url) => {
             let sdk = crate::aws::load_config(c.region.clone()).await;
-            crate::state::backend::force_unlock_remote(&sdk, &url, &c.env, lock_id).await?
+            let owner = bucket_owner(&sdk, &url).await?;
+            let holder =
+                crate::state::backend::force_unlock_remote(&sdk, &url, &owner, &c.env, lock_id)
+                    .await?;
+            eprintln!(
+                "removed lock {} (pid {} on {}, since {})",
+                holder.id, holder.pid, holder.host, holder.started_at
+            );
         }
-    };
-    eprintln!(
-        "removed lock {} (pid {} on {}, since {})",
-        holder.id, holder.pid, holder.host, holder.started_at
-    );
+    }
     Ok(())
 }
 
@@ -354,7 +484,9 @@ pub async fn state_transfer(t: &crate::cli::Transfer, push: bool) -> Result<()> 
                 .await?;
         (s, "pushed to")
     } else {
-        let s = crate::state::transfer::pull(&sdk, &url, &c.state_dir, &c.env, t.force).await?;
+        let owner = bucket_owner(&sdk, &url).await?;
+        let s =
+            crate::state::transfer::pull(&sdk, &url, &owner, &c.state_dir, &c.env, t.force).await?;
         (s, "pulled from")
     };
     eprintln!(
@@ -406,12 +538,15 @@ pub async fn verify(c: &Common, json: bool) -> Result<()> {
     if state.resources.is_empty() {
         return Err(no_state(&store.path().display().to_string()));
     }
+    let mut settings = settings;
+    // A production environment is checked as one even without its config file.
+    settings.production |= state.production;
     let target = crate::verify::Target {
         env: c.env.clone(),
         state,
         settings,
         // Refuses any call that is not a read before it is sent.
-        aws: crate::aws::Clients::read_only(&sdk),
+        aws: crate::aws::Clients::read_only(&sdk, &account_id),
     };
     let report = crate::verify::Report::new(&c.env, crate::verify::run(&target).await);
     if json {
@@ -429,5 +564,37 @@ pub async fn verify(c: &Common, json: bool) -> Result<()> {
             report.checks.len()
         )));
     }
+    Ok(())
+}
+
+/// `payctl redrive`: moves the dead-letter queue's messages back to the retry queue, one
+/// at a time (see [`crate::redrive`]); the state is read without its lock.
+pub async fn redrive(c: &Common) -> Result<()> {
+    let settings = check_input(c)?;
+    let location = location(c, &settings)?;
+    let sdk = crate::aws::load_config(c.region.clone()).await;
+    let region = crate::aws::region_of(&sdk);
+    let account_id = crate::aws::account_id(&sdk).await?;
+    let store = StateStore::open_detached_at(&location, &sdk, &c.env, &region, &account_id).await?;
+    let queue_of = |purpose: &str| {
+        store
+            .id(&crate::data::sqs_queue::address(purpose))
+            .ok_or_else(|| {
+                Error::Invalid(format!(
+                    "environment {} has no {purpose} queue in its state ({}); run `payctl up --env {}` first",
+                    c.env,
+                    store.path().display(),
+                    c.env
+                ))
+            })
+    };
+    let (dlq, retry) = (queue_of("dlq")?, queue_of("retry")?);
+    crate::interrupt::install();
+    let sqs = aws_sdk_sqs::Client::new(&sdk);
+    let moved = crate::redrive::move_all(&sqs, &dlq, &retry).await?;
+    println!(
+        "redrive {}: moved {moved} message(s) from {dlq} to {retry}",
+        c.env
+    );
     Ok(())
 }

@@ -1,5 +1,11 @@
-//! Settings per environment: built-in defaults, a stricter `prod` profile, then the
+//! Settings per environment: built-in defaults, a stricter production profile, then the
 //! optional `payctl.toml` (`[defaults]` for every environment, `[env.<name>]` for one).
+//!
+//! An environment is a *production environment* when it is named `prod`, or when its own
+//! table says `production = true` (never `[defaults]`: production is chosen env by env,
+//! and `prod` cannot opt out). It gets the production profile and every production guard
+//! (see [`Settings::production`]); the state file records it, so commands that run
+//! without this file still know.
 //!
 //! ```toml
 //! [defaults]
@@ -27,7 +33,11 @@ pub struct Settings {
     pub vpc_cidr: Ipv4Net,
     /// NAT gateways, 1 to 3: one per AZ in prod, one shared elsewhere by default.
     pub nat_gateways: usize,
-    /// Stricter defaults and confirmations (the `prod` environment).
+    /// A production environment: the production profile (Multi-AZ, deletion protection,
+    /// one NAT per AZ, reserved concurrency, production throttles) and every guard: `down`
+    /// needs `--yes` or a typed confirmation, keeps a final snapshot, a table backup, the
+    /// audit trail and their keys, refuses `--purge` and `--skip-final-snapshot`; `local
+    /// start-api` refuses it.
     pub production: bool,
     pub db: DbSettings,
     /// Deletion protection on the database and the transactions table.
@@ -46,6 +56,9 @@ pub struct Settings {
     /// processor). Always on in `prod`; an environment driven by `payctl local
     /// start-api` may leave them out, so that only the local run consumes its sources.
     pub event_source_mappings: bool,
+    /// The account that owns the S3 state bucket (12 digits); `None`: the caller's.
+    /// `--state-bucket-owner` overrides it.
+    pub state_bucket_owner: Option<String>,
 }
 
 /// Reserved concurrency per function (`None`: draw from the account's unreserved pool).
@@ -75,8 +88,13 @@ pub struct DbSettings {
 }
 
 impl Settings {
+    /// The built-in settings of `env`, before any file: the production profile for `prod`.
     pub fn builtin(env: &str) -> Self {
-        let production = env == PROD_ENV;
+        Self::profile(env == PROD_ENV)
+    }
+
+    /// The built-in settings with or without the production profile.
+    pub fn profile(production: bool) -> Self {
         Settings {
             vpc_cidr: "10.0.0.0/16".parse().expect("valid built-in CIDR"),
             nat_gateways: if production { AZ_COUNT } else { 1 },
@@ -107,6 +125,7 @@ impl Settings {
             state: None,
             audit_bucket_tls_only: true,
             event_source_mappings: true,
+            state_bucket_owner: None,
         }
     }
 }
@@ -115,6 +134,8 @@ impl Settings {
 #[derive(Debug, Default, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Overrides {
+    /// Only under `[env.NAME]`: this environment is a production environment.
+    pub production: Option<bool>,
     pub vpc_cidr: Option<String>,
     pub nat_gateways: Option<i64>,
     pub db_instance_class: Option<String>,
@@ -134,6 +155,8 @@ pub struct Overrides {
     pub state: Option<String>,
     pub audit_bucket_tls_only: Option<bool>,
     pub event_source_mappings: Option<bool>,
+    /// The S3 state bucket's account, when it is not the caller's.
+    pub state_bucket_owner: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -162,12 +185,31 @@ impl ConfigFile {
     }
 
     pub fn settings_for(&self, env: &str) -> Result<Settings> {
-        let mut s = Settings::builtin(env);
+        let mut s = Settings::profile(self.is_production(env)?);
         apply(&mut s, &self.defaults, "[defaults]")?;
         if let Some(o) = self.env.get(env) {
             apply(&mut s, o, &format!("[env.{env}]"))?;
         }
         Ok(s)
+    }
+}
+
+impl ConfigFile {
+    /// Whether `env` is a production environment: `prod`, or `production = true` in its
+    /// own table. `[defaults]` may not say it, and `prod` may not say otherwise.
+    pub fn is_production(&self, env: &str) -> Result<bool> {
+        if self.defaults.production.is_some() {
+            return Err(Error::Config(
+                "[defaults] production is not allowed: mark each production environment with `production = true` under its own [env.NAME] table".into(),
+            ));
+        }
+        let own = self.env.get(env).and_then(|o| o.production);
+        if env == PROD_ENV && own == Some(false) {
+            return Err(Error::Config(format!(
+                "[env.{PROD_ENV}] production = false is refused: the environment named {PROD_ENV} is always a production environment"
+            )));
+        }
+        Ok(env == PROD_ENV || own == Some(true))
     }
 }
 
@@ -304,7 +346,7 @@ fn apply(s: &mut Settings, o: &Overrides, table: &str) -> Result<()> {
     if let Some(tls_only) = o.audit_bucket_tls_only {
         if !tls_only && s.production {
             return Err(Error::Config(format!(
-                "{table} audit_bucket_tls_only = false is refused for the production environment"
+                "{table} audit_bucket_tls_only = false is refused for a production environment"
             )));
         }
         s.audit_bucket_tls_only = tls_only;
@@ -312,12 +354,25 @@ fn apply(s: &mut Settings, o: &Overrides, table: &str) -> Result<()> {
     if let Some(mappings) = o.event_source_mappings {
         if !mappings && s.production {
             return Err(Error::Config(format!(
-                "{table} event_source_mappings = false is refused for the production environment"
+                "{table} event_source_mappings = false is refused for a production environment"
             )));
         }
         s.event_source_mappings = mappings;
     }
+    if let Some(owner) = &o.state_bucket_owner {
+        s.state_bucket_owner = Some(account_id(owner, &format!("{table} state_bucket_owner"))?);
+    }
     Ok(())
+}
+
+/// `value` when it is an AWS account id (12 digits); else an error naming `origin`.
+pub fn account_id(value: &str, origin: &str) -> Result<String> {
+    if value.len() == 12 && value.chars().all(|c| c.is_ascii_digit()) {
+        return Ok(value.to_string());
+    }
+    Err(Error::Config(format!(
+        "{origin} {value:?} is not an AWS account id (12 digits)"
+    )))
 }
 
 #[cfg(test)]
@@ -344,6 +399,51 @@ mod tests {
         assert!(Settings::builtin("qa").event_source_mappings);
         let err = file.settings_for("prod").unwrap_err().to_string();
         assert!(err.contains("event_source_mappings"), "{err}");
+    }
+
+    #[test]
+    fn production_is_prod_or_an_env_that_says_so_in_its_own_table() {
+        let file = ConfigFile::parse(
+            "[env.live]\nproduction = true\n[env.qa]\nproduction = false\n",
+            "payctl.toml",
+        )
+        .unwrap();
+        let live = file.settings_for("live").unwrap();
+        assert!(live.production);
+        assert!(live.db.multi_az && live.deletion_protection);
+        assert_eq!(live.nat_gateways, AZ_COUNT);
+        assert_eq!(live.functions.processor_concurrency, Some(50));
+        assert_eq!(live.api.rate_limit, 500.0);
+        assert!(!file.settings_for("qa").unwrap().production);
+        assert!(!file.settings_for("prod-eu").unwrap().production);
+        assert!(file.settings_for("prod").unwrap().production);
+        // The production guards on settings apply to an env that opted in.
+        let file = ConfigFile::parse(
+            "[env.live]\nproduction = true\naudit_bucket_tls_only = false\n",
+            "payctl.toml",
+        )
+        .unwrap();
+        let err = file.settings_for("live").unwrap_err().to_string();
+        assert!(
+            err.contains("refused for a production environment"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn production_is_refused_under_defaults_and_false_for_prod() {
+        let file = ConfigFile::parse("[defaults]\nproduction = true\n", "payctl.toml").unwrap();
+        let err = file.settings_for("dev").unwrap_err().to_string();
+        assert!(
+            err.contains("[defaults] production is not allowed"),
+            "{err}"
+        );
+        assert!(!err.contains('\n'));
+        let file = ConfigFile::parse("[env.prod]\nproduction = false\n", "payctl.toml").unwrap();
+        let err = file.settings_for("prod").unwrap_err().to_string();
+        assert!(err.contains("production = false is refused"), "{err}");
+        // Other environments are unaffected by prod's table.
+        assert!(!file.settings_for("dev").unwrap().production);
     }
 
     #[test]
@@ -467,6 +567,30 @@ mod tests {
             Some("s3://qa-state")
         );
         assert_eq!(Settings::builtin("dev").state, None);
+    }
+
+    #[test]
+    fn the_state_bucket_owner_is_an_account_id() {
+        let c = ConfigFile::parse(
+            "[defaults]\nstate_bucket_owner = \"111122223333\"\n[env.qa]\nstate_bucket_owner = \"444455556666\"\n",
+            "t",
+        )
+        .unwrap();
+        let owner = |env: &str| c.settings_for(env).unwrap().state_bucket_owner;
+        assert_eq!(owner("dev").as_deref(), Some("111122223333"));
+        assert_eq!(owner("qa").as_deref(), Some("444455556666"));
+        assert_eq!(Settings::builtin("dev").state_bucket_owner, None);
+        for bad in ["12345678901", "1234567890123", "12345678901a", ""] {
+            let text = format!("[env.dev]\nstate_bucket_owner = \"{bad}\"\n");
+            let err = ConfigFile::parse(&text, "payctl.toml")
+                .and_then(|c| c.settings_for("dev"))
+                .unwrap_err()
+                .to_string();
+            assert!(
+                err.contains("[env.dev] state_bucket_owner") && err.contains("12 digits"),
+                "{bad:?}: {err}"
+            );
+        }
     }
 
     #[test]

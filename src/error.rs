@@ -39,6 +39,15 @@ pub enum Error {
     #[error("{0}")]
     Refused(String),
 
+    #[error(
+        "{table} was not deleted: its final backup {backup} {reason}; the table and its data are untouched: fix the cause and run `payctl down` again"
+    )]
+    FinalBackupFailed {
+        table: String,
+        backup: String,
+        reason: String,
+    },
+
     #[error("{0}")]
     Credentials(String),
 

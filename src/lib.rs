@@ -7,7 +7,7 @@
 //! - one module per layer ([`network`], [`security`], [`data`], [`compute`], [`api`],
 //!   [`monitoring`]), one file per resource kind;
 //! - [`progress`]: live per-kind lines on a terminal, plain logs elsewhere;
-//! - [`interrupt`]: Ctrl-C handling (finish what is in flight, then stop);
+//! - [`interrupt`]: Ctrl-C and SIGTERM handling (finish what is in flight, then stop);
 //! - [`plan`]: what `up` would do, read-only, as text or JSON;
 //! - [`verify`]: the security and compliance checks of `payctl verify` (read only);
 //! - [`local`]: `payctl local start-api`, the API and event sources run on this machine;
@@ -30,6 +30,7 @@ pub mod network;
 pub mod outputs;
 pub mod plan;
 pub mod progress;
+pub mod redrive;
 pub mod security;
 pub mod state;
 pub mod verify;

@@ -88,16 +88,19 @@ fn main() -> std::process::ExitCode {
                 payctl::commands::state_transfer(t, true).await
             }
             Command::Verify { common, json } => payctl::commands::verify(common, *json).await,
+            Command::Redrive { common } => payctl::commands::redrive(common).await,
             Command::Local(payctl::cli::LocalCommand::StartApi {
                 common,
                 port,
                 database_url,
                 bin_dir,
+                poll_event_sources,
             }) => {
                 let options = payctl::local::Options {
                     port: *port,
                     database_url: database_url.clone(),
                     bin_dir: bin_dir.clone(),
+                    poll_event_sources: *poll_event_sources,
                 };
                 payctl::local::start_api(common, options).await
             }

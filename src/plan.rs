@@ -77,7 +77,8 @@ impl Plan {
                 Change::Updated => Action::Update,
                 Change::Unchanged => Action::Unchanged,
                 Change::Deleted => Action::Delete,
-                Change::Absent => continue,
+                // `plan` walks `up`: nothing is kept there.
+                Change::Absent | Change::Kept => continue,
             };
             let address = address_of(&what).to_string();
             let (mine, rest): (Vec<Drift>, Vec<Drift>) =

@@ -548,6 +548,11 @@ async fn api_settings_key_idempotency_drift_and_teardown() {
         trust["Statement"][0]["Principal"]["Service"],
         "apigateway.amazonaws.com"
     );
+    assert_eq!(
+        trust["Statement"][0]["Condition"],
+        serde_json::json!({"StringEquals": {"aws:SourceAccount": ACCOUNT}}),
+        "API Gateway acts for this account only"
+    );
 
     // The key's value: only through `outputs --show-api-key`, never in state or logs.
     let key_id = keys_named(&c, "payment-api-key-dev").await[0]

@@ -4,13 +4,14 @@
 
 mod common;
 
-use audit_logger::AuditLogger;
+use audit_logger::{AuditLogger, bucket_owner};
 use aws_lambda_events::event::dynamodb::Event;
 use aws_sdk_s3::types::{BucketVersioningStatus, VersioningConfiguration};
 use common::*;
 use serde_json::{Value, json};
 
 const BUCKET: &str = "payment-audit-fn";
+const ACCOUNT: &str = "123456789012";
 // 2025-11-27T06:40:00Z
 const CREATED: i64 = 1_764_225_600;
 
@@ -58,6 +59,7 @@ async fn setup(stack: &Stack) -> AuditLogger {
     AuditLogger {
         s3,
         bucket: BUCKET.into(),
+        owner: ACCOUNT.into(),
     }
 }
 
@@ -184,6 +186,7 @@ async fn the_first_record_that_fails_is_reported_and_nothing_after_it_is_skipped
     let gone = AuditLogger {
         s3: logger.s3.clone(),
         bucket: "no-such-bucket".into(),
+        owner: ACCOUNT.into(),
     };
     let response = gone
         .handle(
@@ -202,4 +205,61 @@ async fn the_first_record_that_fails_is_reported_and_nothing_after_it_is_skipped
         response.batch_item_failures[0].item_identifier.as_deref(),
         Some("111")
     );
+}
+
+#[tokio::test]
+async fn every_write_expects_the_stack_s_account_and_a_foreign_bucket_gets_nothing() {
+    let stack = Stack::new("fn");
+    let logger = setup(&stack).await;
+    // moto ignores ExpectedBucketOwner: the proxy plays S3's owner check.
+    let proxy = common::proxy::Proxy::start(&stack.moto.endpoint).await;
+    let sdk = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .region(aws_config::Region::new(REGION))
+        .endpoint_url(&proxy.endpoint)
+        .credentials_provider(aws_credential_types::Credentials::new(
+            "testing", "testing", None, None, "tests",
+        ))
+        .load()
+        .await;
+    let via_proxy = |owner: &str| AuditLogger {
+        s3: aws_sdk_s3::Client::new(&sdk),
+        bucket: BUCKET.into(),
+        owner: owner.into(),
+    };
+    let one = |seq: &str| event(vec![record("e1", "INSERT", seq, None, Some(item("NEW")))]);
+
+    proxy.set_bucket_owner(BUCKET, "111122223333");
+    let response = via_proxy(ACCOUNT).handle(one("111"), "req-1").await;
+    assert_eq!(
+        response.batch_item_failures.len(),
+        1,
+        "written to a foreign bucket"
+    );
+    assert!(objects(&logger).await.is_empty());
+
+    proxy.set_bucket_owner(BUCKET, ACCOUNT);
+    let response = via_proxy(ACCOUNT).handle(one("222"), "req-2").await;
+    assert!(response.batch_item_failures.is_empty());
+    assert_eq!(objects(&logger).await.len(), 1);
+    let seen = proxy.s3_requests();
+    assert_eq!(seen.len(), 2, "{seen:?}");
+    assert!(
+        seen.iter().all(|r| r.operation == "PutObject"
+            && r.bucket == BUCKET
+            && r.expected_owner.as_deref() == Some(ACCOUNT)),
+        "{seen:?}"
+    );
+}
+
+#[test]
+fn the_bucket_owner_is_required_and_must_be_an_account_id() {
+    assert_eq!(bucket_owner(Some(ACCOUNT)).unwrap(), ACCOUNT);
+    assert_eq!(
+        bucket_owner(None).unwrap_err(),
+        "AUDIT_BUCKET_OWNER is not set"
+    );
+    for bad in ["", "12345678901", "12345678901x", "1234567890123"] {
+        let err = bucket_owner(Some(bad)).unwrap_err();
+        assert!(err.contains("12 digits"), "{bad:?}: {err}");
+    }
 }

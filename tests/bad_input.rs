@@ -7,6 +7,7 @@ mod common;
 use common::census::{assert_converged, assert_nothing_left, census};
 use common::proxy::Proxy;
 use common::*;
+use std::os::unix::fs::PermissionsExt;
 use std::time::{Duration, Instant};
 
 #[tokio::test]
@@ -137,6 +138,17 @@ async fn an_unwritable_state_directory_stops_the_run_with_a_recovery_file() {
         .nth(1)
         .and_then(|r| r.split(':').next())
         .unwrap_or_else(|| panic!("no recovery file in {err}"));
+    // The state directory takes no file: the recovery file is in the per-user one
+    // (HOME is the test's own directory), private, never in a shared one like /tmp.
+    let user_dir = stack.home.path().join(".local/state/payctl");
+    assert_eq!(
+        std::path::Path::new(recovery).parent(),
+        Some(user_dir.as_path()),
+        "{err}"
+    );
+    let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(std::path::Path::new(recovery)), 0o600);
+    assert_eq!(mode(&user_dir), 0o700);
     let saved = std::fs::read_to_string(recovery).unwrap();
     std::fs::remove_file(recovery).unwrap();
     let vpcs = census(&stack).await["vpc"].clone();
@@ -148,17 +160,11 @@ async fn an_unwritable_state_directory_stops_the_run_with_a_recovery_file() {
     );
 
     // The operator puts the directory and the recovered state back; `up` finishes with
-    // one VPC, after clearing the lock of the stopped run (its guard could not remove it
-    // from a directory that was gone).
+    // one VPC. No `force-unlock`: the stopped run's lock went with its process.
     std::fs::remove_file(&dir).unwrap();
     std::fs::rename(&moved, &dir).unwrap();
     std::fs::write(stack.state_file(), saved).unwrap();
-    let lock = dir.join("dev.json.lock");
-    if lock.exists() {
-        let info: serde_json::Value =
-            serde_json::from_str(&std::fs::read_to_string(&lock).unwrap()).unwrap();
-        stack.must(&["force-unlock", info["id"].as_str().unwrap()]);
-    }
+    stack.assert_lock_free();
     stack.must(&["up"]);
     let now = assert_converged(&stack).await;
     assert_eq!(now["vpc"], vpcs);

@@ -141,6 +141,82 @@ fn prod_down_without_yes_and_without_a_terminal_refuses_at_once() {
 }
 
 #[test]
+fn the_local_api_refuses_a_production_env_before_it_starts_anything() {
+    for (env, config) in [
+        ("prod", None),
+        ("live", Some("[env.live]\nproduction = true\n")),
+    ] {
+        let home = tempfile::tempdir().unwrap();
+        let mut extra = Vec::new();
+        let config_path = home.path().join("payctl.toml");
+        if let Some(text) = config {
+            std::fs::write(&config_path, text).unwrap();
+            extra.push(("PAYCTL_CONFIG", config_path.to_str().unwrap()));
+        }
+        // A port that is free now: the refusal must come before anything listens on it.
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port()
+            .to_string();
+        let started = std::time::Instant::now();
+        let (ok, stderr, _) = run(
+            &[
+                "local",
+                "start-api",
+                "--env",
+                env,
+                "--port",
+                &port,
+                "--poll-event-sources",
+            ],
+            &extra,
+        );
+        assert!(!ok, "{env}: {stderr}");
+        let lines = error_lines(&stderr);
+        assert_eq!(lines.len(), 1, "{stderr}");
+        assert!(
+            lines[0].contains(&format!("environment {env} is a production environment"))
+                && lines[0].contains("never runs against it"),
+            "{stderr}"
+        );
+        assert!(started.elapsed() < std::time::Duration::from_secs(10));
+        TcpListener::bind(("127.0.0.1", port.parse::<u16>().unwrap()))
+            .expect("the port was left free");
+    }
+}
+
+#[test]
+fn production_may_not_be_set_under_defaults_nor_turned_off_for_prod() {
+    for (env, text, want) in [
+        (
+            "dev",
+            "[defaults]\nproduction = true\n",
+            "[defaults] production is not allowed",
+        ),
+        (
+            "prod",
+            "[env.prod]\nproduction = false\n",
+            "production = false is refused",
+        ),
+    ] {
+        let home = tempfile::tempdir().unwrap();
+        let path = home.path().join("payctl.toml");
+        std::fs::write(&path, text).unwrap();
+        let (ok, stderr, home) = run(
+            &["up", "--env", env, "--config", path.to_str().unwrap()],
+            &[],
+        );
+        assert!(!ok);
+        let lines = error_lines(&stderr);
+        assert_eq!(lines.len(), 1, "{stderr}");
+        assert!(lines[0].contains(want), "{stderr}");
+        assert!(!home.path().join("state").exists());
+    }
+}
+
+#[test]
 fn every_command_has_help_with_examples() {
     let (ok, _, _) = run(&["--help"], &[]);
     assert!(ok);

@@ -434,11 +434,15 @@ async fn prod_functions_are_deployed_as_specified_and_converge() {
                 assert_eq!(env["DB_PORT"], "5432");
                 assert!(!env["DB_HOST"].is_empty());
                 assert!(!env.contains_key("AUDIT_BUCKET"));
+                assert!(!env.contains_key("AUDIT_BUCKET_OWNER"));
             }
-            _ => assert!(
-                env["AUDIT_BUCKET"].starts_with("payment-audit-prod-"),
-                "{env:?}"
-            ),
+            _ => {
+                assert!(
+                    env["AUDIT_BUCKET"].starts_with("payment-audit-prod-"),
+                    "{env:?}"
+                );
+                assert_eq!(env["AUDIT_BUCKET_OWNER"], "123456789012", "{env:?}");
+            }
         }
         assert!(env.keys().all(|k| !k.contains("PASSWORD")), "{env:?}");
         let concurrency = c

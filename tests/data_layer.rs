@@ -672,6 +672,15 @@ async fn check_sqs(stack: &Stack, out: &serde_json::Value) {
 
 /// After `down`: nothing of the env's data layer (nor its VPC) is left.
 async fn assert_data_layer_gone(stack: &Stack) {
+    assert_gone(stack, false).await;
+}
+
+/// A production teardown keeps the audit bucket: all else of the data layer is gone.
+async fn assert_data_layer_gone_but_the_bucket(stack: &Stack) {
+    assert_gone(stack, true).await;
+}
+
+async fn assert_gone(stack: &Stack, bucket_kept: bool) {
     let n = names(&stack.env);
     let dbs = rds(stack)
         .await
@@ -706,18 +715,18 @@ async fn assert_data_layer_gone(stack: &Stack) {
         .filter(|u| u.ends_with(&suffix))
         .collect();
     assert!(left.is_empty(), "queues left behind: {left:?}");
-    assert!(
-        s3(stack)
-            .await
-            .head_bucket()
-            .bucket(&n.bucket)
-            .send()
-            .await
-            .is_err(),
-        "bucket {} left behind",
-        n.bucket
-    );
-    let inv = inventory(stack).await;
+    let bucket_left = s3(stack)
+        .await
+        .head_bucket()
+        .bucket(&n.bucket)
+        .send()
+        .await
+        .is_ok();
+    assert_eq!(bucket_left, bucket_kept, "bucket {}", n.bucket);
+    let mut inv = inventory(stack).await;
+    if bucket_kept {
+        assert_eq!(inv.remove("bucket").map(|b| b.len()), Some(1), "{inv:?}");
+    }
     assert!(
         inv.values().all(|ids| ids.is_empty()),
         "left behind: {inv:?}"
@@ -961,6 +970,15 @@ async fn prod_data_layer_is_protected_and_keeps_a_final_snapshot() {
     );
     assert!(final_snapshots(&stack).await.is_empty());
 
+    // Prod's --purge is refused before anything is touched (tests/production.rs has more).
+    let refused = stack.payctl(&["down", "--yes", "--purge"]);
+    assert!(!refused.ok, "prod down --purge was accepted");
+    assert_eq!(
+        inventory(&stack).await,
+        before,
+        "a refused down deleted something"
+    );
+
     stack.must(&["down", "--yes"]);
     let snapshots = final_snapshots(&stack).await;
     assert_eq!(
@@ -968,5 +986,25 @@ async fn prod_data_layer_is_protected_and_keeps_a_final_snapshot() {
         1,
         "one manual payment-db-prod-final-* snapshot: {snapshots:?}"
     );
-    assert_data_layer_gone(&stack).await;
+    // The audit bucket is kept (prod keeps its audit trail); the rest of the data layer
+    // is gone, the table after a backup.
+    assert!(
+        s3(&stack)
+            .await
+            .head_bucket()
+            .bucket(&n.bucket)
+            .send()
+            .await
+            .is_ok(),
+        "prod down deleted the audit bucket"
+    );
+    let backups = dynamodb(&stack)
+        .await
+        .list_backups()
+        .table_name(&n.table)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(backups.backup_summaries().len(), 1, "{backups:?}");
+    assert_data_layer_gone_but_the_bucket(&stack).await;
 }

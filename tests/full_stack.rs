@@ -1,7 +1,9 @@
 //! The whole stack from one `payctl up --env prod`: all seven outputs, and `payctl down`
 //! leaves nothing of the environment in any service, checked with each service's own
-//! list and describe calls (the tagging API misses API Gateway and IAM), but the final
-//! database snapshot, and touches no protected database it does not own.
+//! list and describe calls (the tagging API misses API Gateway and IAM), but the data a
+//! production teardown keeps (the final database snapshot, a backup of the table, the
+//! audit bucket, and the KMS keys that encrypt them), and touches no protected database
+//! it does not own.
 
 mod common;
 
@@ -9,7 +11,7 @@ use common::*;
 use serde_json::Value;
 
 #[tokio::test]
-async fn prod_comes_up_with_all_seven_outputs_and_down_leaves_nothing() {
+async fn prod_comes_up_with_all_seven_outputs_and_down_leaves_only_the_kept_data() {
     let stack = Stack::new("prod");
     let up = stack.must(&["up"]);
     let sdk = stack.sdk().await;
@@ -89,8 +91,31 @@ async fn prod_comes_up_with_all_seven_outputs_and_down_leaves_nothing() {
 
     stack.must(&["down", "--yes"]);
 
-    let left = common::census::leftovers(&common::census::census(&stack).await);
+    // Left: exactly what a production down keeps.
+    let mut left = common::census::leftovers(&common::census::census(&stack).await);
+    assert_eq!(
+        left.remove("s3 bucket"),
+        Some(vec![outputs["S3AuditBucket"].as_str().unwrap().to_string()])
+    );
+    assert_eq!(
+        left.remove("kms alias").map(|mut a| {
+            a.sort();
+            a
+        }),
+        Some(vec![
+            "alias/payment-rds-prod".to_string(),
+            "alias/payment-s3-prod".to_string()
+        ])
+    );
+    assert_eq!(left.remove("kms key").map(|k| k.len()), Some(2));
     assert!(left.is_empty(), "left behind: {left:#?}");
+    let backups = aws_sdk_dynamodb::Client::new(&sdk)
+        .list_backups()
+        .table_name("payment-transactions-prod")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(backups.backup_summaries().len(), 1, "{backups:?}");
     // Deletion protection was lifted only on what was deleted; the final snapshot exists.
     let dbs = rds.describe_db_instances().send().await.unwrap();
     let dbs: Vec<_> = dbs
@@ -130,18 +155,10 @@ async fn prod_comes_up_with_all_seven_outputs_and_down_leaves_nothing() {
         "{:?}",
         roles.roles()
     );
-    // KMS keys are only scheduled for deletion (7 days), their aliases gone.
+    // The keys of kept data stay enabled; the alert topic's key is only scheduled for
+    // deletion (7 days), its alias gone.
     let kms = aws_sdk_kms::Client::new(&sdk);
-    let aliases = kms.list_aliases().send().await.unwrap();
-    assert!(
-        aliases
-            .aliases()
-            .iter()
-            .all(|a| !a.alias_name().unwrap_or_default().ends_with("-prod")),
-        "{:?}",
-        aliases.aliases()
-    );
-    let mut ours = 0;
+    let mut states = Vec::new();
     for key in kms.list_keys().send().await.unwrap().keys() {
         let meta = kms
             .describe_key()
@@ -152,15 +169,23 @@ async fn prod_comes_up_with_all_seven_outputs_and_down_leaves_nothing() {
         let meta = meta.key_metadata().unwrap();
         // payctl's keys say so in their description (the emulator makes keys of its own,
         // e.g. for the database's managed secret).
-        if !meta.description().unwrap_or_default().contains("(payctl)") {
+        let description = meta.description().unwrap_or_default();
+        if !description.contains("(payctl)") {
             continue;
         }
-        ours += 1;
-        assert_eq!(
-            meta.key_state().unwrap().as_str(),
-            "PendingDeletion",
-            "{meta:?}"
-        );
+        let purpose = description.split(" (payctl)").next().unwrap().to_string();
+        states.push((purpose, meta.key_state().unwrap().as_str().to_string()));
     }
-    assert_eq!(ours, 3, "the rds, s3 and sns keys");
+    states.sort();
+    assert_eq!(
+        states,
+        vec![
+            ("payment-rds-prod".to_string(), "Enabled".to_string()),
+            ("payment-s3-prod".to_string(), "Enabled".to_string()),
+            (
+                "payment-sns-prod".to_string(),
+                "PendingDeletion".to_string()
+            ),
+        ]
+    );
 }

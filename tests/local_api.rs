@@ -100,26 +100,31 @@ struct LocalApi {
 }
 
 impl LocalApi {
+    /// Started with `--poll-event-sources`: the stream and queue paths run too.
     fn start(stack: &Stack, database_url: &str) -> LocalApi {
+        Self::start_with(stack, database_url, true)
+    }
+
+    fn start_with(stack: &Stack, database_url: &str, poll: bool) -> LocalApi {
         let bin_dir = common::runtime::function_binary("validator")
             .parent()
             .unwrap()
             .to_path_buf();
         let bin_dir = bin_dir.to_str().unwrap();
-        let mut child = stack.spawn_via(
-            &stack.moto.endpoint,
-            &[
-                "local",
-                "start-api",
-                "--port",
-                "0",
-                "--bin-dir",
-                bin_dir,
-                "--database-url",
-                database_url,
-            ],
-            &[],
-        );
+        let mut args = vec![
+            "local",
+            "start-api",
+            "--port",
+            "0",
+            "--bin-dir",
+            bin_dir,
+            "--database-url",
+            database_url,
+        ];
+        if poll {
+            args.push("--poll-event-sources");
+        }
+        let mut child = stack.spawn_via(&stack.moto.endpoint, &args, &[]);
         let log = Arc::new(Mutex::new(String::new()));
         for stream in [
             Box::new(child.stderr.take().unwrap()) as Box<dyn std::io::Read + Send>,
@@ -311,6 +316,24 @@ fn stack_up(env: &str, config: &str) -> (Stack, String) {
     (stack, key)
 }
 
+/// The queue's (visible, in flight) message counts.
+async fn queue_depth(sqs: &aws_sdk_sqs::Client, queue: &str) -> (u64, u64) {
+    use aws_sdk_sqs::types::QueueAttributeName as Q;
+    let attrs = sqs
+        .get_queue_attributes()
+        .queue_url(queue)
+        .attribute_names(Q::All)
+        .send()
+        .await
+        .unwrap();
+    let attrs = attrs.attributes().unwrap();
+    let n = |k: Q| attrs.get(&k).map_or(u64::MAX, |v| v.parse().unwrap());
+    (
+        n(Q::ApproximateNumberOfMessages),
+        n(Q::ApproximateNumberOfMessagesNotVisible),
+    )
+}
+
 fn state_id(stack: &Stack, addr: &str) -> String {
     let state: Value =
         serde_json::from_str(&std::fs::read_to_string(stack.state_file()).unwrap()).unwrap();
@@ -361,7 +384,7 @@ fn payment(id: &str) -> Value {
 async fn the_key_is_required_the_usage_plan_throttles_and_bad_setups_are_refused() {
     let (stack, key) = stack_up(
         "lkey",
-        "[env.lkey]\napi_rate_limit = 1\napi_burst_limit = 2\n",
+        "[env.lkey]\napi_rate_limit = 1\napi_burst_limit = 2\nevent_source_mappings = false\n",
     );
     let db = TestDb::create().await;
 
@@ -394,8 +417,28 @@ async fn the_key_is_required_the_usage_plan_throttles_and_bad_setups_are_refused
         run.stderr
     );
 
+    // A message waiting on the retry queue: without --poll-event-sources the local run
+    // must leave it (and the stream) alone.
+    let sqs = aws_sdk_sqs::Client::new(&stack.sdk().await);
+    let queue = state_id(&stack, "sqs_queue.retry");
+    sqs.send_message()
+        .queue_url(&queue)
+        .message_body(json!({"transaction_id": "txn_live"}).to_string())
+        .send()
+        .await
+        .unwrap();
+
     let proxy = PgProxy::start((db.host.clone(), db.port), Mode::Pass).await;
-    let api = LocalApi::start(&stack, &proxy.url(&db));
+    let api = LocalApi::start_with(&stack, &proxy.url(&db), false);
+    eventually(
+        "the event source line",
+        || api.log(),
+        || async {
+            api.log()
+                .contains("payctl local: event sources: none polled")
+        },
+    )
+    .await;
 
     // No key, a wrong key, an unknown route: 403 like API Gateway, no function runs.
     let (status, body) = api.call("GET", "/status", None, None).await;
@@ -446,6 +489,10 @@ async fn the_key_is_required_the_usage_plan_throttles_and_bad_setups_are_refused
     assert_eq!(body["status"], "healthy");
     let logs = api.log();
     assert!(!logs.contains(&key), "the API key was logged:\n{logs}");
+    // Without --poll-event-sources the waiting message was never received: still visible,
+    // nothing in flight, and the processor saw no queue event.
+    assert_eq!(queue_depth(&sqs, &queue).await, (1, 0), "{logs}");
+    assert!(!logs.contains("txn_live"), "{logs}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -640,21 +687,7 @@ async fn a_transient_database_failure_goes_through_the_retry_queue_and_completes
     eventually(
         "an empty retry queue",
         || api.log(),
-        || async {
-            let attrs = sqs
-                .get_queue_attributes()
-                .queue_url(&queue)
-                .attribute_names(aws_sdk_sqs::types::QueueAttributeName::All)
-                .send()
-                .await
-                .unwrap();
-            let a = attrs.attributes().unwrap();
-            let n = |k: aws_sdk_sqs::types::QueueAttributeName| {
-                a.get(&k).map(String::as_str) == Some("0")
-            };
-            n(aws_sdk_sqs::types::QueueAttributeName::ApproximateNumberOfMessages)
-                && n(aws_sdk_sqs::types::QueueAttributeName::ApproximateNumberOfMessagesNotVisible)
-        },
+        || async { queue_depth(&sqs, &queue).await == (0, 0) },
     )
     .await;
     assert!(

@@ -147,8 +147,9 @@ async fn key_policy(c: &Clients, key_id: &str) -> Value {
     serde_json::from_str(out.policy().unwrap()).expect("key policy is JSON")
 }
 
-/// Whether the policy allows `cloudwatch.amazonaws.com` to encrypt for this account.
-fn allows_cloudwatch(policy: &Value) -> bool {
+/// Whether the policy allows `cloudwatch.amazonaws.com` to encrypt for this account's
+/// alarms of `env` only.
+fn allows_cloudwatch(policy: &Value, env: &str) -> bool {
     let as_list = |v: &Value| match v {
         Value::String(s) => vec![s.clone()],
         Value::Array(a) => a
@@ -168,6 +169,11 @@ fn allows_cloudwatch(policy: &Value) -> bool {
                 && actions.contains(&"kms:Decrypt".into())
                 && actions.contains(&"kms:GenerateDataKey*".into())
                 && s["Condition"]["StringEquals"]["aws:SourceAccount"] == ACCOUNT
+                && s["Condition"]["ArnLike"]["aws:SourceArn"]
+                    == format!(
+                        "arn:aws:cloudwatch:{REGION}:{ACCOUNT}:alarm:payment-*-{}",
+                        env
+                    )
         })
 }
 
@@ -230,6 +236,29 @@ fn expected_alarms(env: &str) -> Vec<Want> {
         datapoints_to_alarm: 3,
         threshold: 80.0,
     });
+    // Any message in the dead-letter queue, any ledger conflict: someone must look.
+    v.push(Want {
+        name: format!("payment-retry-dlq-{env}"),
+        namespace: "AWS/SQS",
+        metric: "ApproximateNumberOfMessagesVisible",
+        dimensions: vec![("QueueName", format!("payment-retry-dlq-{env}"))],
+        statistic: Statistic::Maximum,
+        period: 300,
+        evaluation_periods: 1,
+        datapoints_to_alarm: 1,
+        threshold: 0.0,
+    });
+    v.push(Want {
+        name: format!("payment-ledger-conflict-{env}"),
+        namespace: "Payments",
+        metric: "LedgerConflicts",
+        dimensions: vec![("FunctionName", format!("payment-processor-{env}"))],
+        statistic: Statistic::Sum,
+        period: 300,
+        evaluation_periods: 1,
+        datapoints_to_alarm: 1,
+        threshold: 0.0,
+    });
     v
 }
 
@@ -252,7 +281,7 @@ async fn check_monitoring(stack: &Stack, email: &str) -> String {
         .unwrap();
     assert!(rotation.key_rotation_enabled(), "SNS key rotation");
     let policy = key_policy(&c, key.key_id()).await;
-    assert!(allows_cloudwatch(&policy), "{policy}");
+    assert!(allows_cloudwatch(&policy, env), "{policy}");
 
     // The topic: the output, encrypted with that key, tagged, one e-mail subscription.
     let topic = outputs(stack)["SNSAlertTopic"]
@@ -272,6 +301,25 @@ async fn check_monitoring(stack: &Stack, email: &str) -> String {
         attrs.get("KmsMasterKeyId").map(String::as_str),
         key.arn(),
         "topic encrypted with the SNS key: {attrs:?}"
+    );
+    // Only this account's principals, and CloudWatch for this environment's alarms.
+    let topic_policy: Value = serde_json::from_str(&attrs["Policy"]).unwrap();
+    assert_eq!(
+        topic_policy["Statement"],
+        json!([
+            {"Sid": "AccountPrincipals", "Effect": "Allow",
+             "Principal": {"AWS": format!("arn:aws:iam::{ACCOUNT}:root")},
+             "Action": ["sns:GetTopicAttributes", "sns:SetTopicAttributes", "sns:AddPermission",
+                        "sns:RemovePermission", "sns:DeleteTopic", "sns:Subscribe",
+                        "sns:ListSubscriptionsByTopic", "sns:Publish"],
+             "Resource": topic},
+            {"Sid": "CloudWatchAlarmsOfThisEnvironment", "Effect": "Allow",
+             "Principal": {"Service": "cloudwatch.amazonaws.com"},
+             "Action": "sns:Publish", "Resource": topic,
+             "Condition": {"StringEquals": {"aws:SourceAccount": ACCOUNT},
+                           "ArnLike": {"aws:SourceArn": format!("arn:aws:cloudwatch:{REGION}:{ACCOUNT}:alarm:payment-*-{env}")}}}
+        ]),
+        "{topic_policy}"
     );
     let tags = c
         .sns
@@ -400,6 +448,9 @@ async fn check_monitoring(stack: &Stack, email: &str) -> String {
         format!("AWS/ApiGateway Latency ApiName payment-api-{env} Stage {env} p50"),
         format!("AWS/ApiGateway Latency ApiName payment-api-{env} Stage {env} p99"),
         format!("AWS/RDS CPUUtilization DBInstanceIdentifier payment-db-{env} Average"),
+        format!(
+            "AWS/SQS ApproximateNumberOfMessagesVisible QueueName payment-retry-dlq-{env} Maximum"
+        ),
     ];
     for f in ["validator", "processor", "audit-logger"] {
         for (metric, stat) in [
@@ -665,7 +716,7 @@ async fn lookalike_alarm_and_dashboard_are_neither_adopted_nor_deleted() {
     assert!(tags.tags().is_empty(), "look-alike alarm tagged");
     assert_eq!(dashboard_body(&c, &dashboard_name("qa")).await, theirs);
     // What payctl does own was still made.
-    assert_eq!(alarms(&c, "qa").await.len(), 5);
+    assert_eq!(alarms(&c, "qa").await.len(), 7);
     assert_eq!(topics(&c, "qa").await.len(), 1);
 
     // down refuses the look-alike alarm and leaves the foreign dashboard alone.

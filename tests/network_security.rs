@@ -474,17 +474,29 @@ async fn dev_lifecycle_up_up_adopt_down_up() {
 
     let keys: Vec<String> = futures_keys(&stack).await;
     stack.must(&["down", "--yes"]);
-    let after = inventory(&stack).await;
+    let mut after = inventory(&stack).await;
+    // The RDS key stays, enabled with its alias, while the final DB snapshot uses it.
+    assert_eq!(
+        after.remove("kms_alias"),
+        Some(BTreeSet::from([format!(
+            "alias/payment-rds-dev={}",
+            keys[0]
+        )]))
+    );
     assert!(
         after.values().all(|ids| ids.is_empty()),
         "left behind: {after:?}"
     );
     let kms = stack.kms().await;
-    for id in &keys {
+    for (id, want) in keys.iter().zip([
+        KeyState::Enabled,
+        KeyState::PendingDeletion,
+        KeyState::PendingDeletion,
+    ]) {
         let m = kms.describe_key().key_id(id).send().await.unwrap();
         assert_eq!(
             m.key_metadata().unwrap().key_state(),
-            Some(&KeyState::PendingDeletion),
+            Some(&want),
             "key {id}"
         );
     }
@@ -541,7 +553,16 @@ async fn prod_has_a_nat_gateway_per_zone_and_down_needs_yes() {
     );
 
     stack.must(&["down", "--yes"]);
-    let after = inventory(&stack).await;
+    let mut after = inventory(&stack).await;
+    // Production keeps its data's keys: the RDS key (final snapshot) and the S3 key
+    // (audit bucket), with their aliases, as before the down.
+    let kept: BTreeSet<String> = before["kms_alias"]
+        .iter()
+        .filter(|a| !a.starts_with("alias/payment-sns-"))
+        .cloned()
+        .collect();
+    assert_eq!(kept.len(), 2, "{before:?}");
+    assert_eq!(after.remove("kms_alias"), Some(kept));
     assert!(
         after.values().all(|ids| ids.is_empty()),
         "left behind: {after:?}"
@@ -626,11 +647,13 @@ async fn resources_without_payctl_tags_are_neither_adopted_nor_deleted() {
 async fn a_second_run_fails_fast_naming_the_lock_holder() {
     let stack = Stack::new("dev");
     std::fs::create_dir_all(stack.state_dir.path()).unwrap();
+    // This test holds the OS lock, as a running payctl would, with its holder info.
     let holder = serde_json::json!({
         "id": "lock-1", "pid": std::process::id(), "host": gethostname::gethostname().to_string_lossy(),
         "started_at": "2026-01-01T00:00:00Z", "command": "up"
     });
-    let lock = stack.state_dir.path().join("dev.json.lock");
+    let lock = stack.lock_file();
+    let held = try_flock(&lock).expect("take the lock");
     std::fs::write(&lock, holder.to_string()).unwrap();
     let run = stack.payctl(&["up"]);
     assert!(!run.ok);
@@ -644,20 +667,44 @@ async fn a_second_run_fails_fast_naming_the_lock_holder() {
         inventory(&stack).await.values().all(|v| v.is_empty()),
         "a locked run created something"
     );
-
-    // A lock whose process is gone is stale: reported with the command that clears it.
-    let dead = serde_json::json!({
-        "id": "lock-2", "pid": 4194305, "host": gethostname::gethostname().to_string_lossy(),
-        "started_at": "2026-01-01T00:00:00Z", "command": "up"
-    });
-    std::fs::write(&lock, dead.to_string()).unwrap();
-    let run = stack.payctl(&["up"]);
+    // A live run's lock cannot be forced: its holder (or the OS) releases it.
+    let run = stack.payctl(&["force-unlock", "lock-1"]);
     assert!(
-        run.error_line()
-            .contains("payctl force-unlock --env dev lock-2"),
+        !run.ok && run.error_line().contains("is held by pid"),
         "{}",
         run.stderr
     );
-    stack.must(&["force-unlock", "lock-2"]);
-    assert!(!lock.exists());
+    assert_eq!(std::fs::read_to_string(&lock).unwrap(), holder.to_string());
+
+    // The holder dies: the OS releases its lock and leaves its holder info. Nothing is
+    // stale: force-unlock only clears that info (with the matching id), and the next run
+    // would have taken the lock over anyway.
+    drop(held);
+    let run = stack.payctl(&["force-unlock", "lock-2"]);
+    assert!(
+        !run.ok && run.error_line().contains("not lock-2"),
+        "{}",
+        run.stderr
+    );
+    let run = stack.must(&["force-unlock", "lock-1"]);
+    assert!(run.stderr.contains("nothing to unlock"), "{}", run.stderr);
+    assert_eq!(std::fs::read_to_string(&lock).unwrap(), "");
+
+    // A lock file a dead process left is taken over by the next run, which proceeds.
+    let dead = serde_json::json!({
+        "id": "lock-3", "pid": 4194305, "host": gethostname::gethostname().to_string_lossy(),
+        "started_at": "2026-01-01T00:00:00Z", "command": "up"
+    });
+    std::fs::write(&lock, dead.to_string()).unwrap();
+    let run = stack.must(&["down"]);
+    assert!(
+        run.stderr.contains("taking over the lock") && run.stderr.contains("lock id lock-3"),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(
+        stack.assert_lock_free(),
+        "",
+        "the run cleared its holder info"
+    );
 }

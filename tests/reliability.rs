@@ -21,23 +21,14 @@ async fn finish(child: Child) -> (std::process::ExitStatus, Run) {
     .unwrap()
 }
 
-/// Clears the lock a killed run left: the next run must name it as stale, with the
-/// `payctl force-unlock` command that takes its id.
-fn clear_stale_lock(stack: &Stack) {
-    let run = stack.payctl(&["up"]);
-    let err = run.error_line();
-    assert!(!run.ok && err.contains("stale lock"), "{}", run.stderr);
-    let command = err
-        .split('`')
-        .nth(1)
-        .unwrap_or_else(|| panic!("no command in {err}"));
-    let args: Vec<&str> = command.split_whitespace().skip(1).collect();
-    assert_eq!(
-        args[..3],
-        ["force-unlock", "--env", stack.env.as_str()],
-        "{err}"
+/// Checks what a killed run left: its holder info in the lock file, and no lock (the OS
+/// released it with the process), so the next run proceeds without `force-unlock`.
+fn assert_killed_run_left_no_lock(stack: &Stack, pid: u32) {
+    let left = stack.assert_lock_free();
+    assert!(
+        left.is_empty() || left.contains(&format!("\"pid\": {pid}")),
+        "the lock file names another run: {left}"
     );
-    stack.must(&[args[0], args[3]]);
 }
 
 /// Runs `payctl <args>` through the proxy, killing it with SIGKILL after every `step`
@@ -46,6 +37,7 @@ async fn run_with_crashes(stack: &Stack, proxy: &Proxy, args: &[&str], step: usi
     // Every run either completes or is killed; `kills` counts the killed ones.
     for kills in 0..200 {
         let child = stack.spawn_via(&proxy.endpoint, args, &[]);
+        let pid = child.id();
         let at = proxy.mutating() + step;
         proxy.signal(When::AfterMutating(at), child.id(), libc::SIGKILL);
         let (status, run) = finish(child).await;
@@ -59,7 +51,8 @@ async fn run_with_crashes(stack: &Stack, proxy: &Proxy, args: &[&str], step: usi
             "payctl {args:?} failed on its own after {kills} kills:\n{}",
             run.stderr
         );
-        clear_stale_lock(stack);
+        // The next run (this loop's) must proceed: a lock left held would fail it.
+        assert_killed_run_left_no_lock(stack, pid);
     }
     panic!("payctl {args:?} did not complete within 200 runs");
 }
@@ -181,15 +174,13 @@ async fn a_non_retryable_error_fails_fast_and_keeps_what_was_made() {
 
 const DB_CREATE: &str = "CreateDBInstance";
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_first_ctrl_c_finishes_what_is_in_flight_and_the_second_exits_at_once() {
-    let stack = Stack::new("dev");
-    let proxy = Proxy::start(&stack.moto.endpoint).await;
-
-    // First Ctrl-C while CreateDBInstance is in flight (its answer held for 3 s).
+/// The first SIGINT or SIGTERM while CreateDBInstance is in flight (its answer held for
+/// 3 s): the call finishes and is recorded, nothing new starts, the run exits with 130
+/// and the "re-run" message, and its lock is released with its holder info cleared.
+async fn first_signal_finishes_what_is_in_flight(stack: &Stack, proxy: &Proxy, signal: i32) {
     proxy.delay(DB_CREATE, Duration::from_secs(3));
     let child = stack.spawn_via(&proxy.endpoint, &["up"], &[]);
-    proxy.signal(When::OnRequest(DB_CREATE.into()), child.id(), libc::SIGINT);
+    proxy.signal(When::OnRequest(DB_CREATE.into()), child.id(), signal);
     let (status, run) = finish(child).await;
     assert_eq!(status.code(), Some(130), "{}", run.stderr);
     assert_eq!(proxy.answered(DB_CREATE), 1, "the call in flight finished");
@@ -201,12 +192,52 @@ async fn the_first_ctrl_c_finishes_what_is_in_flight_and_the_second_exits_at_onc
     );
     let state = std::fs::read_to_string(stack.state_file()).unwrap();
     assert!(state.contains("payment-db-dev"), "the database is in state");
-    let now = census(&stack).await;
+    let now = census(stack).await;
     assert_eq!(now["db instance"].len(), 1);
     assert!(
         now["lambda function"].is_empty(),
-        "work started after Ctrl-C"
+        "work started after the signal"
     );
+    assert_eq!(stack.assert_lock_free(), "", "the lock was released");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_stops_a_run_like_the_first_ctrl_c() {
+    let stack = Stack::new("dev");
+    let proxy = Proxy::start(&stack.moto.endpoint).await;
+    first_signal_finishes_what_is_in_flight(&stack, &proxy, libc::SIGTERM).await;
+    stack.must(&["up"]);
+    assert_converged(&stack).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_killed_with_sigkill_leaves_no_lock_and_the_next_run_proceeds() {
+    let stack = Stack::new("dev");
+    let proxy = Proxy::start(&stack.moto.endpoint).await;
+    proxy.delay("CreateVpc", Duration::from_secs(3));
+    let child = stack.spawn_via(&proxy.endpoint, &["up"], &[]);
+    let pid = child.id();
+    proxy.signal(When::OnRequest("CreateVpc".into()), pid, libc::SIGKILL);
+    let (status, run) = finish(child).await;
+    assert_eq!(status.signal(), Some(libc::SIGKILL), "{}", run.stderr);
+    // The killed run's holder info stays for the messages; its lock went with it.
+    let left = stack.assert_lock_free();
+    assert!(left.contains(&format!("\"pid\": {pid}")), "{left}");
+    // No `force-unlock`: the next run takes the lock over and completes.
+    let run = stack.must(&["up"]);
+    assert!(
+        run.stderr.contains("taking over the lock") && run.stderr.contains(&format!("pid {pid}")),
+        "{}",
+        run.stderr
+    );
+    assert_converged(&stack).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_first_ctrl_c_finishes_what_is_in_flight_and_the_second_exits_at_once() {
+    let stack = Stack::new("dev");
+    let proxy = Proxy::start(&stack.moto.endpoint).await;
+    first_signal_finishes_what_is_in_flight(&stack, &proxy, libc::SIGINT).await;
 
     // The lock was released: the next run proceeds (and adds no second database).
     stack.must(&["up"]);
@@ -238,8 +269,21 @@ async fn the_first_ctrl_c_finishes_what_is_in_flight_and_the_second_exits_at_onc
         1,
         "exited before the call returned"
     );
-    // The lock it could not release is reported as stale and can be cleared.
-    clear_stale_lock(&stack);
+    // It exited without clearing its holder info, but the OS released its lock: the
+    // next run proceeds, no `force-unlock` needed.
+    assert!(
+        stack
+            .assert_lock_free()
+            .contains(&format!("\"pid\": {pid}")),
+        "the holder info is kept for the messages"
+    );
+    let run = stack.must(&["up"]);
+    assert!(
+        run.stderr.contains("taking over the lock"),
+        "{}",
+        run.stderr
+    );
+    assert_converged(&stack).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

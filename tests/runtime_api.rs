@@ -350,7 +350,11 @@ async fn audit_logger_binary_writes_the_stream_records_through_the_runtime_api()
         "audit-logger",
         &api.addr,
         &stack.moto.endpoint,
-        &[("AUDIT_BUCKET", bucket), ("PAYMENTS_ENV", "rt")],
+        &[
+            ("AUDIT_BUCKET", bucket),
+            ("AUDIT_BUCKET_OWNER", "123456789012"),
+            ("PAYMENTS_ENV", "rt"),
+        ],
     );
     let image = |status: &str| {
         json!({"transaction_id": {"S": "txn_rt_a"}, "status": {"S": status},

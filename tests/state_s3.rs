@@ -240,11 +240,31 @@ async fn up_and_down_keep_the_state_in_s3_only() {
 
     must(&stack, &["down", "--state", &url]);
     assert_nothing_left(&stack).await;
-    // Only the KMS keys stay recorded, pending deletion (as with a local state file).
+    // Only the KMS keys stay recorded (as with a local state file): the S3 and SNS keys
+    // pending deletion, the RDS key kept for the final snapshot, which is recorded too.
     let left = remote_state(&stack).await.resources;
+    let mut kinds: Vec<(&str, bool)> = left
+        .iter()
+        .map(|(addr, r)| {
+            (
+                addr.split('.').next().unwrap(),
+                r.get("pending_deletion").is_some(),
+            )
+        })
+        .collect();
+    kinds.sort();
+    assert_eq!(
+        kinds,
+        vec![
+            ("kms_key", false),
+            ("kms_key", true),
+            ("kms_key", true),
+            ("rds_snapshot", false)
+        ],
+        "{left:?}"
+    );
     assert!(
-        left.values()
-            .all(|r| r.kind == "kms_key" && r.get("pending_deletion").is_some()),
+        left["kms_key.rds"].get("pending_deletion").is_none(),
         "{left:?}"
     );
     assert!(!stack.home.path().join("state").exists());
@@ -352,6 +372,17 @@ async fn replaced_during_a_run(seeded: bool) {
         .nth(1)
         .and_then(|s| s.split(';').next())
         .unwrap_or_else(|| panic!("no recovery file in {err}"));
+    // No local state directory here (`state` under HOME does not exist): the per-user one.
+    assert!(
+        recovery.starts_with(
+            &*stack
+                .home
+                .path()
+                .join(".local/state/payctl")
+                .to_string_lossy()
+        ),
+        "{err}"
+    );
     let saved = State::load(std::path::Path::new(recovery))
         .unwrap()
         .unwrap();

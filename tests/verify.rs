@@ -22,6 +22,8 @@ use std::collections::BTreeSet;
 
 /// Every control verify must report, by name and Security Hub id (written out here, not
 /// taken from the code).
+const ACCOUNT: &str = "123456789012";
+
 const CONTROLS: [(&str, Option<&str>); 26] = [
     ("S3 bucket blocks all public access", Some("S3.8")),
     ("S3 bucket policy denies requests without TLS", Some("S3.5")),
@@ -75,8 +77,20 @@ const CONTROLS: [(&str, Option<&str>); 26] = [
     ),
 ];
 
-/// The alarm controls, beside the 26 above.
-const ALARM_CONTROLS: [(&str, Option<&str>); 2] = [
+/// The alarm controls and the confused-deputy ones, beside the 26 above.
+const ALARM_CONTROLS: [(&str, Option<&str>); 5] = [
+    (
+        "API Gateway's CloudWatch role trusts API Gateway for this account only",
+        None,
+    ),
+    (
+        "SNS key lets CloudWatch use it for this account's alarms only",
+        None,
+    ),
+    (
+        "SNS topic lets only this account and its alarms publish",
+        None,
+    ),
     (
         "CloudWatch alarm has an action for the ALARM state",
         Some("CloudWatch.15"),
@@ -312,7 +326,7 @@ async fn prod_passes_every_control_read_only_and_each_break_fails_its_own_check(
     assert_eq!(count("CloudWatch log group has a retention period"), 4);
     assert_eq!(
         count("CloudWatch alarm has an action for the ALARM state"),
-        5
+        7
     );
 
     breaks(&stack).await;
@@ -722,6 +736,63 @@ async fn breaks(stack: &Stack) {
     let v = verify(stack);
     assert_fails_exactly(&v, &[("RDS automatic minor version upgrades are on", &db)]);
     stack.must(&["up"]);
+
+    // Batch 6: the confused-deputy conditions, each dropped out of band.
+    let role = "payctl-apigateway-cloudwatch";
+    let sns_key = id(&s, "kms_key.sns");
+    let iam = aws_sdk_iam::Client::new(&sdk);
+    let open_trust = serde_json::json!({"Version": "2012-10-17", "Statement": [{
+        "Effect": "Allow", "Principal": {"Service": "apigateway.amazonaws.com"},
+        "Action": "sts:AssumeRole"}]});
+    iam.update_assume_role_policy()
+        .role_name(role)
+        .policy_document(open_trust.to_string())
+        .send()
+        .await
+        .unwrap();
+    let open_key = serde_json::json!({"Version": "2012-10-17", "Statement": [
+        {"Effect": "Allow", "Principal": {"AWS": format!("arn:aws:iam::{ACCOUNT}:root")},
+         "Action": "kms:*", "Resource": "*"},
+        {"Effect": "Allow", "Principal": {"Service": "cloudwatch.amazonaws.com"},
+         "Action": ["kms:Decrypt", "kms:GenerateDataKey*"], "Resource": "*",
+         "Condition": {"StringEquals": {"aws:SourceAccount": ACCOUNT}}}]});
+    kms.put_key_policy()
+        .key_id(&sns_key)
+        .policy_name("default")
+        .policy(open_key.to_string())
+        .send()
+        .await
+        .unwrap();
+    let open_topic = serde_json::json!({"Version": "2012-10-17", "Statement": [{
+        "Effect": "Allow", "Principal": {"AWS": "*"}, "Action": "sns:Publish",
+        "Resource": topic}]});
+    sns.set_topic_attributes()
+        .topic_arn(&topic)
+        .attribute_name("Policy")
+        .attribute_value(open_topic.to_string())
+        .send()
+        .await
+        .unwrap();
+    let v = verify(stack);
+    assert_fails_exactly(
+        &v,
+        &[
+            (
+                "API Gateway's CloudWatch role trusts API Gateway for this account only",
+                role,
+            ),
+            (
+                "SNS key lets CloudWatch use it for this account's alarms only",
+                &sns_key,
+            ),
+            (
+                "SNS topic lets only this account and its alarms publish",
+                "payment-alerts-prod",
+            ),
+        ],
+    );
+    stack.must(&["up"]);
+    assert_all_pass(&verify(stack));
 
     // A resource the state names but AWS does not know fails its checks: "not found".
     ddb.update_table()

@@ -5,7 +5,8 @@
 //! Decision: the setting is account-wide and may belong to someone else, so payctl
 //! - leaves it alone whenever it is set, whoever set it (it is never overwritten);
 //! - only when it is unset, creates (or reuses) its own role
-//!   `payctl-apigateway-cloudwatch`, trusted by `apigateway.amazonaws.com`, with an
+//!   `payctl-apigateway-cloudwatch`, trusted by `apigateway.amazonaws.com` acting for
+//!   this account only (`aws:SourceAccount`, against the confused deputy), with an
 //!   inline policy limited to CloudWatch Logs in this account (the actions of the
 //!   AWS-managed `AmazonAPIGatewayPushToCloudWatchLogs`), and points the setting at it;
 //!   a role of that name that payctl did not tag is not used (the run stops, naming it);
@@ -41,15 +42,54 @@ const ROLE_PROPAGATION: Wait = Wait {
 
 pub struct AccountLogging;
 
-pub fn trust_policy() -> Value {
+/// API Gateway may assume the role only on behalf of this account. (`aws:SourceArn` is
+/// left out: AWS documents no ARN that API Gateway presents for this account-level
+/// role, which serves every API of the account.)
+pub fn trust_policy(account_id: &str) -> Value {
     json!({
         "Version": "2012-10-17",
         "Statement": [{
             "Effect": "Allow",
             "Principal": {"Service": "apigateway.amazonaws.com"},
-            "Action": "sts:AssumeRole"
+            "Action": "sts:AssumeRole",
+            "Condition": {"StringEquals": {"aws:SourceAccount": account_id}}
         }]
     })
+}
+
+/// Puts payctl's trust policy back on its role when it differs; true when it did (or,
+/// in a plan, would).
+async fn converge_trust(ctx: &Ctx) -> Result<bool> {
+    let iam = &ctx.aws.iam;
+    let out = iam
+        .get_role()
+        .role_name(ROLE_NAME)
+        .send()
+        .await
+        .map_err(aws("GetRole", ROLE_NAME))?;
+    let have = out
+        .role()
+        .and_then(|r| r.assume_role_policy_document())
+        .and_then(crate::compute::role::decode);
+    let want = trust_policy(&ctx.account_id);
+    if have.as_ref() == Some(&want) {
+        return Ok(false);
+    }
+    if ctx.apply(
+        ADDR,
+        "trust policy",
+        "edited",
+        "API Gateway for this account only",
+    ) {
+        tracing::info!("IAM role {ROLE_NAME}: putting its trust policy back");
+        iam.update_assume_role_policy()
+            .role_name(ROLE_NAME)
+            .policy_document(want.to_string())
+            .send()
+            .await
+            .map_err(aws("UpdateAssumeRolePolicy", ROLE_NAME))?;
+    }
+    Ok(true)
 }
 
 /// What API Gateway needs to write logs: any log group of this account (the role serves
@@ -139,7 +179,7 @@ async fn ensure_role(ctx: &Ctx) -> Result<String> {
                 .description(
                     "payctl: lets API Gateway write execution and access logs (account setting cloudwatchRoleArn; shared, never deleted by payctl)",
                 )
-                .assume_role_policy_document(trust_policy().to_string())
+                .assume_role_policy_document(trust_policy(&ctx.account_id).to_string())
                 .set_tags(Some(tags))
                 .send()
                 .await;
@@ -175,6 +215,8 @@ async fn ensure_role(ctx: &Ctx) -> Result<String> {
         .send()
         .await
         .map_err(aws("PutRolePolicy", ROLE_NAME))?;
+    // A role payctl made before may carry an older or edited trust policy.
+    converge_trust(ctx).await?;
     Ok(arn)
 }
 
@@ -191,8 +233,13 @@ impl Resource for AccountLogging {
                 // Someone pointed the setting elsewhere since: payctl's record is stale.
                 ctx.state.remove(ADDR)?;
             }
+            let put_back = ours && converge_trust(ctx).await?;
             ctx.report.note(
-                Change::Unchanged,
+                if put_back {
+                    Change::Updated
+                } else {
+                    Change::Unchanged
+                },
                 if ours {
                     format!("{ADDR} {arn}")
                 } else {
@@ -258,10 +305,14 @@ mod tests {
 
     #[test]
     fn the_role_is_for_api_gateway_and_logs_only() {
-        let trust = trust_policy();
+        let trust = trust_policy("123456789012");
         assert_eq!(
             trust["Statement"][0]["Principal"]["Service"],
             "apigateway.amazonaws.com"
+        );
+        assert_eq!(
+            trust["Statement"][0]["Condition"],
+            json!({"StringEquals": {"aws:SourceAccount": "123456789012"}})
         );
         let p = role_policy("123456789012");
         let actions = p["Statement"][0]["Action"].as_array().unwrap();

@@ -101,6 +101,8 @@ fn environment(ctx: &Ctx, key: &str) -> Result<HashMap<String, String>> {
         }
         _ => {
             env.insert("AUDIT_BUCKET".into(), ctx.needed_id(s3_bucket::ADDR)?);
+            // Every write expects the stack's account to own the bucket.
+            env.insert("AUDIT_BUCKET_OWNER".into(), ctx.account_id.clone());
         }
     }
     Ok(env)

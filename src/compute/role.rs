@@ -162,7 +162,7 @@ pub fn policy(ctx: &Ctx, key: &str) -> Result<Value> {
 }
 
 /// IAM returns policy documents URL-encoded.
-fn decode(doc: &str) -> Option<Value> {
+pub(crate) fn decode(doc: &str) -> Option<Value> {
     let text = percent_encoding::percent_decode_str(doc)
         .decode_utf8()
         .ok()?;

@@ -1,6 +1,8 @@
 //! The transactions table `payment-transactions-<env>`: key `transaction_id` (S),
 //! on-demand, KMS server-side encryption, a stream of new and old images (the audit
 //! logger consumes it), point-in-time recovery, deletion protection per the settings.
+//! A production `down` makes a final on-demand backup first and deletes the table only
+//! once that backup is available ([`super::final_backup`]).
 
 use crate::engine::report::Change;
 use crate::engine::{Ctx, Direction, Resource};
@@ -323,6 +325,9 @@ impl Resource for TransactionsTable {
         check_owned(ctx, &t, &name).await?;
         if t.table_status() == Some(&TableStatus::Deleting) {
             return Ok(());
+        }
+        if ctx.settings.production {
+            super::final_backup::make(ctx, &name).await?;
         }
         let db = &ctx.aws.dynamodb;
         if t.deletion_protection_enabled() == Some(true) {

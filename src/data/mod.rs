@@ -3,6 +3,7 @@
 //! queue. One file per resource kind.
 
 pub mod dynamodb_table;
+pub mod final_backup;
 pub mod rds_instance;
 pub mod rds_subnet_group;
 pub mod s3_bucket;

@@ -5,10 +5,12 @@
 //! upgrades on, the PostgreSQL log exported, tags copied to snapshots, private only.
 //! Multi-AZ and deletion protection follow the settings (on in prod). `wait` holds only
 //! what depends on the database; `down` lifts deletion protection (a confirmed `down`
-//! only) and deletes with a final snapshot `payment-db-<env>-final-<timestamp>`.
+//! only) and deletes with a final snapshot `payment-db-<env>-final-<timestamp>`, which is
+//! kept (recorded as `rds_snapshot.<name>` and listed with its restore command), and so
+//! is the RDS key that encrypts it (see `kms_key`).
 
 use super::rds_subnet_group::{self, rds_owned, rds_tags};
-use crate::engine::report::Change;
+use crate::engine::report::{Change, Kept};
 use crate::engine::{Ctx, Direction, Resource};
 use crate::error::{Error, Result, aws};
 use crate::network::security_group;
@@ -21,6 +23,8 @@ use aws_sdk_rds::operation::describe_db_instances::DescribeDBInstancesError;
 use aws_sdk_rds::types::{CloudwatchLogsExportConfiguration, DbInstance as Instance};
 
 pub const KIND: &str = "rds_instance";
+/// The kind of the state records of kept final snapshots (`rds_snapshot.<name>`).
+pub const SNAPSHOT_KIND: &str = "rds_snapshot";
 pub const ADDR: &str = "rds_instance.main";
 pub const BACKUP_RETENTION_DAYS: i32 = 30;
 pub const LOG_EXPORT: &str = "postgresql";
@@ -248,6 +252,36 @@ fn final_snapshot_name(ctx: &Ctx) -> String {
     )
 }
 
+/// Records the final snapshot `name` in the state and among the kept things.
+fn keep_snapshot(ctx: &Ctx, name: &str) -> Result<()> {
+    let arn = format!(
+        "arn:aws:rds:{}:{}:snapshot:{name}",
+        ctx.region, ctx.account_id
+    );
+    ctx.state.put(
+        &format!("{SNAPSHOT_KIND}.{name}"),
+        Record::new(SNAPSHOT_KIND, name)
+            .arn(&arn)
+            .attr("db_instance", ctx.name("db")),
+    )?;
+    ctx.report.keep(
+        &format!("{SNAPSHOT_KIND}.{name}"),
+        Kept {
+            what: format!("RDS final snapshot {name}"),
+            id: arn,
+            why: format!("the last copy of the database of environment {}", ctx.env),
+            restore: format!(
+                "after `payctl up --env {env}`: `aws rds restore-db-instance-from-db-snapshot --db-snapshot-identifier {name} --db-instance-identifier {db}-restored --db-subnet-group-name {group} --vpc-security-group-ids <the RDS security group>` (docs/teardown.md)",
+                env = ctx.env,
+                db = ctx.name("db"),
+                group = ctx.name("db-subnets"),
+            ),
+            remove: format!("`aws rds delete-db-snapshot --db-snapshot-identifier {name}`"),
+        },
+    );
+    Ok(())
+}
+
 #[async_trait]
 impl Resource for DbInstance {
     fn kind(&self) -> &'static str {
@@ -382,9 +416,13 @@ impl Resource for DbInstance {
             call = call.final_db_snapshot_identifier(name);
         }
         call.send().await.map_err(aws("DeleteDBInstance", &id))?;
-        let how = snapshot
-            .map(|s| format!("final snapshot {s}"))
-            .unwrap_or_else(|| "no final snapshot".into());
+        let how = match &snapshot {
+            Some(name) => {
+                keep_snapshot(ctx, name)?;
+                format!("final snapshot {name}")
+            }
+            None => "no final snapshot".into(),
+        };
         ctx.report
             .note(Change::Deleted, format!("{ADDR} {id} ({how})"));
         Ok(())

@@ -2,11 +2,14 @@
 //! S3 key and bucket keys, all public access blocked, TLS-only policy, objects (current
 //! and noncurrent) to Glacier after 90 days, bucket-owner-enforced ownership.
 //!
-//! Audit data is kept: `down` refuses a non-empty bucket before anything is deleted
-//! (`preflight_delete`), unless `--purge` is given, which deletes every object version and
-//! delete marker in parallel batches of 1000, then the bucket.
+//! Audit data is kept. In a production environment `down` never deletes the bucket: it
+//! stays, with every object version (and its KMS key, see `kms_key`), its record stays in
+//! the state file, and the next `up` adopts it; `--purge` is refused there. Elsewhere
+//! `down` refuses a non-empty bucket before anything is deleted (`preflight_delete`),
+//! unless `--purge` is given, which deletes every object version and delete marker in
+//! parallel batches of 1000, then the bucket.
 
-use crate::engine::report::Change;
+use crate::engine::report::{Change, Kept};
 use crate::engine::{Ctx, Resource};
 use crate::error::{Error, Result, aws};
 use crate::security::kms_key;
@@ -95,10 +98,26 @@ fn status_in(xml: &str) -> Option<&str> {
     Some(xml[start..start + len].trim())
 }
 
-async fn exists(ctx: &Ctx, bucket: &str) -> Result<bool> {
+/// S3 refused a request that expected the stack's account to own `bucket` (every
+/// request but `CreateBucket` carries `ExpectedBucketOwner`, see [`crate::aws::s3_config`]):
+/// the name is taken by another account, and nothing of it is read, adopted, written
+/// or deleted.
+fn foreign(ctx: &Ctx, bucket: &str) -> Error {
+    Error::NotOwned {
+        resource: format!("S3 bucket {bucket}"),
+        why: format!(
+            "it is owned by another account: S3 answered 403 Access Denied to a request expecting owner {}",
+            ctx.account_id
+        ),
+    }
+}
+
+/// Whether the bucket exists (and is reachable with these credentials).
+pub async fn exists(ctx: &Ctx, bucket: &str) -> Result<bool> {
     match ctx.aws.s3.head_bucket().bucket(bucket).send().await {
         Ok(_) => Ok(true),
         Err(e) if e.as_service_error().is_some_and(|s| s.is_not_found()) => Ok(false),
+        Err(e) if crate::aws::s3_forbidden(&e) => Err(foreign(ctx, bucket)),
         Err(e) => Err(aws("HeadBucket", bucket)(e)),
     }
 }
@@ -113,6 +132,7 @@ async fn tags(ctx: &Ctx, bucket: &str) -> Result<Vec<(String, String)>> {
         Err(e) if aws_sdk_s3::error::ProvideErrorMetadata::code(&e) == Some("NoSuchTagSet") => {
             Ok(Vec::new())
         }
+        Err(e) if crate::aws::s3_forbidden(&e) => Err(foreign(ctx, bucket)),
         Err(e) => Err(aws("GetBucketTagging", bucket)(e)),
     }
 }
@@ -552,6 +572,29 @@ async fn purge(ctx: &Ctx, bucket: &str) -> Result<usize> {
     Ok(total)
 }
 
+/// A production `down` keeps the audit trail: the bucket stays, and so does its record.
+fn keep(ctx: &Ctx, bucket: &str) -> Result<()> {
+    let arn = format!("arn:aws:s3:::{bucket}");
+    ctx.state.put(ADDR, Record::new(KIND, bucket).arn(&arn))?;
+    ctx.report.keep(
+        ADDR,
+        Kept {
+            what: format!("S3 audit bucket {bucket}, with every object version"),
+            id: arn,
+            why: "the audit trail of a production environment is kept (PCI DSS 10.5.1: at least 12 months)".into(),
+            restore: format!(
+                "nothing to restore: it stays as it is, and `payctl up --env {}` adopts it again",
+                ctx.env
+            ),
+            remove: format!(
+                "once its retention is over, delete every object version, then `aws s3api delete-bucket --bucket {bucket} --expected-bucket-owner {}`",
+                ctx.account_id
+            ),
+        },
+    );
+    Ok(())
+}
+
 #[async_trait]
 impl Resource for AuditBucket {
     fn kind(&self) -> &'static str {
@@ -612,6 +655,9 @@ impl Resource for AuditBucket {
             return Ok(());
         }
         check_owned(ctx, &bucket).await?;
+        if ctx.settings.production {
+            return Ok(()); // kept whatever it holds
+        }
         if !ctx.options.purge && !all_versions(ctx, &bucket, Some(1)).await?.is_empty() {
             return Err(Error::Refused(format!(
                 "audit bucket {bucket} is not empty and audit data is kept; nothing was deleted. Run `payctl down --env {} --purge` to delete every object version and the bucket",
@@ -629,6 +675,10 @@ impl Resource for AuditBucket {
             return Ok(());
         }
         check_owned(ctx, &bucket).await?;
+        if ctx.settings.production {
+            keep(ctx, &bucket)?;
+            return Ok(());
+        }
         if ctx.options.purge {
             let n = purge(ctx, &bucket).await?;
             tracing::info!("purged {n} object versions and delete markers from {bucket}");

@@ -14,6 +14,8 @@ pub enum Change {
     Unchanged,
     Deleted,
     Absent,
+    /// `down` left it in place on purpose: data (or the key to data) that is kept.
+    Kept,
 }
 
 impl fmt::Display for Change {
@@ -25,6 +27,7 @@ impl fmt::Display for Change {
             Change::Unchanged => "unchanged",
             Change::Deleted => "deleted",
             Change::Absent => "already gone",
+            Change::Kept => "kept",
         })
     }
 }
@@ -39,10 +42,26 @@ pub struct Drift {
     pub new: String,
 }
 
+/// Something `down` kept on purpose, and how a person restores or removes it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Kept {
+    /// What it is, e.g. `RDS final snapshot payment-db-prod-final-20261206-101500`.
+    pub what: String,
+    /// Its ARN, or its id where it has none.
+    pub id: String,
+    /// Why it was kept.
+    pub why: String,
+    /// The command that restores it (or says how it comes back).
+    pub restore: String,
+    /// The command that removes it, for when it is no longer wanted.
+    pub remove: String,
+}
+
 #[derive(Debug, Default)]
 pub struct Report {
     entries: Mutex<Vec<(Change, String)>>,
     drift: Mutex<Vec<Drift>>,
+    kept: Mutex<Vec<Kept>>,
     /// `plan`: notes say what would happen, so they are not logged as done.
     planning: bool,
 }
@@ -82,6 +101,39 @@ impl Report {
                 old,
                 new,
             });
+    }
+
+    /// Records something `down` kept (noted as [`Change::Kept`] under `address` too).
+    pub fn keep(&self, address: &str, kept: Kept) {
+        self.note(
+            Change::Kept,
+            format!("{address} {} ({})", kept.id, kept.why),
+        );
+        self.kept
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(kept);
+    }
+
+    /// Everything kept so far, in order.
+    pub fn kept(&self) -> Vec<Kept> {
+        self.kept.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// The list of kept things with their restore and remove commands (empty when none).
+    pub fn kept_text(&self) -> String {
+        let kept = self.kept();
+        if kept.is_empty() {
+            return String::new();
+        }
+        let mut out = format!("kept ({}): nothing below was deleted\n", kept.len());
+        for k in kept {
+            out.push_str(&format!(
+                "  {}\n    id:      {}\n    why:     {}\n    restore: {}\n    remove:  {}\n",
+                k.what, k.id, k.why, k.restore, k.remove
+            ));
+        }
+        out
     }
 
     /// Every note so far, in order.
@@ -145,6 +197,7 @@ impl Report {
             Change::Unchanged,
             Change::Deleted,
             Change::Absent,
+            Change::Kept,
         ];
         let parts: Vec<String> = all
             .iter()
@@ -179,6 +232,35 @@ mod tests {
         r.note(Change::Created, "b");
         r.note(Change::Created, "c");
         assert_eq!(r.summary(), "2 created, 1 unchanged");
+    }
+
+    #[test]
+    fn kept_things_are_counted_and_listed_with_their_commands() {
+        let r = Report::default();
+        r.note(Change::Deleted, "ec2_vpc.main vpc-1");
+        r.keep(
+            "kms_key.rds",
+            Kept {
+                what: "KMS key alias/payment-rds-prod".into(),
+                id: "arn:aws:kms:us-east-1:1:key/k".into(),
+                why: "it encrypts a kept snapshot".into(),
+                restore: "nothing to restore: it stays enabled".into(),
+                remove: "aws kms schedule-key-deletion --key-id k".into(),
+            },
+        );
+        assert_eq!(r.summary(), "1 deleted, 1 kept");
+        let text = r.kept_text();
+        assert!(
+            text.starts_with("kept (1): nothing below was deleted\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("  KMS key alias/payment-rds-prod\n"),
+            "{text}"
+        );
+        assert!(text.contains("    remove:  aws kms schedule-key-deletion --key-id k\n"));
+        assert!(r.noted("kms_key", Change::Kept));
+        assert_eq!(Report::default().kept_text(), "");
     }
 
     #[test]

@@ -388,7 +388,7 @@ mod tests {
             region: "us-east-1".into(),
             account_id: "123456789012".into(),
             settings: crate::config::Settings::builtin("dev"),
-            aws: crate::aws::Clients::new(&conf),
+            aws: crate::aws::Clients::new(&conf, "123456789012"),
             state: crate::state::StateStore::open(dir, "dev", "us-east-1", "123456789012", "test")
                 .unwrap(),
             report: Default::default(),

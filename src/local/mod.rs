@@ -44,6 +44,9 @@ pub struct Options {
     pub port: u16,
     pub database_url: Option<String>,
     pub bin_dir: PathBuf,
+    /// `--poll-event-sources`: feed the deployed table stream and retry queue to the local
+    /// functions. Off by default: the local run then takes nothing from the environment.
+    pub poll_event_sources: bool,
 }
 
 /// Each function's host binary, `<bin-dir>/<key>`; a missing one names the build command.
@@ -115,6 +118,15 @@ async fn credentials(sdk: &aws_config::SdkConfig) -> Result<aws_credential_types
     provider.provide_credentials().await.map_err(|_| none())
 }
 
+/// The start-up line that says which event sources the local run takes work from.
+fn polling_line(asked: bool, polled: &[String]) -> String {
+    match (asked, polled.is_empty()) {
+        (false, _) => "event sources: none polled (the deployed stream and retry queue are left alone; --poll-event-sources feeds them to the local functions)".into(),
+        (true, true) => "event sources: --poll-event-sources was given, but the environment has no stream or queue mapping to poll".into(),
+        (true, false) => format!("event sources polled: {}", polled.join("; ")),
+    }
+}
+
 async fn stopped() {
     #[cfg(unix)]
     {
@@ -130,8 +142,18 @@ async fn stopped() {
     let _ = tokio::signal::ctrl_c().await;
 }
 
+/// The refusal for a production environment: the local run would take live work.
+fn production_refusal(env: &str, said_by: &str) -> Error {
+    Error::Refused(format!(
+        "environment {env} is a production environment ({said_by}): payctl local start-api never runs against it, since it would take live payments; use a non-production environment"
+    ))
+}
+
 pub async fn start_api(c: &Common, opts: Options) -> Result<()> {
-    crate::naming::validate_env(&c.env)?;
+    let settings = crate::commands::check_input(c)?;
+    if settings.production {
+        return Err(production_refusal(&c.env, "the configuration says so"));
+    }
     let path = state_path(&c.state_dir, &c.env);
     let state = State::load(&path)?.ok_or_else(|| {
         Error::Invalid(format!(
@@ -141,6 +163,12 @@ pub async fn start_api(c: &Common, opts: Options) -> Result<()> {
             c.env
         ))
     })?;
+    if state.production {
+        return Err(production_refusal(
+            &c.env,
+            &format!("its state file {} says so", path.display()),
+        ));
+    }
     let keys: Vec<String> = state
         .resources
         .iter()
@@ -159,7 +187,7 @@ pub async fn start_api(c: &Common, opts: Options) -> Result<()> {
         })?;
     let sdk = crate::aws::load_config(Some(state.region.clone())).await;
     let creds = credentials(&sdk).await?;
-    let clients = crate::aws::Clients::new(&sdk);
+    let clients = crate::aws::Clients::new(&sdk, &state.account_id);
     let deployed = deployed::read(&clients, &state).await?;
 
     // The processor's database: local, with credentials served from memory.
@@ -201,9 +229,15 @@ pub async fn start_api(c: &Common, opts: Options) -> Result<()> {
     }
 
     let mut pollers = Vec::new();
-    if let Some(source) = deployed.stream.clone()
+    let mut polled = Vec::new();
+    if opts.poll_event_sources
+        && let Some(source) = deployed.stream.clone()
         && let Some(function) = functions.get(&source.function_arn)
     {
+        polled.push(format!(
+            "the table stream {} → audit logger",
+            source.stream_arn
+        ));
         let audit_bucket = deployed
             .functions
             .values()
@@ -220,9 +254,11 @@ pub async fn start_api(c: &Common, opts: Options) -> Result<()> {
         };
         pollers.push(tokio::spawn(poller.run(stop_rx.clone())));
     }
-    if let Some(source) = deployed.queue.clone()
+    if opts.poll_event_sources
+        && let Some(source) = deployed.queue.clone()
         && let Some(function) = functions.get(&source.function_arn)
     {
+        polled.push(format!("the retry queue {} → processor", source.queue_url));
         let poller = queue::QueuePoller {
             source,
             function: function.clone(),
@@ -252,6 +288,11 @@ pub async fn start_api(c: &Common, opts: Options) -> Result<()> {
         db.display()
     );
 
+    eprintln!(
+        "payctl local: {}",
+        polling_line(opts.poll_event_sources, &polled)
+    );
+
     stopped().await;
     eprintln!("payctl local: stopping");
     front.abort();
@@ -268,4 +309,19 @@ pub async fn start_api(c: &Common, opts: Options) -> Result<()> {
     secrets_task.abort();
     eprintln!("payctl local: stopped; no function process is left running");
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_start_line_says_which_event_sources_are_polled() {
+        let none = polling_line(false, &["the retry queue q → processor".into()]);
+        assert!(none.starts_with("event sources: none polled"), "{none}");
+        let asked = polling_line(true, &[]);
+        assert!(asked.contains("no stream or queue mapping"), "{asked}");
+        let both = polling_line(true, &["a → x".into(), "b → y".into()]);
+        assert_eq!(both, "event sources polled: a → x; b → y");
+    }
 }

@@ -3,7 +3,13 @@
 //! - `payment-<function>-errors-<env>`, one per function (validator, processor, audit
 //!   logger): Lambda `Errors`, Sum > 10 over 10 minutes;
 //! - `payment-rds-cpu-<env>`: the database's CPU, Average > 80 % for 15 minutes (three
-//!   5-minute periods, all three breaching).
+//!   5-minute periods, all three breaching);
+//! - `payment-retry-dlq-<env>`: any message in the retry queue's dead-letter queue (SQS
+//!   `ApproximateNumberOfMessagesVisible`, Maximum > 0 over 5 minutes): a payment that
+//!   exhausted its retries waits for a person (`payctl redrive`);
+//! - `payment-ledger-conflict-<env>`: any ledger conflict the processor counted (its
+//!   embedded-metric-format log line, `Payments`/`LedgerConflicts` by `FunctionName`,
+//!   Sum > 0 over 5 minutes). A 409 answer is not a Lambda error, so `Errors` misses it.
 //!
 //! One alarm per function rather than one metric-math alarm over the three: the alarm
 //! that fires (its name is the mail's subject) already says which function fails, and
@@ -44,6 +50,9 @@ pub const TREAT_MISSING_DATA: &str = "notBreaching";
 pub const API_4XX_THRESHOLD: f64 = 50.0;
 pub const LAMBDA_ERRORS_THRESHOLD: f64 = 10.0;
 pub const RDS_CPU_THRESHOLD: f64 = 80.0;
+/// The processor's embedded-metric-format namespace and metric for ledger conflicts.
+pub const LEDGER_NAMESPACE: &str = "Payments";
+pub const LEDGER_METRIC: &str = "LedgerConflicts";
 const TEN_MINUTES: i32 = 600;
 const FIVE_MINUTES: i32 = 300;
 
@@ -127,6 +136,41 @@ pub fn desired(t: &Targets) -> Vec<AlarmSpec> {
         threshold: RDS_CPU_THRESHOLD,
         comparison: ComparisonOperator::GreaterThanThreshold,
     });
+    alarms.push(AlarmSpec {
+        purpose: "retry-dlq".into(),
+        name: name("retry-dlq"),
+        description: format!(
+            "{}: payments that exhausted their retries are waiting; `payctl redrive --env {}` after the cause is fixed (payctl)",
+            t.dlq, t.env
+        ),
+        namespace: "AWS/SQS",
+        metric: "ApproximateNumberOfMessagesVisible",
+        dimensions: vec![("QueueName", t.dlq.clone())],
+        statistic: Statistic::Maximum,
+        period: FIVE_MINUTES,
+        evaluation_periods: 1,
+        datapoints_to_alarm: 1,
+        threshold: 0.0,
+        comparison: ComparisonOperator::GreaterThanThreshold,
+    });
+    if let Some((_, processor)) = t.functions.iter().find(|(k, _)| *k == "processor") {
+        alarms.push(AlarmSpec {
+            purpose: "ledger-conflict".into(),
+            name: name("ledger-conflict"),
+            description: format!(
+                "{processor}: a payment's ledger row differs from its transaction (409 ledger_conflict); nothing was changed, a person must look (payctl)"
+            ),
+            namespace: LEDGER_NAMESPACE,
+            metric: LEDGER_METRIC,
+            dimensions: vec![("FunctionName", processor.clone())],
+            statistic: Statistic::Sum,
+            period: FIVE_MINUTES,
+            evaluation_periods: 1,
+            datapoints_to_alarm: 1,
+            threshold: 0.0,
+            comparison: ComparisonOperator::GreaterThanThreshold,
+        });
+    }
     alarms
 }
 
@@ -526,7 +570,37 @@ mod tests {
     }
 
     #[test]
-    fn five_alarms_with_their_metrics_and_thresholds() {
+    fn the_dead_letter_queue_and_ledger_conflicts_alarm_on_any_message_or_conflict() {
+        let alarms = desired(&targets("dev"));
+        let dlq = by_name(&alarms, "payment-retry-dlq-dev");
+        assert_eq!(
+            (dlq.namespace, dlq.metric),
+            ("AWS/SQS", "ApproximateNumberOfMessagesVisible")
+        );
+        assert_eq!(
+            dlq.dimensions,
+            [("QueueName", "payment-retry-dlq-dev".to_string())]
+        );
+        assert_eq!(dlq.statistic, Statistic::Maximum);
+        assert_eq!((dlq.period, dlq.evaluation_periods), (300, 1));
+        assert_eq!(dlq.threshold, 0.0);
+        assert_eq!(dlq.comparison, ComparisonOperator::GreaterThanThreshold);
+        assert!(dlq.description.contains("payctl redrive --env dev"));
+        let ledger = by_name(&alarms, "payment-ledger-conflict-dev");
+        assert_eq!(
+            (ledger.namespace, ledger.metric),
+            ("Payments", "LedgerConflicts")
+        );
+        assert_eq!(
+            ledger.dimensions,
+            [("FunctionName", "payment-processor-dev".to_string())]
+        );
+        assert_eq!(ledger.statistic, Statistic::Sum);
+        assert_eq!(ledger.threshold, 0.0);
+    }
+
+    #[test]
+    fn seven_alarms_with_their_metrics_and_thresholds() {
         let alarms = desired(&targets("dev"));
         let names: Vec<&str> = alarms.iter().map(|a| a.name.as_str()).collect();
         assert_eq!(
@@ -537,6 +611,8 @@ mod tests {
                 "payment-processor-errors-dev",
                 "payment-audit-logger-errors-dev",
                 "payment-rds-cpu-dev",
+                "payment-retry-dlq-dev",
+                "payment-ledger-conflict-dev",
             ]
         );
 

@@ -101,6 +101,20 @@ pub fn body(t: &Targets) -> Value {
         "label": "alarm threshold",
         "value": super::alarm::RDS_CPU_THRESHOLD as i64,
     }]});
+    let mut dlq = metric_widget(
+        t,
+        12,
+        14,
+        "Payments waiting in the dead-letter queue",
+        vec![
+            json!(["AWS/SQS", "ApproximateNumberOfMessagesVisible", "QueueName", t.dlq,
+                    {"stat": "Maximum", "label": t.dlq}]),
+        ],
+    );
+    dlq["properties"]["annotations"] = json!({"horizontal": [{
+        "label": "alarm: any message (payctl redrive)",
+        "value": 0,
+    }]});
     json!({
         "widgets": [
             {
@@ -116,6 +130,7 @@ pub fn body(t: &Targets) -> Value {
             metric_widget(t, 0, 8, "Lambda invocations", per_function(t, "Invocations", "Sum")),
             cpu,
             metric_widget(t, 0, 14, "Lambda duration (ms)", per_function(t, "Duration", "Average")),
+            dlq,
         ]
     })
 }
@@ -281,7 +296,7 @@ mod tests {
         let t = targets("dev");
         let b = body(&t);
         let widgets = b["widgets"].as_array().unwrap();
-        assert_eq!(widgets.len(), 6);
+        assert_eq!(widgets.len(), 7);
         for w in widgets.iter().filter(|w| w["type"] == "metric") {
             assert_eq!(w["properties"]["region"], "eu-west-1", "{w}");
         }

@@ -41,6 +41,8 @@ pub struct Targets {
     pub db: String,
     /// (function key, function name), in [`crate::compute::FUNCTIONS`] order.
     pub functions: Vec<(&'static str, String)>,
+    /// The retry queue's dead-letter queue (`QueueName` dimension).
+    pub dlq: String,
 }
 
 impl Targets {
@@ -55,6 +57,7 @@ impl Targets {
                 .iter()
                 .map(|f| (f.key, crate::compute::function_name(ctx, f.key)))
                 .collect(),
+            dlq: ctx.name("retry-dlq"),
         }
     }
 }
@@ -90,6 +93,7 @@ pub(crate) mod tests {
                 ("processor", format!("payment-processor-{env}")),
                 ("audit-logger", format!("payment-audit-logger-{env}")),
             ],
+            dlq: format!("payment-retry-dlq-{env}"),
         }
     }
 

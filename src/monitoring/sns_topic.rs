@@ -13,6 +13,11 @@
 //!   unsubscribe with: it is logged and left; SNS deletes unconfirmed subscriptions after
 //!   48 hours, and if it is confirmed before that, the next `up` unsubscribes it.
 //!
+//! The topic's policy lets only this account's principals use it, and CloudWatch publish
+//! to it only for this environment's alarms in this account (`aws:SourceAccount`,
+//! `aws:SourceArn`: no other account's alarm can use CloudWatch as a confused deputy);
+//! an edited policy is put back.
+//!
 //! `down` deletes the topic, which deletes its subscriptions with it.
 
 use super::missing_tags;
@@ -30,6 +35,51 @@ pub const KIND: &str = "sns_topic";
 pub const ADDR: &str = "sns_topic.alerts";
 pub const PROTOCOL: &str = "email";
 const KMS_ATTR: &str = "KmsMasterKeyId";
+const POLICY_ATTR: &str = "Policy";
+
+/// The topic's policy: this account's principals may manage, subscribe to and publish
+/// to the topic (the actions of SNS's default policy); CloudWatch may publish only for
+/// the environment's alarms in this account.
+pub fn topic_policy(
+    topic_arn: &str,
+    account_id: &str,
+    region: &str,
+    env: &str,
+) -> serde_json::Value {
+    serde_json::json!({
+        "Version": "2012-10-17",
+        "Id": "payctl-alerts",
+        "Statement": [
+            {
+                "Sid": "AccountPrincipals",
+                "Effect": "Allow",
+                "Principal": {"AWS": format!("arn:aws:iam::{account_id}:root")},
+                "Action": [
+                    "sns:GetTopicAttributes",
+                    "sns:SetTopicAttributes",
+                    "sns:AddPermission",
+                    "sns:RemovePermission",
+                    "sns:DeleteTopic",
+                    "sns:Subscribe",
+                    "sns:ListSubscriptionsByTopic",
+                    "sns:Publish"
+                ],
+                "Resource": topic_arn
+            },
+            {
+                "Sid": "CloudWatchAlarmsOfThisEnvironment",
+                "Effect": "Allow",
+                "Principal": {"Service": "cloudwatch.amazonaws.com"},
+                "Action": "sns:Publish",
+                "Resource": topic_arn,
+                "Condition": {
+                    "StringEquals": {"aws:SourceAccount": account_id},
+                    "ArnLike": {"aws:SourceArn": kms_key::alarm_arns(account_id, region, env)}
+                }
+            }
+        ]
+    })
+}
 
 pub struct AlertTopic;
 
@@ -278,7 +328,7 @@ impl Resource for AlertTopic {
                     "{key_addr} is not in the state file; run `payctl up` again"
                 ))
             })?;
-        let (arn, kms_now, mut change) = match find(ctx).await? {
+        let (arn, kms_now, policy_now, mut change) = match find(ctx).await? {
             Some((arn, attrs, from_state)) => {
                 let retagged = check_tags(ctx, &arn).await?;
                 let change = match (from_state, retagged) {
@@ -286,7 +336,8 @@ impl Resource for AlertTopic {
                     (true, true) => Change::Updated,
                     (true, false) => Change::Unchanged,
                 };
-                (arn, attrs.get(KMS_ATTR).cloned(), change)
+                let policy = attrs.get(POLICY_ATTR).cloned();
+                (arn, attrs.get(KMS_ATTR).cloned(), policy, change)
             }
             None => {
                 if ctx.plan_create(format!("{ADDR} ({name})")) {
@@ -301,7 +352,7 @@ impl Resource for AlertTopic {
                     .await
                     .map_err(aws("CreateTopic", &name))?;
                 let arn = required(out.topic_arn(), "topic ARN")?;
-                (arn, Some(key_arn.clone()), Change::Created)
+                (arn, Some(key_arn.clone()), None, Change::Created)
             }
         };
         ctx.state.put(
@@ -325,6 +376,28 @@ impl Resource for AlertTopic {
                 .topic_arn(&arn)
                 .attribute_name(KMS_ATTR)
                 .attribute_value(&key_arn)
+                .send()
+                .await
+                .map_err(aws("SetTopicAttributes", &name))?;
+            updated = true;
+        }
+        let want = topic_policy(&arn, &ctx.account_id, &ctx.region, &ctx.env);
+        if !kms_key::same_policy(policy_now.as_deref(), &want)
+            && ctx.apply(
+                ADDR,
+                "topic policy",
+                if policy_now.is_some() {
+                    "other"
+                } else {
+                    "none"
+                },
+                "this account and its alarms only",
+            )
+        {
+            sns.set_topic_attributes()
+                .topic_arn(&arn)
+                .attribute_name(POLICY_ATTR)
+                .attribute_value(want.to_string())
                 .send()
                 .await
                 .map_err(aws("SetTopicAttributes", &name))?;
@@ -372,6 +445,35 @@ mod tests {
             protocol: protocol.into(),
             endpoint: endpoint.into(),
         }
+    }
+
+    #[test]
+    fn only_this_account_and_its_alarms_may_publish() {
+        let topic = "arn:aws:sns:eu-west-1:123456789012:payment-alerts-qa";
+        let p = topic_policy(topic, "123456789012", "eu-west-1", "qa");
+        let statements = p["Statement"].as_array().unwrap();
+        assert_eq!(statements.len(), 2);
+        let account = &statements[0];
+        assert_eq!(
+            account["Principal"],
+            serde_json::json!({"AWS": "arn:aws:iam::123456789012:root"})
+        );
+        assert_eq!(account["Resource"], topic);
+        let cw = &statements[1];
+        assert_eq!(
+            cw["Principal"],
+            serde_json::json!({"Service": "cloudwatch.amazonaws.com"})
+        );
+        assert_eq!(cw["Action"], "sns:Publish");
+        assert_eq!(cw["Resource"], topic);
+        assert_eq!(
+            cw["Condition"],
+            serde_json::json!({
+                "StringEquals": {"aws:SourceAccount": "123456789012"},
+                "ArnLike": {"aws:SourceArn": "arn:aws:cloudwatch:eu-west-1:123456789012:alarm:payment-*-qa"}
+            })
+        );
+        assert!(statements.iter().all(|s| s["Effect"] == "Allow"));
     }
 
     #[test]

@@ -12,8 +12,16 @@
 //! the record stays in state, marked, so the next `up` cancels the deletion and reuses
 //! the key (data encrypted under it stays readable). Without state the key is found by
 //! its alias, else by its description and ownership tags.
+//!
+//! A key that still encrypts something kept is never scheduled for deletion, in any
+//! environment: the RDS key while any DB snapshot is encrypted with it (the final
+//! snapshot `down` keeps; only `--skip-final-snapshot` outside production leaves none),
+//! the S3 key while the audit bucket exists (a production `down` keeps it). Such a key
+//! stays enabled with its alias and its record, is listed among the kept things, and a
+//! key found pending deletion in that case is brought back. This is read from AWS, not
+//! from the state file, so it holds after a lost state too.
 
-use crate::engine::report::Change;
+use crate::engine::report::{Change, Kept};
 use crate::engine::{Ctx, Resource};
 use crate::error::{Error, Result, all_ok, aws, required};
 use crate::state::Record;
@@ -54,13 +62,23 @@ fn description(ctx: &Ctx, purpose: &str, what: &str) -> String {
 
 /// The key policy payctl sets, for the keys that do not keep KMS's default one.
 fn policy(ctx: &Ctx, purpose: &str) -> Option<serde_json::Value> {
-    (purpose == SNS).then(|| sns_key_policy(&ctx.account_id))
+    (purpose == SNS).then(|| sns_key_policy(&ctx.account_id, &ctx.region, &ctx.env))
+}
+
+/// The ARNs of the environment's alarms, present and future (`payment-*-<env>`): the
+/// `aws:SourceArn` CloudWatch may act for (confused-deputy protection).
+pub fn alarm_arns(account_id: &str, region: &str, env: &str) -> String {
+    format!(
+        "arn:aws:cloudwatch:{region}:{account_id}:alarm:{}",
+        crate::naming::name("*", env)
+    )
 }
 
 /// The account root may do everything (as in KMS's default policy, so IAM policies keep
-/// working); CloudWatch may encrypt and decrypt with the key when it acts for this
-/// account, which is what publishing an alarm to the encrypted topic needs.
-pub fn sns_key_policy(account_id: &str) -> serde_json::Value {
+/// working); CloudWatch may encrypt and decrypt with the key only when it acts for this
+/// account's alarms of this environment (`aws:SourceAccount`, `aws:SourceArn`), which is
+/// what publishing an alarm to the encrypted topic needs.
+pub fn sns_key_policy(account_id: &str, region: &str, env: &str) -> serde_json::Value {
     serde_json::json!({
         "Version": "2012-10-17",
         "Id": "payctl-sns-alerts",
@@ -78,7 +96,10 @@ pub fn sns_key_policy(account_id: &str) -> serde_json::Value {
                 "Principal": {"Service": "cloudwatch.amazonaws.com"},
                 "Action": ["kms:Decrypt", "kms:GenerateDataKey*"],
                 "Resource": "*",
-                "Condition": {"StringEquals": {"aws:SourceAccount": account_id}}
+                "Condition": {
+                    "StringEquals": {"aws:SourceAccount": account_id},
+                    "ArnLike": {"aws:SourceArn": alarm_arns(account_id, region, env)}
+                }
             }
         ]
     })
@@ -86,7 +107,7 @@ pub fn sns_key_policy(account_id: &str) -> serde_json::Value {
 
 /// Whether the policy KMS returned says what `want` says (parsed, so whitespace and key
 /// order do not matter; an unparsable policy is different).
-fn same_policy(have: Option<&str>, want: &serde_json::Value) -> bool {
+pub fn same_policy(have: Option<&str>, want: &serde_json::Value) -> bool {
     have.and_then(|h| serde_json::from_str::<serde_json::Value>(h).ok())
         .is_some_and(|h| &h == want)
 }
@@ -357,6 +378,29 @@ async fn delete_one(ctx: &Ctx, purpose: &str, what: &str) -> Result<()> {
         return Err(Error::not_owned(format!("KMS key {id}"), &ctx.env));
     }
     let pending = meta.key_state() == Some(&KeyState::PendingDeletion);
+    let arn = required(meta.arn(), "key ARN")?;
+    if let Some(why) = still_needed(ctx, purpose, &id).await? {
+        if pending {
+            revive(ctx, &id, &alias).await?;
+        }
+        ctx.state.put(
+            &addr,
+            Record::new(KIND, &id).arn(&arn).attr("alias", &alias),
+        )?;
+        ctx.report.keep(
+            &addr,
+            Kept {
+                what: format!("KMS key {alias}, enabled"),
+                id: arn,
+                why,
+                restore: "nothing to restore: it stays enabled with its alias (restoring what it encrypts needs it)".into(),
+                remove: format!(
+                    "only after deleting everything it encrypts: `aws kms delete-alias --alias-name {alias}`, then `aws kms schedule-key-deletion --key-id {id} --pending-window-in-days 30`"
+                ),
+            },
+        );
+        return Ok(());
+    }
     // A key pending deletion lost its alias first: nothing left to do but record it.
     let date = if pending {
         meta.deletion_date().map(|d| d.to_string())
@@ -369,10 +413,10 @@ async fn delete_one(ctx: &Ctx, purpose: &str, what: &str) -> Result<()> {
         schedule_deletion(ctx, &id).await?
     };
     let date = date.unwrap_or_else(|| format!("in {DELETION_WINDOW_DAYS} days"));
-    let mut record = Record::new(KIND, &id)
+    let record = Record::new(KIND, &id)
+        .arn(arn)
         .attr("alias", &alias)
         .attr("pending_deletion", &date);
-    record.arn = meta.arn().map(str::to_string);
     ctx.state.put(&addr, record)?;
     let change = if pending {
         Change::Absent
@@ -383,6 +427,75 @@ async fn delete_one(ctx: &Ctx, purpose: &str, what: &str) -> Result<()> {
         change,
         format!("{addr} {id} (scheduled for deletion: {date})"),
     );
+    Ok(())
+}
+
+/// Why the key must stay (what kept data it encrypts), or `None` when nothing needs it.
+async fn still_needed(ctx: &Ctx, purpose: &str, id: &str) -> Result<Option<String>> {
+    match purpose {
+        "rds" => {
+            let snapshots = snapshots_encrypted_with(ctx, id).await?;
+            Ok((!snapshots.is_empty()).then(|| {
+                format!(
+                    "it encrypts the DB snapshot(s) {}, which cannot be restored without it",
+                    snapshots.join(", ")
+                )
+            }))
+        }
+        "s3" => {
+            let bucket = crate::data::s3_bucket::bucket_name(ctx);
+            let kept = crate::data::s3_bucket::exists(ctx, &bucket).await?;
+            Ok(kept.then(|| format!("it encrypts the kept audit bucket {bucket}")))
+        }
+        _ => Ok(None),
+    }
+}
+
+/// The DB snapshots of the account encrypted with key `id` (RDS names the key by ARN).
+async fn snapshots_encrypted_with(ctx: &Ctx, id: &str) -> Result<Vec<String>> {
+    let snapshots = ctx.aws.rds.describe_db_snapshots().into_paginator().items();
+    let snapshots: Vec<_> = snapshots
+        .send()
+        .collect::<std::result::Result<_, _>>()
+        .await
+        .map_err(aws("DescribeDBSnapshots", id))?;
+    Ok(snapshots
+        .iter()
+        .filter(|s| s.kms_key_id().is_some_and(|k| names_key(k, id)))
+        .filter_map(|s| s.db_snapshot_identifier().map(str::to_string))
+        .collect())
+}
+
+/// Whether `reference` (a key ARN or a bare key id) names the key `id`.
+fn names_key(reference: &str, id: &str) -> bool {
+    reference == id || reference.ends_with(&format!(":key/{id}"))
+}
+
+/// Brings back a key found pending deletion that must stay: cancel, enable, alias.
+async fn revive(ctx: &Ctx, id: &str, alias: &str) -> Result<()> {
+    let kms = &ctx.aws.kms;
+    kms.cancel_key_deletion()
+        .key_id(id)
+        .send()
+        .await
+        .map_err(aws("CancelKeyDeletion", id))?;
+    kms.enable_key()
+        .key_id(id)
+        .send()
+        .await
+        .map_err(aws("EnableKey", id))?;
+    match kms
+        .create_alias()
+        .alias_name(alias)
+        .target_key_id(id)
+        .send()
+        .await
+    {
+        Ok(_) => {}
+        Err(e) if alias_exists(&e) => {}
+        Err(e) => return Err(aws("CreateAlias", alias)(e)),
+    }
+    tracing::info!("KMS key {id} was pending deletion but encrypts kept data: brought back");
     Ok(())
 }
 
@@ -426,7 +539,7 @@ mod tests {
 
     #[test]
     fn the_sns_key_lets_cloudwatch_publish_for_this_account_only() {
-        let p = sns_key_policy("123456789012");
+        let p = sns_key_policy("123456789012", "eu-west-1", "qa");
         let statements = p["Statement"].as_array().expect("statements");
         assert_eq!(statements.len(), 2);
         let root = &statements[0];
@@ -444,16 +557,40 @@ mod tests {
             cw["Condition"]["StringEquals"]["aws:SourceAccount"],
             "123456789012"
         );
+        assert_eq!(
+            cw["Condition"]["ArnLike"]["aws:SourceArn"],
+            "arn:aws:cloudwatch:eu-west-1:123456789012:alarm:payment-*-qa"
+        );
     }
 
     #[test]
     fn policies_compare_parsed() {
-        let want = sns_key_policy("1");
+        let want = sns_key_policy("1", "us-east-1", "dev");
         let reformatted = serde_json::to_string_pretty(&want).unwrap();
         assert!(same_policy(Some(&reformatted), &want));
-        assert!(!same_policy(Some(&sns_key_policy("2").to_string()), &want));
+        let other = |a, r, e| Some(sns_key_policy(a, r, e).to_string());
+        assert!(!same_policy(
+            other("2", "us-east-1", "dev").as_deref(),
+            &want
+        ));
+        assert!(!same_policy(
+            other("1", "us-east-1", "qa").as_deref(),
+            &want
+        ));
         assert!(!same_policy(Some("not json"), &want));
         assert!(!same_policy(None, &want));
+    }
+
+    #[test]
+    fn a_snapshot_names_its_key_by_arn_or_id() {
+        let arn = "arn:aws:kms:us-east-1:123456789012:key/1234abcd-12ab";
+        assert!(names_key(arn, "1234abcd-12ab"));
+        assert!(names_key("1234abcd-12ab", "1234abcd-12ab"));
+        assert!(!names_key(arn, "1234abcd"));
+        assert!(!names_key(
+            "arn:aws:kms:us-east-1:1:key/other",
+            "1234abcd-12ab"
+        ));
     }
 
     #[test]

@@ -13,7 +13,7 @@
 
 use super::lock::{self, LockInfo};
 use super::s3::{self, Put, Remote, S3Url, Sse};
-use super::{Inner, State, StateError, StateStore};
+use super::{Inner, Recovery, State, StateError, StateStore};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -85,9 +85,12 @@ impl Backend {
 impl StateStore {
     /// Opens the state at `location`: locally as [`StateStore::open`]; on S3 after
     /// checking the bucket (exists, default encryption), taking the remote lock (which
-    /// also shows the bucket is versioned) and reading the state object.
+    /// also shows the bucket is versioned) and reading the state object. `state_dir` is
+    /// the local state directory (`--state-dir`): an S3 state's recovery file goes there
+    /// first when a write fails (see [`Recovery`]).
     pub async fn open_at(
         location: &Location,
+        state_dir: &Path,
         sdk: &aws_config::SdkConfig,
         env: &str,
         region: &str,
@@ -98,7 +101,7 @@ impl StateStore {
             Location::Local(dir) => return Self::open(dir, env, region, account_id, command),
             Location::S3(url) => url,
         };
-        let remote = Remote::connect(sdk, url, env).await?;
+        let remote = Remote::connect(sdk, url, env, url.owner_or(account_id)).await?;
         let sse = remote.encryption().await?;
         let lock = acquire(&remote, &sse, env, command).await?;
         let mut backend = RemoteBackend {
@@ -115,7 +118,7 @@ impl StateStore {
                     .get_mut()
                     .unwrap_or_else(|p| p.into_inner())
                     .etag = etag;
-                Ok(Self::remote(backend, state))
+                Ok(Self::remote(backend, state, Recovery::new(state_dir)))
             }
             Err(e) => {
                 backend.release().await;
@@ -137,7 +140,7 @@ impl StateStore {
             Location::Local(dir) => return Self::open_detached(dir, env, region, account_id),
             Location::S3(url) => url,
         };
-        let remote = Remote::connect(sdk, url, env).await?;
+        let remote = Remote::connect(sdk, url, env, url.owner_or(account_id)).await?;
         let (state, etag) = load_checked(&remote, env, region, account_id).await?;
         let backend = RemoteBackend {
             remote,
@@ -149,11 +152,13 @@ impl StateStore {
                 conflict: None,
             }),
         };
-        Ok(Self::remote(backend, state))
+        // Detached: nothing is ever written, so no recovery file either.
+        Ok(Self::remote(backend, state, Recovery::new(Path::new("."))))
     }
 
-    fn remote(backend: RemoteBackend, state: State) -> Self {
+    fn remote(backend: RemoteBackend, state: State, recovery: Recovery) -> Self {
         StateStore {
+            recovery,
             path: PathBuf::from(backend.remote.state_url()),
             inner: Mutex::new(Inner {
                 state,
@@ -164,8 +169,8 @@ impl StateStore {
         }
     }
 
-    /// Removes the remote lock (if it is still this run's). Local locks go when the
-    /// store is dropped, as before; calling this for them changes nothing.
+    /// Removes the remote lock (if it is still this run's). A local lock goes when the
+    /// store is dropped (or its process dies); calling this for it changes nothing.
     pub async fn release(&self) {
         if let Backend::S3(r) = &self.backend {
             r.release().await;
@@ -194,7 +199,7 @@ impl StateStore {
                 // An earlier write met a conflict: keep the recovery file current only.
                 return Err(StateError::RemoteConflict {
                     url,
-                    recovery: super::dump_recovery(&env, &bytes),
+                    recovery: self.recovery.dump(&env, &bytes),
                     holder: holder.clone(),
                 });
             }
@@ -214,13 +219,13 @@ impl StateStore {
                     written.conflict = Some(holder.clone());
                     Err(StateError::RemoteConflict {
                         url,
-                        recovery: super::dump_recovery(&env, &bytes),
+                        recovery: self.recovery.dump(&env, &bytes),
                         holder,
                     })
                 }
                 Err(e) => Err(StateError::RemoteWriteFailed {
                     url,
-                    recovery: super::dump_recovery(&env, &bytes),
+                    recovery: self.recovery.dump(&env, &bytes),
                     reason: e.to_string(),
                 }),
             }
@@ -380,14 +385,16 @@ impl Drop for RemoteBackend {
     }
 }
 
-/// Removes a remote lock left behind, only when `id` matches the lock's own id.
+/// Removes a remote lock left behind, only when `id` matches the lock's own id; the
+/// bucket must be owned by `owner`.
 pub async fn force_unlock_remote(
     sdk: &aws_config::SdkConfig,
     url: &S3Url,
+    owner: &str,
     env: &str,
     id: &str,
 ) -> Result<LockInfo, StateError> {
-    let remote = Remote::connect(sdk, url, env).await?;
+    let remote = Remote::connect(sdk, url, env, owner).await?;
     let path = remote.lock_url();
     let Some((holder, etag)) = remote.read_lock().await? else {
         return Err(StateError::NoLock { path });

@@ -1,14 +1,32 @@
-//! The exclusive run lock: `state/<env>.json.lock`, created with `O_EXCL`.
+//! The exclusive run lock: an OS advisory lock (`flock(2)`, through `fs4`) on
+//! `state/<env>.json.lock`, held through an open file for the whole run.
 //!
-//! The file holds who took it (a lock id, pid, host, start time, command). A second run
-//! fails fast naming the holder; a lock whose pid is gone on this host is reported as
-//! stale with the exact `payctl force-unlock` command that clears it. The guard removes
-//! the file on drop, but only while it still carries its own id.
+//! - A run opens the file (created 0600 when missing, never truncated on open) and takes
+//!   an exclusive lock without waiting. Once it holds it, it writes who it is into the
+//!   file (a lock id, pid, host, start time, command; truncate, write, fsync). A second
+//!   run that cannot take the lock reads that JSON and fails at once naming the holder.
+//! - The OS releases the lock when the holder's file is closed: at the end of the run,
+//!   or when the process dies in any way (SIGKILL, a second Ctrl-C, a crash). A killed
+//!   run therefore never leaves a stale lock: the next run takes the file over (noting
+//!   the holder info the killed run left), and no run can release another run's lock.
+//! - The file is never removed, by the guard or by `force-unlock`; they only clear the
+//!   holder info (truncate the file) while they hold the lock. Removing it would race: a
+//!   run B that opened the file just before A unlinked it would then lock the unlinked
+//!   file while a run C creates and locks a new one at the same path, and both would go
+//!   on. (For the same reason, do not delete a lock file by hand.)
+//! - `flock` locks belong to the open file, not the process: a second open in the same
+//!   process is refused like one from another process (the tests rely on it). Files are
+//!   opened close-on-exec, so a child process never inherits the lock.
+//!
+//! The S3 lock ([`super::backend`]) keeps the same [`LockInfo`] and its own stale-lock
+//! handling: an object cannot be released by the OS.
 
-use super::StateError;
+use super::{StateError, rewrite_file};
+use fs4::{FileExt, TryLockError};
 use serde::{Deserialize, Serialize};
-use std::fs::OpenOptions;
-use std::io::Write;
+use std::fs::{File, OpenOptions};
+use std::io::{Read, Seek, SeekFrom};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -39,15 +57,18 @@ impl LockInfo {
         )
     }
 
-    /// True when the holder ran on this host and its process no longer exists.
+    /// True when the holder ran on this host and its process no longer exists (for the
+    /// S3 lock, which nothing releases when its holder dies).
     pub fn is_stale(&self) -> bool {
         self.host == this_host() && !pid_alive(self.pid)
     }
 }
 
+/// The held lock: the open, locked file. Dropping it clears the holder info and closes
+/// the file, which releases the lock.
 #[derive(Debug)]
 pub struct LockGuard {
-    path: PathBuf,
+    file: File,
     info: LockInfo,
 }
 
@@ -76,85 +97,153 @@ pub fn lock_path(state_path: &Path) -> PathBuf {
     PathBuf::from(p)
 }
 
-/// Takes the lock or explains who holds it.
-pub fn acquire(state_path: &Path, env: &str, command: &str) -> Result<LockGuard, StateError> {
-    let path = lock_path(state_path);
-    let info = LockInfo::new(command);
-    let body = serde_json::to_vec_pretty(&info).map_err(|e| StateError::io(&path, e.into()))?;
-    match OpenOptions::new().write(true).create_new(true).open(&path) {
-        Ok(mut f) => {
-            f.write_all(&body)
-                .and_then(|_| f.sync_all())
-                .map_err(|e| StateError::io(&path, e))?;
-            Ok(LockGuard { path, info })
+/// Opens the lock file for reading and writing (created 0600 when `create`), never
+/// through a symbolic link.
+fn open(path: &Path, create: bool) -> std::io::Result<File> {
+    OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(create)
+        .mode(0o600)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(path)
+}
+
+/// Takes the lock without waiting: `Ok(false)` when another open file holds it.
+fn try_lock(file: &File) -> std::io::Result<bool> {
+    // Called through the trait: std's own `File::try_lock` (Rust 1.89) would shadow it.
+    match FileExt::try_lock(file) {
+        Ok(()) => Ok(true),
+        Err(TryLockError::WouldBlock) => Ok(false),
+        Err(TryLockError::Error(e)) => Err(e),
+    }
+}
+
+fn contents(file: &mut File) -> std::io::Result<Vec<u8>> {
+    file.seek(SeekFrom::Start(0))?;
+    let mut bytes = Vec::new();
+    file.read_to_end(&mut bytes)?;
+    Ok(bytes)
+}
+
+/// The holder that a locked file names, for the messages.
+fn holder_of(file: &mut File) -> String {
+    match contents(file) {
+        Ok(bytes) if bytes.is_empty() => {
+            "a run that is just starting (its holder info is not written yet)".into()
         }
-        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Err(match read_lock(&path) {
-            Some(holder) if holder.is_stale() => StateError::StaleLock {
-                path: path.display().to_string(),
-                holder: holder.describe(),
-                unlock: format!("payctl force-unlock --env {env} {}", holder.id),
-            },
-            Some(holder) => StateError::Locked {
-                path: path.display().to_string(),
-                holder: holder.describe(),
-            },
-            None => StateError::Locked {
-                path: path.display().to_string(),
-                holder: "an unreadable lock file".into(),
-            },
-        }),
-        Err(e) => Err(StateError::io(&path, e)),
+        Ok(bytes) => match serde_json::from_slice::<LockInfo>(&bytes) {
+            Ok(holder) => holder.describe(),
+            Err(_) => "a run whose holder info cannot be read".into(),
+        },
+        Err(e) => format!("a run whose holder info cannot be read ({e})"),
     }
 }
 
-pub fn read_lock(path: &Path) -> Option<LockInfo> {
-    let bytes = std::fs::read(path).ok()?;
-    serde_json::from_slice(&bytes).ok()
-}
-
-/// Removes a lock left behind, but only when `id` matches the lock's own id.
-pub fn force_unlock(state_path: &Path, id: &str) -> Result<LockInfo, StateError> {
+/// Takes the lock or explains who holds it.
+pub fn acquire(state_path: &Path, command: &str) -> Result<LockGuard, StateError> {
     let path = lock_path(state_path);
-    let Some(holder) = read_lock(&path) else {
-        return Err(StateError::NoLock {
+    let io = |e| StateError::io(&path, e);
+    let mut file = open(&path, true).map_err(io)?;
+    if !try_lock(&file).map_err(io)? {
+        return Err(StateError::Locked {
             path: path.display().to_string(),
-        });
-    };
-    if holder.id != id {
-        return Err(StateError::LockIdMismatch {
-            path: path.display().to_string(),
-            given: id.to_string(),
-            actual: holder.id,
+            holder: holder_of(&mut file),
         });
     }
-    if !holder.is_stale() {
+    // Holder info still in the file: its run died (or exited at once) while holding it.
+    if let Some(previous) = contents(&mut file)
+        .ok()
+        .and_then(|b| serde_json::from_slice::<LockInfo>(&b).ok())
+    {
         tracing::warn!(
-            "removing a lock whose holder may still be running: {}",
-            holder.describe()
+            "taking over the lock {}: its last holder, {}, ended without clearing it (killed, or exited at once), and the OS released it",
+            path.display(),
+            previous.describe()
         );
     }
-    std::fs::remove_file(&path).map_err(|e| StateError::io(&path, e))?;
+    let info = LockInfo::new(command);
+    let body = serde_json::to_vec_pretty(&info).map_err(|e| io(e.into()))?;
+    rewrite_file(&mut file, &body).map_err(io)?;
+    Ok(LockGuard { file, info })
+}
+
+/// `payctl force-unlock` for a local state. A live run's lock is refused
+/// ([`StateError::LockHeld`]): its holder releases it, and the OS does when the holder
+/// dies. When nobody holds the lock there is nothing to unlock; the holder info a dead
+/// run left is cleared when `id` matches its lock id. Returns that holder.
+pub fn force_unlock(state_path: &Path, id: &str) -> Result<LockInfo, StateError> {
+    let path = lock_path(state_path);
+    let shown = path.display().to_string();
+    let io = |e| StateError::io(&path, e);
+    let mut file = match open(&path, false) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(StateError::NoLock { path: shown });
+        }
+        Err(e) => return Err(io(e)),
+    };
+    if !try_lock(&file).map_err(io)? {
+        return Err(StateError::LockHeld {
+            path: shown,
+            holder: holder_of(&mut file),
+        });
+    }
+    let bytes = contents(&mut file).map_err(io)?;
+    if bytes.is_empty() {
+        return Err(StateError::NoLock { path: shown });
+    }
+    let mismatch = |actual: String| StateError::LockIdMismatch {
+        path: shown.clone(),
+        given: id.to_string(),
+        actual,
+    };
+    let Ok(holder) = serde_json::from_slice::<LockInfo>(&bytes) else {
+        return Err(mismatch("none (the lock file is not payctl's JSON)".into()));
+    };
+    if holder.id != id {
+        return Err(mismatch(holder.id));
+    }
+    rewrite_file(&mut file, b"").map_err(io)?;
     Ok(holder)
 }
 
 impl Drop for LockGuard {
     fn drop(&mut self) {
-        if read_lock(&self.path).is_some_and(|h| h.id == self.info.id) {
-            let _ = std::fs::remove_file(&self.path);
-        }
+        // Still held: the file names nobody from here on. Closing it releases the lock.
+        let _ = rewrite_file(&mut self.file, b"");
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    fn dead_holder(id: &str) -> LockInfo {
+        LockInfo {
+            id: id.into(),
+            // A pid that cannot exist on Linux (above pid_max's hard limit).
+            pid: 4_194_305,
+            host: this_host(),
+            started_at: "2026-01-01T00:00:00Z".into(),
+            command: "up".into(),
+        }
+    }
+
+    fn holder_in(state: &Path) -> Option<LockInfo> {
+        serde_json::from_slice(&std::fs::read(lock_path(state)).unwrap()).ok()
+    }
 
     #[test]
     fn second_acquire_fails_naming_holder_and_release_frees_it() {
         let dir = tempfile::tempdir().unwrap();
         let state = dir.path().join("dev.json");
-        let guard = acquire(&state, "dev", "up").unwrap();
-        let err = acquire(&state, "dev", "up").unwrap_err();
+        let guard = acquire(&state, "up").unwrap();
+        let mode = std::fs::metadata(lock_path(&state)).unwrap().permissions();
+        assert_eq!(mode.mode() & 0o777, 0o600);
+        assert_eq!(holder_in(&state).as_ref(), Some(guard.info()));
+        let err = acquire(&state, "up").unwrap_err();
         let msg = err.to_string();
         assert!(matches!(err, StateError::Locked { .. }), "{msg}");
         assert!(
@@ -162,48 +251,94 @@ mod tests {
             "{msg}"
         );
         assert!(msg.contains(&this_host()), "{msg}");
+        assert!(msg.contains(&guard.info().id), "{msg}");
         drop(guard);
-        assert!(!lock_path(&state).exists());
-        acquire(&state, "dev", "up").unwrap();
+        // The file stays (it is never removed), naming nobody.
+        assert_eq!(std::fs::read(lock_path(&state)).unwrap(), b"");
+        let again = acquire(&state, "up").unwrap();
+        assert_eq!(holder_in(&state).as_ref(), Some(again.info()));
     }
 
     #[test]
-    fn stale_lock_is_reported_with_unlock_command_and_can_be_cleared() {
+    fn a_lock_left_by_a_dead_holder_is_taken_over() {
         let dir = tempfile::tempdir().unwrap();
         let state = dir.path().join("dev.json");
-        // A pid that cannot exist on Linux (above pid_max's hard limit).
-        let dead = LockInfo {
-            id: "abc-123".into(),
-            pid: 4_194_305,
-            host: this_host(),
-            started_at: "2026-01-01T00:00:00Z".into(),
-            command: "up".into(),
-        };
+        // What a killed run leaves: its holder info, and no OS lock (gone with it).
+        std::fs::write(
+            lock_path(&state),
+            serde_json::to_vec(&dead_holder("abc-123")).unwrap(),
+        )
+        .unwrap();
+        let guard = acquire(&state, "up").unwrap();
+        assert_eq!(holder_in(&state).as_ref(), Some(guard.info()));
+        // Unreadable leftovers do not stop a run either.
+        drop(guard);
+        std::fs::write(lock_path(&state), b"{not json").unwrap();
+        drop(acquire(&state, "up").unwrap());
+    }
+
+    #[test]
+    fn force_unlock_clears_only_a_dead_holders_info_with_its_id() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = dir.path().join("dev.json");
+        assert!(matches!(
+            force_unlock(&state, "abc-123"),
+            Err(StateError::NoLock { .. })
+        ));
+        let dead = dead_holder("abc-123");
         std::fs::write(lock_path(&state), serde_json::to_vec(&dead).unwrap()).unwrap();
-        let err = acquire(&state, "dev", "up").unwrap_err();
-        assert!(matches!(err, StateError::StaleLock { .. }));
-        assert!(
-            err.to_string()
-                .contains("payctl force-unlock --env dev abc-123")
-        );
         assert!(matches!(
             force_unlock(&state, "wrong"),
             Err(StateError::LockIdMismatch { .. })
         ));
-        assert!(lock_path(&state).exists());
-        force_unlock(&state, "abc-123").unwrap();
-        acquire(&state, "dev", "up").unwrap();
+        assert_eq!(holder_in(&state), Some(dead.clone()));
+        assert_eq!(force_unlock(&state, "abc-123").unwrap(), dead);
+        assert!(lock_path(&state).exists(), "the file is never removed");
+        assert_eq!(holder_in(&state), None);
+        assert!(matches!(
+            force_unlock(&state, "abc-123"),
+            Err(StateError::NoLock { .. })
+        ));
     }
 
     #[test]
-    fn guard_does_not_remove_someone_elses_lock() {
+    fn force_unlock_refuses_a_lock_that_a_run_holds() {
         let dir = tempfile::tempdir().unwrap();
         let state = dir.path().join("dev.json");
-        let guard = acquire(&state, "dev", "up").unwrap();
-        let mut other = guard.info().clone();
-        other.id = "other".into();
-        std::fs::write(lock_path(&state), serde_json::to_vec(&other).unwrap()).unwrap();
-        drop(guard);
-        assert!(lock_path(&state).exists());
+        let guard = acquire(&state, "up").unwrap();
+        let err = force_unlock(&state, &guard.info().id).unwrap_err();
+        let msg = err.to_string();
+        assert!(matches!(err, StateError::LockHeld { .. }), "{msg}");
+        assert!(msg.contains(&guard.info().id), "{msg}");
+        assert_eq!(holder_in(&state).as_ref(), Some(guard.info()));
+        assert!(matches!(
+            acquire(&state, "up"),
+            Err(StateError::Locked { .. })
+        ));
+    }
+
+    #[test]
+    fn the_guard_never_touches_another_runs_lock() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = dir.path().join("dev.json");
+        let first = acquire(&state, "up").unwrap();
+        // Someone deletes the lock file by hand while the first run holds it: a second
+        // run then makes and locks a new file (which is why payctl never deletes it).
+        std::fs::remove_file(lock_path(&state)).unwrap();
+        let second = acquire(&state, "up").unwrap();
+        drop(first);
+        assert_eq!(holder_in(&state).as_ref(), Some(second.info()));
+        let err = acquire(&state, "up").unwrap_err();
+        assert!(err.to_string().contains(&second.info().id), "{err}");
+    }
+
+    #[test]
+    fn a_symbolic_link_is_not_followed() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = dir.path().join("dev.json");
+        let target = dir.path().join("elsewhere");
+        std::os::unix::fs::symlink(&target, lock_path(&state)).unwrap();
+        assert!(matches!(acquire(&state, "up"), Err(StateError::Io { .. })));
+        assert!(!target.exists());
     }
 }

@@ -10,10 +10,13 @@
 //! - every change is written at once, atomically (temp file in the same directory,
 //!   fsync, rename, fsync of the directory), so a crash leaves the old or the new file;
 //!   before the first write of a run the previous file is copied to `<env>.json.backup`;
-//! - the file is only opened for writing under the exclusive [`lock`];
+//! - the file is only opened for writing under the exclusive [`lock`] (an OS lock);
 //! - a file that does not parse, or that a newer payctl wrote, is an error and is never
 //!   overwritten; so is a file that belongs to another env, region or account;
-//! - when a write fails, the state is dumped to a recovery file and the run stops;
+//! - when a write fails, the state is dumped to a recovery file and the run stops
+//!   ([`Recovery`]: in the state directory when it takes the file, else in a per-user
+//!   directory; made exclusively, under a name of its own);
+//! - the state file, its backup and recovery files are created with mode 0600;
 //! - no secrets: records hold ids, ARNs and plain attributes only.
 //!
 //! [`backend`] chooses where the state lives (the local directory, or S3 with a remote
@@ -22,14 +25,19 @@
 
 pub mod backend;
 pub mod lock;
+mod recovery;
 pub mod s3;
 pub mod transfer;
 
 pub use backend::Location;
+use recovery::Recovery;
+pub use recovery::user_state_dir;
 
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
-use std::io::Write;
+use std::fs::{File, OpenOptions};
+use std::io::{Seek, SeekFrom, Write};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
@@ -69,8 +77,12 @@ pub enum StateError {
         holder: String,
         unlock: String,
     },
-    #[error("no lock file at {path}")]
+    #[error("no lock at {path}; nothing was changed")]
     NoLock { path: String },
+    #[error(
+        "lock {path} is held by {holder}, a run that is still going; nothing was changed: that run releases it when it ends, and the OS does if it dies"
+    )]
+    LockHeld { path: String, holder: String },
     #[error("lock {path} has id {actual}, not {given}; nothing was removed")]
     LockIdMismatch {
         path: String,
@@ -99,6 +111,10 @@ pub enum StateError {
         "state bucket {bucket} does not exist (or these credentials cannot see it); create it with versioning and default encryption on; nothing was changed"
     )]
     BucketMissing { bucket: String },
+    #[error(
+        "state bucket {bucket} is owned by another account than {owner} (S3 answered 403 Access Denied to a request expecting that owner); if the state bucket lives in another account, name it with --state-bucket-owner or `state_bucket_owner` in payctl.toml; nothing was changed"
+    )]
+    ForeignBucket { bucket: String, owner: String },
     #[error(
         "state bucket {bucket} is not versioned; turn versioning on (`aws s3api put-bucket-versioning --bucket {bucket} --versioning-configuration Status=Enabled`) so every earlier state is kept; nothing was changed"
     )]
@@ -196,6 +212,11 @@ pub struct State {
     pub env: String,
     pub region: String,
     pub account_id: String,
+    /// A production environment (see [`crate::config::Settings::production`]): once an
+    /// `up` recorded it, every command treats the environment as production, with or
+    /// without the config file that said so.
+    #[serde(default)]
+    pub production: bool,
     #[serde(default)]
     pub resources: BTreeMap<String, Record>,
 }
@@ -209,6 +230,7 @@ impl State {
             env: env.to_string(),
             region: region.to_string(),
             account_id: account_id.to_string(),
+            production: false,
             resources: BTreeMap::new(),
         }
     }
@@ -313,7 +335,17 @@ pub fn state_path(dir: &Path, env: &str) -> PathBuf {
     dir.join(format!("{env}.json"))
 }
 
-/// Writes `bytes` to `path` atomically: temp file beside it, fsync, rename, fsync dir.
+/// Creates `path` for writing, mode 0600, failing when it exists.
+pub(crate) fn create_private(path: &Path) -> std::io::Result<File> {
+    OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+}
+
+/// Writes `bytes` to `path` atomically: temp file beside it (mode 0600), fsync, rename,
+/// fsync dir. The file therefore has mode 0600 afterwards, whatever it had before.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     let dir = path.parent().unwrap_or(Path::new("."));
     let file_name = path
@@ -322,11 +354,18 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
         .unwrap_or_default();
     let tmp = dir.join(format!(".{file_name}.tmp.{}", std::process::id()));
     let result = (|| {
-        let mut f = std::fs::File::create(&tmp)?;
+        let mut f = match create_private(&tmp) {
+            // Left by a killed run with the same pid: ours to replace.
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                std::fs::remove_file(&tmp)?;
+                create_private(&tmp)?
+            }
+            made => made?,
+        };
         f.write_all(bytes)?;
         f.sync_all()?;
         std::fs::rename(&tmp, path)?;
-        std::fs::File::open(dir)?.sync_all()
+        File::open(dir)?.sync_all()
     })();
     if result.is_err() {
         let _ = std::fs::remove_file(&tmp);
@@ -334,14 +373,22 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     result
 }
 
-/// Writes the state to a recovery file in the temp directory; its path, for the error.
-pub(crate) fn dump_recovery(env: &str, bytes: &[u8]) -> String {
-    let recovery =
-        std::env::temp_dir().join(format!("payctl-{env}-recovery-{}.json", std::process::id()));
-    match std::fs::write(&recovery, bytes) {
-        Ok(()) => recovery.display().to_string(),
-        Err(e) => format!("nowhere ({e})"),
+/// Copies the state file at `path` to `<env>.json.backup` (atomically, mode 0600: not
+/// `fs::copy`, which would copy the source's permissions); nothing when there is none.
+pub(crate) fn backup(path: &Path) -> std::io::Result<()> {
+    match std::fs::read(path) {
+        Ok(bytes) => write_atomic(&path.with_extension("json.backup"), &bytes),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(e),
     }
+}
+
+/// Replaces the whole contents of an open file and syncs it.
+pub(crate) fn rewrite_file(file: &mut File, bytes: &[u8]) -> std::io::Result<()> {
+    file.set_len(0)?;
+    file.seek(SeekFrom::Start(0))?;
+    file.write_all(bytes)?;
+    file.sync_all()
 }
 
 /// The state of one run: loaded under the lock, written after every change.
@@ -353,6 +400,8 @@ pub struct StateStore {
     /// The lock and where writes go; a detached store ([`StateStore::open_detached`])
     /// has no lock and never writes.
     backend: backend::Backend,
+    /// Where the state goes when it cannot be written.
+    recovery: Recovery,
 }
 
 #[derive(Debug)]
@@ -372,13 +421,14 @@ impl StateStore {
     ) -> Result<Self, StateError> {
         std::fs::create_dir_all(dir).map_err(|e| StateError::io(dir, e))?;
         let path = state_path(dir, env);
-        let guard = lock::acquire(&path, env, command)?;
+        let guard = lock::acquire(&path, command)?;
         let state = State::load_for(&path, env, region, account_id)?;
         Ok(Self::local(path, state, Some(guard)))
     }
 
     fn local(path: PathBuf, state: State, guard: Option<lock::LockGuard>) -> Self {
         StateStore {
+            recovery: Recovery::new(path.parent().unwrap_or(Path::new("."))),
             path,
             inner: Mutex::new(Inner {
                 state,
@@ -440,6 +490,21 @@ impl StateStore {
             .collect()
     }
 
+    /// Whether the state says this is a production environment.
+    pub fn production(&self) -> bool {
+        self.inner().state.production
+    }
+
+    /// Records that this is a production environment (written at once; never undone).
+    pub fn mark_production(&self) -> Result<(), StateError> {
+        let mut inner = self.inner();
+        if inner.state.production {
+            return Ok(());
+        }
+        inner.state.production = true;
+        self.commit(inner)
+    }
+
     /// Records (or replaces) a resource and writes the file when anything changed.
     pub fn put(&self, addr: &str, record: Record) -> Result<(), StateError> {
         let mut inner = self.inner();
@@ -447,11 +512,7 @@ impl StateStore {
             return Ok(());
         }
         inner.state.resources.insert(addr.to_string(), record);
-        if let backend::Backend::S3(remote) = &self.backend {
-            drop(inner);
-            return self.write_remote(remote);
-        }
-        self.persist(&mut inner)
+        self.commit(inner)
     }
 
     /// Forgets a resource (it is gone) and writes the file.
@@ -460,6 +521,11 @@ impl StateStore {
         if inner.state.resources.remove(addr).is_none() {
             return Ok(());
         }
+        self.commit(inner)
+    }
+
+    /// Writes what `inner` holds where the state lives (S3 writes leave the mutex first).
+    fn commit(&self, mut inner: std::sync::MutexGuard<'_, Inner>) -> Result<(), StateError> {
         if let backend::Backend::S3(remote) = &self.backend {
             drop(inner);
             return self.write_remote(remote);
@@ -476,16 +542,14 @@ impl StateStore {
             .map_err(|e| StateError::io(&self.path, e.into()))?;
         let written = (|| {
             if !inner.backed_up {
-                if self.path.exists() {
-                    std::fs::copy(&self.path, self.path.with_extension("json.backup"))?;
-                }
+                backup(&self.path)?;
                 inner.backed_up = true;
             }
             write_atomic(&self.path, &bytes)
         })();
         written.map_err(|source| StateError::WriteFailed {
             path: self.path.display().to_string(),
-            recovery: dump_recovery(&inner.state.env, &bytes),
+            recovery: self.recovery.dump(&inner.state.env, &bytes),
             source,
         })
     }
@@ -604,10 +668,8 @@ mod tests {
             let err = StateStore::open(dir.path(), "dev", "us-east-1", "1", "up").unwrap_err();
             assert!(matches!(err, StateError::Corrupt { .. }), "{body}: {err}");
             assert_eq!(std::fs::read_to_string(&path).unwrap(), body);
-            assert!(
-                !lock::lock_path(&path).exists(),
-                "lock released after the error"
-            );
+            let again = lock::acquire(&path, "up");
+            assert!(again.is_ok(), "lock released after the error: {again:?}");
         }
     }
 
@@ -674,6 +736,11 @@ mod tests {
         open(dir.path());
     }
 
+    fn mode(path: &Path) -> u32 {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::metadata(path).unwrap().permissions().mode() & 0o777
+    }
+
     #[test]
     fn unwritable_directory_dumps_a_recovery_file() {
         use std::os::unix::fs::PermissionsExt;
@@ -695,10 +762,86 @@ mod tests {
         let StateError::WriteFailed { recovery, .. } = &err else {
             panic!("expected WriteFailed, got {err}");
         };
-        let saved = State::load(Path::new(recovery)).unwrap().unwrap();
+        // The directory itself still takes new files: the recovery file goes there.
+        let recovery = Path::new(recovery);
+        assert_eq!(recovery.parent(), Some(dir.path()), "{err}");
+        assert_eq!(mode(recovery), 0o600);
+        let saved = State::load(recovery).unwrap().unwrap();
         assert_eq!(saved.resources["ec2_subnet.a"].id, "subnet-1");
+        // A later failure of the same run rewrites the same file.
+        let err = store
+            .put("ec2_subnet.b", Record::new("ec2_subnet", "subnet-2"))
+            .unwrap_err();
+        assert!(err.to_string().contains(&recovery.display().to_string()));
+        let saved = State::load(recovery).unwrap().unwrap();
+        assert_eq!(saved.resources["ec2_subnet.b"].id, "subnet-2");
         std::fs::remove_file(recovery).unwrap();
         let on_disk = State::load(store.path()).unwrap().unwrap();
         assert!(!on_disk.resources.contains_key("ec2_subnet.a"));
+    }
+
+    #[test]
+    fn without_a_state_directory_the_recovery_file_goes_to_the_per_user_one() {
+        let root = tempfile::tempdir().unwrap();
+        let dir = root.path().join("state");
+        let mut store = open(&dir);
+        let user = root.path().join("xdg-state/payctl");
+        store.recovery.fallback = Some(user.clone());
+        store
+            .put("ec2_vpc.main", Record::new("ec2_vpc", "vpc-1"))
+            .unwrap();
+        // The state directory goes away and a plain file takes its place: neither the
+        // state file nor a recovery file can be made there (root or not).
+        std::fs::rename(&dir, root.path().join("moved")).unwrap();
+        std::fs::write(&dir, b"").unwrap();
+        let err = store
+            .put("ec2_subnet.a", Record::new("ec2_subnet", "subnet-1"))
+            .unwrap_err();
+        let StateError::WriteFailed { recovery, .. } = &err else {
+            panic!("expected WriteFailed, got {err}");
+        };
+        let recovery = Path::new(recovery);
+        assert_eq!(recovery.parent(), Some(user.as_path()), "{err}");
+        assert_eq!(mode(&user), 0o700, "the per-user directory is private");
+        assert_eq!(mode(recovery), 0o600);
+        let saved = State::load(recovery).unwrap().unwrap();
+        assert_eq!(saved.resources["ec2_subnet.a"].id, "subnet-1");
+
+        // With no per-user directory either, the error says so.
+        store.recovery = Recovery::new(&dir);
+        store.recovery.fallback = None;
+        let err = store.remove("ec2_vpc.main").unwrap_err();
+        assert!(err.to_string().contains("saved to nowhere ("), "{err}");
+    }
+
+    #[test]
+    fn state_and_backup_files_are_private() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        // A state file an older payctl left world-readable.
+        let path = state_path(dir.path(), "dev");
+        let old = State::new("dev", "us-east-1", "123456789012");
+        std::fs::write(&path, serde_json::to_vec(&old).unwrap()).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let store = open(dir.path());
+        store
+            .put("ec2_vpc.main", Record::new("ec2_vpc", "vpc-1"))
+            .unwrap();
+        assert_eq!(mode(&path), 0o600);
+        let backup = dir.path().join("dev.json.backup");
+        assert_eq!(mode(&backup), 0o600);
+        assert_eq!(State::load(&backup).unwrap().unwrap(), old);
+        assert_eq!(mode(&lock::lock_path(&path)), 0o600);
+        // A new file is 0600 too, even over a temp file a killed run with this pid left.
+        let fresh = dir.path().join("new.json");
+        let left = dir
+            .path()
+            .join(format!(".new.json.tmp.{}", std::process::id()));
+        std::fs::write(&left, b"half").unwrap();
+        std::fs::set_permissions(&left, std::fs::Permissions::from_mode(0o644)).unwrap();
+        write_atomic(&fresh, b"{}").unwrap();
+        assert_eq!(mode(&fresh), 0o600);
+        assert_eq!(std::fs::read(&fresh).unwrap(), b"{}");
+        assert!(!left.exists());
     }
 }

@@ -30,6 +30,9 @@ pub struct S3Url {
     pub bucket: String,
     /// Without leading or trailing `/`; empty for the bucket's top level.
     pub prefix: String,
+    /// The account that must own the bucket (`--state-bucket-owner`,
+    /// `state_bucket_owner`); `None`: the caller's own account.
+    pub owner: Option<String>,
 }
 
 impl S3Url {
@@ -68,7 +71,20 @@ impl S3Url {
         Ok(S3Url {
             bucket: bucket.to_string(),
             prefix: prefix.to_string(),
+            owner: None,
         })
+    }
+
+    /// The same location, expecting `owner` (if any) to own the bucket.
+    pub fn owned_by(mut self, owner: Option<String>) -> Self {
+        self.owner = owner;
+        self
+    }
+
+    /// The account every request to the bucket expects to own it: the configured one,
+    /// else `caller` (the account of the credentials).
+    pub fn owner_or<'a>(&'a self, caller: &'a str) -> &'a str {
+        self.owner.as_deref().unwrap_or(caller)
     }
 
     /// The state object's key for `env`.
@@ -166,13 +182,17 @@ pub struct Remote {
 }
 
 impl Remote {
-    /// Finds the bucket (and its region, which may differ from the run's).
+    /// Finds the bucket (and its region, which may differ from the run's). Every request
+    /// but `CreateBucket` and `ListBuckets` (which payctl never sends here) expects
+    /// `owner` to own the bucket ([`crate::aws::s3_config`]): a bucket of another account
+    /// is refused before anything is read or written.
     pub async fn connect(
         sdk: &aws_config::SdkConfig,
         url: &S3Url,
         env: &str,
+        owner: &str,
     ) -> Result<Remote, StateError> {
-        let mut client = Client::new(sdk);
+        let mut client = Client::from_conf(crate::aws::s3_config(sdk, owner).build());
         let answer = client.head_bucket().bucket(&url.bucket).send().await;
         let region = match &answer {
             Ok(out) => out.bucket_region().map(str::to_string),
@@ -190,6 +210,13 @@ impl Remote {
                     bucket: url.bucket.clone(),
                 });
             }
+            // Before the region check: S3's 403 also names the bucket's region.
+            Err(e) if crate::aws::s3_forbidden(&e) => {
+                return Err(StateError::ForeignBucket {
+                    bucket: url.bucket.clone(),
+                    owner: owner.to_string(),
+                });
+            }
             // 301: the bucket is in another region; its region header says which.
             Err(_) if region.is_some() => {}
             Err(e) => return Err(remote_error("HeadBucket", &url.to_string(), e)),
@@ -197,7 +224,7 @@ impl Remote {
         if let Some(region) =
             region.filter(|r| sdk.region().is_none_or(|own| own.as_ref() != r.as_str()))
         {
-            let conf = aws_sdk_s3::config::Builder::from(sdk)
+            let conf = crate::aws::s3_config(sdk, owner)
                 .region(aws_sdk_s3::config::Region::new(region))
                 .build();
             client = Client::from_conf(conf);

@@ -10,7 +10,7 @@
 //! to the local file, so both sides are identical afterwards.
 
 use super::s3::{Remote, S3Url};
-use super::{Location, State, StateError, StateStore, lock, state_path, write_atomic};
+use super::{Location, State, StateError, StateStore, backup, lock, state_path, write_atomic};
 use std::path::Path;
 
 /// Why copying `source` over `dest` would lose something, if it would.
@@ -49,15 +49,17 @@ fn check_env(state: &State, origin: &str, env: &str) -> Result<(), StateError> {
     Ok(())
 }
 
-/// Copies the remote state to `<dir>/<env>.json`. Returns what was written.
+/// Copies the remote state to `<dir>/<env>.json` from a bucket owned by `owner`.
+/// Returns what was written.
 pub async fn pull(
     sdk: &aws_config::SdkConfig,
     url: &S3Url,
+    owner: &str,
     dir: &Path,
     env: &str,
     force: bool,
 ) -> Result<State, StateError> {
-    let remote = Remote::connect(sdk, url, env).await?;
+    let remote = Remote::connect(sdk, url, env, owner).await?;
     let Some(object) = remote.get(&remote.key).await? else {
         return Err(StateError::NoRemote {
             url: remote.state_url(),
@@ -68,7 +70,7 @@ pub async fn pull(
     std::fs::create_dir_all(dir).map_err(|e| StateError::io(dir, e))?;
     let path = state_path(dir, env);
     // No local run may be writing the file meanwhile.
-    let _guard = lock::acquire(&path, env, "state pull")?;
+    let _guard = lock::acquire(&path, "state pull")?;
     match State::load(&path) {
         Ok(Some(ours)) if !force => {
             if let Some(reason) = refusal(&ours, "local state", &theirs, "remote state") {
@@ -82,9 +84,7 @@ pub async fn pull(
         _ => {}
     }
     let write = || {
-        if path.exists() {
-            std::fs::copy(&path, path.with_extension("json.backup"))?;
-        }
+        backup(&path)?;
         write_atomic(&path, &object.bytes)
     };
     write().map_err(|e| StateError::io(&path, e))?;
@@ -108,9 +108,10 @@ pub async fn push(
     };
     let region = ours.region.clone();
     ours.check_belongs(&path, env, &region, account_id)?;
-    let _guard = lock::acquire(&path, env, "state push")?;
+    let _guard = lock::acquire(&path, "state push")?;
     let location = Location::S3(url.clone());
-    let store = StateStore::open_at(&location, sdk, env, &region, account_id, "state push").await?;
+    let store =
+        StateStore::open_at(&location, dir, sdk, env, &region, account_id, "state push").await?;
     let result = push_into(&store, ours, &path, force);
     store.release().await;
     result

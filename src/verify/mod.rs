@@ -18,6 +18,7 @@
 //! order, so the report reads the same on every run.
 
 pub mod api;
+pub mod deputy;
 pub mod dynamodb;
 pub mod kms;
 pub mod lambda;
@@ -171,7 +172,7 @@ impl Target {
 
 /// Every check of the environment, area by area (the areas run concurrently).
 pub async fn run(t: &Target) -> Vec<Check> {
-    let (s3, rds, dynamodb, kms, messaging, network, lambda, api, monitoring) = tokio::join!(
+    let (s3, rds, dynamodb, kms, messaging, network, lambda, api, monitoring, deputy) = tokio::join!(
         s3::checks(t),
         rds::checks(t),
         dynamodb::checks(t),
@@ -181,9 +182,10 @@ pub async fn run(t: &Target) -> Vec<Check> {
         lambda::checks(t),
         api::checks(t),
         monitoring::checks(t),
+        deputy::checks(t),
     );
     [
-        s3, rds, dynamodb, kms, messaging, network, lambda, api, monitoring,
+        s3, rds, dynamodb, kms, messaging, network, lambda, api, monitoring, deputy,
     ]
     .into_iter()
     .flatten()

@@ -138,6 +138,22 @@ pub fn payctl_command(home: &std::path::Path) -> Command {
     cmd
 }
 
+/// Takes the OS lock on `path` (`flock`, as payctl's run lock) without waiting: the open
+/// file, which holds the lock until it is dropped, or `None` when a run holds it.
+pub fn try_flock(path: &std::path::Path) -> Option<std::fs::File> {
+    use std::os::fd::AsRawFd;
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(path)
+        .expect("open the lock file");
+    // SAFETY: flock on the descriptor of a file this function owns.
+    let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+    (rc == 0).then_some(file)
+}
+
 impl Stack {
     pub fn new(env: &str) -> Stack {
         Stack {
@@ -215,6 +231,25 @@ impl Stack {
 
     pub fn state_file(&self) -> PathBuf {
         self.state_dir.path().join(format!("{}.json", self.env))
+    }
+
+    /// The run lock, `<env>.json.lock` beside the state file.
+    pub fn lock_file(&self) -> PathBuf {
+        self.state_dir
+            .path()
+            .join(format!("{}.json.lock", self.env))
+    }
+
+    /// Asserts that no run holds the lock (the OS released it), whatever holder info the
+    /// file still carries; returns that info.
+    pub fn assert_lock_free(&self) -> String {
+        let lock = self.lock_file();
+        assert!(
+            try_flock(&lock).is_some(),
+            "the lock {} is still held",
+            lock.display()
+        );
+        std::fs::read_to_string(&lock).unwrap_or_default()
     }
 
     pub async fn sdk(&self) -> aws_config::SdkConfig {

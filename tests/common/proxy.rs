@@ -88,6 +88,7 @@ struct Shared {
     answered: BTreeMap<String, usize>,
     triggers: Vec<Trigger>,
     fired: Vec<String>,
+    s3_owners: S3Owners,
 }
 
 /// Whether a request changes something: anything but a read. Reads are the `Describe*`,
@@ -325,6 +326,10 @@ async fn serve(mut conn: TcpStream, upstream: &str, shared: &Mutex<Shared>) -> s
         conn.write_all(resp.as_bytes()).await?;
         return conn.shutdown().await;
     }
+    if let Some(denied) = s3_owner_check(&head, shared) {
+        conn.write_all(denied.as_bytes()).await?;
+        return conn.shutdown().await;
+    }
     let mut head_out = String::new();
     for line in head.trim_end().lines() {
         if !line.to_ascii_lowercase().starts_with("connection:") {
@@ -498,4 +503,139 @@ fn transient_error(head: &str, random: u64) -> Fault {
         headers,
         body,
     }
+}
+
+// ---- S3 bucket owners: S3's `ExpectedBucketOwner` check, which moto ignores ----------
+//
+// A test says "bucket X is owned by account N" ([`Proxy::set_bucket_owner`]); the proxy
+// then answers an S3 request to X whose `x-amz-expected-bucket-owner` header names
+// another account with S3's 403 Access Denied, as S3 does: "If the bucket owner doesn't
+// match the account ID that you specified, then the request fails with an HTTP 403
+// (Access Denied) error." A request without the header is not checked (S3 checks only
+// the owner a request names).
+// https://docs.aws.amazon.com/AmazonS3/latest/userguide/bucket-owner-condition.html
+//
+// It also records every S3 request (path-style on 127.0.0.1: `/<bucket>[/<key>]`): its
+// operation and the owner it expected, if any ([`Proxy::s3_requests`]).
+
+/// One S3 request as the proxy saw it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct S3Request {
+    /// `CreateBucket`, `PutObject`, ... (see [`s3_operation`]).
+    pub operation: String,
+    /// The bucket the path names; empty for `ListBuckets`.
+    pub bucket: String,
+    /// The `x-amz-expected-bucket-owner` header's value, if it was sent.
+    pub expected_owner: Option<String>,
+}
+
+#[derive(Default)]
+struct S3Owners {
+    owners: BTreeMap<String, String>,
+    seen: Vec<S3Request>,
+    denied: usize,
+}
+
+impl Proxy {
+    /// Plays S3's bucket owner condition: `bucket` belongs to `account`.
+    pub fn set_bucket_owner(&self, bucket: &str, account: &str) {
+        self.shared
+            .lock()
+            .unwrap()
+            .s3_owners
+            .owners
+            .insert(bucket.to_string(), account.to_string());
+    }
+
+    /// Every S3 request so far, in order.
+    pub fn s3_requests(&self) -> Vec<S3Request> {
+        self.shared.lock().unwrap().s3_owners.seen.clone()
+    }
+
+    /// How many S3 requests were refused for naming another owner.
+    pub fn owner_denied(&self) -> usize {
+        self.shared.lock().unwrap().s3_owners.denied
+    }
+}
+
+/// An S3 REST request's operation from its method, path-style path and query: the
+/// SDK's `x-id=` when it sends one, else the bucket- or object-level operation the
+/// method and sub-resource name (`PUT /b` is `CreateBucket`, `GET /` `ListBuckets`;
+/// the others as `PUT ?tagging`).
+pub fn s3_operation(method: &str, target: &str) -> (String, String) {
+    let (path, query) = target.split_once('?').unwrap_or((target, ""));
+    let path = path.trim_start_matches('/');
+    let (bucket, key) = path.split_once('/').unwrap_or((path, ""));
+    if let Some(id) = query.split('&').find_map(|p| p.strip_prefix("x-id=")) {
+        return (id.to_string(), bucket.to_string());
+    }
+    let sub = query
+        .split('&')
+        .map(|p| p.split('=').next().unwrap_or_default())
+        .find(|p| !p.is_empty());
+    let op = match (method, bucket.is_empty(), key.is_empty(), sub) {
+        ("GET", true, _, _) => "ListBuckets".to_string(),
+        ("PUT", false, true, None) => "CreateBucket".to_string(),
+        ("DELETE", false, true, None) => "DeleteBucket".to_string(),
+        ("HEAD", false, true, None) => "HeadBucket".to_string(),
+        ("GET", false, true, None) => "ListObjects".to_string(),
+        ("HEAD", false, false, _) => "HeadObject".to_string(),
+        ("GET", false, false, _) => "GetObject".to_string(),
+        ("PUT", false, false, _) => "PutObject".to_string(),
+        ("DELETE", false, false, _) => "DeleteObject".to_string(),
+        (m, _, _, Some(sub)) => format!("{m} ?{sub}"),
+        (m, _, _, None) => format!("{m} /{path}"),
+    };
+    (op, bucket.to_string())
+}
+
+/// Records an S3 request; S3's 403 answer when it expects another owner than the
+/// bucket's.
+fn s3_owner_check(head: &str, shared: &Mutex<Shared>) -> Option<String> {
+    if service(head) != "s3" {
+        return None;
+    }
+    let mut first = head.lines().next().unwrap_or_default().split(' ');
+    let (method, target) = (
+        first.next().unwrap_or_default(),
+        first.next().unwrap_or("/"),
+    );
+    let (operation, bucket) = s3_operation(method, target);
+    let expected_owner = head.lines().find_map(|l| {
+        l.split_once(':')
+            .filter(|(k, _)| k.trim().eq_ignore_ascii_case("x-amz-expected-bucket-owner"))
+            .map(|(_, v)| v.trim().to_string())
+    });
+    let mut s = shared.lock().unwrap();
+    let owner = s.s3_owners.owners.get(&bucket).cloned();
+    s.s3_owners.seen.push(S3Request {
+        operation,
+        bucket,
+        expected_owner: expected_owner.clone(),
+    });
+    let (Some(owner), Some(expected)) = (owner, expected_owner) else {
+        return None;
+    };
+    if owner == expected {
+        return None;
+    }
+    s.s3_owners.denied += 1;
+    // The region from the SigV4 scope: S3's 403 to HeadBucket names the bucket's region.
+    let region = head
+        .lines()
+        .find(|l| l.to_ascii_lowercase().starts_with("authorization:"))
+        .and_then(|l| l.split("Credential=").nth(1))
+        .and_then(|c| c.split('/').nth(2))
+        .unwrap_or("us-east-1")
+        .to_string();
+    // A HEAD answer has no body; the others carry S3's XML error.
+    let body = if method == "HEAD" {
+        String::new()
+    } else {
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>AccessDenied</Code><Message>Access Denied</Message><RequestId>proxy</RequestId><HostId>proxy</HostId></Error>".to_string()
+    };
+    Some(format!(
+        "HTTP/1.1 403 Forbidden\r\nContent-Type: application/xml\r\nx-amz-bucket-region: {region}\r\nx-amz-request-id: proxy\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    ))
 }

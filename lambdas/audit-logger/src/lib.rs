@@ -17,6 +17,21 @@ use serde::Deserialize;
 pub struct AuditLogger {
     pub s3: aws_sdk_s3::Client,
     pub bucket: String,
+    /// The account that must own the bucket (`AUDIT_BUCKET_OWNER`, the stack's): every
+    /// write carries it as `ExpectedBucketOwner`, so a bucket of that name in another
+    /// account is never written to (S3 answers 403).
+    pub owner: String,
+}
+
+/// The bucket owner from `AUDIT_BUCKET_OWNER`: an AWS account id (12 digits).
+pub fn bucket_owner(value: Option<&str>) -> Result<String, String> {
+    match value {
+        Some(v) if v.len() == 12 && v.chars().all(|c| c.is_ascii_digit()) => Ok(v.to_string()),
+        Some(v) => Err(format!(
+            "AUDIT_BUCKET_OWNER {v:?} is not an AWS account id (12 digits)"
+        )),
+        None => Err("AUDIT_BUCKET_OWNER is not set".to_string()),
+    }
 }
 
 /// The item attributes an audit record needs (the rest of the image is ignored).
@@ -102,6 +117,7 @@ impl AuditLogger {
             .s3
             .put_object()
             .bucket(&self.bucket)
+            .expected_bucket_owner(&self.owner)
             .key(&key)
             .content_type("application/json")
             .if_none_match("*")

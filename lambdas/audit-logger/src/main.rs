@@ -12,10 +12,12 @@ async fn main() -> Result<(), Error> {
         .without_time()
         .init();
     let bucket = std::env::var("AUDIT_BUCKET").map_err(|_| "AUDIT_BUCKET is not set")?;
+    let owner = audit_logger::bucket_owner(std::env::var("AUDIT_BUCKET_OWNER").ok().as_deref())?;
     let config = aws_config::load_from_env().await;
     let logger = AuditLogger {
         s3: aws_sdk_s3::Client::new(&config),
         bucket,
+        owner,
     };
     let logger = &logger;
     run(service_fn(move |event: LambdaEvent<Event>| async move {
