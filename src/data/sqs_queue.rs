@@ -1,6 +1,11 @@
 //! The retry queue `payment-retry-<env>` and its dead-letter queue
 //! `payment-retry-dlq-<env>`: 14-day retention, SQS-managed encryption, a redrive to the
-//! DLQ after 5 receives, and a visibility timeout of six times the processor's timeout.
+//! DLQ after 15 receives, and a visibility timeout of six times the processor's timeout.
+//!
+//! 15 receives: the processor backs a failed retry off (30 s doubling to 15 minutes per
+//! receive, `lambdas/processor/src/backoff.rs`), so the 13th receive comes about 2 hours
+//! after the first; 15 outlasts a 2-hour database outage with about 30 minutes to spare,
+//! and what still fails reaches the DLQ, whose alarm says so.
 //!
 //! SQS refuses a queue name for 60 s after it was deleted (`QueueDeletedRecently`), so an
 //! `up` right after `down` waits and retries (for up to 75 s, scaled by
@@ -19,7 +24,7 @@ use std::time::Duration;
 
 pub const KIND: &str = "sqs_queue";
 pub const RETENTION_SECS: i32 = 14 * 24 * 3600;
-pub const MAX_RECEIVES: i32 = 5;
+pub const MAX_RECEIVES: i32 = 15;
 const NAME_COOLDOWN: Wait = Wait {
     timeout: Duration::from_secs(75),
     first: Duration::from_secs(5),
@@ -289,17 +294,17 @@ mod tests {
         let w = &want[&Attr::RedrivePolicy];
         assert!(same(
             &Attr::RedrivePolicy,
-            Some(&r#"{"maxReceiveCount":"5","deadLetterTargetArn":"arn:dlq"}"#.to_string()),
+            Some(&r#"{"maxReceiveCount":"15","deadLetterTargetArn":"arn:dlq"}"#.to_string()),
             w
         ));
         assert!(same(
             &Attr::RedrivePolicy,
-            Some(&r#"{"deadLetterTargetArn":"arn:dlq","maxReceiveCount":5}"#.to_string()),
+            Some(&r#"{"deadLetterTargetArn":"arn:dlq","maxReceiveCount":15}"#.to_string()),
             w
         ));
         assert!(!same(
             &Attr::RedrivePolicy,
-            Some(&r#"{"deadLetterTargetArn":"arn:dlq","maxReceiveCount":3}"#.to_string()),
+            Some(&r#"{"deadLetterTargetArn":"arn:dlq","maxReceiveCount":5}"#.to_string()),
             w
         ));
         assert!(!same(&Attr::RedrivePolicy, None, w));
