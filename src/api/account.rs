@@ -231,7 +231,7 @@ impl Resource for AccountLogging {
             let ours = ctx.state.get(ADDR).and_then(|r| r.arn) == Some(arn.clone());
             if !ours {
                 // Someone pointed the setting elsewhere since: payctl's record is stale.
-                ctx.state.remove(ADDR)?;
+                ctx.forget(ADDR).await?;
             }
             let put_back = ours && converge_trust(ctx).await?;
             ctx.report.note(
@@ -269,12 +269,13 @@ impl Resource for AccountLogging {
             },
         )
         .await?;
-        ctx.state.put(
+        ctx.record(
             ADDR,
             Record::new(KIND, ROLE_NAME)
                 .arn(&arn)
                 .attr("region", &ctx.region),
-        )?;
+        )
+        .await?;
         tracing::info!(
             "API Gateway in {} had no CloudWatch role: set it to {arn} (account-wide; `down` keeps it)",
             ctx.region
@@ -291,7 +292,7 @@ impl Resource for AccountLogging {
                 rec.arn.as_deref().unwrap_or(ROLE_NAME),
                 ctx.region
             );
-            ctx.state.remove(ADDR)?;
+            ctx.forget(ADDR).await?;
             ctx.report
                 .note(Change::Unchanged, format!("{ADDR} kept (account-wide)"));
         }

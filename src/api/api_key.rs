@@ -137,8 +137,8 @@ impl Resource for ApiKey {
                 )
             }
         };
-        ctx.state
-            .put(ADDR, Record::new(KIND, &key.id).attr("name", &name))?;
+        ctx.record(ADDR, Record::new(KIND, &key.id).attr("name", &name))
+            .await?;
         if !key.enabled && ctx.apply(ADDR, "enabled", false, true) {
             apigw
                 .update_api_key()
@@ -160,7 +160,7 @@ impl Resource for ApiKey {
     async fn delete(&self, ctx: &Ctx) -> Result<()> {
         let name = key_name(ctx);
         let Some(key) = find(ctx).await? else {
-            ctx.state.remove(ADDR)?;
+            ctx.forget(ADDR).await?;
             ctx.report.note(Change::Absent, ADDR);
             return Ok(());
         };
@@ -178,7 +178,7 @@ impl Resource for ApiKey {
                     .is_some_and(|s| s.is_not_found_exception()) => {}
             Err(e) => return Err(aws("DeleteApiKey", &name)(e)),
         }
-        ctx.state.remove(ADDR)?;
+        ctx.forget(ADDR).await?;
         ctx.report
             .note(Change::Deleted, format!("{ADDR} {} ({name})", key.id));
         Ok(())

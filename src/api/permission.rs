@@ -208,12 +208,13 @@ async fn ensure_function(ctx: &Ctx, key: &str, api: &str) -> Result<()> {
                 }
             }
         };
-        ctx.state.put(
+        ctx.record(
             &addr,
             Record::new(KIND, &sid)
                 .attr("function", &function)
                 .attr("source_arn", &source),
-        )?;
+        )
+        .await?;
         ctx.report
             .note(change, format!("{addr} {function} {source}"));
     }
@@ -253,7 +254,7 @@ async fn delete_function(ctx: &Ctx, key: &str) -> Result<()> {
         if !was_there {
             ctx.report.note(Change::Absent, &addr);
         }
-        ctx.state.remove(&addr)?;
+        ctx.forget(&addr).await?;
     }
     Ok(())
 }

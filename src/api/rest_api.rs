@@ -590,7 +590,7 @@ pub fn clear_redeploy(ctx: &Ctx) -> Result<()> {
     if let Some(mut rec) = ctx.state.get(ADDR)
         && rec.attrs.remove(REDEPLOY).is_some()
     {
-        ctx.state.put(ADDR, rec)?;
+        ctx.record(ADDR, rec).await?;
     }
     Ok(())
 }
@@ -625,14 +625,15 @@ impl Resource for RestApi {
         // Recorded at once, so a crash below leaves nothing payctl does not know about.
         let pending = redeploy_pending(ctx) && known.as_ref().is_some_and(|r| r.id == api.id);
         let base = Record::new(KIND, &api.id).attr("name", &name);
-        ctx.state.put(
+        ctx.record(
             ADDR,
             if pending {
                 base.clone().attr(REDEPLOY, "true")
             } else {
                 base.clone()
             },
-        )?;
+        )
+        .await?;
 
         let mut changed: Vec<String> = Vec::new();
         let ops = api_patches(&api);
@@ -685,7 +686,7 @@ impl Resource for RestApi {
         if pending || repaired {
             rec = rec.attr(REDEPLOY, "true");
         }
-        ctx.state.put(ADDR, rec)?;
+        ctx.record(ADDR, rec).await?;
         if repaired {
             tracing::info!("REST API {name}: put back {}", changed.join(", "));
             if change == Change::Unchanged {
@@ -700,7 +701,7 @@ impl Resource for RestApi {
     async fn delete(&self, ctx: &Ctx) -> Result<()> {
         let name = ctx.name("api");
         let Some(api) = find(ctx, &name).await? else {
-            ctx.state.remove(ADDR)?;
+            ctx.forget(ADDR).await?;
             ctx.report.note(Change::Absent, ADDR);
             return Ok(());
         };
@@ -718,7 +719,7 @@ impl Resource for RestApi {
                     .is_some_and(|s| s.is_not_found_exception()) => {}
             Err(e) => return Err(aws("DeleteRestApi", &name)(e)),
         }
-        ctx.state.remove(ADDR)?;
+        ctx.forget(ADDR).await?;
         ctx.report
             .note(Change::Deleted, format!("{ADDR} {} ({name})", api.id));
         Ok(())

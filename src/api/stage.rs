@@ -307,7 +307,7 @@ impl Resource for Stage {
                 .attr("endpoint", endpoint(&api, &ctx.region, &name))
         };
         let deployment = required(stage.deployment_id(), "stage deployment id")?;
-        ctx.state.put(ADDR, rec(&deployment))?;
+        ctx.record(ADDR, rec(&deployment)).await?;
         rest_api::clear_redeploy(ctx)?;
 
         let ops = settings_patches(&stage, &want);
@@ -340,13 +340,13 @@ impl Resource for Stage {
         let name = stage_name(ctx);
         // The API's id: from state, else the REST API found by name (it may be gone).
         let Some(api) = rest_api::find_id(ctx).await? else {
-            ctx.state.remove(ADDR)?;
+            ctx.forget(ADDR).await?;
             ctx.report.note(Change::Absent, ADDR);
             return Ok(());
         };
         // NotFound also when the API itself is gone.
         let Some(stage) = get_stage(ctx, &api, &name).await? else {
-            ctx.state.remove(ADDR)?;
+            ctx.forget(ADDR).await?;
             ctx.report.note(Change::Absent, ADDR);
             return Ok(());
         };
@@ -371,7 +371,7 @@ impl Resource for Stage {
                     .is_some_and(|s| s.is_not_found_exception()) => {}
             Err(e) => return Err(aws("DeleteStage", format!("{api}/{name}"))(e)),
         }
-        ctx.state.remove(ADDR)?;
+        ctx.forget(ADDR).await?;
         ctx.report
             .note(Change::Deleted, format!("{ADDR} {api}/{name}"));
         Ok(())

@@ -208,8 +208,8 @@ impl Resource for UsagePlan {
             Some(plan) => {
                 let id = required(plan.id(), "usage plan id")?;
                 let known = ctx.state.id(ADDR).as_deref() == Some(id.as_str());
-                ctx.state
-                    .put(ADDR, Record::new(KIND, &id).attr("name", &name))?;
+                ctx.record(ADDR, Record::new(KIND, &id).attr("name", &name))
+                    .await?;
                 let mut change = if known {
                     Change::Unchanged
                 } else {
@@ -268,8 +268,8 @@ impl Resource for UsagePlan {
                     .await
                     .map_err(aws("CreateUsagePlan", &name))?;
                 let id = required(out.id(), "usage plan id")?;
-                ctx.state
-                    .put(ADDR, Record::new(KIND, &id).attr("name", &name))?;
+                ctx.record(ADDR, Record::new(KIND, &id).attr("name", &name))
+                    .await?;
                 (id, Change::Created)
             }
         };
@@ -288,12 +288,13 @@ impl Resource for UsagePlan {
                 change = Change::Updated;
             }
         }
-        ctx.state.put(
+        ctx.record(
             ADDR,
             Record::new(KIND, &plan_id)
                 .attr("name", &name)
                 .attr("key_id", &key_id),
-        )?;
+        )
+        .await?;
         ctx.report
             .note(change, format!("{ADDR} {plan_id} ({name})"));
         Ok(())
@@ -303,7 +304,7 @@ impl Resource for UsagePlan {
         let apigw = &ctx.aws.apigateway;
         let name = plan_name(ctx);
         let Some(plan) = find(ctx).await? else {
-            ctx.state.remove(ADDR)?;
+            ctx.forget(ADDR).await?;
             ctx.report.note(Change::Absent, ADDR);
             return Ok(());
         };
@@ -359,7 +360,7 @@ impl Resource for UsagePlan {
                     .is_some_and(|s| s.is_not_found_exception()) => {}
             Err(e) => return Err(aws("DeleteUsagePlan", &name)(e)),
         }
-        ctx.state.remove(ADDR)?;
+        ctx.forget(ADDR).await?;
         ctx.report
             .note(Change::Deleted, format!("{ADDR} {id} ({name})"));
         Ok(())

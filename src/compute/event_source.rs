@@ -212,12 +212,13 @@ async fn ensure_one(ctx: &Ctx, want: &Mapping) -> Result<()> {
             (required(out.uuid(), "mapping UUID")?, Change::Created)
         }
     };
-    ctx.state.put(
+    ctx.record(
         &addr,
         Record::new(KIND, &uuid)
             .attr("source", &want.source)
             .attr("function", &want.function),
-    )?;
+    )
+    .await?;
     if !settled && !ctx.planning() {
         settle(ctx, &uuid).await?;
     }
@@ -270,7 +271,7 @@ async fn located(ctx: &Ctx, which: &str) -> Result<Option<String>> {
 async fn delete_one(ctx: &Ctx, which: &str) -> Result<()> {
     let addr = address(which);
     let Some(uuid) = located(ctx, which).await? else {
-        ctx.state.remove(&addr)?;
+        ctx.forget(&addr).await?;
         ctx.report.note(Change::Absent, addr);
         return Ok(());
     };
@@ -291,7 +292,7 @@ async fn delete_one(ctx: &Ctx, which: &str) -> Result<()> {
         }
         Err(e) => return Err(aws("DeleteEventSourceMapping", &uuid)(e)),
     }
-    ctx.state.remove(&addr)?;
+    ctx.forget(&addr).await?;
     Ok(())
 }
 

@@ -390,7 +390,8 @@ async fn ensure_one(ctx: &Ctx, spec: &FunctionSpec) -> Result<()> {
         _ => settle(ctx, &name).await?,
     };
     let arn = required(current.function_arn(), "function ARN")?;
-    ctx.state.put(&addr, Record::new(KIND, &name).arn(&arn))?;
+    ctx.record(&addr, Record::new(KIND, &name).arn(&arn))
+        .await?;
     let mut changed = Vec::new();
     if (current.code_sha256() != Some(pkg.sha256.as_str())
         || current.architectures() != [pkg.architecture.clone()])
@@ -428,13 +429,14 @@ async fn ensure_one(ctx: &Ctx, spec: &FunctionSpec) -> Result<()> {
     if converge_concurrency(ctx, &addr, &name, reserved, want.concurrency).await? {
         changed.push("reserved concurrency");
     }
-    ctx.state.put(
+    ctx.record(
         &addr,
         Record::new(KIND, &name)
             .arn(&arn)
             .attr("code_sha256", &pkg.sha256)
             .attr("architecture", pkg.architecture.as_str()),
-    )?;
+    )
+    .await?;
     if change == Change::Unchanged && !changed.is_empty() {
         change = Change::Updated;
     }
@@ -456,7 +458,7 @@ async fn delete_one(ctx: &Ctx, spec: &FunctionSpec) -> Result<()> {
         ..
     }) = get(ctx, &name).await?
     else {
-        ctx.state.remove(&addr)?;
+        ctx.forget(&addr).await?;
         ctx.report.note(Change::Absent, addr);
         return Ok(());
     };
@@ -498,7 +500,7 @@ async fn delete_one(ctx: &Ctx, spec: &FunctionSpec) -> Result<()> {
                 .is_some_and(|s| s.is_resource_not_found_exception()) => {}
         Err(e) => return Err(aws("DeleteFunction", &name)(e)),
     }
-    ctx.state.remove(&addr)?;
+    ctx.forget(&addr).await?;
     ctx.report.note(Change::Deleted, format!("{addr} {name}"));
     Ok(())
 }

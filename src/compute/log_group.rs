@@ -133,7 +133,7 @@ async fn ensure_one(ctx: &Ctx, which: &str, name: &str) -> Result<()> {
         }
     };
     let arn = bare_arn(&group, ctx, name);
-    ctx.state.put(&addr, Record::new(KIND, name).arn(&arn))?;
+    ctx.record(&addr, Record::new(KIND, name).arn(&arn)).await?;
     if group.retention_in_days() != Some(LOG_RETENTION_DAYS)
         && ctx.apply(
             &addr,
@@ -180,7 +180,7 @@ async fn delete_one(ctx: &Ctx, which: &str, name: &str) -> Result<()> {
     } else {
         ctx.report.note(Change::Absent, &addr);
     }
-    ctx.state.remove(&addr)?;
+    ctx.forget(&addr).await?;
     Ok(())
 }
 

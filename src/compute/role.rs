@@ -235,8 +235,8 @@ async fn ensure_one(ctx: &Ctx, key: &str) -> Result<()> {
         }
         Err(e) => return Err(aws("GetRole", &name)(e)),
     };
-    ctx.state
-        .put(&addr, Record::new(KIND, &name).arn(role.arn()))?;
+    ctx.record(&addr, Record::new(KIND, &name).arn(role.arn()))
+        .await?;
     let mut updated = false;
     if decode(role.assume_role_policy_document().unwrap_or_default()).as_ref() != Some(&trust)
         && ctx.apply(&addr, "trust policy", "edited", "Lambda only")
@@ -295,7 +295,7 @@ async fn delete_one(ctx: &Ctx, key: &str) -> Result<()> {
             if e.as_service_error()
                 .is_some_and(|s| s.is_no_such_entity_exception()) =>
         {
-            ctx.state.remove(&addr)?;
+            ctx.forget(&addr).await?;
             ctx.report.note(Change::Absent, addr);
             return Ok(());
         }
@@ -343,7 +343,7 @@ async fn delete_one(ctx: &Ctx, key: &str) -> Result<()> {
         Err(e) if no_such_entity(&e) => {}
         Err(e) => return Err(aws("DeleteRole", &name)(e)),
     }
-    ctx.state.remove(&addr)?;
+    ctx.forget(&addr).await?;
     ctx.report.note(Change::Deleted, format!("{addr} {name}"));
     Ok(())
 }

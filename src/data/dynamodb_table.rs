@@ -279,10 +279,11 @@ impl Resource for TransactionsTable {
             None => (Change::Created, Some(create(ctx, &name).await?)),
         };
         if let Some(t) = &created {
-            ctx.state.put(
+            ctx.record(
                 ADDR,
                 Record::new(KIND, &name).arn(t.table_arn().unwrap_or_default()),
-            )?;
+            )
+            .await?;
         }
         let t = match active {
             Some(t) => t,
@@ -305,7 +306,7 @@ impl Resource for TransactionsTable {
         if let Some(stream) = t.latest_stream_arn() {
             rec = rec.attr("stream_arn", stream);
         }
-        ctx.state.put(ADDR, rec)?;
+        ctx.record(ADDR, rec).await?;
         if !changed.is_empty() {
             tracing::info!("DynamoDB table {name}: put back {}", changed.join(", "));
             if change == Change::Unchanged {
@@ -372,7 +373,7 @@ impl Resource for TransactionsTable {
             },
         )
         .await?;
-        ctx.state.remove(ADDR)?;
+        ctx.forget(ADDR).await?;
         Ok(())
     }
 }

@@ -54,10 +54,11 @@ pub async fn make(ctx: &Ctx, table: &str) -> Result<()> {
         .map(|d| d.backup_arn().to_string())
         .ok_or_else(|| failed("was not described by CreateBackup".into()))?;
     let addr = format!("{KIND}.{backup}");
-    ctx.state.put(
+    ctx.record(
         &addr,
         Record::new(KIND, &backup).arn(&arn).attr("table", table),
-    )?;
+    )
+    .await?;
     wait_for(
         &format!("DynamoDB backup {backup} to be available"),
         WAIT,

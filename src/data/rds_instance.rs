@@ -258,12 +258,13 @@ fn keep_snapshot(ctx: &Ctx, name: &str) -> Result<()> {
         "arn:aws:rds:{}:{}:snapshot:{name}",
         ctx.region, ctx.account_id
     );
-    ctx.state.put(
+    ctx.record(
         &format!("{SNAPSHOT_KIND}.{name}"),
         Record::new(SNAPSHOT_KIND, name)
             .arn(&arn)
             .attr("db_instance", ctx.name("db")),
-    )?;
+    )
+    .await?;
     ctx.report.keep(
         &format!("{SNAPSHOT_KIND}.{name}"),
         Kept {
@@ -317,7 +318,7 @@ impl Resource for DbInstance {
             None if ctx.plan_create(format!("{ADDR} {id}")) => return Ok(()),
             None => (create(ctx, &id).await?, Change::Created),
         };
-        ctx.state.put(ADDR, record(&db, &id))?;
+        ctx.record(ADDR, record(&db, &id)).await?;
         if change != Change::Created {
             let changed = converge(ctx, &db, &id).await?;
             let ready = changed.is_empty() && db.db_instance_status() == Some("available");
@@ -360,7 +361,7 @@ impl Resource for DbInstance {
                     },
                 )
                 .await?;
-                ctx.state.put(ADDR, record(&db, &id))?;
+                ctx.record(ADDR, record(&db, &id)).await?;
             }
             Direction::Down => {
                 wait_for(
@@ -376,7 +377,7 @@ impl Resource for DbInstance {
                     },
                 )
                 .await?;
-                ctx.state.remove(ADDR)?;
+                ctx.forget(ADDR).await?;
             }
         }
         Ok(())

@@ -148,7 +148,7 @@ impl Resource for DbSubnetGroup {
                 (arn.to_string(), Change::Created)
             }
         };
-        ctx.state.put(ADDR, Record::new(KIND, &name).arn(arn))?;
+        ctx.record(ADDR, Record::new(KIND, &name).arn(arn)).await?;
         ctx.report.note(change, format!("{ADDR} {name}"));
         Ok(())
     }
@@ -156,7 +156,7 @@ impl Resource for DbSubnetGroup {
     async fn delete(&self, ctx: &Ctx) -> Result<()> {
         let name = ctx.state.id(ADDR).unwrap_or_else(|| ctx.name("db-subnets"));
         let Some(g) = find(ctx, &name).await? else {
-            ctx.state.remove(ADDR)?;
+            ctx.forget(ADDR).await?;
             ctx.report.note(Change::Absent, ADDR);
             return Ok(());
         };
@@ -183,7 +183,7 @@ impl Resource for DbSubnetGroup {
             Err(e) if e.aws_code() == Some("DBSubnetGroupNotFoundFault") => {}
             Err(e) => return Err(e),
         }
-        ctx.state.remove(ADDR)?;
+        ctx.forget(ADDR).await?;
         ctx.report.note(Change::Deleted, format!("{ADDR} {name}"));
         Ok(())
     }

@@ -575,7 +575,8 @@ async fn purge(ctx: &Ctx, bucket: &str) -> Result<usize> {
 /// A production `down` keeps the audit trail: the bucket stays, and so does its record.
 fn keep(ctx: &Ctx, bucket: &str) -> Result<()> {
     let arn = format!("arn:aws:s3:::{bucket}");
-    ctx.state.put(ADDR, Record::new(KIND, bucket).arn(&arn))?;
+    ctx.record(ADDR, Record::new(KIND, bucket).arn(&arn))
+        .await?;
     ctx.report.keep(
         ADDR,
         Kept {
@@ -630,16 +631,16 @@ impl Resource for AuditBucket {
             if ctx.plan_create(format!("{ADDR} {bucket}")) {
                 return Ok(());
             }
-            ctx.state.put(ADDR, record.clone())?;
+            ctx.record(ADDR, record.clone()).await?;
             if let Err(e) = create(ctx, &bucket).await {
                 if matches!(e, Error::NotOwned { .. }) {
-                    ctx.state.remove(ADDR)?;
+                    ctx.forget(ADDR).await?;
                 }
                 return Err(e);
             }
             Change::Created
         };
-        ctx.state.put(ADDR, record)?;
+        ctx.record(ADDR, record).await?;
         let changed = converge(ctx, &bucket, &key_arn, change == Change::Created).await?;
         if change == Change::Unchanged && !changed.is_empty() {
             tracing::info!("S3 bucket {bucket}: put back {}", changed.join(", "));
@@ -670,7 +671,7 @@ impl Resource for AuditBucket {
     async fn delete(&self, ctx: &Ctx) -> Result<()> {
         let bucket = bucket_name(ctx);
         if !exists(ctx, &bucket).await? {
-            ctx.state.remove(ADDR)?;
+            ctx.forget(ADDR).await?;
             ctx.report.note(Change::Absent, ADDR);
             return Ok(());
         }
@@ -697,7 +698,7 @@ impl Resource for AuditBucket {
             }
             Err(e) => return Err(aws("DeleteBucket", &bucket)(e)),
         }
-        ctx.state.remove(ADDR)?;
+        ctx.forget(ADDR).await?;
         ctx.report.note(Change::Deleted, format!("{ADDR} {bucket}"));
         Ok(())
     }

@@ -209,8 +209,8 @@ async fn ensure_queue(
         None => attributes(ctx, &url).await?,
     };
     let arn = crate::error::required(have.get(&Attr::QueueArn).map(String::as_str), "queue ARN")?;
-    ctx.state
-        .put(&addr, Record::new(KIND, &url).arn(&arn).attr("name", name))?;
+    ctx.record(&addr, Record::new(KIND, &url).arn(&arn).attr("name", name))
+        .await?;
     let drift: HashMap<Attr, String> = want
         .into_iter()
         .filter(|(k, v)| !same(k, have.get(k), v))
@@ -248,7 +248,7 @@ async fn delete_queue(ctx: &Ctx, which: &str, name: &str) -> Result<()> {
     let url = match url_of(ctx, name).await? {
         Some(url) => url,
         None => {
-            ctx.state.remove(&addr)?;
+            ctx.forget(&addr).await?;
             ctx.report.note(Change::Absent, addr);
             return Ok(());
         }
@@ -261,7 +261,7 @@ async fn delete_queue(ctx: &Ctx, which: &str, name: &str) -> Result<()> {
                 .is_some_and(|s| s.is_queue_does_not_exist()) => {}
         Err(e) => return Err(aws("DeleteQueue", name)(e)),
     }
-    ctx.state.remove(&addr)?;
+    ctx.forget(&addr).await?;
     ctx.report.note(Change::Deleted, format!("{addr} {url}"));
     Ok(())
 }

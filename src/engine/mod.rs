@@ -151,6 +151,16 @@ impl Ctx {
         true
     }
 
+    /// Writes `record` at `addr` in the state (and saves the state file).
+    pub async fn record(&self, addr: &str, record: crate::state::Record) -> Result<()> {
+        Ok(self.state.put(addr, record)?)
+    }
+
+    /// Forgets the record at `addr` (and saves the state file).
+    pub async fn forget(&self, addr: &str) -> Result<()> {
+        Ok(self.state.remove(addr)?)
+    }
+
     pub fn tags(&self) -> Vec<(String, String)> {
         crate::naming::standard_tags(&self.env)
     }

@@ -415,12 +415,13 @@ async fn ensure_one(
             (arn, Change::Created)
         }
     };
-    ctx.state.put(
+    ctx.record(
         &addr,
         Record::new(KIND, &spec.name)
             .arn(&arn)
             .attr("metric", format!("{}/{}", spec.namespace, spec.metric)),
-    )?;
+    )
+    .await?;
     ctx.report.note(change, format!("{addr} {}", spec.name));
     Ok(())
 }
@@ -434,7 +435,7 @@ async fn delete_named(ctx: &Ctx, wanted: Vec<(String, String)>) -> Result<()> {
     for (addr, name) in &wanted {
         match found.get(name) {
             None => {
-                ctx.state.remove(addr)?;
+                ctx.forget(addr).await?;
                 ctx.report.note(Change::Absent, addr.clone());
             }
             Some(alarm) => {
@@ -466,7 +467,7 @@ async fn delete_named(ctx: &Ctx, wanted: Vec<(String, String)>) -> Result<()> {
             Err(e) => return Err(aws("DeleteAlarms", names.join(", "))(e)),
         }
         for (addr, name) in doomed {
-            ctx.state.remove(&addr)?;
+            ctx.forget(&addr).await?;
             ctx.report.note(Change::Deleted, format!("{addr} {name}"));
         }
     }

@@ -232,7 +232,7 @@ impl Resource for Dashboard {
         };
         let mut record = Record::new(KIND, &name);
         record.arn = arn;
-        ctx.state.put(ADDR, record)?;
+        ctx.record(ADDR, record).await?;
         ctx.report.note(change, format!("{ADDR} {name}"));
         Ok(())
     }
@@ -240,7 +240,7 @@ impl Resource for Dashboard {
     async fn delete(&self, ctx: &Ctx) -> Result<()> {
         let name = dashboard_name(&ctx.env);
         let Some((have, _)) = get(ctx, &name).await? else {
-            ctx.state.remove(ADDR)?;
+            ctx.forget(ADDR).await?;
             ctx.report.note(Change::Absent, ADDR);
             return Ok(());
         };
@@ -271,7 +271,7 @@ impl Resource for Dashboard {
                     .is_some_and(|s| s.is_dashboard_not_found_error()) => {}
             Err(e) => return Err(aws("DeleteDashboards", &name)(e)),
         }
-        ctx.state.remove(ADDR)?;
+        ctx.forget(ADDR).await?;
         ctx.report.note(Change::Deleted, format!("{ADDR} {name}"));
         Ok(())
     }

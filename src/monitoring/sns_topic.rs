@@ -355,13 +355,14 @@ impl Resource for AlertTopic {
                 (arn, Some(key_arn.clone()), None, Change::Created)
             }
         };
-        ctx.state.put(
+        ctx.record(
             ADDR,
             Record::new(KIND, &arn)
                 .arn(&arn)
                 .attr("name", &name)
                 .attr("kms_key", &key_arn),
-        )?;
+        )
+        .await?;
         let mut updated = false;
         if kms_now.as_deref() != Some(key_arn.as_str())
             && ctx.apply(
@@ -413,7 +414,7 @@ impl Resource for AlertTopic {
 
     async fn delete(&self, ctx: &Ctx) -> Result<()> {
         let Some((arn, _, _)) = find(ctx).await? else {
-            ctx.state.remove(ADDR)?;
+            ctx.forget(ADDR).await?;
             ctx.report.note(Change::Absent, ADDR);
             return Ok(());
         };
@@ -429,7 +430,7 @@ impl Resource for AlertTopic {
                     .is_some_and(|s| s.is_not_found_exception()) => {}
             Err(e) => return Err(aws("DeleteTopic", &arn)(e)),
         }
-        ctx.state.remove(ADDR)?;
+        ctx.forget(ADDR).await?;
         ctx.report.note(Change::Deleted, format!("{ADDR} {arn}"));
         Ok(())
     }

@@ -82,8 +82,8 @@ impl Resource for DefaultSecurityGroup {
             (None, 0) => Change::Adopted,
             _ => Change::Updated,
         };
-        ctx.state
-            .put(ADDR, Record::new(KIND, &sg).attr("vpc_id", &vpc))?;
+        ctx.record(ADDR, Record::new(KIND, &sg).attr("vpc_id", &vpc))
+            .await?;
         ctx.report.note(
             change,
             format!(
@@ -97,7 +97,7 @@ impl Resource for DefaultSecurityGroup {
     async fn delete(&self, ctx: &Ctx) -> Result<()> {
         // The default group is deleted with its VPC; there is nothing to undo.
         if ctx.state.get(ADDR).is_some() {
-            ctx.state.remove(ADDR)?;
+            ctx.forget(ADDR).await?;
         }
         Ok(())
     }

@@ -104,8 +104,8 @@ async fn ensure_one(ctx: &Ctx, index: usize, owned: &[Address]) -> Result<()> {
             )));
         }
     };
-    ctx.state
-        .put(&addr, Record::new(KIND, &alloc).attr("public_ip", &ip))?;
+    ctx.record(&addr, Record::new(KIND, &alloc).attr("public_ip", &ip))
+        .await?;
     ctx.report
         .note(change, format!("{addr} {alloc} ({name}, {ip})"));
     Ok(())
@@ -138,7 +138,7 @@ pub(crate) async fn release(ctx: &Ctx, alloc: &str, addr: Option<&str>) -> Resul
         found(result)?;
     }
     if let Some(addr) = addr {
-        ctx.state.remove(addr)?;
+        ctx.forget(addr).await?;
     }
     ctx.report.note(
         if exists {

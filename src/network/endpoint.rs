@@ -106,8 +106,8 @@ async fn ensure_one(ctx: &Ctx, vpc: &str, service: &str, in_vpc: &[VpcEndpoint])
             )
         }
     };
-    ctx.state
-        .put(&addr, Record::new(KIND, &id).attr("service", &service_name))?;
+    ctx.record(&addr, Record::new(KIND, &id).attr("service", &service_name))
+        .await?;
     let add: Vec<String> = tables
         .iter()
         .filter(|t| !current.contains(t))
@@ -235,7 +235,7 @@ impl Resource for GatewayEndpoints {
         endpoints.retain(live);
         all_ok(join_all(endpoints.iter().map(|e| delete_one(ctx, e))).await)?;
         for (addr, _) in known {
-            ctx.state.remove(&addr)?;
+            ctx.forget(&addr).await?;
         }
         Ok(())
     }

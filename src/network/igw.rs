@@ -105,8 +105,8 @@ impl Resource for InternetGateway {
                 (id, Vec::new(), Change::Created)
             }
         };
-        ctx.state
-            .put(ADDR, Record::new(KIND, &id).attr("vpc_id", &vpc))?;
+        ctx.record(ADDR, Record::new(KIND, &id).attr("vpc_id", &vpc))
+            .await?;
         if let Some(other) = attached.iter().find(|v| **v != vpc) {
             return Err(Error::Invalid(format!(
                 "internet gateway {id} is attached to {other}, not to {vpc}"
@@ -132,7 +132,7 @@ impl Resource for InternetGateway {
 
     async fn delete(&self, ctx: &Ctx) -> Result<()> {
         let Some((g, _)) = find(ctx).await? else {
-            ctx.state.remove(ADDR)?;
+            ctx.forget(ADDR).await?;
             ctx.report.note(Change::Absent, ADDR);
             return Ok(());
         };
@@ -167,7 +167,7 @@ impl Resource for InternetGateway {
                 }
             }
         }
-        ctx.state.remove(ADDR)?;
+        ctx.forget(ADDR).await?;
         ctx.report.note(Change::Deleted, format!("{ADDR} {id}"));
         Ok(())
     }

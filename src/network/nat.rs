@@ -136,12 +136,13 @@ async fn ensure_one(
             )
         }
     };
-    ctx.state.put(
+    ctx.record(
         &addr,
         Record::new(KIND, &id)
             .attr("az", az)
             .attr("subnet_id", &subnet),
-    )?;
+    )
+    .await?;
     ctx.report
         .note(change, format!("{addr} {id} ({name}, {az})"));
     Ok(ready)
@@ -185,7 +186,7 @@ async fn wait_gone(ctx: &Ctx, addr: &str, id: &str) -> Result<()> {
         },
     )
     .await?;
-    ctx.state.remove(addr)?;
+    ctx.forget(addr).await?;
     Ok(())
 }
 
@@ -202,7 +203,7 @@ async fn delete_one(ctx: &Ctx, g: &NatGateway, addr: &str) -> Result<()> {
     let id = required(g.nat_gateway_id(), "NAT gateway id")?;
     ctx.check_owned(&format!("NAT gateway {id}"), pairs(g.tags()))?;
     if ctx.state.get(addr).is_none() {
-        ctx.state.put(addr, Record::new(KIND, &id))?;
+        ctx.record(addr, Record::new(KIND, &id)).await?;
     }
     if live(g) {
         match ctx
@@ -269,7 +270,7 @@ impl Resource for NatGateways {
                 .next()
             {
                 Some(g) => targets.push((g, addr)),
-                None => ctx.state.remove(&addr)?,
+                None => ctx.forget(&addr).await?,
             }
         }
         for g in describe(ctx, None, owned_filters(ctx, None)).await? {

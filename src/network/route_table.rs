@@ -123,7 +123,7 @@ async fn ensure_one(ctx: &Ctx, vpc: &str, tables: &[RouteTable], want: &Want) ->
             )
         }
     };
-    ctx.state.put(&addr, Record::new(KIND, &id))?;
+    ctx.record(&addr, Record::new(KIND, &id)).await?;
     let mut updated = false;
 
     let current = found.and_then(default_target);
@@ -258,7 +258,7 @@ async fn delete_one(ctx: &Ctx, t: &RouteTable, addr: Option<&str>) -> Result<()>
     .await;
     found(result)?;
     if let Some(addr) = addr {
-        ctx.state.remove(addr)?;
+        ctx.forget(addr).await?;
     }
     ctx.report
         .note(Change::Deleted, format!("{} {id}", addr.unwrap_or(KIND)));
@@ -332,7 +332,7 @@ impl Resource for RouteTables {
                 .iter()
                 .any(|t| t.route_table_id() == Some(rec.id.as_str()))
             {
-                ctx.state.remove(addr)?;
+                ctx.forget(addr).await?;
                 ctx.report.note(Change::Absent, addr.clone());
             }
         }

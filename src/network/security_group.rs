@@ -264,8 +264,8 @@ async fn ensure_group(
             )
         }
     };
-    ctx.state
-        .put(&address(group), Record::new(KIND, &id).attr("name", &name))?;
+    ctx.record(&address(group), Record::new(KIND, &id).attr("name", &name))
+        .await?;
     Ok((id, change))
 }
 
@@ -443,7 +443,7 @@ impl Resource for SecurityGroups {
         }));
         all_ok(deleted.await)?;
         for (addr, _) in ctx.state.of_kind(KIND) {
-            ctx.state.remove(&addr)?;
+            ctx.forget(&addr).await?;
         }
         Ok(())
     }

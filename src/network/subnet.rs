@@ -118,13 +118,14 @@ async fn ensure_one(
             )
         }
     };
-    ctx.state.put(
+    ctx.record(
         &addr,
         Record::new(KIND, &id)
             .attr("tier", tier)
             .attr("az", az)
             .attr("cidr", &cidr),
-    )?;
+    )
+    .await?;
     if found.is_some_and(|s| s.map_public_ip_on_launch() == Some(true))
         && ctx.apply(&addr, "auto-assign public IPs", "on", "off")
     {
@@ -207,7 +208,7 @@ async fn delete_one(ctx: &Ctx, id: &str, addr: Option<&str>) -> Result<()> {
         found(result)?;
     }
     if let Some(addr) = addr {
-        ctx.state.remove(addr)?;
+        ctx.forget(addr).await?;
     }
     ctx.report.note(
         if exists {

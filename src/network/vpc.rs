@@ -146,8 +146,8 @@ impl Resource for Vpc {
                 (id, Change::Created)
             }
         };
-        ctx.state
-            .put(ADDR, Record::new(KIND, &id).attr("cidr", &cidr))?;
+        ctx.record(ADDR, Record::new(KIND, &id).attr("cidr", &cidr))
+            .await?;
         if ensure_dns(ctx, &id).await? && change == Change::Unchanged {
             change = Change::Updated;
         }
@@ -157,7 +157,7 @@ impl Resource for Vpc {
 
     async fn delete(&self, ctx: &Ctx) -> Result<()> {
         let Some((vpc, _)) = find(ctx).await? else {
-            ctx.state.remove(ADDR)?;
+            ctx.forget(ADDR).await?;
             ctx.report.note(Change::Absent, ADDR);
             return Ok(());
         };
@@ -179,7 +179,7 @@ impl Resource for Vpc {
         )
         .await;
         found(deleted)?;
-        ctx.state.remove(ADDR)?;
+        ctx.forget(ADDR).await?;
         ctx.report.note(Change::Deleted, format!("{ADDR} {id}"));
         Ok(())
     }

@@ -274,10 +274,11 @@ async fn ensure_one(
     };
     let id = meta.key_id().to_string();
     let arn = required(meta.arn(), "key ARN")?;
-    ctx.state.put(
+    ctx.record(
         &addr,
         Record::new(KIND, &id).arn(&arn).attr("alias", &alias),
-    )?;
+    )
+    .await?;
     let mut updated = false;
     if meta.key_state() == Some(&KeyState::PendingDeletion)
         && ctx.apply(&addr, "key state", "pending deletion", "enabled")
@@ -369,7 +370,7 @@ async fn delete_one(ctx: &Ctx, purpose: &str, what: &str) -> Result<()> {
     let addr = address(purpose);
     let alias = alias(ctx, purpose);
     let Some((meta, _)) = find(ctx, purpose, what).await? else {
-        ctx.state.remove(&addr)?;
+        ctx.forget(&addr).await?;
         ctx.report.note(Change::Absent, addr);
         return Ok(());
     };
@@ -383,10 +384,11 @@ async fn delete_one(ctx: &Ctx, purpose: &str, what: &str) -> Result<()> {
         if pending {
             revive(ctx, &id, &alias).await?;
         }
-        ctx.state.put(
+        ctx.record(
             &addr,
             Record::new(KIND, &id).arn(&arn).attr("alias", &alias),
-        )?;
+        )
+        .await?;
         ctx.report.keep(
             &addr,
             Kept {
@@ -417,7 +419,7 @@ async fn delete_one(ctx: &Ctx, purpose: &str, what: &str) -> Result<()> {
         .arn(arn)
         .attr("alias", &alias)
         .attr("pending_deletion", &date);
-    ctx.state.put(&addr, record)?;
+    ctx.record(&addr, record).await?;
     let change = if pending {
         Change::Absent
     } else {
