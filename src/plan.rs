@@ -3,7 +3,7 @@
 //! `plan` runs the same `ensure` code as `up`, on clients that refuse every call that
 //! is not a read ([`crate::aws::Clients::read_only`]) and on a detached copy of the
 //! state file that is never written. Each kind asks [`crate::engine::Ctx::apply`]
-//! before it puts a setting back and [`crate::engine::Ctx::plan_create`] before it
+//! before it puts a setting back and [`crate::engine::Ctx::would_create`] before it
 //! creates; on `plan` both note the change in the run's report instead. This module
 //! turns that report into the plan: one line per resource (`+` create, `~` update or
 //! adopt, `=` unchanged, `-` delete) with `attribute: old → new` under each update,
@@ -62,16 +62,12 @@ pub struct Plan {
     pub resources: Vec<Step>,
 }
 
-fn address_of(what: &str) -> &str {
-    what.split_whitespace().next().unwrap_or(what)
-}
-
 impl Plan {
     pub fn from_report(env: &str, region: &str, report: &Report) -> Plan {
         let mut drifts = report.drifts();
         let mut resources = Vec::new();
-        for (change, what) in report.entries() {
-            let action = match change {
+        for note in report.notes() {
+            let action = match note.change {
                 Change::Created => Action::Create,
                 Change::Adopted => Action::Adopt,
                 Change::Updated => Action::Update,
@@ -80,7 +76,8 @@ impl Plan {
                 // `plan` walks `up`: nothing is kept there.
                 Change::Absent | Change::Kept => continue,
             };
-            let address = address_of(&what).to_string();
+            let what = note.text();
+            let address = note.address;
             let (mine, rest): (Vec<Drift>, Vec<Drift>) =
                 drifts.into_iter().partition(|d| d.address == address);
             drifts = rest;

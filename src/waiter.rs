@@ -29,7 +29,7 @@ impl Wait {
     }
 
     /// The same wait with every duration multiplied by `PAYCTL_WAIT_SCALE` (default 1).
-    fn scaled(&self) -> Wait {
+    pub fn scaled(&self) -> Wait {
         let scale = std::env::var("PAYCTL_WAIT_SCALE")
             .ok()
             .and_then(|s| s.parse::<f64>().ok())

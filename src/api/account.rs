@@ -248,7 +248,7 @@ impl Resource for AccountLogging {
             );
             return Ok(());
         }
-        if ctx.plan_create(format!(
+        if !ctx.would_create(format!(
             "{ADDR} {ROLE_NAME} (account setting cloudwatchRoleArn)"
         )) {
             return Ok(());

@@ -113,7 +113,7 @@ impl Resource for ApiKey {
                 )
             }
             None => {
-                if ctx.plan_create(format!("{ADDR} ({name})")) {
+                if !ctx.would_create(format!("{ADDR} ({name})")) {
                     return Ok(());
                 }
                 let out = apigw

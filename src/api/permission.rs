@@ -185,7 +185,7 @@ async fn ensure_function(ctx: &Ctx, key: &str, api: &str) -> Result<()> {
                     .note(Change::Updated, format!("{addr} {function} {source}"));
                 continue;
             }
-            None if ctx.plan_create(format!("{addr} {function} {source}")) => continue,
+            None if !ctx.would_create(format!("{addr} {function} {source}")) => continue,
             other => {
                 if other.is_some() {
                     remove(ctx, &function, &sid).await?;

@@ -619,7 +619,7 @@ impl Resource for RestApi {
                 };
                 (api, c)
             }
-            None if ctx.plan_create(format!("{ADDR} ({name})")) => return Ok(()),
+            None if !ctx.would_create(format!("{ADDR} ({name})")) => return Ok(()),
             None => (create(ctx, &name).await?, Change::Created),
         };
         // Recorded at once, so a crash below leaves nothing payctl does not know about.

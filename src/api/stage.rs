@@ -278,7 +278,7 @@ impl Resource for Stage {
                     .map_err(aws("UpdateStage", format!("{api}/{name}")))?;
                 (to_stage!(&out), Change::Updated)
             }
-            None if ctx.plan_create(format!("{ADDR} {api}/{name}")) => return Ok(()),
+            None if !ctx.would_create(format!("{ADDR} {api}/{name}")) => return Ok(()),
             None => {
                 let deployment = deploy(ctx, &api, &hash).await?;
                 let out = apigw

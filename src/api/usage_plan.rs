@@ -238,7 +238,7 @@ impl Resource for UsagePlan {
                 }
                 (id, change)
             }
-            None if ctx.plan_create(format!("{ADDR} ({name})")) => return Ok(()),
+            None if !ctx.would_create(format!("{ADDR} ({name})")) => return Ok(()),
             None => {
                 let out = apigw
                     .create_usage_plan()

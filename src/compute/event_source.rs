@@ -188,7 +188,7 @@ async fn ensure_one(ctx: &Ctx, want: &Mapping) -> Result<()> {
             }
         }
         None => {
-            if ctx.plan_create(format!("{addr} ({} → {})", want.source, want.function)) {
+            if !ctx.would_create(format!("{addr} ({} → {})", want.source, want.function)) {
                 return Ok(());
             }
             let mut call = lambda

@@ -377,7 +377,7 @@ async fn ensure_one(ctx: &Ctx, spec: &FunctionSpec) -> Result<()> {
             }
         }
         None => {
-            if ctx.plan_create(format!("{addr} {name}")) {
+            if !ctx.would_create(format!("{addr} {name}")) {
                 return Ok(());
             }
             create(ctx, &name, &want, &pkg).await?;

@@ -109,7 +109,7 @@ async fn ensure_one(ctx: &Ctx, which: &str, name: &str) -> Result<()> {
             )
         }
         None => {
-            if ctx.plan_create(format!("{addr} {name}")) {
+            if !ctx.would_create(format!("{addr} {name}")) {
                 return Ok(());
             }
             let tags: HashMap<String, String> = ctx.tags().into_iter().collect();

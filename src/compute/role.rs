@@ -207,7 +207,7 @@ async fn ensure_one(ctx: &Ctx, key: &str) -> Result<()> {
             if e.as_service_error()
                 .is_some_and(|s| s.is_no_such_entity_exception()) =>
         {
-            if ctx.plan_create(format!("{addr} {name}")) {
+            if !ctx.would_create(format!("{addr} {name}")) {
                 return Ok(());
             }
             let tags: Vec<Tag> = ctx

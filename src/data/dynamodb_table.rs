@@ -275,7 +275,7 @@ impl Resource for TransactionsTable {
                     None,
                 )
             }
-            None if ctx.plan_create(format!("{ADDR} {name}")) => return Ok(()),
+            None if !ctx.would_create(format!("{ADDR} {name}")) => return Ok(()),
             None => (Change::Created, Some(create(ctx, &name).await?)),
         };
         if let Some(t) = &created {

@@ -315,7 +315,7 @@ impl Resource for DbInstance {
                 };
                 (db, change)
             }
-            None if ctx.plan_create(format!("{ADDR} {id}")) => return Ok(()),
+            None if !ctx.would_create(format!("{ADDR} {id}")) => return Ok(()),
             None => (create(ctx, &id).await?, Change::Created),
         };
         ctx.record(ADDR, record(&db, &id)).await?;

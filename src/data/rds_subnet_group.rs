@@ -127,7 +127,7 @@ impl Resource for DbSubnetGroup {
                 )
             }
             None => {
-                if ctx.plan_create(format!("{ADDR} {name}")) {
+                if !ctx.would_create(format!("{ADDR} {name}")) {
                     return Ok(());
                 }
                 let out = ctx

@@ -628,7 +628,7 @@ impl Resource for AuditBucket {
                 Change::Unchanged
             }
         } else {
-            if ctx.plan_create(format!("{ADDR} {bucket}")) {
+            if !ctx.would_create(format!("{ADDR} {bucket}")) {
                 return Ok(());
             }
             ctx.record(ADDR, record.clone()).await?;

@@ -179,7 +179,7 @@ async fn ensure_queue(
             }
         }
         None => {
-            if ctx.plan_create(format!("{addr} ({name})")) {
+            if !ctx.would_create(format!("{addr} ({name})")) {
                 // What the other queue would name, once this one exists.
                 return Ok((String::new(), format!("(the ARN of {name})")));
             }

@@ -18,7 +18,11 @@
 //! same way, refuses resources whose tags say payctl does not own them, treats NotFound
 //! as already gone, and forgets the record only once the resource is gone.
 
+pub mod found;
+pub mod gone;
+mod lifecycle;
 pub mod report;
+pub mod tags;
 pub mod walk;
 
 use crate::aws::Clients;
@@ -29,6 +33,8 @@ use async_trait::async_trait;
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
+pub use found::{Found, Via, find};
+pub use gone::{Ec2, Service};
 pub use report::Report;
 pub use walk::{Direction, Outcome, walk};
 
@@ -112,43 +118,6 @@ impl Ctx {
     /// True on `plan`: every change is noted instead of made (see [`Ctx::apply`]).
     pub fn planning(&self) -> bool {
         self.options.plan
-    }
-
-    /// Whether to put a drifted setting back now. On `up`: yes. On `plan`: notes
-    /// `attribute: old → new` for `address` and answers no, so the caller skips the call.
-    pub fn apply(
-        &self,
-        address: &str,
-        attribute: &str,
-        old: impl std::fmt::Display,
-        new: impl std::fmt::Display,
-    ) -> bool {
-        if self.planning() {
-            self.report
-                .drift(address, attribute, old.to_string(), new.to_string());
-            return false;
-        }
-        true
-    }
-
-    /// On `plan`, notes that `what` (its address first) would be created and answers
-    /// true: the caller returns, since nothing it would make exists to go on with.
-    pub fn plan_create(&self, what: impl Into<String>) -> bool {
-        if self.planning() {
-            self.report.note(report::Change::Created, what);
-            return true;
-        }
-        false
-    }
-
-    /// On `plan`, notes that `what` (its address first) would be deleted, because the
-    /// stack no longer wants it, and answers false; on `up`, true: delete it.
-    pub fn apply_delete(&self, what: impl Into<String>) -> bool {
-        if self.planning() {
-            self.report.note(report::Change::Deleted, what);
-            return false;
-        }
-        true
     }
 
     /// Writes `record` at `addr` in the state (and saves the state file).

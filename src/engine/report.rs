@@ -57,9 +57,45 @@ pub struct Kept {
     pub remove: String,
 }
 
+/// One note: what changed, for which kind and address, and the rest of the line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Note {
+    pub change: Change,
+    /// The kind (`ec2_vpc`).
+    pub kind: String,
+    /// The address (`ec2_vpc.main`), or the kind when the note is about the kind as a whole.
+    pub address: String,
+    /// What follows the address: ids and names (`vpc-0abc (payment-vpc-dev)`).
+    pub detail: String,
+}
+
+impl Note {
+    /// A note from its text form: the address (`<kind>.<name>`, or a kind) first, then
+    /// the detail. This is the one place a note's text is taken apart.
+    pub fn new(change: Change, what: &str) -> Note {
+        let (address, detail) = what.split_once(' ').unwrap_or((what, ""));
+        let kind = address.split_once('.').map_or(address, |(k, _)| k);
+        Note {
+            change,
+            kind: kind.to_string(),
+            address: address.to_string(),
+            detail: detail.to_string(),
+        }
+    }
+
+    /// The whole line: the address and the detail.
+    pub fn text(&self) -> String {
+        if self.detail.is_empty() {
+            self.address.clone()
+        } else {
+            format!("{} {}", self.address, self.detail)
+        }
+    }
+}
+
 #[derive(Debug, Default)]
 pub struct Report {
-    entries: Mutex<Vec<(Change, String)>>,
+    entries: Mutex<Vec<Note>>,
     drift: Mutex<Vec<Drift>>,
     kept: Mutex<Vec<Kept>>,
     /// `plan`: notes say what would happen, so they are not logged as done.
@@ -86,7 +122,7 @@ impl Report {
         self.entries
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .push((change, what));
+            .push(Note::new(change, &what));
     }
 
     /// Records a setting that differs (`plan` shows it as `attribute: old → new`).
@@ -137,11 +173,28 @@ impl Report {
     }
 
     /// Every note so far, in order.
-    pub fn entries(&self) -> Vec<(Change, String)> {
+    pub fn notes(&self) -> Vec<Note> {
         self.entries
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .clone()
+    }
+
+    /// Every note so far as `(change, text)`, in order.
+    pub fn entries(&self) -> Vec<(Change, String)> {
+        self.notes()
+            .into_iter()
+            .map(|n| (n.change, n.text()))
+            .collect()
+    }
+
+    /// True when this run created what `address` records.
+    pub fn created(&self, address: &str) -> bool {
+        self.entries
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .any(|n| n.change == Change::Created && n.address == address)
     }
 
     /// Every drifted setting so far, in order.
@@ -155,7 +208,7 @@ impl Report {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .iter()
-            .any(|(c, what)| *c == change && of_kind(what, kind))
+            .any(|n| n.change == change && n.kind == kind)
     }
 
     /// True when `kind` noted a creation or an adoption: a resource that is new to the run.
@@ -164,7 +217,7 @@ impl Report {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .iter()
-            .any(|(c, what)| matches!(c, Change::Created | Change::Adopted) && of_kind(what, kind))
+            .any(|n| matches!(n.change, Change::Created | Change::Adopted) && n.kind == kind)
     }
 
     /// Drops what `kind` noted: its run is void and will be redone.
@@ -172,11 +225,11 @@ impl Report {
         self.entries
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .retain(|(_, what)| !of_kind(what, kind));
+            .retain(|n| n.kind != kind);
         self.drift
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .retain(|d| !of_kind(&d.address, kind));
+            .retain(|d| Note::new(Change::Updated, &d.address).kind != kind);
     }
 
     pub fn count(&self, change: Change) -> usize {
@@ -184,7 +237,7 @@ impl Report {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .iter()
-            .filter(|(c, _)| *c == change)
+            .filter(|n| n.change == change)
             .count()
     }
 
@@ -212,12 +265,6 @@ impl Report {
             parts.join(", ")
         }
     }
-}
-
-/// Notes start with the resource's address (`<kind>.<name>`) or its kind.
-pub fn of_kind(what: &str, kind: &str) -> bool {
-    what.strip_prefix(kind)
-        .is_some_and(|rest| rest.is_empty() || rest.starts_with(['.', ' ']))
 }
 
 #[cfg(test)]
@@ -272,5 +319,17 @@ mod tests {
         assert!(r.made_new("ec2_vpc_endpoint"));
         r.forget("ec2_vpc");
         assert_eq!(r.summary(), "1 created");
+        let n = &r.notes()[0];
+        assert_eq!(
+            (n.kind.as_str(), n.address.as_str(), n.detail.as_str()),
+            ("ec2_vpc_endpoint", "ec2_vpc_endpoint", "s3")
+        );
+        assert!(!r.created("ec2_vpc_endpoint.s3"));
+        r.note(
+            Change::Created,
+            "sqs_queue.retry https://q/payment-retry-dev",
+        );
+        assert!(r.created("sqs_queue.retry"));
+        assert!(!r.created("sqs_queue.dlq"));
     }
 }

@@ -404,7 +404,7 @@ async fn ensure_one(
             };
             (arn, change)
         }
-        None if ctx.plan_create(format!("{addr} {}", spec.name)) => return Ok(()),
+        None if !ctx.would_create(format!("{addr} {}", spec.name)) => return Ok(()),
         None => {
             put(ctx, spec, topic, true).await?;
             let created = describe(ctx, std::slice::from_ref(&spec.name)).await?;

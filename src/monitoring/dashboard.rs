@@ -223,7 +223,7 @@ impl Resource for Dashboard {
                 };
                 (change, arn)
             }
-            None if ctx.plan_create(format!("{ADDR} {name}")) => return Ok(()),
+            None if !ctx.would_create(format!("{ADDR} {name}")) => return Ok(()),
             None => {
                 put(ctx, &name, &want).await?;
                 let arn = get(ctx, &name).await?.and_then(|(_, arn)| arn);

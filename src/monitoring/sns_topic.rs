@@ -340,7 +340,7 @@ impl Resource for AlertTopic {
                 (arn, attrs.get(KMS_ATTR).cloned(), policy, change)
             }
             None => {
-                if ctx.plan_create(format!("{ADDR} ({name})")) {
+                if !ctx.would_create(format!("{ADDR} ({name})")) {
                     return Ok(());
                 }
                 let out = sns

@@ -78,7 +78,7 @@ async fn ensure_one(ctx: &Ctx, index: usize, owned: &[Address]) -> Result<()> {
             (alloc, a.public_ip().unwrap_or_default().to_string(), change)
         }
         [] => {
-            if ctx.plan_create(format!("{addr} ({name})")) {
+            if !ctx.would_create(format!("{addr} ({name})")) {
                 return Ok(());
             }
             let out = ctx

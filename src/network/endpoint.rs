@@ -83,7 +83,7 @@ async fn ensure_one(ctx: &Ctx, vpc: &str, service: &str, in_vpc: &[VpcEndpoint])
             (id, change, e.route_table_ids().to_vec())
         }
         (None, _) => {
-            if ctx.plan_create(format!("{addr} ({name})")) {
+            if !ctx.would_create(format!("{addr} ({name})")) {
                 return Ok(());
             }
             let out = ec2

@@ -87,7 +87,7 @@ impl Resource for InternetGateway {
                 )
             }
             None => {
-                if ctx.plan_create(format!("{ADDR} ({name})")) {
+                if !ctx.would_create(format!("{ADDR} ({name})")) {
                     return Ok(());
                 }
                 let out = ctx

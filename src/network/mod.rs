@@ -18,7 +18,7 @@ pub mod subnet;
 pub mod vpc;
 
 use crate::engine::{Ctx, Layer};
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::waiter::Wait;
 use aws_sdk_ec2::types::{Filter, ResourceType, Tag, TagSpecification};
 use std::sync::Arc;
@@ -94,31 +94,9 @@ pub fn owned_filters(ctx: &Ctx, name: Option<&str>) -> Vec<Filter> {
     f
 }
 
-/// `InvalidVpcID.NotFound`, `InvalidSubnetID.NotFound`, `InvalidAllocationID.NotFound`, …
-pub fn is_not_found(e: &Error) -> bool {
-    e.aws_code()
-        .is_some_and(|c| c.ends_with(".NotFound") || c.ends_with("NotFound"))
-}
-
-/// `Some(value)` on success, `None` when AWS says the resource is not there.
-pub fn found<T>(result: Result<T>) -> Result<Option<T>> {
-    match result {
-        Ok(v) => Ok(Some(v)),
-        Err(e) if is_not_found(&e) => Ok(None),
-        Err(e) => Err(e),
-    }
-}
-
-/// A resource is still in use by another (ENIs, associations); it clears with time.
-pub fn is_dependency_violation(e: &Error) -> bool {
-    e.aws_code() == Some("DependencyViolation")
-}
-
-/// Needs the VPC id from state (the VPC kind ran before every dependent kind).
+/// The VPC's id, from state (the VPC kind runs before every dependent kind).
 pub fn vpc_id(ctx: &Ctx) -> Result<String> {
-    ctx.state.id(vpc::ADDR).ok_or_else(|| {
-        Error::Invalid("the VPC is not in the state file; run `payctl up` again".into())
-    })
+    ctx.needed_id(vpc::ADDR)
 }
 
 /// The availability zones the stack uses, from the subnets in state, in order.
@@ -136,35 +114,12 @@ pub fn zones(ctx: &Ctx) -> Vec<String> {
 
 /// The id of the subnet of `tier` in `az`, from state.
 pub fn subnet_id(ctx: &Ctx, tier: &str, az: &str) -> Result<String> {
-    ctx.state.id(&subnet::address(tier, az)).ok_or_else(|| {
-        Error::Invalid(format!(
-            "the {tier} subnet in {az} is not in the state file; run `payctl up` again"
-        ))
-    })
+    ctx.needed_id(&subnet::address(tier, az))
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn err(code: &str) -> Error {
-        Error::Aws {
-            op: "X",
-            resource: "r".into(),
-            code: code.into(),
-            message: String::new(),
-        }
-    }
-
-    #[test]
-    fn error_predicates() {
-        assert!(is_not_found(&err("InvalidVpcID.NotFound")));
-        assert!(is_not_found(&err("InvalidRouteTableID.NotFound")));
-        assert!(is_not_found(&err("NatGatewayNotFound")));
-        assert!(!is_not_found(&err("DependencyViolation")));
-        assert!(is_dependency_violation(&err("DependencyViolation")));
-        assert!(!is_dependency_violation(&Error::Invalid(
-            "DependencyViolation".into()
-        )));
-    }
+/// EC2 tags as the engine's tag pairs.
+pub fn tag_pairs(tags: &[Tag]) -> crate::engine::tags::Tags {
+    pairs(tags)
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
 }

@@ -112,7 +112,7 @@ async fn ensure_one(
             )
         }
         None => {
-            if ctx.plan_create(format!("{addr} ({name}, {az})")) {
+            if !ctx.would_create(format!("{addr} ({name}, {az})")) {
                 return Ok(None);
             }
             let out = ctx

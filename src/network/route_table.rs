@@ -103,7 +103,7 @@ async fn ensure_one(ctx: &Ctx, vpc: &str, tables: &[RouteTable], want: &Want) ->
             )
         }
         None => {
-            if ctx.plan_create(format!("{addr} ({})", want.name)) {
+            if !ctx.would_create(format!("{addr} ({})", want.name)) {
                 return Ok(());
             }
             let call = ec2

@@ -241,7 +241,7 @@ async fn ensure_group(
             (id, change)
         }
         None => {
-            if ctx.plan_create(format!("{} ({name})", address(group))) {
+            if !ctx.would_create(format!("{} ({name})", address(group))) {
                 return Ok((String::new(), Change::Created));
             }
             let out = ctx

@@ -98,7 +98,7 @@ async fn ensure_one(
             (id, change)
         }
         None => {
-            if ctx.plan_create(format!("{addr} ({name}, {cidr})")) {
+            if !ctx.would_create(format!("{addr} ({name}, {cidr})")) {
                 return Ok(());
             }
             let out = ctx

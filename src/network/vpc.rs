@@ -1,64 +1,52 @@
 //! The VPC, with DNS support and hostnames on.
+//!
+//! The worked example of a kind (docs/architecture.md): a lookup by state then tags,
+//! tag repair, settings as declarations, create, and a delete that treats NotFound as
+//! success and forgets the record.
 
-use super::{
-    DEPENDENCY_WAIT, found, is_dependency_violation, is_not_found, owned_filters, pairs, tag_spec,
-};
+use super::{DEPENDENCY_WAIT, owned_filters, tag_pairs, tag_spec};
+use crate::engine::found::only_one;
+use crate::engine::gone::is_dependency_violation;
 use crate::engine::report::Change;
-use crate::engine::{Ctx, Resource};
+use crate::engine::tags::{self, converge_tags};
+use crate::engine::{Ctx, Ec2, Found, Resource, Service, find};
 use crate::error::{Error, Result, aws, required};
 use crate::state::Record;
 use crate::waiter::retry_while;
 use async_trait::async_trait;
-use aws_sdk_ec2::types::{AttributeBooleanValue, ResourceType, VpcAttributeName};
+use aws_sdk_ec2::types::{AttributeBooleanValue, ResourceType, Vpc as AwsVpc, VpcAttributeName};
 
 pub const KIND: &str = "ec2_vpc";
 pub const ADDR: &str = "ec2_vpc.main";
+const SERVICE: Service = Service::Ec2(Ec2::Vpc);
 
 pub struct Vpc;
 
-/// Looks the VPC up by the id in state, else by its name and ownership tags.
-async fn find(ctx: &Ctx) -> Result<Option<(aws_sdk_ec2::types::Vpc, bool)>> {
+/// The VPC, by the id in state, else by its name and ownership tags.
+async fn lookup(ctx: &Ctx) -> Result<Option<Found<AwsVpc>>> {
     let ec2 = &ctx.aws.ec2;
-    if let Some(id) = ctx.state.id(ADDR) {
-        match ec2
+    let by_id = async |id: &str| {
+        let out = ec2.describe_vpcs().vpc_ids(id).send().await;
+        Ok(out
+            .map_err(aws("DescribeVpcs", id))?
+            .vpcs()
+            .first()
+            .cloned())
+    };
+    let by_tags = async || {
+        let name = ctx.name("vpc");
+        let call = ec2
             .describe_vpcs()
-            .vpc_ids(&id)
-            .send()
-            .await
-            .map_err(aws("DescribeVpcs", &id))
-        {
-            Ok(out) => {
-                if let Some(v) = out.vpcs().first() {
-                    return Ok(Some((v.clone(), true)));
-                }
-            }
-            Err(e) if is_not_found(&e) => {}
-            Err(e) => return Err(e),
-        }
-    }
-    let name = ctx.name("vpc");
-    let out = ec2
-        .describe_vpcs()
-        .set_filters(Some(owned_filters(ctx, Some(&name))))
-        .send()
-        .await
-        .map_err(aws("DescribeVpcs", &name))?;
-    match out.vpcs() {
-        [] => Ok(None),
-        [v] => Ok(Some((v.clone(), false))),
-        many => Err(Error::Invalid(format!(
-            "{} VPCs are tagged as {name}; delete the extras or record the right one in the state file",
-            many.len()
-        ))),
-    }
+            .set_filters(Some(owned_filters(ctx, Some(&name))));
+        let out = call.send().await.map_err(aws("DescribeVpcs", &name))?;
+        only_one(out.vpcs().to_vec(), "VPCs")
+    };
+    find(ctx, ADDR, SERVICE, by_id, by_tags).await
 }
 
-async fn dns_attribute(ctx: &Ctx, id: &str, attr: VpcAttributeName) -> Result<bool> {
-    let out = ctx
-        .aws
-        .ec2
-        .describe_vpc_attribute()
-        .vpc_id(id)
+async fn dns_attribute(ctx: &Ctx, id: &str, attr: &VpcAttributeName) -> Result<bool> {
+    let call = ctx.aws.ec2.describe_vpc_attribute().vpc_id(id);
+    let out = call
         .attribute(attr.clone())
         .send()
         .await
@@ -70,35 +58,31 @@ async fn dns_attribute(ctx: &Ctx, id: &str, attr: VpcAttributeName) -> Result<bo
     Ok(value.and_then(|v| v.value()).unwrap_or(false))
 }
 
-/// Turns DNS support and hostnames on; returns whether anything changed.
-async fn ensure_dns(ctx: &Ctx, id: &str) -> Result<bool> {
-    let on = || AttributeBooleanValue::builder().value(true).build();
-    let mut changed = false;
-    if !dns_attribute(ctx, id, VpcAttributeName::EnableDnsSupport).await?
-        && ctx.apply(ADDR, "DNS support", "off", "on")
-    {
-        let call = ctx
-            .aws
-            .ec2
-            .modify_vpc_attribute()
-            .vpc_id(id)
-            .enable_dns_support(on());
-        call.send().await.map_err(aws("ModifyVpcAttribute", id))?;
-        changed = true;
+fn on_off(on: bool) -> &'static str {
+    if on { "on" } else { "off" }
+}
+
+/// The settings, as declarations: DNS support and DNS hostnames on. True when it wrote.
+async fn converge_settings(ctx: &Ctx, id: &str) -> Result<bool> {
+    let mut wrote = false;
+    for (attr, label) in [
+        (VpcAttributeName::EnableDnsSupport, "DNS support"),
+        (VpcAttributeName::EnableDnsHostnames, "DNS hostnames"),
+    ] {
+        let have = on_off(dns_attribute(ctx, id, &attr).await?);
+        let write = async |_: &&str| {
+            let on = AttributeBooleanValue::builder().value(true).build();
+            let call = ctx.aws.ec2.modify_vpc_attribute().vpc_id(id);
+            let call = match attr {
+                VpcAttributeName::EnableDnsHostnames => call.enable_dns_hostnames(on),
+                _ => call.enable_dns_support(on),
+            };
+            call.send().await.map_err(aws("ModifyVpcAttribute", id))?;
+            Ok(())
+        };
+        wrote |= ctx.converge(ADDR, label, have, "on", write).await?;
     }
-    if !dns_attribute(ctx, id, VpcAttributeName::EnableDnsHostnames).await?
-        && ctx.apply(ADDR, "DNS hostnames", "off", "on")
-    {
-        let call = ctx
-            .aws
-            .ec2
-            .modify_vpc_attribute()
-            .vpc_id(id)
-            .enable_dns_hostnames(on());
-        call.send().await.map_err(aws("ModifyVpcAttribute", id))?;
-        changed = true;
-    }
-    Ok(changed)
+    Ok(wrote)
 }
 
 #[async_trait]
@@ -110,34 +94,26 @@ impl Resource for Vpc {
     async fn ensure(&self, ctx: &Ctx) -> Result<()> {
         let name = ctx.name("vpc");
         let cidr = ctx.settings.vpc_cidr.to_string();
-        let (id, mut change) = match find(ctx).await? {
-            Some((vpc, from_state)) => {
-                let id = vpc.vpc_id().unwrap_or_default().to_string();
-                ctx.check_owned(&format!("VPC {id}"), pairs(vpc.tags()))?;
+        let (id, change) = match lookup(ctx).await? {
+            Some(found) => {
+                let vpc = &found.value;
+                let id = required(vpc.vpc_id(), "VPC id")?;
+                let known = Some(tag_pairs(vpc.tags()));
+                let retagged = converge_tags(ctx, ADDR, &tags::Ec2(&id), known).await?;
                 if vpc.cidr_block() != Some(cidr.as_str()) {
                     return Err(Error::Invalid(format!(
                         "VPC {id} has CIDR {}, but the configuration asks for {cidr}; a VPC's CIDR cannot change",
                         vpc.cidr_block().unwrap_or("?")
                     )));
                 }
-                (
-                    id,
-                    if from_state {
-                        Change::Unchanged
-                    } else {
-                        Change::Adopted
-                    },
-                )
+                (id, found.change().updated_if(retagged))
             }
             None => {
-                if ctx.plan_create(format!("{ADDR} ({name}, {cidr})")) {
+                if !ctx.would_create(format!("{ADDR} ({name}, {cidr})")) {
                     return Ok(());
                 }
-                let out = ctx
-                    .aws
-                    .ec2
-                    .create_vpc()
-                    .cidr_block(&cidr)
+                let call = ctx.aws.ec2.create_vpc().cidr_block(&cidr);
+                let out = call
                     .tag_specifications(tag_spec(ctx, ResourceType::Vpc, &name))
                     .send()
                     .await
@@ -148,39 +124,25 @@ impl Resource for Vpc {
         };
         ctx.record(ADDR, Record::new(KIND, &id).attr("cidr", &cidr))
             .await?;
-        if ensure_dns(ctx, &id).await? && change == Change::Unchanged {
-            change = Change::Updated;
-        }
+        let change = change.updated_if(converge_settings(ctx, &id).await?);
         ctx.report.note(change, format!("{ADDR} {id} ({name})"));
         Ok(())
     }
 
     async fn delete(&self, ctx: &Ctx) -> Result<()> {
-        let Some((vpc, _)) = find(ctx).await? else {
-            ctx.forget(ADDR).await?;
-            ctx.report.note(Change::Absent, ADDR);
-            return Ok(());
+        let Some(found) = lookup(ctx).await? else {
+            return ctx.forget_gone(ADDR).await;
         };
-        let id = vpc.vpc_id().unwrap_or_default().to_string();
-        ctx.check_owned(&format!("VPC {id}"), pairs(vpc.tags()))?;
-        let deleted = retry_while(
-            &format!("deleting VPC {id}"),
-            DEPENDENCY_WAIT,
-            is_dependency_violation,
-            || async {
-                ctx.aws
-                    .ec2
-                    .delete_vpc()
-                    .vpc_id(&id)
-                    .send()
-                    .await
-                    .map_err(aws("DeleteVpc", &id))
-            },
-        )
-        .await;
-        found(deleted)?;
-        ctx.forget(ADDR).await?;
-        ctx.report.note(Change::Deleted, format!("{ADDR} {id}"));
-        Ok(())
+        let id = required(found.value.vpc_id(), "VPC id")?;
+        tags::check_owned(ctx, &tags::Ec2(&id), &tag_pairs(found.value.tags()))?;
+        let what = format!("deleting VPC {id}");
+        let delete = async || {
+            retry_while(&what, DEPENDENCY_WAIT, is_dependency_violation, || async {
+                let call = ctx.aws.ec2.delete_vpc().vpc_id(&id);
+                call.send().await.map_err(aws("DeleteVpc", &id))
+            })
+            .await
+        };
+        ctx.delete_and_forget(ADDR, &id, SERVICE, delete).await
     }
 }

@@ -245,7 +245,7 @@ async fn ensure_one(
             )
         }
         None => {
-            if ctx.plan_create(format!("{addr} ({alias})")) {
+            if !ctx.would_create(format!("{addr} ({alias})")) {
                 return Ok(());
             }
             let tags: Vec<Tag> = ctx
