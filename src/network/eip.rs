@@ -4,9 +4,11 @@
 //! `down` deletes and waits for NAT gateways first) and retries while AWS still reports
 //! the address in use.
 
-use super::{found, is_not_found, name_of, owned_filters, pairs, tag_spec};
+use super::{name_of, owned_filters, tag_pairs, tag_spec};
+use crate::engine::found::only_one;
 use crate::engine::report::Change;
-use crate::engine::{Ctx, Resource};
+use crate::engine::tags::{self, converge_tags};
+use crate::engine::{Ctx, Ec2, Resource, Service};
 use crate::error::{Error, Result, all_ok, aws, required};
 use crate::state::Record;
 use crate::waiter::{Wait, retry_while};
@@ -15,6 +17,7 @@ use aws_sdk_ec2::types::{Address, DomainType, ResourceType};
 use futures::future::join_all;
 
 pub const KIND: &str = "ec2_eip";
+const SERVICE: Service = Service::Ec2(Ec2::Address);
 
 pub struct ElasticIps;
 
@@ -32,14 +35,9 @@ async fn describe(ctx: &Ctx, by_id: Option<&str>, name: Option<&str>) -> Result<
         Some(id) => call.allocation_ids(id),
         None => call.set_filters(Some(owned_filters(ctx, name))),
     };
-    match call.send().await.map_err(aws(
-        "DescribeAddresses",
-        by_id.or(name).unwrap_or("owned addresses"),
-    )) {
-        Ok(out) => Ok(out.addresses().to_vec()),
-        Err(e) if is_not_found(&e) => Ok(Vec::new()),
-        Err(e) => Err(e),
-    }
+    let what = by_id.or(name).unwrap_or("owned addresses");
+    let out = SERVICE.found(call.send().await.map_err(aws("DescribeAddresses", what)))?;
+    Ok(out.map(|o| o.addresses().to_vec()).unwrap_or_default())
 }
 
 /// `owned` is every address tagged for this environment, read once for all of them.
@@ -66,18 +64,20 @@ async fn ensure_one(ctx: &Ctx, index: usize, owned: &[Address]) -> Result<()> {
             .cloned()
             .collect();
     }
-    let (alloc, ip, change) = match matches.as_slice() {
-        [a] => {
+    let (alloc, ip, change) = match only_one(matches, "Elastic IPs")? {
+        Some(a) => {
             let alloc = required(a.allocation_id(), "allocation id")?;
-            ctx.check_owned(&format!("Elastic IP {alloc}"), pairs(a.tags()))?;
+            let tagged = Some(tag_pairs(a.tags()));
+            let retagged = converge_tags(ctx, &addr, &tags::Ec2(&alloc), tagged).await?;
             let change = if from_state {
                 Change::Unchanged
             } else {
                 Change::Adopted
             };
-            (alloc, a.public_ip().unwrap_or_default().to_string(), change)
+            let ip = a.public_ip().unwrap_or_default().to_string();
+            (alloc, ip, change.updated_if(retagged))
         }
-        [] => {
+        None => {
             if !ctx.would_create(format!("{addr} ({name})")) {
                 return Ok(());
             }
@@ -97,12 +97,6 @@ async fn ensure_one(ctx: &Ctx, index: usize, owned: &[Address]) -> Result<()> {
                 Change::Created,
             )
         }
-        many => {
-            return Err(Error::Invalid(format!(
-                "{} Elastic IPs are tagged as {name}; release the extras",
-                many.len()
-            )));
-        }
     };
     ctx.record(&addr, Record::new(KIND, &alloc).attr("public_ip", &ip))
         .await?;
@@ -112,43 +106,22 @@ async fn ensure_one(ctx: &Ctx, index: usize, owned: &[Address]) -> Result<()> {
 }
 
 pub(crate) async fn release(ctx: &Ctx, alloc: &str, addr: Option<&str>) -> Result<()> {
-    let current = describe(ctx, Some(alloc), None).await?;
-    let exists = match current.first() {
-        Some(a) => {
-            ctx.check_owned(&format!("Elastic IP {alloc}"), pairs(a.tags()))?;
-            true
-        }
-        None => false,
+    let addr = addr.unwrap_or(KIND);
+    let Some(current) = describe(ctx, Some(alloc), None).await?.into_iter().next() else {
+        return ctx.forget_gone(addr).await;
     };
-    if exists {
-        // A NAT gateway that was just deleted may keep the address associated briefly.
-        let in_use =
-            |e: &Error| matches!(e.aws_code(), Some("InvalidIPAddress.InUse" | "AuthFailure"));
-        let what = format!("releasing Elastic IP {alloc}");
-        let result = retry_while(&what, Wait::minutes(5), in_use, || async {
-            ctx.aws
-                .ec2
-                .release_address()
-                .allocation_id(alloc)
-                .send()
-                .await
-                .map_err(aws("ReleaseAddress", alloc))
+    tags::check_owned(ctx, &tags::Ec2(alloc), &tag_pairs(current.tags()))?;
+    // A NAT gateway that was just deleted may keep the address associated briefly.
+    let in_use = |e: &Error| matches!(e.aws_code(), Some("InvalidIPAddress.InUse" | "AuthFailure"));
+    let what = format!("releasing Elastic IP {alloc}");
+    let release = async || {
+        retry_while(&what, Wait::minutes(5), in_use, || async {
+            let call = ctx.aws.ec2.release_address().allocation_id(alloc);
+            call.send().await.map_err(aws("ReleaseAddress", alloc))
         })
-        .await;
-        found(result)?;
-    }
-    if let Some(addr) = addr {
-        ctx.forget(addr).await?;
-    }
-    ctx.report.note(
-        if exists {
-            Change::Deleted
-        } else {
-            Change::Absent
-        },
-        format!("{KIND} {alloc}"),
-    );
-    Ok(())
+        .await
+    };
+    ctx.delete_and_forget(addr, alloc, SERVICE, release).await
 }
 
 #[async_trait]

@@ -6,11 +6,11 @@
 //! EC2 resources carry the standard tags plus `Name` (EC2's only name field), and are
 //! found again by those tags when the state file does not know them.
 
-pub mod default_sg;
+pub mod default_security_group;
 pub mod eip;
-pub mod endpoint;
-pub mod igw;
-pub mod nat;
+pub mod vpc_endpoint;
+pub mod internet_gateway;
+pub mod nat_gateway;
 pub mod nat_surplus;
 pub mod route_table;
 pub mod security_group;
@@ -28,14 +28,14 @@ pub fn layer() -> Layer {
         name: "network",
         resources: vec![
             Arc::new(vpc::Vpc),
-            Arc::new(default_sg::DefaultSecurityGroup),
+            Arc::new(default_security_group::DefaultSecurityGroup),
             Arc::new(subnet::Subnets),
-            Arc::new(igw::InternetGateway),
+            Arc::new(internet_gateway::InternetGateway),
             Arc::new(eip::ElasticIps),
-            Arc::new(nat::NatGateways::default()),
+            Arc::new(nat_gateway::NatGateways::default()),
             Arc::new(route_table::RouteTables),
             Arc::new(nat_surplus::NatSurplus),
-            Arc::new(endpoint::GatewayEndpoints),
+            Arc::new(vpc_endpoint::GatewayEndpoints),
             Arc::new(security_group::SecurityGroups),
         ],
     }

@@ -5,7 +5,7 @@
 //! This kind records nothing itself; `down` deletes gateways and addresses through
 //! their own kinds.
 
-use super::{eip, nat, route_table};
+use super::{eip, nat_gateway, route_table};
 use crate::engine::{Ctx, Resource};
 use crate::error::Result;
 use async_trait::async_trait;
@@ -46,10 +46,10 @@ impl Resource for NatSurplus {
     async fn ensure(&self, ctx: &Ctx) -> Result<()> {
         let keep = ctx.settings.nat_gateways;
         let why = format!("(nat_gateways is {keep})");
-        let gateways = surplus(ctx, nat::KIND, keep)
+        let gateways = surplus(ctx, nat_gateway::KIND, keep)
             .into_iter()
             .filter(|(addr, id)| ctx.apply_delete(format!("{addr} {id} {why}")));
-        let retired = gateways.map(|(addr, id)| async move { nat::retire(ctx, &addr, &id).await });
+        let retired = gateways.map(|(addr, id)| async move { nat_gateway::retire(ctx, &addr, &id).await });
         crate::error::all_ok(futures::future::join_all(retired).await)?;
         for (addr, id) in surplus(ctx, eip::KIND, keep) {
             if ctx.apply_delete(format!("{addr} {id} {why}")) {

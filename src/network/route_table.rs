@@ -3,12 +3,14 @@
 //! one per AZ) for that AZ's private subnet.
 
 use super::{
-    DEPENDENCY_WAIT, filter, found, is_dependency_violation, is_not_found, name_of, owned_filters,
-    pairs, subnet_id, tag_spec, vpc_id, zones,
+    DEPENDENCY_WAIT, filter, name_of, owned_filters, subnet_id, tag_pairs, tag_spec, vpc_id,
+    zones,
 };
+use crate::engine::gone::is_dependency_violation;
 use crate::engine::report::Change;
-use crate::engine::{Ctx, Resource};
-use crate::error::{Error, Result, all_ok, aws, required};
+use crate::engine::tags::{self, converge_tags};
+use crate::engine::{Ctx, Ec2, Resource, Service};
+use crate::error::{Result, all_ok, aws, required};
 use crate::state::Record;
 use crate::waiter::retry_while;
 use async_trait::async_trait;
@@ -17,6 +19,7 @@ use futures::future::join_all;
 
 pub const KIND: &str = "ec2_route_table";
 const DEFAULT_ROUTE: &str = "0.0.0.0/0";
+const SERVICE: Service = Service::Ec2(Ec2::RouteTable);
 
 pub struct RouteTables;
 
@@ -35,11 +38,7 @@ struct Want {
 
 fn wanted(ctx: &Ctx) -> Result<Vec<Want>> {
     let zones = zones(ctx);
-    let igw = ctx.state.id("ec2_internet_gateway.main").ok_or_else(|| {
-        Error::Invalid(
-            "the internet gateway is not in the state file; run `payctl up` again".into(),
-        )
-    })?;
+    let igw = ctx.needed_id("ec2_internet_gateway.main")?;
     let mut wants = vec![Want {
         key: "public".into(),
         name: ctx.name("public-rt"),
@@ -51,12 +50,8 @@ fn wanted(ctx: &Ctx) -> Result<Vec<Want>> {
     }];
     let nats = ctx.settings.nat_gateways.max(1);
     for (i, az) in zones.iter().enumerate() {
-        let nat_addr = super::nat::address(i % nats + 1);
-        let nat = ctx.state.id(&nat_addr).ok_or_else(|| {
-            Error::Invalid(format!(
-                "{nat_addr} is not in the state file; run `payctl up` again"
-            ))
-        })?;
+        let nat_addr = super::nat_gateway::address(i % nats + 1);
+        let nat = ctx.needed_id(&nat_addr)?;
         wants.push(Want {
             key: format!("private-{az}"),
             name: ctx.name(&format!("private-rt-{az}")),
@@ -89,18 +84,17 @@ async fn ensure_one(ctx: &Ctx, vpc: &str, tables: &[RouteTable], want: &Want) ->
                 .iter()
                 .find(|t| name_of(t.tags()) == Some(want.name.as_str()))
         });
-    let (id, mut change) = match found {
+    let (id, change) = match found {
         Some(t) => {
             let id = required(t.route_table_id(), "route table id")?;
-            ctx.check_owned(&format!("route table {id}"), pairs(t.tags()))?;
-            (
-                id.clone(),
-                if known.as_deref() == Some(id.as_str()) {
-                    Change::Unchanged
-                } else {
-                    Change::Adopted
-                },
-            )
+            let tagged = Some(tag_pairs(t.tags()));
+            let retagged = converge_tags(ctx, &addr, &tags::Ec2(&id), tagged).await?;
+            let change = if known.as_deref() == Some(id.as_str()) {
+                Change::Unchanged
+            } else {
+                Change::Adopted
+            };
+            (id, change.updated_if(retagged))
         }
         None => {
             if !ctx.would_create(format!("{addr} ({})", want.name)) {
@@ -124,44 +118,30 @@ async fn ensure_one(ctx: &Ctx, vpc: &str, tables: &[RouteTable], want: &Want) ->
         }
     };
     ctx.record(&addr, Record::new(KIND, &id)).await?;
-    let mut updated = false;
 
     let current = found.and_then(default_target);
-    if current.as_ref() != Some(&want.target)
-        && ctx.apply(
-            &addr,
-            "default route",
-            show(current.as_ref()),
-            show(Some(&want.target)),
-        )
-    {
+    let set_route = async |_: &String| {
         let (gw, nat) = match &want.target {
             Target::Gateway(g) => (Some(g.clone()), None),
             Target::Nat(n) => (None, Some(n.clone())),
         };
         if current.is_none() {
-            let call = ec2
-                .create_route()
-                .route_table_id(&id)
-                .destination_cidr_block(DEFAULT_ROUTE);
-            call.set_gateway_id(gw)
-                .set_nat_gateway_id(nat)
-                .send()
-                .await
-                .map_err(aws("CreateRoute", &id))?;
+            let call = ec2.create_route().route_table_id(&id);
+            let call = call.destination_cidr_block(DEFAULT_ROUTE);
+            let call = call.set_gateway_id(gw).set_nat_gateway_id(nat);
+            call.send().await.map_err(aws("CreateRoute", &id))?;
         } else {
-            let call = ec2
-                .replace_route()
-                .route_table_id(&id)
-                .destination_cidr_block(DEFAULT_ROUTE);
-            call.set_gateway_id(gw)
-                .set_nat_gateway_id(nat)
-                .send()
-                .await
-                .map_err(aws("ReplaceRoute", &id))?;
+            let call = ec2.replace_route().route_table_id(&id);
+            let call = call.destination_cidr_block(DEFAULT_ROUTE);
+            let call = call.set_gateway_id(gw).set_nat_gateway_id(nat);
+            call.send().await.map_err(aws("ReplaceRoute", &id))?;
         }
-        updated = true;
-    }
+        Ok(())
+    };
+    let (have, wanted) = (show(current.as_ref()), show(Some(&want.target)));
+    let mut updated = ctx
+        .converge(&addr, "default route", have, wanted, set_route)
+        .await?;
 
     for subnet in &want.subnets {
         let assoc = tables.iter().find_map(|t| {
@@ -207,11 +187,8 @@ async fn ensure_one(ctx: &Ctx, vpc: &str, tables: &[RouteTable], want: &Want) ->
             }
         }
     }
-    if updated && change == Change::Unchanged {
-        change = Change::Updated;
-    }
     ctx.report
-        .note(change, format!("{addr} {id} ({})", want.name));
+        .note(change.updated_if(updated), format!("{addr} {id} ({})", want.name));
     Ok(())
 }
 
@@ -227,42 +204,25 @@ fn show(target: Option<&Target>) -> String {
 async fn delete_one(ctx: &Ctx, t: &RouteTable, addr: Option<&str>) -> Result<()> {
     let ec2 = &ctx.aws.ec2;
     let id = required(t.route_table_id(), "route table id")?;
-    ctx.check_owned(&format!("route table {id}"), pairs(t.tags()))?;
+    tags::check_owned(ctx, &tags::Ec2(&id), &tag_pairs(t.tags()))?;
     for a in t.associations().iter().filter(|a| a.main() != Some(true)) {
         if let Some(assoc) = a.route_table_association_id() {
-            match ec2
-                .disassociate_route_table()
-                .association_id(assoc)
-                .send()
-                .await
-                .map_err(aws("DisassociateRouteTable", assoc))
-            {
-                Ok(_) => {}
-                Err(e) if is_not_found(&e) => {}
-                Err(e) => return Err(e),
-            }
+            let call = ec2.disassociate_route_table().association_id(assoc);
+            let result = call.send().await.map_err(aws("DisassociateRouteTable", assoc));
+            Service::Ec2(Ec2::Association).found(result)?;
         }
     }
-    let result = retry_while(
-        &format!("deleting route table {id}"),
-        DEPENDENCY_WAIT,
-        is_dependency_violation,
-        || async {
-            ec2.delete_route_table()
-                .route_table_id(&id)
-                .send()
-                .await
-                .map_err(aws("DeleteRouteTable", &id))
-        },
-    )
-    .await;
-    found(result)?;
-    if let Some(addr) = addr {
-        ctx.forget(addr).await?;
-    }
-    ctx.report
-        .note(Change::Deleted, format!("{} {id}", addr.unwrap_or(KIND)));
-    Ok(())
+    let what = format!("deleting route table {id}");
+    let delete = async || {
+        retry_while(&what, DEPENDENCY_WAIT, is_dependency_violation, || async {
+            let call = ec2.delete_route_table().route_table_id(&id);
+            call.send().await.map_err(aws("DeleteRouteTable", &id))
+        })
+        .await
+    };
+    // A table tagged as ours that the state does not know is noted under the kind.
+    ctx.delete_and_forget(addr.unwrap_or(KIND), &id, SERVICE, delete)
+        .await
 }
 
 #[async_trait]
@@ -272,7 +232,7 @@ impl Resource for RouteTables {
     }
 
     fn depends_on(&self) -> &'static [&'static str] {
-        &[super::subnet::KIND, super::igw::KIND, super::nat::KIND]
+        &[super::subnet::KIND, super::internet_gateway::KIND, super::nat_gateway::KIND]
     }
 
     async fn ensure(&self, ctx: &Ctx) -> Result<()> {
@@ -295,7 +255,7 @@ impl Resource for RouteTables {
         let ids: Vec<String> = known.iter().map(|(_, r)| r.id.clone()).collect();
         let mut tables: Vec<RouteTable> = Vec::new();
         for id in &ids {
-            if let Some(out) = found(
+            if let Some(out) = SERVICE.found(
                 ctx.aws
                     .ec2
                     .describe_route_tables()
@@ -332,8 +292,7 @@ impl Resource for RouteTables {
                 .iter()
                 .any(|t| t.route_table_id() == Some(rec.id.as_str()))
             {
-                ctx.forget(addr).await?;
-                ctx.report.note(Change::Absent, addr.clone());
+                ctx.forget_gone(addr).await?;
             }
         }
         let work = tables.iter().map(|t| {

@@ -4,11 +4,11 @@
 //!
 //! Both groups reference each other, so `down` revokes every rule first, then deletes.
 
-use super::{
-    DEPENDENCY_WAIT, filter, found, is_dependency_violation, owned_filters, pairs, tag_spec, vpc_id,
-};
+use super::{DEPENDENCY_WAIT, filter, owned_filters, tag_pairs, tag_spec, vpc_id};
+use crate::engine::gone::is_dependency_violation;
 use crate::engine::report::Change;
-use crate::engine::{Ctx, Resource};
+use crate::engine::tags::{self, converge_tags};
+use crate::engine::{Ctx, Ec2, Resource, Service};
 use crate::error::{Error, Result, all_ok, aws, required};
 use crate::state::Record;
 use crate::waiter::retry_while;
@@ -21,6 +21,7 @@ use futures::future::join_all;
 pub const KIND: &str = "ec2_security_group";
 pub const GROUPS: [&str; 2] = ["lambda", "rds"];
 pub const POSTGRES_PORT: i32 = 5432;
+const SERVICE: Service = Service::Ec2(Ec2::SecurityGroup);
 
 pub struct SecurityGroups;
 
@@ -232,13 +233,14 @@ async fn ensure_group(
     let (id, change) = match existing.cloned() {
         Some(sg) => {
             let id = required(sg.group_id(), "security group id")?;
-            ctx.check_owned(&format!("security group {id}"), pairs(sg.tags()))?;
+            let tagged = Some(tag_pairs(sg.tags()));
+            let retagged = converge_tags(ctx, &address(group), &tags::Ec2(&id), tagged).await?;
             let change = if ctx.state.id(&address(group)).as_deref() == Some(id.as_str()) {
                 Change::Unchanged
             } else {
                 Change::Adopted
             };
-            (id, change)
+            (id, change.updated_if(retagged))
         }
         None => {
             if !ctx.would_create(format!("{} ({name})", address(group))) {
@@ -396,7 +398,7 @@ impl Resource for SecurityGroups {
             if groups.iter().any(|g| g.group_id() == Some(rec.id.as_str())) {
                 continue;
             }
-            if let Some(out) = found(
+            if let Some(out) = SERVICE.found(
                 ctx.aws
                     .ec2
                     .describe_security_groups()
@@ -410,7 +412,7 @@ impl Resource for SecurityGroups {
         }
         for g in &groups {
             let id = required(g.group_id(), "security group id")?;
-            ctx.check_owned(&format!("security group {id}"), pairs(g.tags()))?;
+            tags::check_owned(ctx, &tags::Ec2(&id), &tag_pairs(g.tags()))?;
         }
         // Drop the cross-references first, or neither group can be deleted.
         let revoked = join_all(groups.iter().map(|g| async {
@@ -420,30 +422,25 @@ impl Resource for SecurityGroups {
                 .map(|_| ())
         }));
         all_ok(revoked.await)?;
+        let known = ctx.state.of_kind(KIND);
         let deleted = join_all(groups.iter().map(|g| async {
             let id = g.group_id().unwrap_or_default();
-            let result = retry_while(
-                &format!("deleting security group {id}"),
-                DEPENDENCY_WAIT,
-                is_dependency_violation,
-                || async {
-                    ctx.aws
-                        .ec2
-                        .delete_security_group()
-                        .group_id(id)
-                        .send()
-                        .await
-                        .map_err(aws("DeleteSecurityGroup", id))
-                },
-            )
-            .await;
-            found(result)?;
-            ctx.report.note(Change::Deleted, format!("{KIND} {id}"));
-            Ok::<(), Error>(())
+            let addr = known.iter().find(|(_, r)| r.id == id).map_or(KIND, |(a, _)| a.as_str());
+            let what = format!("deleting security group {id}");
+            let delete = async || {
+                retry_while(&what, DEPENDENCY_WAIT, is_dependency_violation, || async {
+                    let call = ctx.aws.ec2.delete_security_group().group_id(id);
+                    call.send().await.map_err(aws("DeleteSecurityGroup", id))
+                })
+                .await
+            };
+            ctx.delete_and_forget(addr, id, SERVICE, delete).await
         }));
         all_ok(deleted.await)?;
-        for (addr, _) in ctx.state.of_kind(KIND) {
-            ctx.forget(&addr).await?;
+        for (addr, rec) in known {
+            if !groups.iter().any(|g| g.group_id() == Some(rec.id.as_str())) {
+                ctx.forget_gone(&addr).await?;
+            }
         }
         Ok(())
     }

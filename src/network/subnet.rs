@@ -4,13 +4,13 @@
 //! blocks 8–10 (a /16 gives /20s: 10.0.0.0/20 … and 10.0.128.0/20 …). Public subnets do
 //! not assign public IPs on launch; nothing in this stack needs one.
 
-use super::{
-    DEPENDENCY_WAIT, filter, found, is_dependency_violation, is_not_found, name_of, owned_filters,
-    pairs, tag_spec, vpc_id,
-};
+use super::{DEPENDENCY_WAIT, filter, name_of, owned_filters, tag_pairs, tag_spec, vpc_id};
 use crate::config::AZ_COUNT;
+use crate::engine::found::read_by_id;
+use crate::engine::gone::is_dependency_violation;
 use crate::engine::report::Change;
-use crate::engine::{Ctx, Resource};
+use crate::engine::tags::{self, converge_tags};
+use crate::engine::{Ctx, Ec2, Resource, Service};
 use crate::error::{Error, Result, all_ok, aws, required};
 use crate::state::Record;
 use crate::waiter::retry_while;
@@ -21,6 +21,7 @@ use ipnet::Ipv4Net;
 
 pub const KIND: &str = "ec2_subnet";
 pub const TIERS: [&str; 2] = ["public", "private"];
+const SERVICE: Service = Service::Ec2(Ec2::Subnet);
 
 pub struct Subnets;
 
@@ -79,10 +80,11 @@ async fn ensure_one(
     let found = existing
         .iter()
         .find(|s| name_of(s.tags()) == Some(name.as_str()));
-    let (id, mut change) = match found {
+    let (id, change) = match found {
         Some(s) => {
             let id = required(s.subnet_id(), "subnet id")?;
-            ctx.check_owned(&format!("subnet {id}"), pairs(s.tags()))?;
+            let tagged = Some(tag_pairs(s.tags()));
+            let retagged = converge_tags(ctx, &addr, &tags::Ec2(&id), tagged).await?;
             if s.cidr_block() != Some(cidr.as_str()) || s.availability_zone() != Some(az) {
                 return Err(Error::Invalid(format!(
                     "subnet {id} ({name}) is {} in {}, expected {cidr} in {az}; delete it or fix the configuration",
@@ -95,7 +97,7 @@ async fn ensure_one(
             } else {
                 Change::Adopted
             };
-            (id, change)
+            (id, change.updated_if(retagged))
         }
         None => {
             if !ctx.would_create(format!("{addr} ({name}, {cidr})")) {
@@ -126,25 +128,19 @@ async fn ensure_one(
             .attr("cidr", &cidr),
     )
     .await?;
-    if found.is_some_and(|s| s.map_public_ip_on_launch() == Some(true))
-        && ctx.apply(&addr, "auto-assign public IPs", "on", "off")
-    {
+    let public_ips = found.is_some_and(|s| s.map_public_ip_on_launch() == Some(true));
+    let turn_off = async |_: &&str| {
         let off = AttributeBooleanValue::builder().value(false).build();
-        let call = ctx
-            .aws
-            .ec2
-            .modify_subnet_attribute()
-            .subnet_id(&id)
-            .map_public_ip_on_launch(off);
-        call.send()
-            .await
-            .map_err(aws("ModifySubnetAttribute", &id))?;
-        change = if change == Change::Unchanged {
-            Change::Updated
-        } else {
-            change
-        };
-    }
+        let call = ctx.aws.ec2.modify_subnet_attribute().subnet_id(&id);
+        let call = call.map_public_ip_on_launch(off);
+        call.send().await.map_err(aws("ModifySubnetAttribute", &id))?;
+        Ok(())
+    };
+    let have = if public_ips { "on" } else { "off" };
+    let wrote = ctx
+        .converge(&addr, "auto-assign public IPs", have, "off", turn_off)
+        .await?;
+    let change = change.updated_if(wrote);
     ctx.report
         .note(change, format!("{addr} {id} ({name}, {cidr})"));
     Ok(())
@@ -178,47 +174,24 @@ async fn owned_ids(ctx: &Ctx) -> Result<Vec<(String, Option<String>)>> {
 
 async fn delete_one(ctx: &Ctx, id: &str, addr: Option<&str>) -> Result<()> {
     let ec2 = &ctx.aws.ec2;
-    let described = ec2
-        .describe_subnets()
-        .subnet_ids(id)
-        .send()
-        .await
-        .map_err(aws("DescribeSubnets", id));
-    let exists = match described {
-        Ok(out) => match out.subnets().first() {
-            Some(s) => {
-                ctx.check_owned(&format!("subnet {id}"), pairs(s.tags()))?;
-                true
-            }
-            None => false,
-        },
-        Err(e) if is_not_found(&e) => false,
-        Err(e) => return Err(e),
+    let read = async |id: &str| {
+        let out = ec2.describe_subnets().subnet_ids(id).send().await;
+        Ok(out.map_err(aws("DescribeSubnets", id))?.subnets().first().cloned())
     };
-    if exists {
-        let what = format!("deleting subnet {id}");
-        let result = retry_while(&what, DEPENDENCY_WAIT, is_dependency_violation, || async {
-            ec2.delete_subnet()
-                .subnet_id(id)
-                .send()
-                .await
-                .map_err(aws("DeleteSubnet", id))
+    let addr = addr.unwrap_or(KIND);
+    let Some(subnet) = read_by_id(ctx, addr, SERVICE, id, read).await? else {
+        return ctx.forget_gone(addr).await;
+    };
+    tags::check_owned(ctx, &tags::Ec2(id), &tag_pairs(subnet.tags()))?;
+    let what = format!("deleting subnet {id}");
+    let delete = async || {
+        retry_while(&what, DEPENDENCY_WAIT, is_dependency_violation, || async {
+            let call = ec2.delete_subnet().subnet_id(id);
+            call.send().await.map_err(aws("DeleteSubnet", id))
         })
-        .await;
-        found(result)?;
-    }
-    if let Some(addr) = addr {
-        ctx.forget(addr).await?;
-    }
-    ctx.report.note(
-        if exists {
-            Change::Deleted
-        } else {
-            Change::Absent
-        },
-        format!("{KIND} {id}"),
-    );
-    Ok(())
+        .await
+    };
+    ctx.delete_and_forget(addr, id, SERVICE, delete).await
 }
 
 #[async_trait]

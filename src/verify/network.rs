@@ -10,7 +10,7 @@
 
 use super::{Check, Control, Target, fail_all, unreadable};
 use crate::naming::{TAG_ENVIRONMENT, TAG_MANAGED_BY};
-use crate::network::{default_sg, eip, subnet};
+use crate::network::{default_security_group, eip, subnet};
 use aws_sdk_ec2::types::{Address, Filter};
 use std::collections::BTreeMap;
 
@@ -38,7 +38,7 @@ fn filter(name: &str, values: impl IntoIterator<Item = String>) -> Filter {
 }
 
 async fn default_sg(t: &Target) -> Vec<Check> {
-    let addr = format!("{}.main", default_sg::KIND);
+    let addr = format!("{}.main", default_security_group::KIND);
     let Some(rec) = t.record(&addr) else {
         return vec![DEFAULT_SG_CLOSED.fail(addr, "not in the state file")];
     };

@@ -59,24 +59,22 @@ impl Resource for DefaultSecurityGroup {
                 .push(id.to_string());
             }
         }
-        if !ingress.is_empty() && ctx.apply(ADDR, "ingress rules", ingress.len(), 0) {
-            let call = ec2
-                .revoke_security_group_ingress()
-                .group_id(&sg)
-                .set_security_group_rule_ids(Some(ingress.clone()));
-            call.send()
-                .await
-                .map_err(aws("RevokeSecurityGroupIngress", &sg))?;
-        }
-        if !egress.is_empty() && ctx.apply(ADDR, "egress rules", egress.len(), 0) {
-            let call = ec2
-                .revoke_security_group_egress()
-                .group_id(&sg)
-                .set_security_group_rule_ids(Some(egress.clone()));
-            call.send()
-                .await
-                .map_err(aws("RevokeSecurityGroupEgress", &sg))?;
-        }
+        let revoke_ingress = async |_: &usize| {
+            let call = ec2.revoke_security_group_ingress().group_id(&sg);
+            let call = call.set_security_group_rule_ids(Some(ingress.clone()));
+            call.send().await.map_err(aws("RevokeSecurityGroupIngress", &sg))?;
+            Ok(())
+        };
+        ctx.converge(ADDR, "ingress rules", ingress.len(), 0, revoke_ingress)
+            .await?;
+        let revoke_egress = async |_: &usize| {
+            let call = ec2.revoke_security_group_egress().group_id(&sg);
+            let call = call.set_security_group_rule_ids(Some(egress.clone()));
+            call.send().await.map_err(aws("RevokeSecurityGroupEgress", &sg))?;
+            Ok(())
+        };
+        ctx.converge(ADDR, "egress rules", egress.len(), 0, revoke_egress)
+            .await?;
         let change = match (ctx.state.get(ADDR), ingress.len() + egress.len()) {
             (Some(_), 0) => Change::Unchanged,
             (None, 0) => Change::Adopted,

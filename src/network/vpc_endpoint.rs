@@ -1,9 +1,10 @@
 //! S3 and DynamoDB gateway endpoints on the private route tables, so the functions reach
 //! both services without crossing the NAT gateways.
 
-use super::{filter, found, name_of, owned_filters, pairs, tag_spec, vpc_id};
+use super::{filter, name_of, owned_filters, tag_pairs, tag_spec, vpc_id};
 use crate::engine::report::Change;
-use crate::engine::{Ctx, Resource};
+use crate::engine::tags::{self, converge_tags};
+use crate::engine::{Ctx, Ec2, Resource, Service};
 use crate::error::{Error, Result, all_ok, aws, required};
 use crate::state::Record;
 use async_trait::async_trait;
@@ -12,6 +13,9 @@ use futures::future::join_all;
 
 pub const KIND: &str = "ec2_vpc_endpoint";
 pub const SERVICES: [&str; 2] = ["s3", "dynamodb"];
+/// Only the endpoint's own NotFound means it is gone: another (say, a route it manages)
+/// means the deletion did not happen.
+const SERVICE: Service = Service::Ec2(Ec2::VpcEndpoint);
 
 pub struct GatewayEndpoints;
 
@@ -36,15 +40,6 @@ fn private_route_tables(ctx: &Ctx) -> Vec<String> {
     ids
 }
 
-/// Only the endpoint's own NotFound means it is gone: another (say, a route it manages)
-/// means the deletion did not happen.
-fn endpoint_gone(e: &Error) -> bool {
-    matches!(
-        e.aws_code(),
-        Some("InvalidVpcEndpointId.NotFound" | "InvalidVpcEndpoint.NotFound")
-    )
-}
-
 /// `in_vpc` is every endpoint of the VPC, read once for both services.
 async fn ensure_one(ctx: &Ctx, vpc: &str, service: &str, in_vpc: &[VpcEndpoint]) -> Result<()> {
     let ec2 = &ctx.aws.ec2;
@@ -66,7 +61,7 @@ async fn ensure_one(ctx: &Ctx, vpc: &str, service: &str, in_vpc: &[VpcEndpoint])
             && e.service_name() == Some(service_name.as_str())
             && name_of(e.tags()) == Some(name.as_str())
     });
-    let (id, mut change, current) = match (found.next(), found.next()) {
+    let (id, change, current) = match (found.next(), found.next()) {
         (Some(_), Some(_)) => {
             return Err(Error::Invalid(format!(
                 "more than one endpoint is named {name}; delete the extras"
@@ -74,13 +69,14 @@ async fn ensure_one(ctx: &Ctx, vpc: &str, service: &str, in_vpc: &[VpcEndpoint])
         }
         (Some(e), None) => {
             let id = required(e.vpc_endpoint_id(), "VPC endpoint id")?;
-            ctx.check_owned(&format!("VPC endpoint {id}"), pairs(e.tags()))?;
+            let known = Some(tag_pairs(e.tags()));
+            let retagged = converge_tags(ctx, &addr, &tags::Ec2(&id), known).await?;
             let change = if ctx.state.id(&addr).as_deref() == Some(id.as_str()) {
                 Change::Unchanged
             } else {
                 Change::Adopted
             };
-            (id, change, e.route_table_ids().to_vec())
+            (id, change.updated_if(retagged), e.route_table_ids().to_vec())
         }
         (None, _) => {
             if !ctx.would_create(format!("{addr} ({name})")) {
@@ -108,35 +104,29 @@ async fn ensure_one(ctx: &Ctx, vpc: &str, service: &str, in_vpc: &[VpcEndpoint])
     };
     ctx.record(&addr, Record::new(KIND, &id).attr("service", &service_name))
         .await?;
-    let add: Vec<String> = tables
-        .iter()
-        .filter(|t| !current.contains(t))
-        .cloned()
-        .collect();
-    let remove: Vec<String> = current
-        .iter()
-        .filter(|t| !tables.contains(t))
-        .cloned()
-        .collect();
-    if (!add.is_empty() || !remove.is_empty())
-        && ctx.apply(&addr, "route tables", current.join(", "), tables.join(", "))
-    {
+    let mut have = current.clone();
+    have.sort();
+    let write = async |_: &String| {
+        let add: Vec<String> = tables.iter().filter(|t| !current.contains(t)).cloned().collect();
+        let remove: Vec<String> = current.iter().filter(|t| !tables.contains(t)).cloned().collect();
         let call = ec2.modify_vpc_endpoint().vpc_endpoint_id(&id);
         let call = call
             .set_add_route_table_ids((!add.is_empty()).then_some(add))
             .set_remove_route_table_ids((!remove.is_empty()).then_some(remove));
         call.send().await.map_err(aws("ModifyVpcEndpoint", &id))?;
-        if change == Change::Unchanged {
-            change = Change::Updated;
-        }
-    }
+        Ok(())
+    };
+    let wrote = ctx
+        .converge(&addr, "route tables", have.join(", "), tables.join(", "), write)
+        .await?;
+    let change = change.updated_if(wrote);
     ctx.report.note(change, format!("{addr} {id} ({name})"));
     Ok(())
 }
 
 async fn delete_one(ctx: &Ctx, e: &VpcEndpoint) -> Result<()> {
     let id = required(e.vpc_endpoint_id(), "VPC endpoint id")?;
-    ctx.check_owned(&format!("VPC endpoint {id}"), pairs(e.tags()))?;
+    tags::check_owned(ctx, &tags::Ec2(&id), &tag_pairs(e.tags()))?;
     let out = ctx
         .aws
         .ec2
@@ -162,12 +152,12 @@ async fn delete_one(ctx: &Ctx, e: &VpcEndpoint) -> Result<()> {
                         .unwrap_or_default()
                         .to_string(),
                 };
-                if !endpoint_gone(&err) {
+                if !SERVICE.is_not_found(&err) {
                     return Err(err);
                 }
             }
         }
-        Err(err) if endpoint_gone(&err) => {}
+        Err(err) if SERVICE.is_not_found(&err) => {}
         Err(err) => return Err(err),
     }
     ctx.report.note(Change::Deleted, format!("{KIND} {id}"));
@@ -220,7 +210,7 @@ impl Resource for GatewayEndpoints {
             endpoints.push(e.clone());
         }
         for id in ids {
-            if let Some(out) = found(
+            if let Some(out) = SERVICE.found(
                 ctx.aws
                     .ec2
                     .describe_vpc_endpoints()

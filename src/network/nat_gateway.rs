@@ -5,9 +5,10 @@
 //! `DescribeNatGateways` is filtered by tags and the tags are checked again here, since
 //! not every endpoint honours tag filters for this call.
 
-use super::{eip, filter, is_not_found, name_of, owned_filters, pairs, subnet_id, tag_spec, zones};
+use super::{eip, filter, name_of, owned_filters, pairs, subnet_id, tag_pairs, tag_spec, zones};
 use crate::engine::report::Change;
-use crate::engine::{Ctx, Direction, Resource};
+use crate::engine::tags::{self, converge_tags};
+use crate::engine::{Ctx, Direction, Ec2, Found, Resource, Service, Via};
 use crate::error::{Error, Result, all_ok, aws, required};
 use crate::state::Record;
 use crate::waiter::{Status, Wait, wait_for};
@@ -18,6 +19,7 @@ use futures::future::join_all;
 pub const KIND: &str = "ec2_nat_gateway";
 const READY_WAIT: Wait = Wait::minutes(15);
 const GONE_WAIT: Wait = Wait::minutes(15);
+const SERVICE: Service = Service::Ec2(Ec2::NatGateway);
 
 #[derive(Default)]
 pub struct NatGateways {
@@ -42,16 +44,9 @@ async fn describe(ctx: &Ctx, id: Option<&str>, filters: Vec<Filter>) -> Result<V
         .ec2
         .describe_nat_gateways()
         .set_nat_gateway_ids(id.map(|i| vec![i.to_string()]));
-    match call
-        .set_filter(Some(filters))
-        .send()
-        .await
-        .map_err(aws("DescribeNatGateways", id.unwrap_or("NAT gateways")))
-    {
-        Ok(out) => Ok(out.nat_gateways().to_vec()),
-        Err(e) if is_not_found(&e) => Ok(Vec::new()),
-        Err(e) => Err(e),
-    }
+    let out = call.set_filter(Some(filters)).send().await;
+    let out = SERVICE.found(out.map_err(aws("DescribeNatGateways", id.unwrap_or("NAT gateways"))))?;
+    Ok(out.map(|o| o.nat_gateways().to_vec()).unwrap_or_default())
 }
 
 /// `in_vpc` is every NAT gateway of the VPC, read once for all of them.
@@ -64,12 +59,7 @@ async fn ensure_one(
     let name = ctx.name(&format!("nat-{index}"));
     let addr = address(index);
     let subnet = subnet_id(ctx, "public", az)?;
-    let alloc = ctx.state.id(&eip::address(index)).ok_or_else(|| {
-        Error::Invalid(format!(
-            "{} is not in the state file; run `payctl up` again",
-            eip::address(index)
-        ))
-    })?;
+    let alloc = ctx.needed_id(&eip::address(index))?;
     let mut found = None;
     if let Some(id) = ctx.state.id(&addr) {
         let in_vpc = in_vpc
@@ -79,14 +69,14 @@ async fn ensure_one(
             Some(g) => vec![g.clone()],
             None => describe(ctx, Some(&id), vec![]).await?,
         };
-        found = by_id.into_iter().find(live).map(|g| (g, true));
+        found = by_id.into_iter().find(live).map(|g| Found::new(g, Via::State));
     }
     if found.is_none() {
         let mut mine = in_vpc
             .iter()
             .filter(|&g| live(g) && name_of(g.tags()) == Some(name.as_str()))
             .cloned();
-        found = mine.next().map(|g| (g, false));
+        found = mine.next().map(|g| Found::new(g, Via::Tags));
         if let Some(extra) = mine.next() {
             return Err(Error::Invalid(format!(
                 "more than one NAT gateway is named {name} ({}); delete the extras",
@@ -96,20 +86,15 @@ async fn ensure_one(
     }
     let mut ready = None;
     let (id, change) = match found {
-        Some((g, from_state)) => {
+        Some(found) => {
+            let g = &found.value;
             let id = required(g.nat_gateway_id(), "NAT gateway id")?;
-            ctx.check_owned(&format!("NAT gateway {id}"), pairs(g.tags()))?;
+            let tagged = Some(tag_pairs(g.tags()));
+            let retagged = converge_tags(ctx, &addr, &tags::Ec2(&id), tagged).await?;
             if g.state() == Some(&NatGatewayState::Available) {
                 ready = Some(id.clone());
             }
-            (
-                id,
-                if from_state {
-                    Change::Unchanged
-                } else {
-                    Change::Adopted
-                },
-            )
+            (id, found.change().updated_if(retagged))
         }
         None => {
             if !ctx.would_create(format!("{addr} ({name}, {az})")) {
@@ -201,27 +186,14 @@ pub(crate) async fn retire(ctx: &Ctx, addr: &str, id: &str) -> Result<()> {
 
 async fn delete_one(ctx: &Ctx, g: &NatGateway, addr: &str) -> Result<()> {
     let id = required(g.nat_gateway_id(), "NAT gateway id")?;
-    ctx.check_owned(&format!("NAT gateway {id}"), pairs(g.tags()))?;
+    tags::check_owned(ctx, &tags::Ec2(&id), &tag_pairs(g.tags()))?;
     if ctx.state.get(addr).is_none() {
         ctx.record(addr, Record::new(KIND, &id)).await?;
     }
+    // The record is forgotten once the gateway is gone (`wait`), not here.
     if live(g) {
-        match ctx
-            .aws
-            .ec2
-            .delete_nat_gateway()
-            .nat_gateway_id(&id)
-            .send()
-            .await
-        {
-            Ok(_) => {}
-            Err(e) => {
-                let e = aws("DeleteNatGateway", &id)(e);
-                if !is_not_found(&e) {
-                    return Err(e);
-                }
-            }
-        }
+        let call = ctx.aws.ec2.delete_nat_gateway().nat_gateway_id(&id);
+        SERVICE.found(call.send().await.map_err(aws("DeleteNatGateway", &id)))?;
     }
     ctx.report.note(Change::Deleted, format!("{addr} {id}"));
     Ok(())
@@ -234,7 +206,7 @@ impl Resource for NatGateways {
     }
 
     fn depends_on(&self) -> &'static [&'static str] {
-        &[super::subnet::KIND, eip::KIND, super::igw::KIND]
+        &[super::subnet::KIND, eip::KIND, super::internet_gateway::KIND]
     }
 
     async fn ensure(&self, ctx: &Ctx) -> Result<()> {

@@ -1,0 +1,126 @@
+//! The internet gateway, attached to the VPC.
+
+use super::{owned_filters, tag_pairs, tag_spec, vpc_id};
+use crate::engine::found::only_one;
+use crate::engine::report::Change;
+use crate::engine::tags::{self, converge_tags};
+use crate::engine::{Ctx, Ec2, Found, Resource, Service, find};
+use crate::error::{Error, Result, aws, required};
+use crate::state::Record;
+use async_trait::async_trait;
+use aws_sdk_ec2::types::{InternetGateway as Igw, ResourceType};
+
+pub const KIND: &str = "ec2_internet_gateway";
+const ADDR: &str = "ec2_internet_gateway.main";
+const SERVICE: Service = Service::Ec2(Ec2::InternetGateway);
+
+pub struct InternetGateway;
+
+/// The gateway, by the id in state, else by its name and ownership tags.
+async fn lookup(ctx: &Ctx) -> Result<Option<Found<Igw>>> {
+    let ec2 = &ctx.aws.ec2;
+    let by_id = async |id: &str| {
+        let out = ec2.describe_internet_gateways().internet_gateway_ids(id).send().await;
+        let out = out.map_err(aws("DescribeInternetGateways", id))?;
+        Ok(out.internet_gateways().first().cloned())
+    };
+    let by_tags = async || {
+        let name = ctx.name("igw");
+        let call = ec2
+            .describe_internet_gateways()
+            .set_filters(Some(owned_filters(ctx, Some(&name))));
+        let out = call.send().await.map_err(aws("DescribeInternetGateways", &name))?;
+        only_one(out.internet_gateways().to_vec(), "internet gateways")
+    };
+    find(ctx, ADDR, SERVICE, by_id, by_tags).await
+}
+
+fn attached_vpcs(g: &Igw) -> Vec<String> {
+    g.attachments()
+        .iter()
+        .filter_map(|a| a.vpc_id().map(str::to_string))
+        .collect()
+}
+
+#[async_trait]
+impl Resource for InternetGateway {
+    fn kind(&self) -> &'static str {
+        KIND
+    }
+
+    fn depends_on(&self) -> &'static [&'static str] {
+        &[super::vpc::KIND]
+    }
+
+    async fn ensure(&self, ctx: &Ctx) -> Result<()> {
+        let vpc = vpc_id(ctx)?;
+        let name = ctx.name("igw");
+        let (id, attached, change) = match lookup(ctx).await? {
+            Some(found) => {
+                let g = &found.value;
+                let id = required(g.internet_gateway_id(), "internet gateway id")?;
+                let known = Some(tag_pairs(g.tags()));
+                let retagged = converge_tags(ctx, ADDR, &tags::Ec2(&id), known).await?;
+                (id, attached_vpcs(g), found.change().updated_if(retagged))
+            }
+            None => {
+                if !ctx.would_create(format!("{ADDR} ({name})")) {
+                    return Ok(());
+                }
+                let out = ctx
+                    .aws
+                    .ec2
+                    .create_internet_gateway()
+                    .tag_specifications(tag_spec(ctx, ResourceType::InternetGateway, &name))
+                    .send()
+                    .await
+                    .map_err(aws("CreateInternetGateway", &name))?;
+                let id = required(
+                    out.internet_gateway().and_then(|g| g.internet_gateway_id()),
+                    "internet gateway id",
+                )?;
+                (id, Vec::new(), Change::Created)
+            }
+        };
+        ctx.record(ADDR, Record::new(KIND, &id).attr("vpc_id", &vpc))
+            .await?;
+        if let Some(other) = attached.iter().find(|v| **v != vpc) {
+            return Err(Error::Invalid(format!(
+                "internet gateway {id} is attached to {other}, not to {vpc}"
+            )));
+        }
+        let have = if attached.is_empty() { "nothing" } else { vpc.as_str() };
+        let attach = async |_: &&str| {
+            let call = ctx.aws.ec2.attach_internet_gateway();
+            let call = call.internet_gateway_id(&id).vpc_id(&vpc);
+            call.send().await.map_err(aws("AttachInternetGateway", &id))?;
+            Ok(())
+        };
+        let change = change.updated_if(ctx.converge(ADDR, "attached to", have, &vpc, attach).await?);
+        ctx.report.note(change, format!("{ADDR} {id} ({name})"));
+        Ok(())
+    }
+
+    async fn delete(&self, ctx: &Ctx) -> Result<()> {
+        let Some(found) = lookup(ctx).await? else {
+            return ctx.forget_gone(ADDR).await;
+        };
+        let g = &found.value;
+        let id = required(g.internet_gateway_id(), "internet gateway id")?;
+        tags::check_owned(ctx, &tags::Ec2(&id), &tag_pairs(g.tags()))?;
+        for vpc in attached_vpcs(g) {
+            let call = ctx.aws.ec2.detach_internet_gateway();
+            let call = call.internet_gateway_id(&id).vpc_id(&vpc);
+            match call.send().await.map_err(aws("DetachInternetGateway", &id)) {
+                Ok(_) => {}
+                Err(e) if SERVICE.is_not_found(&e) || e.aws_code() == Some("Gateway.NotAttached") => {}
+                Err(e) => return Err(e),
+            }
+        }
+        let delete = async || {
+            let call = ctx.aws.ec2.delete_internet_gateway().internet_gateway_id(&id);
+            call.send().await.map_err(aws("DeleteInternetGateway", &id))
+        };
+        ctx.delete_and_forget(ADDR, &id, SERVICE, delete).await
+    }
+}
