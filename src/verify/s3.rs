@@ -3,7 +3,7 @@
 //! versioning on (S3.14).
 //!
 //! Versioning is read with `data::s3_bucket::versioning_of`, which also understands the
-//! local emulator's answer (see "The local emulator" in the README).
+//! local emulator's answer (see docs/emulator.md).
 
 use super::{Check, Control, Target, fail_all, is_key, unreadable};
 use crate::data::s3_bucket;
