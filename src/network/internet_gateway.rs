@@ -19,17 +19,24 @@ pub struct InternetGateway;
 /// The gateway, by the id in state, else by its name and ownership tags.
 async fn lookup(ctx: &Ctx) -> Result<Option<Found<Igw>>> {
     let ec2 = &ctx.aws.ec2;
-    let by_id = async |id: &str| {
-        let out = ec2.describe_internet_gateways().internet_gateway_ids(id).send().await;
-        let out = out.map_err(aws("DescribeInternetGateways", id))?;
+    let by_id = |id: String| async move {
+        let out = ec2
+            .describe_internet_gateways()
+            .internet_gateway_ids(&id)
+            .send()
+            .await;
+        let out = out.map_err(aws("DescribeInternetGateways", &id))?;
         Ok(out.internet_gateways().first().cloned())
     };
-    let by_tags = async || {
+    let by_tags = || async {
         let name = ctx.name("igw");
         let call = ec2
             .describe_internet_gateways()
             .set_filters(Some(owned_filters(ctx, Some(&name))));
-        let out = call.send().await.map_err(aws("DescribeInternetGateways", &name))?;
+        let out = call
+            .send()
+            .await
+            .map_err(aws("DescribeInternetGateways", &name))?;
         only_one(out.internet_gateways().to_vec(), "internet gateways")
     };
     find(ctx, ADDR, SERVICE, by_id, by_tags).await
@@ -89,14 +96,23 @@ impl Resource for InternetGateway {
                 "internet gateway {id} is attached to {other}, not to {vpc}"
             )));
         }
-        let have = if attached.is_empty() { "nothing" } else { vpc.as_str() };
-        let attach = async |_: &&str| {
+        let have = if attached.is_empty() {
+            "nothing"
+        } else {
+            vpc.as_str()
+        };
+        let attach = || async {
             let call = ctx.aws.ec2.attach_internet_gateway();
             let call = call.internet_gateway_id(&id).vpc_id(&vpc);
-            call.send().await.map_err(aws("AttachInternetGateway", &id))?;
+            call.send()
+                .await
+                .map_err(aws("AttachInternetGateway", &id))?;
             Ok(())
         };
-        let change = change.updated_if(ctx.converge(ADDR, "attached to", have, &vpc, attach).await?);
+        let change = change.updated_if(
+            ctx.converge(ADDR, "attached to", have, &vpc, attach)
+                .await?,
+        );
         ctx.report.note(change, format!("{ADDR} {id} ({name})"));
         Ok(())
     }
@@ -113,12 +129,17 @@ impl Resource for InternetGateway {
             let call = call.internet_gateway_id(&id).vpc_id(&vpc);
             match call.send().await.map_err(aws("DetachInternetGateway", &id)) {
                 Ok(_) => {}
-                Err(e) if SERVICE.is_not_found(&e) || e.aws_code() == Some("Gateway.NotAttached") => {}
+                Err(e)
+                    if SERVICE.is_not_found(&e) || e.aws_code() == Some("Gateway.NotAttached") => {}
                 Err(e) => return Err(e),
             }
         }
-        let delete = async || {
-            let call = ctx.aws.ec2.delete_internet_gateway().internet_gateway_id(&id);
+        let delete = || async {
+            let call = ctx
+                .aws
+                .ec2
+                .delete_internet_gateway()
+                .internet_gateway_id(&id);
             call.send().await.map_err(aws("DeleteInternetGateway", &id))
         };
         ctx.delete_and_forget(ADDR, &id, SERVICE, delete).await

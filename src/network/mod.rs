@@ -8,7 +8,6 @@
 
 pub mod default_security_group;
 pub mod eip;
-pub mod vpc_endpoint;
 pub mod internet_gateway;
 pub mod nat_gateway;
 pub mod nat_surplus;
@@ -16,6 +15,7 @@ pub mod route_table;
 pub mod security_group;
 pub mod subnet;
 pub mod vpc;
+pub mod vpc_endpoint;
 
 use crate::engine::{Ctx, Layer};
 use crate::error::Result;

@@ -45,7 +45,8 @@ async fn describe(ctx: &Ctx, id: Option<&str>, filters: Vec<Filter>) -> Result<V
         .describe_nat_gateways()
         .set_nat_gateway_ids(id.map(|i| vec![i.to_string()]));
     let out = call.set_filter(Some(filters)).send().await;
-    let out = SERVICE.found(out.map_err(aws("DescribeNatGateways", id.unwrap_or("NAT gateways"))))?;
+    let out =
+        SERVICE.found(out.map_err(aws("DescribeNatGateways", id.unwrap_or("NAT gateways"))))?;
     Ok(out.map(|o| o.nat_gateways().to_vec()).unwrap_or_default())
 }
 
@@ -69,7 +70,10 @@ async fn ensure_one(
             Some(g) => vec![g.clone()],
             None => describe(ctx, Some(&id), vec![]).await?,
         };
-        found = by_id.into_iter().find(live).map(|g| Found::new(g, Via::State));
+        found = by_id
+            .into_iter()
+            .find(live)
+            .map(|g| Found::new(g, Via::State));
     }
     if found.is_none() {
         let mut mine = in_vpc
@@ -206,7 +210,11 @@ impl Resource for NatGateways {
     }
 
     fn depends_on(&self) -> &'static [&'static str] {
-        &[super::subnet::KIND, eip::KIND, super::internet_gateway::KIND]
+        &[
+            super::subnet::KIND,
+            eip::KIND,
+            super::internet_gateway::KIND,
+        ]
     }
 
     async fn ensure(&self, ctx: &Ctx) -> Result<()> {

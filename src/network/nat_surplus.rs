@@ -49,7 +49,8 @@ impl Resource for NatSurplus {
         let gateways = surplus(ctx, nat_gateway::KIND, keep)
             .into_iter()
             .filter(|(addr, id)| ctx.apply_delete(format!("{addr} {id} {why}")));
-        let retired = gateways.map(|(addr, id)| async move { nat_gateway::retire(ctx, &addr, &id).await });
+        let retired =
+            gateways.map(|(addr, id)| async move { nat_gateway::retire(ctx, &addr, &id).await });
         crate::error::all_ok(futures::future::join_all(retired).await)?;
         for (addr, id) in surplus(ctx, eip::KIND, keep) {
             if ctx.apply_delete(format!("{addr} {id} {why}")) {

@@ -3,8 +3,7 @@
 //! one per AZ) for that AZ's private subnet.
 
 use super::{
-    DEPENDENCY_WAIT, filter, name_of, owned_filters, subnet_id, tag_pairs, tag_spec, vpc_id,
-    zones,
+    DEPENDENCY_WAIT, filter, name_of, owned_filters, subnet_id, tag_pairs, tag_spec, vpc_id, zones,
 };
 use crate::engine::gone::is_dependency_violation;
 use crate::engine::report::Change;
@@ -120,7 +119,7 @@ async fn ensure_one(ctx: &Ctx, vpc: &str, tables: &[RouteTable], want: &Want) ->
     ctx.record(&addr, Record::new(KIND, &id)).await?;
 
     let current = found.and_then(default_target);
-    let set_route = async |_: &String| {
+    let set_route = || async {
         let (gw, nat) = match &want.target {
             Target::Gateway(g) => (Some(g.clone()), None),
             Target::Nat(n) => (None, Some(n.clone())),
@@ -187,8 +186,10 @@ async fn ensure_one(ctx: &Ctx, vpc: &str, tables: &[RouteTable], want: &Want) ->
             }
         }
     }
-    ctx.report
-        .note(change.updated_if(updated), format!("{addr} {id} ({})", want.name));
+    ctx.report.note(
+        change.updated_if(updated),
+        format!("{addr} {id} ({})", want.name),
+    );
     Ok(())
 }
 
@@ -208,12 +209,15 @@ async fn delete_one(ctx: &Ctx, t: &RouteTable, addr: Option<&str>) -> Result<()>
     for a in t.associations().iter().filter(|a| a.main() != Some(true)) {
         if let Some(assoc) = a.route_table_association_id() {
             let call = ec2.disassociate_route_table().association_id(assoc);
-            let result = call.send().await.map_err(aws("DisassociateRouteTable", assoc));
+            let result = call
+                .send()
+                .await
+                .map_err(aws("DisassociateRouteTable", assoc));
             Service::Ec2(Ec2::Association).found(result)?;
         }
     }
     let what = format!("deleting route table {id}");
-    let delete = async || {
+    let delete = || async {
         retry_while(&what, DEPENDENCY_WAIT, is_dependency_violation, || async {
             let call = ec2.delete_route_table().route_table_id(&id);
             call.send().await.map_err(aws("DeleteRouteTable", &id))
@@ -232,7 +236,11 @@ impl Resource for RouteTables {
     }
 
     fn depends_on(&self) -> &'static [&'static str] {
-        &[super::subnet::KIND, super::internet_gateway::KIND, super::nat_gateway::KIND]
+        &[
+            super::subnet::KIND,
+            super::internet_gateway::KIND,
+            super::nat_gateway::KIND,
+        ]
     }
 
     async fn ensure(&self, ctx: &Ctx) -> Result<()> {

@@ -76,7 +76,11 @@ async fn ensure_one(ctx: &Ctx, vpc: &str, service: &str, in_vpc: &[VpcEndpoint])
             } else {
                 Change::Adopted
             };
-            (id, change.updated_if(retagged), e.route_table_ids().to_vec())
+            (
+                id,
+                change.updated_if(retagged),
+                e.route_table_ids().to_vec(),
+            )
         }
         (None, _) => {
             if !ctx.would_create(format!("{addr} ({name})")) {
@@ -106,9 +110,17 @@ async fn ensure_one(ctx: &Ctx, vpc: &str, service: &str, in_vpc: &[VpcEndpoint])
         .await?;
     let mut have = current.clone();
     have.sort();
-    let write = async |_: &String| {
-        let add: Vec<String> = tables.iter().filter(|t| !current.contains(t)).cloned().collect();
-        let remove: Vec<String> = current.iter().filter(|t| !tables.contains(t)).cloned().collect();
+    let write = || async {
+        let add: Vec<String> = tables
+            .iter()
+            .filter(|t| !current.contains(t))
+            .cloned()
+            .collect();
+        let remove: Vec<String> = current
+            .iter()
+            .filter(|t| !tables.contains(t))
+            .cloned()
+            .collect();
         let call = ec2.modify_vpc_endpoint().vpc_endpoint_id(&id);
         let call = call
             .set_add_route_table_ids((!add.is_empty()).then_some(add))
@@ -117,7 +129,13 @@ async fn ensure_one(ctx: &Ctx, vpc: &str, service: &str, in_vpc: &[VpcEndpoint])
         Ok(())
     };
     let wrote = ctx
-        .converge(&addr, "route tables", have.join(", "), tables.join(", "), write)
+        .converge(
+            &addr,
+            "route tables",
+            have.join(", "),
+            tables.join(", "),
+            write,
+        )
         .await?;
     let change = change.updated_if(wrote);
     ctx.report.note(change, format!("{addr} {id} ({name})"));
