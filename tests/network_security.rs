@@ -708,3 +708,65 @@ async fn a_second_run_fails_fast_naming_the_lock_holder() {
         "the run cleared its holder info"
     );
 }
+
+/// Tag repair: standard tags removed out of band from the VPC and a subnet are shown by
+/// `plan` as `tags: missing … → set` and put back by the next `up` (read back here);
+/// the ownership tags themselves are never "repaired" onto a resource that lacks them
+/// (that is `resources_without_payctl_tags_are_neither_adopted_nor_deleted`).
+#[tokio::test]
+async fn missing_standard_tags_are_shown_by_plan_and_put_back_by_up() {
+    let stack = Stack::new("tagfix");
+    stack.must(&["up"]);
+    let ec2 = stack.ec2().await;
+    let state: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(stack.state_file()).unwrap()).unwrap();
+    let id = |addr: &str| {
+        state["resources"][addr]["id"]
+            .as_str()
+            .unwrap_or_else(|| panic!("{addr} in the state file"))
+            .to_string()
+    };
+    let (vpc, subnet) = (id("ec2_vpc.main"), id("ec2_subnet.private-us-east-1a"));
+    let strip = |k: &str| aws_sdk_ec2::types::Tag::builder().key(k).build();
+    ec2.delete_tags()
+        .resources(&vpc)
+        .resources(&subnet)
+        .tags(strip("Team"))
+        .tags(strip("CostCenter"))
+        .send()
+        .await
+        .unwrap();
+
+    let plan = stack.payctl(&["plan"]);
+    assert_eq!(plan.code, Some(2), "{}\n{}", plan.stdout, plan.stderr);
+    for addr in ["ec2_vpc.main", "ec2_subnet.private-us-east-1a"] {
+        let at = plan
+            .stdout
+            .find(&format!("~ {addr}"))
+            .unwrap_or_else(|| panic!("no `~ {addr}` in the plan:\n{}", plan.stdout));
+        assert!(
+            plan.stdout[at..].contains("    tags: missing Team, CostCenter → set"),
+            "{}",
+            plan.stdout
+        );
+    }
+
+    let up = stack.must(&["up"]);
+    assert!(up.stderr.contains("updated: ec2_vpc.main"), "{}", up.stderr);
+    for resource in [&vpc, &subnet] {
+        let out = ec2
+            .describe_tags()
+            .filters(filter("resource-id", resource))
+            .send()
+            .await
+            .unwrap();
+        let tags: BTreeMap<String, String> = out
+            .tags()
+            .iter()
+            .map(|t| (t.key().unwrap().to_string(), t.value().unwrap().to_string()))
+            .collect();
+        assert_standard_tags(&tags, "tagfix", resource);
+    }
+    let again = stack.payctl(&["plan"]);
+    assert_eq!(again.code, Some(0), "{}\n{}", again.stdout, again.stderr);
+}
