@@ -10,6 +10,98 @@ fn build_err(e: impl std::fmt::Display) -> Error {
     Error::Invalid(format!("building tags: {e}"))
 }
 
+/// A service whose tags are a list of key/value shapes, read with one call and added
+/// with another, both taking the resource's id in one field.
+macro_rules! tag_list_service {
+    (
+        $(#[$doc:meta])* $name:ident, $what:literal, $client:ident,
+        read: $list:ident . $id:ident -> $field:ident, $list_op:literal,
+        pair: |$t:ident| $pair:expr,
+        add: $tag:ident . $tag_id:ident, $tag_op:literal,
+        build: |$k:ident, $v:ident| $build:expr $(,)?
+    ) => {
+        $(#[$doc])*
+        pub struct $name<'a>(pub &'a str);
+
+        #[async_trait]
+        impl Tagged for $name<'_> {
+            fn what(&self) -> String {
+                format!(concat!($what, " {}"), self.0)
+            }
+            async fn read(&self, ctx: &Ctx) -> Result<Tags> {
+                let call = ctx.aws.$client.$list().$id(self.0);
+                let out = call.send().await.map_err(aws($list_op, self.0))?;
+                Ok(out.$field().iter().map(|$t| $pair).collect())
+            }
+            async fn add(&self, ctx: &Ctx, tags: Tags) -> Result<()> {
+                let tags = tags.into_iter().map(|($k, $v)| $build);
+                let tags = tags.collect::<Result<Vec<_>>>()?;
+                let call = ctx.aws.$client.$tag().$tag_id(self.0).set_tags(Some(tags));
+                call.send().await.map_err(aws($tag_op, self.0))?;
+                Ok(())
+            }
+        }
+    };
+}
+
+fn owned(k: &str, v: &str) -> (String, String) {
+    (k.to_string(), v.to_string())
+}
+
+tag_list_service! {
+    /// An IAM role, by name.
+    IamRole, "IAM role", iam,
+    read: list_role_tags.role_name -> tags, "ListRoleTags",
+    pair: |t| owned(t.key(), t.value()),
+    add: tag_role.role_name, "TagRole",
+    build: |k, v| aws_sdk_iam::types::Tag::builder().key(k).value(v).build().map_err(build_err),
+}
+
+tag_list_service! {
+    /// A KMS key, by id or ARN.
+    KmsKey, "KMS key", kms,
+    read: list_resource_tags.key_id -> tags, "ListResourceTags",
+    pair: |t| owned(t.tag_key(), t.tag_value()),
+    add: tag_resource.key_id, "TagResource",
+    build: |k, v| aws_sdk_kms::types::Tag::builder().tag_key(k).tag_value(v).build().map_err(build_err),
+}
+
+tag_list_service! {
+    /// An RDS resource (instance, subnet group, snapshot), by ARN.
+    Rds, "RDS resource", rds,
+    read: list_tags_for_resource.resource_name -> tag_list, "ListTagsForResource",
+    pair: |t| owned(t.key().unwrap_or_default(), t.value().unwrap_or_default()),
+    add: add_tags_to_resource.resource_name, "AddTagsToResource",
+    build: |k, v| Ok(aws_sdk_rds::types::Tag::builder().key(k).value(v).build()),
+}
+
+tag_list_service! {
+    /// A DynamoDB table, by ARN.
+    DynamoDb, "DynamoDB table", dynamodb,
+    read: list_tags_of_resource.resource_arn -> tags, "ListTagsOfResource",
+    pair: |t| owned(t.key(), t.value()),
+    add: tag_resource.resource_arn, "TagResource",
+    build: |k, v| aws_sdk_dynamodb::types::Tag::builder().key(k).value(v).build().map_err(build_err),
+}
+
+tag_list_service! {
+    /// An SNS topic, by ARN.
+    SnsTopic, "SNS topic", sns,
+    read: list_tags_for_resource.resource_arn -> tags, "ListTagsForResource",
+    pair: |t| owned(t.key(), t.value()),
+    add: tag_resource.resource_arn, "TagResource",
+    build: |k, v| aws_sdk_sns::types::Tag::builder().key(k).value(v).build().map_err(build_err),
+}
+
+tag_list_service! {
+    /// A CloudWatch alarm, by ARN.
+    CloudWatch, "CloudWatch alarm", cloudwatch,
+    read: list_tags_for_resource.resource_arn -> tags, "ListTagsForResource",
+    pair: |t| owned(t.key().unwrap_or_default(), t.value().unwrap_or_default()),
+    add: tag_resource.resource_arn, "TagResource",
+    build: |k, v| Ok(aws_sdk_cloudwatch::types::Tag::builder().key(k).value(v).build()),
+}
+
 /// An EC2 resource, by id.
 pub struct Ec2<'a>(pub &'a str);
 
@@ -59,137 +151,6 @@ impl Tagged for Ec2<'_> {
     }
 }
 
-/// An IAM role, by name.
-pub struct IamRole<'a>(pub &'a str);
-
-#[async_trait]
-impl Tagged for IamRole<'_> {
-    fn what(&self) -> String {
-        format!("IAM role {}", self.0)
-    }
-    async fn read(&self, ctx: &Ctx) -> Result<Tags> {
-        let out = ctx
-            .aws
-            .iam
-            .list_role_tags()
-            .role_name(self.0)
-            .send()
-            .await
-            .map_err(aws("ListRoleTags", self.0))?;
-        Ok(out
-            .tags()
-            .iter()
-            .map(|t| (t.key().into(), t.value().into()))
-            .collect())
-    }
-    async fn add(&self, ctx: &Ctx, tags: Tags) -> Result<()> {
-        let tags = tags
-            .into_iter()
-            .map(|(k, v)| aws_sdk_iam::types::Tag::builder().key(k).value(v).build())
-            .collect::<std::result::Result<Vec<_>, _>>()
-            .map_err(build_err)?;
-        ctx.aws
-            .iam
-            .tag_role()
-            .role_name(self.0)
-            .set_tags(Some(tags))
-            .send()
-            .await
-            .map_err(aws("TagRole", self.0))?;
-        Ok(())
-    }
-}
-
-/// A KMS key, by id or ARN.
-pub struct KmsKey<'a>(pub &'a str);
-
-#[async_trait]
-impl Tagged for KmsKey<'_> {
-    fn what(&self) -> String {
-        format!("KMS key {}", self.0)
-    }
-    async fn read(&self, ctx: &Ctx) -> Result<Tags> {
-        let out = ctx
-            .aws
-            .kms
-            .list_resource_tags()
-            .key_id(self.0)
-            .send()
-            .await
-            .map_err(aws("ListResourceTags", self.0))?;
-        Ok(out
-            .tags()
-            .iter()
-            .map(|t| (t.tag_key().into(), t.tag_value().into()))
-            .collect())
-    }
-    async fn add(&self, ctx: &Ctx, tags: Tags) -> Result<()> {
-        let tags = tags
-            .into_iter()
-            .map(|(k, v)| {
-                aws_sdk_kms::types::Tag::builder()
-                    .tag_key(k)
-                    .tag_value(v)
-                    .build()
-            })
-            .collect::<std::result::Result<Vec<_>, _>>()
-            .map_err(build_err)?;
-        ctx.aws
-            .kms
-            .tag_resource()
-            .key_id(self.0)
-            .set_tags(Some(tags))
-            .send()
-            .await
-            .map_err(aws("TagResource", self.0))?;
-        Ok(())
-    }
-}
-
-/// An RDS resource (instance, subnet group, snapshot), by ARN.
-pub struct Rds<'a>(pub &'a str);
-
-#[async_trait]
-impl Tagged for Rds<'_> {
-    fn what(&self) -> String {
-        format!("RDS resource {}", self.0)
-    }
-    async fn read(&self, ctx: &Ctx) -> Result<Tags> {
-        let out = ctx
-            .aws
-            .rds
-            .list_tags_for_resource()
-            .resource_name(self.0)
-            .send()
-            .await
-            .map_err(aws("ListTagsForResource", self.0))?;
-        Ok(out
-            .tag_list()
-            .iter()
-            .map(|t| {
-                (
-                    t.key().unwrap_or_default().into(),
-                    t.value().unwrap_or_default().into(),
-                )
-            })
-            .collect())
-    }
-    async fn add(&self, ctx: &Ctx, tags: Tags) -> Result<()> {
-        let tags = tags
-            .into_iter()
-            .map(|(k, v)| aws_sdk_rds::types::Tag::builder().key(k).value(v).build());
-        ctx.aws
-            .rds
-            .add_tags_to_resource()
-            .resource_name(self.0)
-            .set_tags(Some(tags.collect()))
-            .send()
-            .await
-            .map_err(aws("AddTagsToResource", self.0))?;
-        Ok(())
-    }
-}
-
 /// An S3 bucket, by name. S3 replaces the whole tag set, so `add` merges.
 pub struct S3Bucket<'a>(pub &'a str);
 
@@ -235,52 +196,6 @@ impl Tagged for S3Bucket<'_> {
     }
 }
 
-/// A DynamoDB table, by ARN.
-pub struct DynamoDb<'a>(pub &'a str);
-
-#[async_trait]
-impl Tagged for DynamoDb<'_> {
-    fn what(&self) -> String {
-        format!("DynamoDB table {}", self.0)
-    }
-    async fn read(&self, ctx: &Ctx) -> Result<Tags> {
-        let out = ctx
-            .aws
-            .dynamodb
-            .list_tags_of_resource()
-            .resource_arn(self.0)
-            .send()
-            .await
-            .map_err(aws("ListTagsOfResource", self.0))?;
-        Ok(out
-            .tags()
-            .iter()
-            .map(|t| (t.key().into(), t.value().into()))
-            .collect())
-    }
-    async fn add(&self, ctx: &Ctx, tags: Tags) -> Result<()> {
-        let tags = tags
-            .into_iter()
-            .map(|(k, v)| {
-                aws_sdk_dynamodb::types::Tag::builder()
-                    .key(k)
-                    .value(v)
-                    .build()
-            })
-            .collect::<std::result::Result<Vec<_>, _>>()
-            .map_err(build_err)?;
-        ctx.aws
-            .dynamodb
-            .tag_resource()
-            .resource_arn(self.0)
-            .set_tags(Some(tags))
-            .send()
-            .await
-            .map_err(aws("TagResource", self.0))?;
-        Ok(())
-    }
-}
-
 /// An SQS queue, by URL.
 pub struct SqsQueue<'a>(pub &'a str);
 
@@ -314,97 +229,6 @@ impl Tagged for SqsQueue<'_> {
             .send()
             .await
             .map_err(aws("TagQueue", self.0))?;
-        Ok(())
-    }
-}
-
-/// An SNS topic, by ARN.
-pub struct SnsTopic<'a>(pub &'a str);
-
-#[async_trait]
-impl Tagged for SnsTopic<'_> {
-    fn what(&self) -> String {
-        format!("SNS topic {}", self.0)
-    }
-    async fn read(&self, ctx: &Ctx) -> Result<Tags> {
-        let out = ctx
-            .aws
-            .sns
-            .list_tags_for_resource()
-            .resource_arn(self.0)
-            .send()
-            .await
-            .map_err(aws("ListTagsForResource", self.0))?;
-        Ok(out
-            .tags()
-            .iter()
-            .map(|t| (t.key().into(), t.value().into()))
-            .collect())
-    }
-    async fn add(&self, ctx: &Ctx, tags: Tags) -> Result<()> {
-        let tags = tags
-            .into_iter()
-            .map(|(k, v)| aws_sdk_sns::types::Tag::builder().key(k).value(v).build())
-            .collect::<std::result::Result<Vec<_>, _>>()
-            .map_err(build_err)?;
-        ctx.aws
-            .sns
-            .tag_resource()
-            .resource_arn(self.0)
-            .set_tags(Some(tags))
-            .send()
-            .await
-            .map_err(aws("TagResource", self.0))?;
-        Ok(())
-    }
-}
-
-/// A CloudWatch alarm, by ARN.
-pub struct CloudWatch<'a>(pub &'a str);
-
-#[async_trait]
-impl Tagged for CloudWatch<'_> {
-    fn what(&self) -> String {
-        format!("CloudWatch alarm {}", self.0)
-    }
-    async fn read(&self, ctx: &Ctx) -> Result<Tags> {
-        let out = ctx
-            .aws
-            .cloudwatch
-            .list_tags_for_resource()
-            .resource_arn(self.0)
-            .send()
-            .await
-            .map_err(aws("ListTagsForResource", self.0))?;
-        Ok(out
-            .tags()
-            .iter()
-            .map(|t| {
-                (
-                    t.key().unwrap_or_default().into(),
-                    t.value().unwrap_or_default().into(),
-                )
-            })
-            .collect())
-    }
-    async fn add(&self, ctx: &Ctx, tags: Tags) -> Result<()> {
-        let tags = tags
-            .into_iter()
-            .map(|(k, v)| {
-                aws_sdk_cloudwatch::types::Tag::builder()
-                    .key(k)
-                    .value(v)
-                    .build()
-            })
-            .collect::<Vec<_>>();
-        ctx.aws
-            .cloudwatch
-            .tag_resource()
-            .resource_arn(self.0)
-            .set_tags(Some(tags))
-            .send()
-            .await
-            .map_err(aws("TagResource", self.0))?;
         Ok(())
     }
 }
