@@ -2,7 +2,8 @@
 //!
 //! Region: `--region`, else the SDK's chain (`AWS_REGION`, profile), else `us-east-1`.
 //! Credentials and endpoints come from the standard chain, so `AWS_PROFILE` and
-//! `AWS_ENDPOINT_URL` work as everywhere else. The first retry layer lives here: the
+//! `AWS_ENDPOINT_URL` work as everywhere else; `--profile` picks the profile instead of
+//! `AWS_PROFILE`. The first retry layer lives here: the
 //! standard retry mode with a generous attempt count absorbs throttling and 5xx for every
 //! call; payctl's own bounded waiters (`waiter.rs`) handle eventual consistency.
 
@@ -174,12 +175,32 @@ pub fn s3_forbidden<E>(
     matches!(e, aws_sdk_s3::error::SdkError::ServiceError(s) if s.raw().status().as_u16() == 403)
 }
 
-/// Loads the shared SDK configuration with payctl's retry and timeout settings.
+/// Loads the shared SDK configuration with payctl's retry and timeout settings, with
+/// the SDK's own choice of profile (`AWS_PROFILE`, else `default`).
 pub async fn load_config(region: Option<String>) -> SdkConfig {
+    load_config_with_profile(region, None).await
+}
+
+/// Loads the shared SDK configuration with payctl's retry and timeout settings.
+///
+/// `profile` (`--profile`) names the profile of the shared config and credentials files
+/// for every setting the SDK reads from a profile (credentials, region, endpoint, ...),
+/// beating `AWS_PROFILE`; environment variables such as `AWS_REGION` or
+/// `AWS_ACCESS_KEY_ID` still come first, as in the AWS CLI. `region` (`--region`)
+/// beats them all.
+pub async fn load_config_with_profile(region: Option<String>, profile: Option<&str>) -> SdkConfig {
+    let mut from_chain = aws_config::default_provider::region::Builder::default();
+    if let Some(profile) = profile {
+        from_chain = from_chain.profile_name(profile);
+    }
     let region = RegionProviderChain::first_try(region.map(Region::new))
-        .or_default_provider()
+        .or_else(from_chain.build())
         .or_else(Region::from_static(DEFAULT_REGION));
-    aws_config::defaults(BehaviorVersion::latest())
+    let mut loader = aws_config::defaults(BehaviorVersion::latest());
+    if let Some(profile) = profile {
+        loader = loader.profile_name(profile);
+    }
+    loader
         .region(region)
         .retry_config(
             RetryConfig::standard()

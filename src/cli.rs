@@ -1,6 +1,18 @@
-//! The command line (clap derive). `main.rs` parses it and dispatches to [`crate::commands`].
+//! The command line (clap derive). `main.rs` parses it ([`Cli::parse_args`]) and
+//! dispatches to [`crate::commands`].
+//!
+//! Precedence follows the ecosystem: a flag beats an environment variable, which beats
+//! `payctl.toml`, which beats the default; an environment variable never conflicts with
+//! a flag. The environment name is `--env`, else `PAYCTL_ENV`, else
+//! `ENVIRONMENT_SUFFIX`, else `dev`. The AWS profile is `--profile`, else the SDK's own
+//! choice (`AWS_PROFILE`, else `default`). The state lives in S3 when a location is
+//! named (`--state`, else `PAYCTL_STATE`, else `state` in payctl.toml), else in the
+//! local directory (`--state-dir`, else `PAYCTL_STATE_DIR`, else `state`), which with an
+//! S3 state is where a recovery file goes; only `--state` and `--state-dir` *both on
+//! the command line* are a usage error.
 
-use clap::{Args, Parser, Subcommand};
+use clap::parser::ValueSource;
+use clap::{ArgMatches, Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 use std::path::PathBuf;
 
 #[derive(Debug, Parser)]
@@ -25,29 +37,71 @@ pub struct Cli {
     pub command: Command,
 }
 
+impl Cli {
+    /// Parses the command line, exiting on a usage error (status 2) as clap does. Beyond
+    /// clap's checks: `--state` and `--state-dir` may not both be given on the command
+    /// line (`state pull`/`push` take both), whereas `PAYCTL_STATE` or
+    /// `PAYCTL_STATE_DIR` from the environment never conflicts with either flag.
+    pub fn parse_args() -> Cli {
+        let mut command = Cli::command();
+        let matches = command.get_matches_mut();
+        if both_state_flags(&matches) {
+            command
+                .error(
+                    clap::error::ErrorKind::ArgumentConflict,
+                    "the argument '--state <s3://BUCKET/PREFIX>' cannot be used with '--state-dir <STATE_DIR>': they name two places for the state",
+                )
+                .exit();
+        }
+        Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.format(&mut command).exit())
+    }
+}
+
+/// Whether a subcommand other than `state pull`/`push` got both `--state` and
+/// `--state-dir` on the command line.
+fn both_state_flags(matches: &ArgMatches) -> bool {
+    let Some((name, sub)) = matches.subcommand() else {
+        return false;
+    };
+    let on_command_line = |id: &str| {
+        sub.ids().any(|i| i.as_str() == id)
+            && sub.value_source(id) == Some(ValueSource::CommandLine)
+    };
+    name != "state"
+        && (both_state_flags(sub) || (on_command_line("state") && on_command_line("state_dir")))
+}
+
+/// The environment when `--env` and `PAYCTL_ENV` are not given: `ENVIRONMENT_SUFFIX`,
+/// else `dev`.
+fn default_env() -> String {
+    std::env::var("ENVIRONMENT_SUFFIX").unwrap_or_else(|_| "dev".to_string())
+}
+
 #[derive(Debug, Clone, Args)]
 pub struct Common {
-    /// Environment name: lowercase letters, digits and single hyphens, at most 16 characters.
-    #[arg(long, env = "ENVIRONMENT_SUFFIX", default_value = "dev")]
+    /// Environment name: lowercase letters, digits and single hyphens, at most 16
+    /// characters. Else PAYCTL_ENV, else ENVIRONMENT_SUFFIX (the default shown), else dev.
+    #[arg(long, env = "PAYCTL_ENV", default_value_t = default_env())]
     pub env: String,
 
     /// AWS region; defaults to the SDK's region chain (AWS_REGION, profile), then us-east-1.
     #[arg(long)]
     pub region: Option<String>,
 
-    /// Directory of the state files (`<env>.json`).
+    /// AWS profile (of ~/.aws/config and ~/.aws/credentials) for credentials and region;
+    /// beats AWS_PROFILE.
+    #[arg(long, value_name = "NAME")]
+    pub profile: Option<String>,
+
+    /// Directory of the state files (`<env>.json`); with an S3 state, where a recovery
+    /// file goes when a write fails.
     #[arg(long, env = "PAYCTL_STATE_DIR", default_value = "state")]
     pub state_dir: PathBuf,
 
     /// Keep the state in S3 instead: `s3://BUCKET[/PREFIX]` holds `<PREFIX>/<env>.json`
     /// and its lock (the bucket must be versioned and encrypted). Also `state = "s3://…"`
-    /// in payctl.toml.
-    #[arg(
-        long,
-        env = "PAYCTL_STATE",
-        value_name = "s3://BUCKET/PREFIX",
-        conflicts_with = "state_dir"
-    )]
+    /// in payctl.toml. Not together with --state-dir on the command line.
+    #[arg(long, env = "PAYCTL_STATE", value_name = "s3://BUCKET/PREFIX")]
     pub state: Option<String>,
 
     /// The account that owns the S3 state bucket (12 digits), when it is not the
@@ -204,13 +258,18 @@ pub enum StateCommand {
 /// The options of `state pull` and `state push`: both sides of the copy.
 #[derive(Debug, Clone, Args)]
 pub struct Transfer {
-    /// Environment name.
-    #[arg(long, env = "ENVIRONMENT_SUFFIX", default_value = "dev")]
+    /// Environment name; else PAYCTL_ENV, else ENVIRONMENT_SUFFIX (the default shown),
+    /// else dev.
+    #[arg(long, env = "PAYCTL_ENV", default_value_t = default_env())]
     pub env: String,
 
     /// AWS region; defaults to the SDK's region chain, then us-east-1.
     #[arg(long)]
     pub region: Option<String>,
+
+    /// AWS profile for credentials and region; beats AWS_PROFILE.
+    #[arg(long, value_name = "NAME")]
+    pub profile: Option<String>,
 
     /// The local side: directory of the state files.
     #[arg(long, env = "PAYCTL_STATE_DIR", default_value = "state")]
@@ -240,6 +299,7 @@ impl Transfer {
         Common {
             env: self.env.clone(),
             region: self.region.clone(),
+            profile: self.profile.clone(),
             state_dir: self.state_dir.clone(),
             state: self.state.clone(),
             state_bucket_owner: self.state_bucket_owner.clone(),

@@ -298,3 +298,153 @@ fn completions_are_generated_for_each_shell() {
         "{err}"
     );
 }
+
+/// A state of environment `env` in us-east-1 whose VPC record has id `vpc`.
+fn state_with_vpc(env: &str, vpc: &str) -> Vec<u8> {
+    let mut state = payctl::state::State::new(env, common::REGION, "123456789012");
+    state.resources.insert(
+        "ec2_vpc.main".into(),
+        payctl::state::Record::new("ec2_vpc", vpc),
+    );
+    serde_json::to_vec_pretty(&state).unwrap()
+}
+
+/// The `VPCId` that `payctl outputs --json` printed.
+fn vpc_of(run: &common::Run) -> String {
+    assert!(run.ok, "{}\n{}", run.stdout, run.stderr);
+    let outputs: serde_json::Value = serde_json::from_str(&run.stdout).unwrap();
+    outputs["VPCId"].as_str().unwrap_or_default().to_string()
+}
+
+#[tokio::test]
+async fn the_state_flag_beats_payctl_state_dir_which_still_works_alone() {
+    let stack = common::Stack::new("dev");
+    // A local state (in PAYCTL_STATE_DIR, which the harness sets) and an S3 state.
+    std::fs::write(stack.state_file(), state_with_vpc("dev", "vpc-local")).unwrap();
+    let s3 = aws_sdk_s3::Client::new(&stack.sdk().await);
+    s3.create_bucket()
+        .bucket("team-state")
+        .send()
+        .await
+        .unwrap();
+    s3.put_object()
+        .bucket("team-state")
+        .key("dev.json")
+        .body(state_with_vpc("dev", "vpc-remote").into())
+        .send()
+        .await
+        .unwrap();
+    let outputs = |args: &[&str], env: &[(&str, &str)]| {
+        let mut cmd = stack.command();
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        common::Run::from(
+            cmd.args(["outputs", "--json", "--env", "dev"])
+                .args(args)
+                .output()
+                .unwrap(),
+        )
+    };
+
+    // Without a flag, the environment variable names the directory.
+    assert_eq!(vpc_of(&outputs(&[], &[])), "vpc-local");
+    // The flag wins over PAYCTL_STATE_DIR (no usage error).
+    let run = outputs(&["--state", "s3://team-state"], &[]);
+    assert_eq!(run.code, Some(0), "{}", run.stderr);
+    assert_eq!(vpc_of(&run), "vpc-remote");
+    // PAYCTL_STATE in the environment does not conflict with --state-dir on the command
+    // line: the S3 location names where the state is, the directory where a recovery
+    // file would go.
+    let dir = stack.state_dir.path().to_str().unwrap();
+    let run = outputs(
+        &["--state-dir", dir],
+        &[("PAYCTL_STATE", "s3://team-state")],
+    );
+    assert_eq!(vpc_of(&run), "vpc-remote");
+    // Both on the command line name two places: a usage error, as before.
+    let run = outputs(&["--state", "s3://team-state", "--state-dir", dir], &[]);
+    assert_eq!(run.code, Some(2), "{}", run.stderr);
+    assert!(run.stderr.contains("cannot be used with"), "{}", run.stderr);
+}
+
+#[test]
+fn payctl_env_names_the_environment_before_environment_suffix_and_after_the_flag() {
+    let env_of = |args: &[&str], vars: &[(&str, &str)]| {
+        let mut all = vec!["outputs"];
+        all.extend_from_slice(args);
+        let (ok, stderr, _) = run(&all, vars);
+        assert!(!ok, "no state anywhere: {stderr}");
+        let start = stderr
+            .find("no state for environment ")
+            .unwrap_or_else(|| panic!("{stderr}"));
+        stderr[start..]
+            .split_whitespace()
+            .nth(4)
+            .unwrap_or_default()
+            .to_string()
+    };
+    assert_eq!(env_of(&[], &[]), "dev");
+    assert_eq!(env_of(&[], &[("PAYCTL_ENV", "qa")]), "qa");
+    assert_eq!(env_of(&[], &[("ENVIRONMENT_SUFFIX", "staging")]), "staging");
+    // The more specific PAYCTL_ENV wins over ENVIRONMENT_SUFFIX; --env over both.
+    let both = [("PAYCTL_ENV", "qa"), ("ENVIRONMENT_SUFFIX", "staging")];
+    assert_eq!(env_of(&[], &both), "qa");
+    assert_eq!(env_of(&["--env", "perf"], &both), "perf");
+    // Checked like the flag.
+    let (ok, stderr, _) = run(&["up"], &[("PAYCTL_ENV", "Bad_Env")]);
+    assert!(
+        !ok && stderr.contains("invalid environment name \"Bad_Env\""),
+        "{stderr}"
+    );
+}
+
+#[tokio::test]
+async fn the_profile_flag_selects_the_profile_and_beats_aws_profile() {
+    let stack = common::Stack::new("dev");
+    // Two profiles, each with credentials and its own region; none in the environment.
+    let config = stack.home.path().join("aws-config");
+    std::fs::write(
+        &config,
+        "[profile ci]\nregion = eu-west-3\naws_access_key_id = testing\naws_secret_access_key = testing\n\n\
+         [profile other]\nregion = us-west-2\naws_access_key_id = testing\naws_secret_access_key = testing\n",
+    )
+    .unwrap();
+    // The state belongs to us-east-1: a run in another region names the one it got.
+    std::fs::write(stack.state_file(), state_with_vpc("dev", "vpc-1")).unwrap();
+    let plan = |args: &[&str], profile: Option<&str>| {
+        let mut cmd = stack.command();
+        cmd.env("AWS_CONFIG_FILE", &config)
+            .env_remove("AWS_REGION")
+            .env_remove("AWS_ACCESS_KEY_ID")
+            .env_remove("AWS_SECRET_ACCESS_KEY");
+        if let Some(p) = profile {
+            cmd.env("AWS_PROFILE", p);
+        }
+        common::Run::from(
+            cmd.args(["plan", "--env", "dev"])
+                .args(args)
+                .output()
+                .unwrap(),
+        )
+    };
+    let region_in = |run: &common::Run| {
+        assert!(!run.ok, "{}", run.stderr);
+        let line = run.error_line();
+        assert!(line.contains("belongs to region \"us-east-1\""), "{line}");
+        line
+    };
+    // No profile anywhere: no credentials at all.
+    let run = plan(&[], None);
+    assert!(
+        run.error_line()
+            .starts_with("error: no AWS credentials found"),
+        "{}",
+        run.stderr
+    );
+    // AWS_PROFILE alone still works; --profile alone selects its profile's credentials
+    // and region; and --profile beats AWS_PROFILE.
+    assert!(region_in(&plan(&[], Some("other"))).contains("not \"us-west-2\""));
+    assert!(region_in(&plan(&["--profile", "ci"], None)).contains("not \"eu-west-3\""));
+    assert!(region_in(&plan(&["--profile", "ci"], Some("other"))).contains("not \"eu-west-3\""));
+}

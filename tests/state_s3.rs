@@ -581,8 +581,9 @@ async fn pull_and_push_copy_the_state_and_refuse_to_lose_a_newer_one() {
     assert!(plan.is_detached());
     assert_eq!(plan.snapshot().lineage, "another-lineage");
     plan.put("ec2_subnet.a", Record::new("ec2_subnet", "subnet-1"))
+        .await
         .unwrap();
-    plan.remove("ec2_vpc.main").unwrap();
+    plan.remove("ec2_vpc.main").await.unwrap();
     assert_eq!(plan.id("ec2_subnet.a").as_deref(), Some("subnet-1"));
     drop(plan);
     assert_eq!(object(&stack, &key("dev")).await.unwrap().0, before);

@@ -163,7 +163,7 @@ mod tests {
     #[tokio::test]
     async fn found_by_state_is_unchanged_and_by_tags_is_adopted() {
         let dir = tempfile::tempdir().unwrap();
-        let ctx = test_ctx(dir.path());
+        let ctx = test_ctx(dir.path()).await;
         let vpc = Service::Ec2(Ec2::Vpc);
         // Nothing in the state: only the tags are asked.
         let f = find(
@@ -217,7 +217,7 @@ mod tests {
     #[tokio::test]
     async fn a_resource_created_in_this_run_is_read_again_until_visible() {
         let dir = tempfile::tempdir().unwrap();
-        let ctx = test_ctx(dir.path());
+        let ctx = test_ctx(dir.path()).await;
         let vpc = Service::Ec2(Ec2::Vpc);
         let quick = Wait {
             timeout: Duration::from_secs(2),

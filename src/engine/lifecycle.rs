@@ -137,7 +137,7 @@ mod tests {
     #[tokio::test]
     async fn delete_and_forget_treats_not_found_as_gone_and_keeps_the_record_on_error() {
         let dir = tempfile::tempdir().unwrap();
-        let ctx = test_ctx(dir.path());
+        let ctx = test_ctx(dir.path()).await;
         let vpc = Service::Ec2(Ec2::Vpc);
         ctx.record("ec2_vpc.main", Record::new("ec2_vpc", "vpc-1"))
             .await
@@ -165,7 +165,7 @@ mod tests {
     #[tokio::test]
     async fn converge_writes_only_a_difference_and_only_on_up() {
         let dir = tempfile::tempdir().unwrap();
-        let ctx = test_ctx(dir.path());
+        let ctx = test_ctx(dir.path()).await;
         let writes = std::sync::Mutex::new(Vec::new());
         let write = || async {
             writes.lock().unwrap().push("on");
@@ -184,7 +184,7 @@ mod tests {
     #[tokio::test]
     async fn on_plan_the_guards_note_and_answer_no() {
         let dir = tempfile::tempdir().unwrap();
-        let mut ctx = std::sync::Arc::into_inner(test_ctx(dir.path())).unwrap();
+        let mut ctx = std::sync::Arc::into_inner(test_ctx(dir.path()).await).unwrap();
         ctx.options.plan = true;
         ctx.report = crate::engine::Report::for_plan();
         let wrote = ctx

@@ -120,14 +120,14 @@ impl Ctx {
         self.options.plan
     }
 
-    /// Writes `record` at `addr` in the state (and saves the state file).
+    /// Writes `record` at `addr` in the state; returns once the state is saved.
     pub async fn record(&self, addr: &str, record: crate::state::Record) -> Result<()> {
-        Ok(self.state.put(addr, record)?)
+        Ok(self.state.put(addr, record).await?)
     }
 
-    /// Forgets the record at `addr` (and saves the state file).
+    /// Forgets the record at `addr`; returns once the state is saved.
     pub async fn forget(&self, addr: &str) -> Result<()> {
-        Ok(self.state.remove(addr)?)
+        Ok(self.state.remove(addr).await?)
     }
 
     pub fn tags(&self) -> Vec<(String, String)> {

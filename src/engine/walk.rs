@@ -316,8 +316,8 @@ impl Walk {
 
 /// A run context on a local state in `dir`, with SDK clients that reach nothing (tests).
 #[cfg(test)]
-pub(crate) fn test_ctx(dir: &std::path::Path) -> Arc<Ctx> {
-    tests::test_ctx_impl(dir)
+pub(crate) async fn test_ctx(dir: &std::path::Path) -> Arc<Ctx> {
+    tests::test_ctx_impl(dir).await
 }
 
 #[cfg(test)]
@@ -359,7 +359,8 @@ mod tests {
             if self.changes {
                 let id = uuid::Uuid::new_v4().to_string();
                 ctx.state
-                    .put(&format!("{}.x", self.kind), Record::new(self.kind, id))?;
+                    .put(&format!("{}.x", self.kind), Record::new(self.kind, id))
+                    .await?;
             }
             Ok(())
         }
@@ -384,7 +385,7 @@ mod tests {
         }
     }
 
-    pub(crate) fn test_ctx_impl(dir: &std::path::Path) -> Arc<Ctx> {
+    pub(crate) async fn test_ctx_impl(dir: &std::path::Path) -> Arc<Ctx> {
         let conf = aws_config::SdkConfig::builder()
             .behavior_version(aws_config::BehaviorVersion::latest())
             .region(aws_config::Region::new("us-east-1"))
@@ -396,6 +397,7 @@ mod tests {
             settings: crate::config::Settings::builtin("dev"),
             aws: crate::aws::Clients::new(&conf, "123456789012"),
             state: crate::state::StateStore::open(dir, "dev", "us-east-1", "123456789012", "test")
+                .await
                 .unwrap(),
             report: Default::default(),
             options: Default::default(),
@@ -435,7 +437,7 @@ mod tests {
     async fn up_respects_dependencies_and_runs_independent_kinds_together() {
         let dir = tempfile::tempdir().unwrap();
         let log = Log::default();
-        let out = walk(test_ctx(dir.path()), &layers(&log, ""), Direction::Up).await;
+        let out = walk(test_ctx(dir.path()).await, &layers(&log, ""), Direction::Up).await;
         assert!(out.ok());
         let log = log.lock().unwrap().clone();
         assert!(pos(&log, "end a") < pos(&log, "start b"));
@@ -448,11 +450,11 @@ mod tests {
     }
 
     /// A context whose state file already holds a record of every kind.
-    fn converged_ctx(dir: &std::path::Path) -> Arc<Ctx> {
-        let ctx = test_ctx(dir);
+    async fn converged_ctx(dir: &std::path::Path) -> Arc<Ctx> {
+        let ctx = test_ctx(dir).await;
         for kind in ["a", "b", "c", "d", "e"] {
             let record = Record::new(kind, format!("{kind}-1"));
-            ctx.state.put(&format!("{kind}.x"), record).unwrap();
+            ctx.state.put(&format!("{kind}.x"), record).await.unwrap();
         }
         ctx
     }
@@ -465,7 +467,12 @@ mod tests {
     async fn on_a_converged_stack_up_checks_every_kind_at_once() {
         let dir = tempfile::tempdir().unwrap();
         let log = Log::default();
-        let out = walk(converged_ctx(dir.path()), &layers(&log, ""), Direction::Up).await;
+        let out = walk(
+            converged_ctx(dir.path()).await,
+            &layers(&log, ""),
+            Direction::Up,
+        )
+        .await;
         assert!(out.ok());
         let log = log.lock().unwrap().clone();
         assert!(
@@ -480,7 +487,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let log = Log::default();
         let layers = layers(&log, "d late");
-        let out = walk(converged_ctx(dir.path()), &layers, Direction::Up).await;
+        let out = walk(converged_ctx(dir.path()).await, &layers, Direction::Up).await;
         assert!(out.ok());
         let log = log.lock().unwrap().clone();
         assert!(pos(&log, "start d") > pos(&log, "end b"), "{log:?}");
@@ -494,7 +501,7 @@ mod tests {
     async fn a_prerequisite_that_changes_its_records_reruns_what_started_early() {
         let dir = tempfile::tempdir().unwrap();
         let log = Log::default();
-        let ctx = converged_ctx(dir.path());
+        let ctx = converged_ctx(dir.path()).await;
         let out = walk(ctx.clone(), &layers(&log, "a changes"), Direction::Up).await;
         assert!(out.ok());
         let log = log.lock().unwrap().clone();
@@ -514,7 +521,12 @@ mod tests {
     async fn a_failed_prerequisite_skips_what_started_early() {
         let dir = tempfile::tempdir().unwrap();
         let log = Log::default();
-        let out = walk(converged_ctx(dir.path()), &layers(&log, "a"), Direction::Up).await;
+        let out = walk(
+            converged_ctx(dir.path()).await,
+            &layers(&log, "a"),
+            Direction::Up,
+        )
+        .await;
         let skipped: Vec<&str> = out.skipped.iter().map(|(k, _)| *k).collect();
         assert_eq!(skipped, vec!["b", "d"]);
         let failed: Vec<&str> = out.failures.iter().map(|(k, _)| *k).collect();
@@ -553,7 +565,7 @@ mod tests {
     #[tokio::test]
     async fn on_plan_what_waits_for_a_creation_is_noted_not_run() {
         let dir = tempfile::tempdir().unwrap();
-        let base = test_ctx(dir.path());
+        let base = test_ctx(dir.path()).await;
         let ctx = Arc::new(Ctx {
             env: base.env.clone(),
             region: base.region.clone(),
@@ -566,6 +578,7 @@ mod tests {
                 "us-east-1",
                 "123456789012",
             )
+            .await
             .unwrap(),
             report: crate::engine::Report::for_plan(),
             options: crate::engine::Options {
@@ -619,7 +632,12 @@ mod tests {
     async fn down_reverses_the_edges() {
         let dir = tempfile::tempdir().unwrap();
         let log = Log::default();
-        let out = walk(test_ctx(dir.path()), &layers(&log, ""), Direction::Down).await;
+        let out = walk(
+            test_ctx(dir.path()).await,
+            &layers(&log, ""),
+            Direction::Down,
+        )
+        .await;
         assert!(out.ok());
         let log = log.lock().unwrap().clone();
         assert!(pos(&log, "end d") < pos(&log, "start b"));
@@ -631,7 +649,12 @@ mod tests {
     async fn a_failure_skips_only_what_waits_on_it() {
         let dir = tempfile::tempdir().unwrap();
         let log = Log::default();
-        let out = walk(test_ctx(dir.path()), &layers(&log, "a"), Direction::Up).await;
+        let out = walk(
+            test_ctx(dir.path()).await,
+            &layers(&log, "a"),
+            Direction::Up,
+        )
+        .await;
         assert_eq!(out.failures.len(), 1);
         assert_eq!(out.failures[0].0, "a");
         let mut skipped = out.skipped.clone();
@@ -644,7 +667,12 @@ mod tests {
         );
 
         let log2 = Log::default();
-        let out = walk(test_ctx(dir.path()), &layers(&log2, "d"), Direction::Down).await;
+        let out = walk(
+            test_ctx(dir.path()).await,
+            &layers(&log2, "d"),
+            Direction::Down,
+        )
+        .await;
         assert_eq!(out.failures.len(), 1);
         let mut skipped = out.skipped.clone();
         skipped.sort();

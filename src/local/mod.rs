@@ -185,7 +185,9 @@ pub async fn start_api(c: &Common, opts: Options) -> Result<()> {
                 opts.port
             ))
         })?;
-    let sdk = crate::aws::load_config(Some(state.region.clone())).await;
+    let sdk =
+        crate::aws::load_config_with_profile(Some(state.region.clone()), c.profile.as_deref())
+            .await;
     let creds = credentials(&sdk).await?;
     let clients = crate::aws::Clients::new(&sdk, &state.account_id);
     let deployed = deployed::read(&clients, &state).await?;

@@ -18,10 +18,12 @@
 //!   process is refused like one from another process (the tests rely on it). Files are
 //!   opened close-on-exec, so a child process never inherits the lock.
 //!
-//! The S3 lock ([`super::backend`]) keeps the same [`LockInfo`] and its own stale-lock
-//! handling: an object cannot be released by the OS.
+//! The S3 lock ([`super::remote::S3Locker`]) keeps the same [`LockInfo`] and its own
+//! stale-lock handling: an object cannot be released by the OS. Both are behind the
+//! [`super::Locker`] trait.
 
-use super::{StateError, rewrite_file};
+use super::StateError;
+use super::file::rewrite_file;
 use fs4::{FileExt, TryLockError};
 use serde::{Deserialize, Serialize};
 use std::fs::{File, OpenOptions};

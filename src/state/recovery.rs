@@ -1,6 +1,6 @@
 //! Where a run's state goes when it cannot be written: a recovery file (see [`Recovery`]).
 
-use super::{create_private, rewrite_file};
+use super::file::{create_private, rewrite_file};
 use std::fs::File;
 use std::io::Write;
 use std::os::unix::fs::DirBuilderExt;

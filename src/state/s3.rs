@@ -413,25 +413,6 @@ where
     }
 }
 
-/// Runs `f` from synchronous code inside the multi-thread runtime (`StateStore::put` is
-/// synchronous but called from async tasks): the worker's other tasks move to another
-/// thread first, so `f` may block (on a mutex, or on `Handle::block_on`) while the
-/// runtime goes on driving I/O.
-pub fn blocking<T>(f: impl FnOnce(&tokio::runtime::Handle) -> T) -> Result<T, StateError> {
-    use tokio::runtime::{Handle, RuntimeFlavor};
-    match Handle::try_current() {
-        Ok(h) if h.runtime_flavor() == RuntimeFlavor::MultiThread => {
-            Ok(tokio::task::block_in_place(|| f(&h)))
-        }
-        _ => Err(StateError::NoRuntime),
-    }
-}
-
-/// Runs `fut` to completion from synchronous code, as [`blocking`].
-pub fn block_on<F: std::future::Future>(fut: F) -> Result<F::Output, StateError> {
-    blocking(|h| h.block_on(fut))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -468,12 +449,5 @@ mod tests {
             assert!(err.contains("expected s3://BUCKET"), "{err}");
             assert!(!err.contains('\n'));
         }
-    }
-
-    #[test]
-    fn blocking_needs_the_multi_thread_runtime() {
-        assert!(matches!(block_on(async { 1 }), Err(StateError::NoRuntime)));
-        let rt = tokio::runtime::Runtime::new().unwrap();
-        assert_eq!(rt.block_on(async { block_on(async { 2 }).unwrap() }), 2);
     }
 }

@@ -9,8 +9,9 @@
 //! with the conditional put of every remote write, and then writes the same state back
 //! to the local file, so both sides are identical afterwards.
 
+use super::file::{backup, write_atomic};
 use super::s3::{Remote, S3Url};
-use super::{Location, State, StateError, StateStore, backup, lock, state_path, write_atomic};
+use super::{Location, State, StateError, StateStore, lock, state_path};
 use std::path::Path;
 
 /// Why copying `source` over `dest` would lose something, if it would.
@@ -112,20 +113,19 @@ pub async fn push(
     let location = Location::S3(url.clone());
     let store =
         StateStore::open_at(&location, dir, sdk, env, &region, account_id, "state push").await?;
-    let result = push_into(&store, ours, &path, force);
+    let result = push_into(&store, ours, &path, force).await;
     store.release().await;
     result
 }
 
-fn push_into(
+async fn push_into(
     store: &StateStore,
     ours: State,
     path: &Path,
     force: bool,
 ) -> Result<State, StateError> {
     let theirs = store.snapshot();
-    let remote_exists = store.remote_exists();
-    if remote_exists
+    if store.found()
         && !force
         && let Some(reason) = refusal(&theirs, "remote state", &ours, "local state")
     {
@@ -134,14 +134,15 @@ fn push_into(
             reason,
         });
     }
-    {
-        let mut inner = store.inner();
-        let mut next = ours;
-        // The write adds one: above both sides' serials, so nobody takes it for older.
-        next.serial = next.serial.max(inner.state.serial);
-        inner.state = next;
-    }
-    store.flush()?;
+    store
+        .update(|state| {
+            let mut next = ours;
+            // The write adds one: above both sides' serials, so nobody takes it for older.
+            next.serial = next.serial.max(state.serial);
+            *state = next;
+            true
+        })
+        .await?;
     let written = store.snapshot();
     let bytes = serde_json::to_vec_pretty(&written).map_err(|e| StateError::io(path, e.into()))?;
     write_atomic(path, &bytes).map_err(|e| StateError::io(path, e))?;
