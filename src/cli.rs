@@ -77,8 +77,10 @@ fn default_env() -> String {
     std::env::var("ENVIRONMENT_SUFFIX").unwrap_or_else(|_| "dev".to_string())
 }
 
+/// Where a command works: the environment, the AWS account and the state. Every
+/// command takes these, `state pull`/`push` included.
 #[derive(Debug, Clone, Args)]
-pub struct Common {
+pub struct Target {
     /// Environment name: lowercase letters, digits and single hyphens, at most 16
     /// characters. Else PAYCTL_ENV, else ENVIRONMENT_SUFFIX (the default shown), else dev.
     #[arg(long, env = "PAYCTL_ENV", default_value_t = default_env())]
@@ -114,10 +116,30 @@ pub struct Common {
     #[arg(long, env = "PAYCTL_CONFIG")]
     pub config: Option<PathBuf>,
 
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct Common {
+    #[command(flatten)]
+    pub target: Target,
+
     /// Write when each resource kind started and finished (ms), and what it waited for,
     /// to this JSON file: where an `up` or `down` spends its time.
     #[arg(long, value_name = "FILE")]
     pub timings: Option<PathBuf>,
+}
+
+impl std::ops::Deref for Common {
+    type Target = Target;
+    fn deref(&self) -> &Target {
+        &self.target
+    }
+}
+
+impl std::ops::DerefMut for Common {
+    fn deref_mut(&mut self) -> &mut Target {
+        &mut self.target
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -255,38 +277,12 @@ pub enum StateCommand {
     Push(Transfer),
 }
 
-/// The options of `state pull` and `state push`: both sides of the copy.
+/// The options of `state pull` and `state push`: both sides of the copy (the local
+/// `--state-dir` and the S3 `--state`).
 #[derive(Debug, Clone, Args)]
 pub struct Transfer {
-    /// Environment name; else PAYCTL_ENV, else ENVIRONMENT_SUFFIX (the default shown),
-    /// else dev.
-    #[arg(long, env = "PAYCTL_ENV", default_value_t = default_env())]
-    pub env: String,
-
-    /// AWS region; defaults to the SDK's region chain, then us-east-1.
-    #[arg(long)]
-    pub region: Option<String>,
-
-    /// AWS profile for credentials and region; beats AWS_PROFILE.
-    #[arg(long, value_name = "NAME")]
-    pub profile: Option<String>,
-
-    /// The local side: directory of the state files.
-    #[arg(long, env = "PAYCTL_STATE_DIR", default_value = "state")]
-    pub state_dir: PathBuf,
-
-    /// The S3 side: `s3://BUCKET[/PREFIX]` (else `state` in payctl.toml).
-    #[arg(long, env = "PAYCTL_STATE", value_name = "s3://BUCKET/PREFIX")]
-    pub state: Option<String>,
-
-    /// The account that owns the S3 state bucket, when it is not the caller's (else
-    /// `state_bucket_owner` in payctl.toml).
-    #[arg(long, env = "PAYCTL_STATE_BUCKET_OWNER", value_name = "ACCOUNT_ID")]
-    pub state_bucket_owner: Option<String>,
-
-    /// Settings file; `payctl.toml` in the current directory is read when it exists.
-    #[arg(long, env = "PAYCTL_CONFIG")]
-    pub config: Option<PathBuf>,
+    #[command(flatten)]
+    pub target: Target,
 
     /// Overwrite even a newer or unrelated state on the other side.
     #[arg(long)]
@@ -297,13 +293,7 @@ impl Transfer {
     /// The same options as the other commands take them.
     pub fn common(&self) -> Common {
         Common {
-            env: self.env.clone(),
-            region: self.region.clone(),
-            profile: self.profile.clone(),
-            state_dir: self.state_dir.clone(),
-            state: self.state.clone(),
-            state_bucket_owner: self.state_bucket_owner.clone(),
-            config: self.config.clone(),
+            target: self.target.clone(),
             timings: None,
         }
     }
