@@ -653,3 +653,134 @@ async fn too_little_unreserved_concurrency_stops_up_before_anything_is_created()
     let run = stack.payctl_via(&proxy.endpoint, &["up"], &[]);
     assert!(run.ok, "{}", run.stderr);
 }
+
+/// The `~ <address>` line of a plan and the lines under it.
+fn planned<'a>(plan: &'a str, address: &str) -> Vec<&'a str> {
+    let lines: Vec<&str> = plan.lines().collect();
+    let Some(at) = lines
+        .iter()
+        .position(|l| l.starts_with(&format!("~ {address} ")))
+    else {
+        return Vec::new();
+    };
+    let under = lines[at + 1..].iter().take_while(|l| l.starts_with("    "));
+    std::iter::once(lines[at]).chain(under.copied()).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn missing_standard_tags_are_planned_and_put_back() {
+    let stack = Stack::new("retag");
+    stack.must(&["up"]);
+    let c = clients(&stack).await;
+    let function = c
+        .lambda
+        .get_function()
+        .function_name("payment-validator-retag")
+        .send()
+        .await
+        .unwrap();
+    let function_arn = function
+        .configuration()
+        .unwrap()
+        .function_arn()
+        .unwrap()
+        .to_string();
+    let role = "payment-processor-role-retag";
+    let group_arn = format!(
+        "arn:aws:logs:{REGION}:123456789012:log-group:/aws/lambda/payment-audit-logger-retag"
+    );
+    // Someone strips a standard tag from a function, a role and a log group.
+    c.lambda
+        .untag_resource()
+        .resource(&function_arn)
+        .tag_keys("Team")
+        .send()
+        .await
+        .unwrap();
+    c.iam
+        .untag_role()
+        .role_name(role)
+        .tag_keys("CostCenter")
+        .send()
+        .await
+        .unwrap();
+    c.logs
+        .untag_resource()
+        .resource_arn(&group_arn)
+        .tag_keys("Project")
+        .send()
+        .await
+        .unwrap();
+
+    // `plan` names each, and nothing else.
+    let plan = stack.payctl(&["plan"]);
+    assert_eq!(plan.code, Some(2), "{}\n{}", plan.stdout, plan.stderr);
+    for (address, key) in [
+        ("lambda_function.validator", "Team"),
+        ("iam_role.processor", "CostCenter"),
+        ("log_group.audit-logger", "Project"),
+    ] {
+        let lines = planned(&plan.stdout, address);
+        assert!(
+            lines.contains(&format!("    tags: missing {key} → set").as_str()),
+            "{address}: {lines:?}\n{}",
+            plan.stdout
+        );
+    }
+    let changes = plan
+        .stdout
+        .lines()
+        .filter(|l| l.starts_with(['+', '~', '-']));
+    assert_eq!(changes.count(), 3, "{}", plan.stdout);
+
+    // `up` puts them back: read back through the SDK.
+    let run = stack.must(&["up"]);
+    for address in [
+        "lambda_function.validator",
+        "iam_role.processor",
+        "log_group.audit-logger",
+    ] {
+        assert!(
+            run.stderr.contains(&format!("updated: {address} ")),
+            "{address} not reported as updated:\n{}",
+            run.stderr
+        );
+    }
+    let tags = c
+        .lambda
+        .list_tags()
+        .resource(&function_arn)
+        .send()
+        .await
+        .unwrap();
+    let tags: BTreeMap<String, String> = tags
+        .tags()
+        .cloned()
+        .unwrap_or_default()
+        .into_iter()
+        .collect();
+    assert_standard_tags(&tags, "retag", "function");
+    let tags = c.iam.list_role_tags().role_name(role).send().await.unwrap();
+    let tags = tags
+        .tags()
+        .iter()
+        .map(|t| (t.key().to_string(), t.value().to_string()))
+        .collect();
+    assert_standard_tags(&tags, "retag", "role");
+    let tags = c
+        .logs
+        .list_tags_for_resource()
+        .resource_arn(&group_arn)
+        .send()
+        .await
+        .unwrap();
+    let tags: BTreeMap<String, String> = tags
+        .tags()
+        .cloned()
+        .unwrap_or_default()
+        .into_iter()
+        .collect();
+    assert_standard_tags(&tags, "retag", "log group");
+    let plan = stack.payctl(&["plan"]);
+    assert_eq!(plan.code, Some(0), "{}\n{}", plan.stdout, plan.stderr);
+}

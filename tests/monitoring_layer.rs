@@ -739,3 +739,83 @@ async fn lookalike_alarm_and_dashboard_are_neither_adopted_nor_deleted() {
     assert!(topics(&c, "qa").await.is_empty());
     assert_eq!(dashboard_body(&c, &dashboard_name("qa")).await, theirs);
 }
+
+#[tokio::test]
+async fn missing_standard_tags_on_an_alarm_and_the_topic_are_planned_and_put_back() {
+    let stack = Stack::new("retag");
+    stack.must(&["up"]);
+    let c = clients(&stack).await;
+    let topic = topics(&c, "retag").await.remove(0);
+    let alarm = alarms(&c, "retag").await["payment-validator-errors-retag"].clone();
+    let alarm_arn = alarm.alarm_arn().unwrap().to_string();
+    c.cw.untag_resource()
+        .resource_arn(&alarm_arn)
+        .tag_keys("Team")
+        .send()
+        .await
+        .unwrap();
+    c.sns
+        .untag_resource()
+        .resource_arn(&topic)
+        .tag_keys("CostCenter")
+        .send()
+        .await
+        .unwrap();
+
+    // `plan` shows both, under their addresses, and nothing else.
+    let plan = stack.payctl(&["plan"]);
+    assert_eq!(plan.code, Some(2), "{}\n{}", plan.stdout, plan.stderr);
+    let lines: Vec<&str> = plan.stdout.lines().collect();
+    for (address, key) in [
+        ("cloudwatch_alarm.validator-errors", "Team"),
+        ("sns_topic.alerts", "CostCenter"),
+    ] {
+        let at = lines
+            .iter()
+            .position(|l| l.starts_with(&format!("~ {address} ")))
+            .unwrap_or_else(|| panic!("no `~ {address}` in:\n{}", plan.stdout));
+        assert_eq!(
+            lines.get(at + 1).copied(),
+            Some(format!("    tags: missing {key} → set").as_str()),
+            "{}",
+            plan.stdout
+        );
+    }
+    let changes = lines.iter().filter(|l| l.starts_with(['+', '~', '-']));
+    assert_eq!(changes.count(), 2, "{}", plan.stdout);
+
+    // `up` puts them back and reports exactly those two as updated.
+    let run = stack.must(&["up"]);
+    let changed = monitoring_changes(&run.stderr);
+    assert_eq!(changed.len(), 2, "{changed:?}");
+    for address in ["cloudwatch_alarm.validator-errors", "sns_topic.alerts"] {
+        assert!(
+            changed
+                .iter()
+                .any(|l| l.contains(&format!("updated: {address} "))),
+            "{address}: {changed:?}"
+        );
+    }
+    let tags =
+        c.cw.list_tags_for_resource()
+            .resource_arn(&alarm_arn)
+            .send()
+            .await
+            .unwrap();
+    assert_standard_tags(&tag_map(tags.tags()), "retag", "alarm");
+    let tags = c
+        .sns
+        .list_tags_for_resource()
+        .resource_arn(&topic)
+        .send()
+        .await
+        .unwrap();
+    let tags = tags
+        .tags()
+        .iter()
+        .map(|t| (t.key().to_string(), t.value().to_string()))
+        .collect();
+    assert_standard_tags(&tags, "retag", "SNS topic");
+    let plan = stack.payctl(&["plan"]);
+    assert_eq!(plan.code, Some(0), "{}\n{}", plan.stdout, plan.stderr);
+}

@@ -5,12 +5,13 @@
 //! dead-letter queue as an on-failure record, so no change is dropped silently. Mappings
 //! carry no tags here; payctl owns a mapping when it joins its own source to its own
 //! function (both ARNs come from the state file). Mappings are found by listing them and
-//! comparing the source and function ARNs.
+//! comparing the source and function ARNs (see [`emulator::mappings`]).
 
+use super::support::{drifted, emulator};
 use super::{AUDIT_LOGGER, PROCESSOR, function, function_arn};
 use crate::data::{dynamodb_table, sqs_queue};
 use crate::engine::report::Change;
-use crate::engine::{Ctx, Resource};
+use crate::engine::{Ctx, Found, Resource, Service, find};
 use crate::error::{Result, all_ok, aws, required};
 use crate::state::Record;
 use crate::waiter::{Status, Wait, wait_for};
@@ -28,6 +29,7 @@ pub const STREAM_RETRIES: i32 = 10;
 pub const STREAM_BATCH: i32 = 100;
 pub const RETRY_BATCH: i32 = 10;
 const SETTLE: Wait = Wait::minutes(5);
+const SERVICE: Service = Service::Lambda;
 
 pub struct EventSources;
 
@@ -92,32 +94,32 @@ pub fn drift(have: &EventSourceMappingConfiguration, want: &Mapping) -> Vec<&'st
     d
 }
 
-async fn find(ctx: &Ctx, want: &Mapping) -> Result<Option<EventSourceMappingConfiguration>> {
-    // Filtered by source only: some endpoints match FunctionName literally (name vs ARN).
-    let all: Vec<EventSourceMappingConfiguration> = ctx
-        .aws
-        .lambda
-        .list_event_source_mappings()
-        .event_source_arn(&want.source)
-        .into_paginator()
-        .items()
-        .send()
-        .try_collect()
-        .await
-        .map_err(aws("ListEventSourceMappings", &want.source))?;
-    Ok(all.into_iter().find(|m| {
-        m.event_source_arn() == Some(want.source.as_str())
-            && m.function_arn() == Some(want.function.as_str())
-    }))
+/// Whether `m` joins `want`'s source to `want`'s function.
+fn joins(m: &EventSourceMappingConfiguration, want: &Mapping) -> bool {
+    m.event_source_arn() == Some(want.source.as_str())
+        && m.function_arn() == Some(want.function.as_str())
+}
+
+/// The mapping, by the UUID in state (while it still joins the same source and
+/// function), else by the source's mappings (mappings carry no tags).
+async fn lookup(
+    ctx: &Ctx,
+    want: &Mapping,
+) -> Result<Option<Found<EventSourceMappingConfiguration>>> {
+    let all = emulator::mappings(&ctx.aws.lambda, Some(&want.source)).await?;
+    let with = |uuid: Option<&str>| {
+        let mut found = all.iter().filter(|m| joins(m, want));
+        Ok(found.find(|m| uuid.is_none() || m.uuid() == uuid).cloned())
+    };
+    let by_id = |uuid: String| async move { with(Some(&uuid)) };
+    let by_source = || async { with(None) };
+    find(ctx, &address(want.which), SERVICE, by_id, by_source).await
 }
 
 async fn settle(ctx: &Ctx, uuid: &str) -> Result<()> {
     wait_for(&format!("event source mapping {uuid}"), SETTLE, || async {
-        let out = ctx
-            .aws
-            .lambda
-            .get_event_source_mapping()
-            .uuid(uuid)
+        let call = ctx.aws.lambda.get_event_source_mapping().uuid(uuid);
+        let out = call
             .send()
             .await
             .map_err(aws("GetEventSourceMapping", uuid))?;
@@ -129,96 +131,75 @@ async fn settle(ctx: &Ctx, uuid: &str) -> Result<()> {
     .await
 }
 
+/// Streams only: the on-failure destination (the dead-letter queue).
+fn on_failure(dlq: &str) -> DestinationConfig {
+    let dest = OnFailure::builder().destination(dlq).build();
+    DestinationConfig::builder().on_failure(dest).build()
+}
+
+async fn update(ctx: &Ctx, uuid: &str, want: &Mapping, what: &str) -> Result<()> {
+    tracing::info!("event source mapping {}: updating {what}", want.which);
+    let call = ctx.aws.lambda.update_event_source_mapping().uuid(uuid);
+    let mut call = call
+        .batch_size(want.batch_size)
+        .function_response_types(FunctionResponseType::ReportBatchItemFailures);
+    if let Some(dlq) = &want.on_failure {
+        call = call
+            .maximum_retry_attempts(STREAM_RETRIES)
+            .bisect_batch_on_function_error(true)
+            .destination_config(on_failure(dlq));
+    }
+    call.send()
+        .await
+        .map_err(aws("UpdateEventSourceMapping", uuid))?;
+    Ok(())
+}
+
+async fn create(ctx: &Ctx, want: &Mapping) -> Result<String> {
+    let call = ctx.aws.lambda.create_event_source_mapping();
+    let mut call = call
+        .event_source_arn(&want.source)
+        .function_name(&want.function)
+        .batch_size(want.batch_size)
+        .enabled(true)
+        .function_response_types(FunctionResponseType::ReportBatchItemFailures);
+    if let Some(dlq) = &want.on_failure {
+        call = call
+            .starting_position(EventSourcePosition::TrimHorizon)
+            .maximum_retry_attempts(STREAM_RETRIES)
+            .bisect_batch_on_function_error(true)
+            .destination_config(on_failure(dlq));
+    }
+    let out = call
+        .send()
+        .await
+        .map_err(aws("CreateEventSourceMapping", &want.source))?;
+    required(out.uuid(), "mapping UUID")
+}
+
 async fn ensure_one(ctx: &Ctx, want: &Mapping) -> Result<()> {
-    let lambda = &ctx.aws.lambda;
     let addr = address(want.which);
-    let failure_dest = want.on_failure.as_ref().map(|dlq| {
-        DestinationConfig::builder()
-            .on_failure(OnFailure::builder().destination(dlq).build())
-            .build()
-    });
-    let stream = want.on_failure.is_some();
-    let mut settled = false;
-    let (uuid, change) = match find(ctx, want).await? {
-        Some(have) => {
+    let (uuid, change, settled) = match lookup(ctx, want).await? {
+        Some(found) => {
+            let have = &found.value;
             let uuid = required(have.uuid(), "mapping UUID")?;
-            let d = drift(&have, want);
-            settled = d.is_empty() && matches!(have.state(), Some("Enabled" | "Disabled") | None);
-            let known = ctx.state.get(&addr).is_some();
-            if !d.is_empty() && !ctx.apply(&addr, "settings", d.join(", "), "as configured") {
-                settled = true;
-                (uuid, Change::Updated)
-            } else if d.is_empty() {
-                (
-                    uuid,
-                    if known {
-                        Change::Unchanged
-                    } else {
-                        Change::Adopted
-                    },
-                )
-            } else {
-                tracing::info!(
-                    "event source mapping {}: updating {}",
-                    want.which,
-                    d.join(", ")
-                );
-                let mut call = lambda
-                    .update_event_source_mapping()
-                    .uuid(&uuid)
-                    .batch_size(want.batch_size)
-                    .function_response_types(FunctionResponseType::ReportBatchItemFailures);
-                if stream {
-                    call = call
-                        .maximum_retry_attempts(STREAM_RETRIES)
-                        .bisect_batch_on_function_error(true)
-                        .set_destination_config(failure_dest.clone());
-                }
-                call.send()
-                    .await
-                    .map_err(aws("UpdateEventSourceMapping", &uuid))?;
-                (
-                    uuid,
-                    if known {
-                        Change::Updated
-                    } else {
-                        Change::Adopted
-                    },
-                )
-            }
+            let (d, none) = (drifted(drift(have, want)), drifted(Vec::new()));
+            let what = d.to_string();
+            let write = || update(ctx, &uuid, want, &what);
+            let wrote = ctx.converge(&addr, "settings", d, none, write).await?;
+            let settled = !wrote && matches!(have.state(), Some("Enabled" | "Disabled") | None);
+            (uuid, found.change().updated_if(wrote), settled)
         }
         None => {
             if !ctx.would_create(format!("{addr} ({} → {})", want.source, want.function)) {
                 return Ok(());
             }
-            let mut call = lambda
-                .create_event_source_mapping()
-                .event_source_arn(&want.source)
-                .function_name(&want.function)
-                .batch_size(want.batch_size)
-                .enabled(true)
-                .function_response_types(FunctionResponseType::ReportBatchItemFailures);
-            if stream {
-                call = call
-                    .starting_position(EventSourcePosition::TrimHorizon)
-                    .maximum_retry_attempts(STREAM_RETRIES)
-                    .bisect_batch_on_function_error(true)
-                    .set_destination_config(failure_dest);
-            }
-            let out = call
-                .send()
-                .await
-                .map_err(aws("CreateEventSourceMapping", &want.source))?;
-            (required(out.uuid(), "mapping UUID")?, Change::Created)
+            (create(ctx, want).await?, Change::Created, false)
         }
     };
-    ctx.record(
-        &addr,
-        Record::new(KIND, &uuid)
-            .attr("source", &want.source)
-            .attr("function", &want.function),
-    )
-    .await?;
+    let record = Record::new(KIND, &uuid).attr("source", &want.source);
+    ctx.record(&addr, record.attr("function", &want.function))
+        .await?;
     if !settled && !ctx.planning() {
         settle(ctx, &uuid).await?;
     }
@@ -226,16 +207,16 @@ async fn ensure_one(ctx: &Ctx, want: &Mapping) -> Result<()> {
     Ok(())
 }
 
-/// The mapping's UUID from state, else by listing the mappings of this environment's
+/// The mapping's UUID from state, else from the mappings of this environment's
 /// function (its ARN follows from its name), so `down` without state finds it too.
 async fn located(ctx: &Ctx, which: &str) -> Result<Option<String>> {
     if let Some(uuid) = ctx.state.id(&address(which)) {
         return Ok(Some(uuid));
     }
-    let key = if which == STREAM {
-        AUDIT_LOGGER
+    let (key, source) = if which == STREAM {
+        (AUDIT_LOGGER, ":dynamodb:")
     } else {
-        PROCESSOR
+        (PROCESSOR, ":sqs:")
     };
     let function = format!(
         "arn:aws:lambda:{}:{}:function:{}",
@@ -243,57 +224,26 @@ async fn located(ctx: &Ctx, which: &str) -> Result<Option<String>> {
         ctx.account_id,
         super::function_name(ctx, key)
     );
-    let all: Vec<EventSourceMappingConfiguration> = ctx
-        .aws
-        .lambda
-        .list_event_source_mappings()
-        .into_paginator()
-        .items()
-        .send()
-        .try_collect()
-        .await
-        .map_err(aws("ListEventSourceMappings", &function))?;
-    let wanted_source = if which == STREAM {
-        ":dynamodb:"
-    } else {
-        ":sqs:"
-    };
-    Ok(all
-        .into_iter()
-        .find(|m| {
-            m.function_arn() == Some(function.as_str())
-                && m.event_source_arn()
-                    .is_some_and(|s| s.contains(wanted_source))
-        })
-        .and_then(|m| m.uuid().map(str::to_string)))
+    let all = emulator::mappings(&ctx.aws.lambda, None).await?;
+    let mut mine = all.iter().filter(|m| {
+        m.function_arn() == Some(function.as_str())
+            && m.event_source_arn().is_some_and(|s| s.contains(source))
+    });
+    Ok(mine.next().and_then(|m| m.uuid().map(str::to_string)))
 }
 
 async fn delete_one(ctx: &Ctx, which: &str) -> Result<()> {
     let addr = address(which);
     let Some(uuid) = located(ctx, which).await? else {
-        ctx.forget(&addr).await?;
-        ctx.report.note(Change::Absent, addr);
-        return Ok(());
+        return ctx.forget_gone(&addr).await;
     };
-    match ctx
-        .aws
-        .lambda
-        .delete_event_source_mapping()
-        .uuid(&uuid)
-        .send()
-        .await
-    {
-        Ok(_) => ctx.report.note(Change::Deleted, format!("{addr} {uuid}")),
-        Err(e)
-            if e.as_service_error()
-                .is_some_and(|s| s.is_resource_not_found_exception()) =>
-        {
-            ctx.report.note(Change::Absent, format!("{addr} {uuid}"))
-        }
-        Err(e) => return Err(aws("DeleteEventSourceMapping", &uuid)(e)),
-    }
-    ctx.forget(&addr).await?;
-    Ok(())
+    let delete = || async {
+        let call = ctx.aws.lambda.delete_event_source_mapping().uuid(&uuid);
+        call.send()
+            .await
+            .map_err(aws("DeleteEventSourceMapping", &uuid))
+    };
+    ctx.delete_and_forget(&addr, &uuid, SERVICE, delete).await
 }
 
 #[async_trait]

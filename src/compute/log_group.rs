@@ -2,18 +2,23 @@
 //! `/aws/lambda/payment-<function>-<env>` for each function, and
 //! `/aws/apigateway/payment-api-<env>/access` for the API stage's access log.
 
+use super::support::number;
 use super::{FUNCTIONS, LOG_RETENTION_DAYS, function_name};
 use crate::engine::report::Change;
-use crate::engine::{Ctx, Resource};
+use crate::engine::tags::{self, ArnMap, converge_tags};
+use crate::engine::{Ctx, Found, Resource, Service, find};
 use crate::error::{Error, Result, all_ok, aws};
 use crate::state::Record;
 use async_trait::async_trait;
+use aws_sdk_cloudwatchlogs::error::SdkError;
+use aws_sdk_cloudwatchlogs::operation::create_log_group::CreateLogGroupError;
 use aws_sdk_cloudwatchlogs::types::LogGroup;
 use futures::future::join_all;
 use std::collections::HashMap;
 
 pub const KIND: &str = "log_group";
 pub const API_ACCESS: &str = "api-access";
+const SERVICE: Service = Service::Logs;
 
 pub struct LogGroups;
 
@@ -44,20 +49,22 @@ pub fn arn(ctx: &Ctx, which: &str) -> Result<String> {
     ctx.needed_arn(&address(which))
 }
 
-async fn find(ctx: &Ctx, name: &str) -> Result<Option<LogGroup>> {
-    let out = ctx
+/// The group called exactly `name`, if any (DescribeLogGroups matches a prefix).
+async fn describe(ctx: &Ctx, name: &str) -> Result<Option<LogGroup>> {
+    let call = ctx
         .aws
         .logs
         .describe_log_groups()
-        .log_group_name_prefix(name)
-        .send()
-        .await
-        .map_err(aws("DescribeLogGroups", name))?;
-    Ok(out
-        .log_groups()
-        .iter()
-        .find(|g| g.log_group_name() == Some(name))
-        .cloned())
+        .log_group_name_prefix(name);
+    let out = call.send().await.map_err(aws("DescribeLogGroups", name))?;
+    let mut groups = out.log_groups().iter();
+    Ok(groups.find(|g| g.log_group_name() == Some(name)).cloned())
+}
+
+/// The group, by the name in state, else by its name (its tags are checked on use).
+async fn lookup(ctx: &Ctx, addr: &str, name: &str) -> Result<Option<Found<LogGroup>>> {
+    let by_id = |id: String| async move { describe(ctx, &id).await };
+    find(ctx, addr, SERVICE, by_id, || describe(ctx, name)).await
 }
 
 fn bare_arn(group: &LogGroup, ctx: &Ctx, name: &str) -> String {
@@ -72,116 +79,71 @@ fn bare_arn(group: &LogGroup, ctx: &Ctx, name: &str) -> String {
         })
 }
 
-async fn check_owned(ctx: &Ctx, arn: &str, name: &str) -> Result<()> {
-    let out = ctx
-        .aws
-        .logs
-        .list_tags_for_resource()
-        .resource_arn(arn)
-        .send()
-        .await
-        .map_err(aws("ListTagsForResource", name))?;
-    let tags = out.tags().cloned().unwrap_or_default();
-    ctx.check_owned(
-        &format!("log group {name}"),
-        tags.iter().map(|(k, v)| (k.as_str(), v.as_str())),
-    )
+/// Another run created the group between the lookup and the create: it is there.
+fn already_exists(e: &SdkError<CreateLogGroupError>) -> bool {
+    e.as_service_error()
+        .is_some_and(|s| s.is_resource_already_exists_exception())
+}
+
+async fn create(ctx: &Ctx, name: &str) -> Result<LogGroup> {
+    let tags: HashMap<String, String> = ctx.tags().into_iter().collect();
+    let call = ctx.aws.logs.create_log_group().log_group_name(name);
+    match call.set_tags(Some(tags)).send().await {
+        Err(e) if already_exists(&e) => {}
+        out => {
+            out.map_err(aws("CreateLogGroup", name))?;
+        }
+    }
+    describe(ctx, name)
+        .await?
+        .ok_or_else(|| Error::Invalid(format!("log group {name} was created but is not listed")))
 }
 
 async fn ensure_one(ctx: &Ctx, which: &str, name: &str) -> Result<()> {
-    let logs = &ctx.aws.logs;
     let addr = address(which);
-    let (group, mut change) = match find(ctx, name).await? {
-        Some(g) => {
-            let known = ctx.state.get(&addr).is_some();
-            // Tags are read before an adoption or a change; a group the state file names
-            // and that needs nothing is left alone unread.
-            if !known || g.retention_in_days() != Some(LOG_RETENTION_DAYS) {
-                check_owned(ctx, &bare_arn(&g, ctx, name), name).await?;
-            }
-            (
-                g,
-                if known {
-                    Change::Unchanged
-                } else {
-                    Change::Adopted
-                },
-            )
+    let (group, change) = match lookup(ctx, &addr, name).await? {
+        Some(found) => {
+            let target = ArnMap::Logs(&bare_arn(&found.value, ctx, name));
+            let retagged = converge_tags(ctx, &addr, &target, None).await?;
+            let change = found.change().updated_if(retagged);
+            (found.value, change)
         }
         None => {
             if !ctx.would_create(format!("{addr} {name}")) {
                 return Ok(());
             }
-            let tags: HashMap<String, String> = ctx.tags().into_iter().collect();
-            match logs
-                .create_log_group()
-                .log_group_name(name)
-                .set_tags(Some(tags))
-                .send()
-                .await
-            {
-                Ok(_) => {}
-                Err(e)
-                    if e.as_service_error()
-                        .is_some_and(|s| s.is_resource_already_exists_exception()) => {}
-                Err(e) => return Err(aws("CreateLogGroup", name)(e)),
-            }
-            let group = find(ctx, name).await?.ok_or_else(|| {
-                Error::Invalid(format!("log group {name} was created but is not listed"))
-            })?;
-            (group, Change::Created)
+            (create(ctx, name).await?, Change::Created)
         }
     };
     let arn = bare_arn(&group, ctx, name);
     ctx.record(&addr, Record::new(KIND, name).arn(&arn)).await?;
-    if group.retention_in_days() != Some(LOG_RETENTION_DAYS)
-        && ctx.apply(
-            &addr,
-            "retention (days)",
-            group
-                .retention_in_days()
-                .map_or("never expire".to_string(), |d| d.to_string()),
-            LOG_RETENTION_DAYS,
-        )
-    {
-        logs.put_retention_policy()
-            .log_group_name(name)
-            .retention_in_days(LOG_RETENTION_DAYS)
-            .send()
-            .await
-            .map_err(aws("PutRetentionPolicy", name))?;
-        if change == Change::Unchanged {
-            change = Change::Updated;
-        }
-    }
-    ctx.report.note(change, format!("{addr} {name}"));
+    let have = number(group.retention_in_days(), "never expire");
+    let want = number(Some(LOG_RETENTION_DAYS), "never expire");
+    let retention = || async {
+        let call = ctx.aws.logs.put_retention_policy().log_group_name(name);
+        let call = call.retention_in_days(LOG_RETENTION_DAYS);
+        call.send().await.map_err(aws("PutRetentionPolicy", name))?;
+        Ok(())
+    };
+    let wrote = ctx
+        .converge(&addr, "retention (days)", have, want, retention)
+        .await?;
+    ctx.report
+        .note(change.updated_if(wrote), format!("{addr} {name}"));
     Ok(())
 }
 
 async fn delete_one(ctx: &Ctx, which: &str, name: &str) -> Result<()> {
     let addr = address(which);
-    if let Some(group) = find(ctx, name).await? {
-        check_owned(ctx, &bare_arn(&group, ctx, name), name).await?;
-        match ctx
-            .aws
-            .logs
-            .delete_log_group()
-            .log_group_name(name)
-            .send()
-            .await
-        {
-            Ok(_) => {}
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|s| s.is_resource_not_found_exception()) => {}
-            Err(e) => return Err(aws("DeleteLogGroup", name)(e)),
-        }
-        ctx.report.note(Change::Deleted, format!("{addr} {name}"));
-    } else {
-        ctx.report.note(Change::Absent, &addr);
-    }
-    ctx.forget(&addr).await?;
-    Ok(())
+    let Some(found) = lookup(ctx, &addr, name).await? else {
+        return ctx.forget_gone(&addr).await;
+    };
+    tags::ensure_owned(ctx, &ArnMap::Logs(&bare_arn(&found.value, ctx, name))).await?;
+    let delete = || async {
+        let call = ctx.aws.logs.delete_log_group().log_group_name(name);
+        call.send().await.map_err(aws("DeleteLogGroup", name))
+    };
+    ctx.delete_and_forget(&addr, name, SERVICE, delete).await
 }
 
 #[async_trait]
@@ -192,13 +154,11 @@ impl Resource for LogGroups {
 
     async fn ensure(&self, ctx: &Ctx) -> Result<()> {
         let groups = all(ctx);
-        let results = join_all(groups.iter().map(|(w, n)| ensure_one(ctx, w, n))).await;
-        all_ok(results)
+        all_ok(join_all(groups.iter().map(|(w, n)| ensure_one(ctx, w, n))).await)
     }
 
     async fn delete(&self, ctx: &Ctx) -> Result<()> {
         let groups = all(ctx);
-        let results = join_all(groups.iter().map(|(w, n)| delete_one(ctx, w, n))).await;
-        all_ok(results)
+        all_ok(join_all(groups.iter().map(|(w, n)| delete_one(ctx, w, n))).await)
     }
 }

@@ -6,14 +6,14 @@
 //! the exact ARNs the function uses; the function itself (`provided.al2023`, the
 //! package's architecture, in the private subnets); and the event source mappings
 //! (table stream → audit logger, retry queue → processor). The API's access log group is
-//! created here too, with the others.
+//! created here too, with the others. What the kinds share and is no kind (packages,
+//! the concurrency pre-flight check, emulator differences) is in [`support`].
 
-pub mod concurrency;
 pub mod event_source;
 pub mod function;
 pub mod log_group;
-pub mod package;
 pub mod role;
+pub mod support;
 
 use crate::engine::{Ctx, Layer};
 use crate::error::Result;

@@ -5,10 +5,12 @@
 //! functions must not re-create their log groups behind payctl's back, so their
 //! remaining permissions are written out here instead.
 
+use super::support::Shown;
 use super::{AUDIT_LOGGER, FUNCTIONS, PROCESSOR, VALIDATOR, log_group};
 use crate::data::{dynamodb_table, rds_instance, s3_bucket, sqs_queue};
 use crate::engine::report::Change;
-use crate::engine::{Ctx, Resource};
+use crate::engine::tags::{self, converge_tags};
+use crate::engine::{Ctx, Found, Resource, Service, find};
 use crate::error::{Error, Result, all_ok, aws};
 use crate::security::kms_key;
 use crate::state::Record;
@@ -19,6 +21,7 @@ use serde_json::{Value, json};
 
 pub const KIND: &str = "iam_role";
 const POLICY_NAME: &str = "payment-function";
+const SERVICE: Service = Service::Iam;
 
 pub struct Roles;
 
@@ -169,183 +172,169 @@ pub(crate) fn decode(doc: &str) -> Option<Value> {
     serde_json::from_str(&text).ok()
 }
 
-fn no_such_entity<E: aws_sdk_iam::error::ProvideErrorMetadata>(e: &E) -> bool {
-    e.code() == Some("NoSuchEntity")
+fn tag_pairs(tags: &[Tag]) -> Vec<(String, String)> {
+    let pair = |t: &Tag| (t.key().to_string(), t.value().to_string());
+    tags.iter().map(pair).collect()
 }
 
-/// `GetRole` returns the role's tags, so ownership needs no `ListRoleTags`.
-fn check_owned(ctx: &Ctx, name: &str, role: Option<&Role>) -> Result<()> {
-    let tags = role.map(|r| r.tags()).unwrap_or_default();
-    ctx.check_owned(
-        &format!("IAM role {name}"),
-        tags.iter().map(|t| (t.key(), t.value())),
-    )
+/// `GetRole`, which also returns the role's tags (so ownership needs no `ListRoleTags`).
+async fn get_role(ctx: &Ctx, name: &str) -> Result<Role> {
+    let out = ctx.aws.iam.get_role().role_name(name).send().await;
+    let out = out.map_err(aws("GetRole", name))?;
+    out.role
+        .ok_or_else(|| Error::Invalid(format!("GetRole {name}: no role")))
+}
+
+/// The role, by the name in state, else by its name (its tags are checked on use).
+async fn lookup(ctx: &Ctx, addr: &str, name: &str) -> Result<Option<Found<Role>>> {
+    let by_id = |id: String| async move { get_role(ctx, &id).await.map(Some) };
+    let by_name = || async { SERVICE.found(get_role(ctx, name).await) };
+    find(ctx, addr, SERVICE, by_id, by_name).await
+}
+
+async fn create(ctx: &Ctx, key: &str, name: &str) -> Result<Role> {
+    let tags: Vec<Tag> = ctx
+        .tags()
+        .into_iter()
+        .map(|(k, v)| Tag::builder().key(k).value(v).build())
+        .collect::<std::result::Result<_, _>>()
+        .map_err(|e| Error::Invalid(format!("role tags: {e}")))?;
+    let out = ctx
+        .aws
+        .iam
+        .create_role()
+        .role_name(name)
+        .description(format!(
+            "payctl: execution role of payment-{key}-{}",
+            ctx.env
+        ))
+        .assume_role_policy_document(trust_policy(ctx).to_string())
+        .set_tags(Some(tags))
+        .send()
+        .await
+        .map_err(aws("CreateRole", name))?;
+    out.role
+        .ok_or_else(|| Error::Invalid(format!("CreateRole {name}: no role")))
+}
+
+/// The role's inline policy, decoded; `None` when there is none.
+async fn inline_policy(ctx: &Ctx, name: &str) -> Result<Option<Value>> {
+    let call = ctx.aws.iam.get_role_policy().role_name(name);
+    let out = call.policy_name(POLICY_NAME).send().await;
+    let out = SERVICE.found(out.map_err(aws("GetRolePolicy", name)))?;
+    Ok(out.and_then(|o| decode(o.policy_document())))
+}
+
+/// The settings, as declarations: the trust policy (Lambda, this account) and the
+/// inline policy (least privilege). True when it wrote.
+async fn converge_policies(ctx: &Ctx, addr: &str, role: &Role, key: &str) -> Result<bool> {
+    let iam = &ctx.aws.iam;
+    let name = role.role_name();
+    let trust = trust_policy(ctx);
+    let have = decode(role.assume_role_policy_document().unwrap_or_default());
+    let write = || async {
+        let call = iam.update_assume_role_policy().role_name(name);
+        let call = call.policy_document(trust.to_string());
+        call.send()
+            .await
+            .map_err(aws("UpdateAssumeRolePolicy", name))?;
+        Ok(())
+    };
+    let have = Shown::new(have, "edited");
+    let want = Shown::new(Some(trust.clone()), "Lambda only");
+    let mut wrote = ctx
+        .converge(addr, "trust policy", have, want, write)
+        .await?;
+
+    let policy = policy(ctx, key)?;
+    let have = inline_policy(ctx, name).await?;
+    let shown = if have.is_some() { "edited" } else { "missing" };
+    let write = || async {
+        let call = iam
+            .put_role_policy()
+            .role_name(name)
+            .policy_name(POLICY_NAME);
+        let call = call.policy_document(policy.to_string());
+        call.send().await.map_err(aws("PutRolePolicy", name))?;
+        Ok(())
+    };
+    let (have, want) = (
+        Shown::new(have, shown),
+        Shown::new(Some(policy.clone()), "least privilege"),
+    );
+    let attribute = format!("inline policy {POLICY_NAME}");
+    wrote |= ctx.converge(addr, &attribute, have, want, write).await?;
+    Ok(wrote)
 }
 
 async fn ensure_one(ctx: &Ctx, key: &str) -> Result<()> {
-    let iam = &ctx.aws.iam;
     let name = role_name(ctx, key);
     let addr = address(key);
-    let trust = trust_policy(ctx);
-    let (role, mut change) = match iam.get_role().role_name(&name).send().await {
-        Ok(out) => {
-            check_owned(ctx, &name, out.role())?;
-            let role = out
-                .role
-                .ok_or_else(|| Error::Invalid(format!("GetRole {name}: no role")))?;
-            let known = ctx.state.get(&addr).is_some();
-            (
-                role,
-                if known {
-                    Change::Unchanged
-                } else {
-                    Change::Adopted
-                },
-            )
+    let (role, change) = match lookup(ctx, &addr, &name).await? {
+        Some(found) => {
+            let known = Some(tag_pairs(found.value.tags()));
+            let retagged = converge_tags(ctx, &addr, &tags::IamRole(&name), known).await?;
+            let change = found.change().updated_if(retagged);
+            (found.value, change)
         }
-        Err(e)
-            if e.as_service_error()
-                .is_some_and(|s| s.is_no_such_entity_exception()) =>
-        {
+        None => {
             if !ctx.would_create(format!("{addr} {name}")) {
                 return Ok(());
             }
-            let tags: Vec<Tag> = ctx
-                .tags()
-                .into_iter()
-                .map(|(k, v)| Tag::builder().key(k).value(v).build())
-                .collect::<std::result::Result<_, _>>()
-                .map_err(|e| Error::Invalid(format!("role tags: {e}")))?;
-            let out = iam
-                .create_role()
-                .role_name(&name)
-                .description(format!(
-                    "payctl: execution role of payment-{key}-{}",
-                    ctx.env
-                ))
-                .assume_role_policy_document(trust.to_string())
-                .set_tags(Some(tags))
-                .send()
-                .await
-                .map_err(aws("CreateRole", &name))?;
-            let role = out
-                .role
-                .ok_or_else(|| Error::Invalid(format!("CreateRole {name}: no role")))?;
-            (role, Change::Created)
+            (create(ctx, key, &name).await?, Change::Created)
         }
-        Err(e) => return Err(aws("GetRole", &name)(e)),
     };
     ctx.record(&addr, Record::new(KIND, &name).arn(role.arn()))
         .await?;
-    let mut updated = false;
-    if decode(role.assume_role_policy_document().unwrap_or_default()).as_ref() != Some(&trust)
-        && ctx.apply(&addr, "trust policy", "edited", "Lambda only")
+    let wrote = converge_policies(ctx, &addr, &role, key).await?;
+    ctx.report
+        .note(change.updated_if(wrote), format!("{addr} {name}"));
+    Ok(())
+}
+
+/// Removes the role's inline policies and detaches managed ones: a role with either
+/// cannot be deleted (payctl attaches none, but someone may have).
+async fn remove_policies(ctx: &Ctx, name: &str) -> Result<()> {
+    let iam = &ctx.aws.iam;
+    let inline = iam.list_role_policies().role_name(name).send().await;
+    for policy in inline
+        .map_err(aws("ListRolePolicies", name))?
+        .policy_names()
     {
-        iam.update_assume_role_policy()
-            .role_name(&name)
-            .policy_document(trust.to_string())
-            .send()
-            .await
-            .map_err(aws("UpdateAssumeRolePolicy", &name))?;
-        updated = change != Change::Created;
+        let call = iam.delete_role_policy().role_name(name).policy_name(policy);
+        SERVICE.found(call.send().await.map_err(aws("DeleteRolePolicy", name)))?;
     }
-    let want = policy(ctx, key)?;
-    let have = match iam
-        .get_role_policy()
-        .role_name(&name)
-        .policy_name(POLICY_NAME)
+    let attached = iam
+        .list_attached_role_policies()
+        .role_name(name)
         .send()
-        .await
+        .await;
+    let attached = attached.map_err(aws("ListAttachedRolePolicies", name))?;
+    for arn in attached
+        .attached_policies()
+        .iter()
+        .filter_map(|p| p.policy_arn())
     {
-        Ok(out) => decode(out.policy_document()),
-        Err(e) if no_such_entity(&e) => None,
-        Err(e) => return Err(aws("GetRolePolicy", &name)(e)),
-    };
-    if have.as_ref() != Some(&want)
-        && ctx.apply(
-            &addr,
-            &format!("inline policy {POLICY_NAME}"),
-            if have.is_some() { "edited" } else { "missing" },
-            "least privilege",
-        )
-    {
-        iam.put_role_policy()
-            .role_name(&name)
-            .policy_name(POLICY_NAME)
-            .policy_document(want.to_string())
-            .send()
-            .await
-            .map_err(aws("PutRolePolicy", &name))?;
-        updated |= change != Change::Created;
+        let call = iam.detach_role_policy().role_name(name).policy_arn(arn);
+        call.send().await.map_err(aws("DetachRolePolicy", name))?;
     }
-    if updated && change == Change::Unchanged {
-        change = Change::Updated;
-    }
-    ctx.report.note(change, format!("{addr} {name}"));
     Ok(())
 }
 
 async fn delete_one(ctx: &Ctx, key: &str) -> Result<()> {
-    let iam = &ctx.aws.iam;
     let name = role_name(ctx, key);
     let addr = address(key);
-    let found = match iam.get_role().role_name(&name).send().await {
-        Ok(out) => out,
-        Err(e)
-            if e.as_service_error()
-                .is_some_and(|s| s.is_no_such_entity_exception()) =>
-        {
-            ctx.forget(&addr).await?;
-            ctx.report.note(Change::Absent, addr);
-            return Ok(());
-        }
-        Err(e) => return Err(aws("GetRole", &name)(e)),
+    let Some(found) = lookup(ctx, &addr, &name).await? else {
+        return ctx.forget_gone(&addr).await;
     };
-    check_owned(ctx, &name, found.role())?;
-    let inline = iam
-        .list_role_policies()
-        .role_name(&name)
-        .send()
-        .await
-        .map_err(aws("ListRolePolicies", &name))?;
-    for policy in inline.policy_names() {
-        match iam
-            .delete_role_policy()
-            .role_name(&name)
-            .policy_name(policy)
-            .send()
-            .await
-        {
-            Ok(_) => {}
-            Err(e) if no_such_entity(&e) => {}
-            Err(e) => return Err(aws("DeleteRolePolicy", &name)(e)),
-        }
-    }
-    // payctl attaches none, but a role with attachments cannot be deleted.
-    let attached = iam
-        .list_attached_role_policies()
-        .role_name(&name)
-        .send()
-        .await
-        .map_err(aws("ListAttachedRolePolicies", &name))?;
-    for p in attached.attached_policies() {
-        if let Some(arn) = p.policy_arn() {
-            iam.detach_role_policy()
-                .role_name(&name)
-                .policy_arn(arn)
-                .send()
-                .await
-                .map_err(aws("DetachRolePolicy", &name))?;
-        }
-    }
-    match iam.delete_role().role_name(&name).send().await {
-        Ok(_) => {}
-        Err(e) if no_such_entity(&e) => {}
-        Err(e) => return Err(aws("DeleteRole", &name)(e)),
-    }
-    ctx.forget(&addr).await?;
-    ctx.report.note(Change::Deleted, format!("{addr} {name}"));
-    Ok(())
+    let have = tag_pairs(found.value.tags());
+    tags::check_owned(ctx, &tags::IamRole(&name), &have)?;
+    remove_policies(ctx, &name).await?;
+    let delete = || async {
+        let call = ctx.aws.iam.delete_role().role_name(&name);
+        call.send().await.map_err(aws("DeleteRole", &name))
+    };
+    ctx.delete_and_forget(&addr, &name, SERVICE, delete).await
 }
 
 #[async_trait]
@@ -366,12 +355,10 @@ impl Resource for Roles {
     }
 
     async fn ensure(&self, ctx: &Ctx) -> Result<()> {
-        let results = join_all(FUNCTIONS.iter().map(|f| ensure_one(ctx, f.key))).await;
-        all_ok(results)
+        all_ok(join_all(FUNCTIONS.iter().map(|f| ensure_one(ctx, f.key))).await)
     }
 
     async fn delete(&self, ctx: &Ctx) -> Result<()> {
-        let results = join_all(FUNCTIONS.iter().map(|f| delete_one(ctx, f.key))).await;
-        all_ok(results)
+        all_ok(join_all(FUNCTIONS.iter().map(|f| delete_one(ctx, f.key))).await)
     }
 }

@@ -551,7 +551,7 @@ mod tests {
         }
         async fn ensure(&self, ctx: &Ctx) -> Result<()> {
             self.log.lock().unwrap().push(self.kind.to_string());
-            if !(self.creates && !ctx.would_create(format!("{}.x", self.kind))) {
+            if !self.creates || ctx.would_create(format!("{}.x", self.kind)) {
                 ctx.report
                     .note(Change::Unchanged, format!("{}.x", self.kind));
             }

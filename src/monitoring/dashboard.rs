@@ -14,8 +14,9 @@
 //! payctl's and is left alone.
 
 use super::Targets;
+use crate::compute::support::Shown;
 use crate::engine::report::Change;
-use crate::engine::{Ctx, Resource};
+use crate::engine::{Ctx, Found, Resource, Service, Via};
 use crate::error::{Error, Result, aws};
 use crate::state::Record;
 use async_trait::async_trait;
@@ -24,6 +25,7 @@ use serde_json::{Value, json};
 pub const KIND: &str = "cloudwatch_dashboard";
 pub const ADDR: &str = "cloudwatch_dashboard.main";
 const PERIOD: i32 = 300;
+const SERVICE: Service = Service::CloudWatch;
 
 pub struct Dashboard;
 
@@ -137,42 +139,28 @@ pub fn body(t: &Targets) -> Value {
 
 /// The dashboard's body, parsed, and ARN; `None` when there is none of that name.
 async fn get(ctx: &Ctx, name: &str) -> Result<Option<(Value, Option<String>)>> {
-    match ctx
+    let out = ctx
         .aws
         .cloudwatch
         .get_dashboard()
         .dashboard_name(name)
         .send()
-        .await
-    {
-        Ok(out) => {
-            // A body that does not parse is not payctl's and differs from the desired one.
-            let body = out
-                .dashboard_body()
-                .and_then(|b| serde_json::from_str(b).ok())
-                .unwrap_or(Value::Null);
-            Ok(Some((body, out.dashboard_arn().map(str::to_string))))
-        }
-        Err(e)
-            if e.as_service_error()
-                .is_some_and(|s| s.is_dashboard_not_found_error()) =>
-        {
-            Ok(None)
-        }
-        Err(e) => Err(aws("GetDashboard", name)(e)),
-    }
+        .await;
+    let Some(out) = SERVICE.found(out.map_err(aws("GetDashboard", name)))? else {
+        return Ok(None);
+    };
+    // A body that does not parse is not payctl's and differs from the desired one.
+    let body = out
+        .dashboard_body()
+        .and_then(|b| serde_json::from_str(b).ok())
+        .unwrap_or(Value::Null);
+    Ok(Some((body, out.dashboard_arn().map(str::to_string))))
 }
 
 async fn put(ctx: &Ctx, name: &str, body: &Value) -> Result<()> {
-    let out = ctx
-        .aws
-        .cloudwatch
-        .put_dashboard()
-        .dashboard_name(name)
-        .dashboard_body(body.to_string())
-        .send()
-        .await
-        .map_err(aws("PutDashboard", name))?;
+    let call = ctx.aws.cloudwatch.put_dashboard().dashboard_name(name);
+    let call = call.dashboard_body(body.to_string());
+    let out = call.send().await.map_err(aws("PutDashboard", name))?;
     for m in out.dashboard_validation_messages() {
         tracing::warn!(
             "dashboard {name}: {} {}",
@@ -187,6 +175,24 @@ fn recorded(ctx: &Ctx, name: &str) -> bool {
     ctx.state.id(ADDR).as_deref() == Some(name)
 }
 
+/// The dashboard of this environment, if there is one: through the state when the state
+/// names it, else by the marker widget; `NotOwned` when it has neither mark.
+async fn lookup(ctx: &Ctx, name: &str) -> Result<Option<Found<(Value, Option<String>)>>> {
+    let Some((body, arn)) = get(ctx, name).await? else {
+        return Ok(None);
+    };
+    if recorded(ctx, name) {
+        return Ok(Some(Found::new((body, arn), Via::State)));
+    }
+    if !has_marker(&body, &ctx.env) {
+        return Err(Error::NotOwned {
+            resource: format!("CloudWatch dashboard {name}"),
+            why: "it is neither in the state file nor marked as payctl's (dashboards cannot be tagged)".into(),
+        });
+    }
+    Ok(Some(Found::new((body, arn), Via::Tags)))
+}
+
 #[async_trait]
 impl Resource for Dashboard {
     fn kind(&self) -> &'static str {
@@ -196,32 +202,20 @@ impl Resource for Dashboard {
     async fn ensure(&self, ctx: &Ctx) -> Result<()> {
         let name = dashboard_name(&ctx.env);
         let want = body(&Targets::of(ctx));
-        let (change, arn) = match get(ctx, &name).await? {
-            Some((have, arn)) => {
-                let from_state = recorded(ctx, &name);
-                if !from_state && !has_marker(&have, &ctx.env) {
-                    return Err(Error::NotOwned {
-                        resource: format!("CloudWatch dashboard {name}"),
-                        why: "it is neither in the state file nor marked as payctl's (dashboards cannot be tagged)".into(),
-                    });
-                }
-                let change = if have == want || !ctx.apply(ADDR, "widgets", "edited", "as defined")
-                {
-                    if from_state {
-                        Change::Unchanged
-                    } else {
-                        Change::Adopted
-                    }
-                } else {
+        let (change, arn) = match lookup(ctx, &name).await? {
+            Some(found) => {
+                let change = found.change();
+                let (have, arn) = found.value;
+                let write = || async {
                     tracing::info!("dashboard {name}: putting its widgets back");
-                    put(ctx, &name, &want).await?;
-                    if from_state {
-                        Change::Updated
-                    } else {
-                        Change::Adopted
-                    }
+                    put(ctx, &name, &want).await
                 };
-                (change, arn)
+                let (have, new) = (
+                    Shown::new(have, "edited"),
+                    Shown::new(want.clone(), "as defined"),
+                );
+                let wrote = ctx.converge(ADDR, "widgets", have, new, write).await?;
+                (change.updated_if(wrote), arn)
             }
             None if !ctx.would_create(format!("{ADDR} {name}")) => return Ok(()),
             None => {
@@ -240,9 +234,7 @@ impl Resource for Dashboard {
     async fn delete(&self, ctx: &Ctx) -> Result<()> {
         let name = dashboard_name(&ctx.env);
         let Some((have, _)) = get(ctx, &name).await? else {
-            ctx.forget(ADDR).await?;
-            ctx.report.note(Change::Absent, ADDR);
-            return Ok(());
+            return ctx.forget_gone(ADDR).await;
         };
         if !has_marker(&have, &ctx.env) {
             if recorded(ctx, &name) {
@@ -257,23 +249,15 @@ impl Resource for Dashboard {
             ctx.report.note(Change::Absent, ADDR);
             return Ok(());
         }
-        match ctx
-            .aws
-            .cloudwatch
-            .delete_dashboards()
-            .dashboard_names(&name)
-            .send()
-            .await
-        {
-            Ok(_) => {}
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|s| s.is_dashboard_not_found_error()) => {}
-            Err(e) => return Err(aws("DeleteDashboards", &name)(e)),
-        }
-        ctx.forget(ADDR).await?;
-        ctx.report.note(Change::Deleted, format!("{ADDR} {name}"));
-        Ok(())
+        let delete = || async {
+            let call = ctx
+                .aws
+                .cloudwatch
+                .delete_dashboards()
+                .dashboard_names(&name);
+            call.send().await.map_err(aws("DeleteDashboards", &name))
+        };
+        ctx.delete_and_forget(ADDR, &name, SERVICE, delete).await
     }
 }
 

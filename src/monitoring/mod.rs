@@ -62,19 +62,6 @@ impl Targets {
     }
 }
 
-/// The standard tags that `have` lacks or carries with another value (to be put back on
-/// a resource payctl owns).
-fn missing_tags<'a>(
-    env: &str,
-    have: impl IntoIterator<Item = (&'a str, &'a str)>,
-) -> Vec<(String, String)> {
-    let have: std::collections::HashMap<&str, &str> = have.into_iter().collect();
-    crate::naming::standard_tags(env)
-        .into_iter()
-        .filter(|(k, v)| have.get(k.as_str()) != Some(&v.as_str()))
-        .collect()
-}
-
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
@@ -95,23 +82,6 @@ pub(crate) mod tests {
             ],
             dlq: format!("payment-retry-dlq-{env}"),
         }
-    }
-
-    #[test]
-    fn missing_tags_are_the_absent_or_different_standard_ones() {
-        let all = crate::naming::standard_tags("dev");
-        let all_refs = all.iter().map(|(k, v)| (k.as_str(), v.as_str()));
-        assert!(missing_tags("dev", all_refs).is_empty());
-        let some = [
-            ("ManagedBy", "payctl"),
-            ("Environment", "dev"),
-            ("Team", "x"),
-        ];
-        let missing: Vec<String> = missing_tags("dev", some)
-            .into_iter()
-            .map(|(k, _)| k)
-            .collect();
-        assert_eq!(missing, ["Project", "Team", "CostCenter"]);
     }
 
     #[test]

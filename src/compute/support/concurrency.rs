@@ -6,22 +6,17 @@
 //! failing halfway. Reservations the functions already hold count as available to them.
 //! If the account settings cannot be read at all (an endpoint that does not implement the
 //! call answers with an undecodable body), payctl says so and continues: AWS still
-//! enforces the minimum when the reservation is set. An AWS error with a code (e.g.
+//! enforces the minimum when the reservation is set (see
+//! [`emulator::account_settings_unanswered`]). An AWS error with a code (e.g.
 //! `AccessDeniedException`) stops the run.
 
-use super::{FUNCTIONS, function::reserved, function_name};
-use crate::engine::Ctx;
+use super::emulator;
+use crate::compute::{FUNCTIONS, function::reserved, function_name};
+use crate::engine::{Ctx, Service};
 use crate::error::{Error, Result, aws};
-use aws_sdk_lambda::error::{ProvideErrorMetadata, SdkError};
-use aws_sdk_lambda::operation::get_account_settings::GetAccountSettingsError;
 
 /// AWS's minimum of unreserved concurrent executions per account and region.
 pub const MIN_UNRESERVED: i32 = 100;
-
-fn unreadable(e: &SdkError<GetAccountSettingsError>) -> bool {
-    matches!(e, SdkError::ResponseError(_))
-        || (matches!(e, SdkError::ServiceError(_)) && e.code().is_none())
-}
 
 /// `Err` with the numbers when the wanted reservations would leave too little unreserved.
 pub fn verdict(
@@ -53,7 +48,7 @@ pub async fn check(ctx: &Ctx) -> Result<()> {
     let lambda = &ctx.aws.lambda;
     let settings = match lambda.get_account_settings().send().await {
         Ok(out) => out,
-        Err(e) if unreadable(&e) => {
+        Err(e) if emulator::account_settings_unanswered(&e) => {
             tracing::warn!(
                 "cannot read the account's Lambda concurrency limits (GetAccountSettings gave no readable answer); AWS will check the reserved concurrency when it is set"
             );
@@ -71,17 +66,13 @@ pub async fn check(ctx: &Ctx) -> Result<()> {
     let mut held = 0;
     for f in &FUNCTIONS {
         let name = function_name(ctx, f.key);
-        match lambda
-            .get_function_concurrency()
-            .function_name(&name)
+        let call = lambda.get_function_concurrency().function_name(&name);
+        let out = call
             .send()
             .await
-        {
-            Ok(out) => held += out.reserved_concurrent_executions().unwrap_or(0),
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|s| s.is_resource_not_found_exception()) => {}
-            Err(e) => return Err(aws("GetFunctionConcurrency", name)(e)),
+            .map_err(aws("GetFunctionConcurrency", &name));
+        if let Some(out) = Service::Lambda.found(out)? {
+            held += out.reserved_concurrent_executions().unwrap_or(0);
         }
     }
     verdict(limit, unreserved, held, &wants).map_err(Error::Refused)
