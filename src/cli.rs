@@ -115,7 +115,6 @@ pub struct Target {
     /// Settings file; `payctl.toml` in the current directory is read when it exists.
     #[arg(long, env = "PAYCTL_CONFIG")]
     pub config: Option<PathBuf>,
-
 }
 
 #[derive(Debug, Clone, Args)]

@@ -7,8 +7,9 @@
 //! function (both ARNs come from the state file). Mappings are found by listing them and
 //! comparing the source and function ARNs (see [`emulator::mappings`]).
 
-use super::support::{drifted, emulator};
+use super::support::drifted;
 use super::{AUDIT_LOGGER, PROCESSOR, function, function_arn};
+use crate::aws::emulator;
 use crate::data::{dynamodb_table, sqs_queue};
 use crate::engine::report::Change;
 use crate::engine::{Ctx, Found, Resource, Service, find};

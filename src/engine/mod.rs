@@ -22,6 +22,7 @@ pub mod found;
 pub mod gone;
 mod lifecycle;
 pub mod report;
+pub mod shown;
 pub mod tags;
 pub mod walk;
 
@@ -36,6 +37,7 @@ use std::sync::Arc;
 pub use found::{Found, Via, find};
 pub use gone::{Ec2, Service};
 pub use report::Report;
+pub use shown::Shown;
 pub use walk::{Direction, Outcome, walk};
 
 #[async_trait]

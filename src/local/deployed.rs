@@ -291,20 +291,9 @@ async fn event_sources(
     state: &State,
     functions: &BTreeMap<String, FunctionConfig>,
 ) -> Result<(Option<StreamSource>, Option<QueueSource>)> {
-    // Listed whole and matched by function ARN: some endpoints match the FunctionName
-    // filter literally (a name does not match an ARN).
-    let all: Vec<EventSourceMappingConfiguration> = clients
-        .lambda
-        .list_event_source_mappings()
-        .into_paginator()
-        .items()
-        .send()
-        .try_collect()
-        .await
-        .map_err(aws(
-            "ListEventSourceMappings",
-            "the environment's functions",
-        ))?;
+    // Listed whole and matched by function ARN (see the emulator note there).
+    let all: Vec<EventSourceMappingConfiguration> =
+        crate::aws::emulator::mappings(&clients.lambda, None).await?;
     let (mut stream, mut queue) = (None, None);
     let (mut stream_seen, mut queue_seen) = (false, false);
     for m in all {

@@ -14,7 +14,7 @@
 //! payctl's and is left alone.
 
 use super::Targets;
-use crate::compute::support::Shown;
+use crate::engine::Shown;
 use crate::engine::report::Change;
 use crate::engine::{Ctx, Found, Resource, Service, Via};
 use crate::error::{Error, Result, aws};

@@ -10,7 +10,7 @@
 //! [`emulator::account_settings_unanswered`]). An AWS error with a code (e.g.
 //! `AccessDeniedException`) stops the run.
 
-use super::emulator;
+use crate::aws::emulator;
 use crate::compute::{FUNCTIONS, function::reserved, function_name};
 use crate::engine::{Ctx, Service};
 use crate::error::{Error, Result, aws};

@@ -7,6 +7,8 @@
 //! standard retry mode with a generous attempt count absorbs throttling and 5xx for every
 //! call; payctl's own bounded waiters (`waiter.rs`) handle eventual consistency.
 
+pub mod emulator;
+
 use crate::error::{Error, Result, aws};
 use aws_config::meta::region::RegionProviderChain;
 use aws_config::retry::RetryConfig;

@@ -1,7 +1,13 @@
-//! Where the emulator the tests run against (moto 5.2.5, see
-//! `scripts/setup-emulator.sh`) answers the compute layer differently from AWS, each
-//! behind a named function that says what AWS does instead. Both paths are the product's
-//! real behaviour on AWS too; only the reason for choosing them is the emulator.
+//! Every place where the emulator the tests run against (moto 5.2.5, see
+//! `scripts/setup-emulator.sh` and docs/emulator.md) answers differently from AWS, each
+//! behind a named function that says what AWS does instead, with a test. Product files
+//! call these by name; no other file works around the emulator. Each path is also the
+//! product's correct behaviour on AWS; only the reason for choosing it is the emulator.
+//!
+//! Elsewhere: the CloudWatch SDK crate is pinned to the last release that speaks the
+//! query protocol (Cargo.toml), because moto 5.2.5 does not speak Smithy RPC v2 CBOR;
+//! the S3 state store checks versioning on its lock's `PutObject` answer (a version id)
+//! rather than with `GetBucketVersioning` (see [`crate::state`]).
 
 use crate::error::{Result, aws};
 use aws_sdk_lambda::error::{ProvideErrorMetadata, SdkError};
