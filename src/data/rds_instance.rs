@@ -253,7 +253,7 @@ fn final_snapshot_name(ctx: &Ctx) -> String {
 }
 
 /// Records the final snapshot `name` in the state and among the kept things.
-fn keep_snapshot(ctx: &Ctx, name: &str) -> Result<()> {
+async fn keep_snapshot(ctx: &Ctx, name: &str) -> Result<()> {
     let arn = format!(
         "arn:aws:rds:{}:{}:snapshot:{name}",
         ctx.region, ctx.account_id
@@ -419,7 +419,7 @@ impl Resource for DbInstance {
         call.send().await.map_err(aws("DeleteDBInstance", &id))?;
         let how = match &snapshot {
             Some(name) => {
-                keep_snapshot(ctx, name)?;
+                keep_snapshot(ctx, name).await?;
                 format!("final snapshot {name}")
             }
             None => "no final snapshot".into(),

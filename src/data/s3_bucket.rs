@@ -573,7 +573,7 @@ async fn purge(ctx: &Ctx, bucket: &str) -> Result<usize> {
 }
 
 /// A production `down` keeps the audit trail: the bucket stays, and so does its record.
-fn keep(ctx: &Ctx, bucket: &str) -> Result<()> {
+async fn keep(ctx: &Ctx, bucket: &str) -> Result<()> {
     let arn = format!("arn:aws:s3:::{bucket}");
     ctx.record(ADDR, Record::new(KIND, bucket).arn(&arn))
         .await?;
@@ -677,7 +677,7 @@ impl Resource for AuditBucket {
         }
         check_owned(ctx, &bucket).await?;
         if ctx.settings.production {
-            keep(ctx, &bucket)?;
+            keep(ctx, &bucket).await?;
             return Ok(());
         }
         if ctx.options.purge {

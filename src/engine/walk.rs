@@ -315,7 +315,7 @@ impl Walk {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::engine::Ctx;
     use crate::error::Result;
@@ -533,7 +533,7 @@ mod tests {
         }
         async fn ensure(&self, ctx: &Ctx) -> Result<()> {
             self.log.lock().unwrap().push(self.kind.to_string());
-            if !(self.creates && !ctx.would_create(format!("{}.x", self.kind))) {
+            if !self.creates || ctx.would_create(format!("{}.x", self.kind)) {
                 ctx.report
                     .note(Change::Unchanged, format!("{}.x", self.kind));
             }

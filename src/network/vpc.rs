@@ -25,8 +25,11 @@ pub struct Vpc;
 /// The VPC, by the id in state, else by its name and ownership tags.
 async fn lookup(ctx: &Ctx) -> Result<Option<Found<AwsVpc>>> {
     let ec2 = &ctx.aws.ec2;
-    let by_id = async |id: &str| {
-        let out = ec2.describe_vpcs().vpc_ids(id).send().await;
+    // Owned captures: an `AsyncFn` closure that borrows makes the kind's future not
+    // `Send` (a rustc limitation, rust-lang/rust#139475).
+    let client = ec2.clone();
+    let by_id = async move |id: &str| {
+        let out = client.describe_vpcs().vpc_ids(id).send().await;
         Ok(out
             .map_err(aws("DescribeVpcs", id))?
             .vpcs()
