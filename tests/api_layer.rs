@@ -898,3 +898,70 @@ async fn a_changed_daily_quota_is_patched() {
         "{error}"
     );
 }
+
+/// Tag repair: a standard tag removed out of band from the stage is shown by `plan`
+/// (`tags: missing Team → set`, exit 2) and put back by `up`, after which `plan` has
+/// nothing to do. The stage, because moto 5.2.5 implements API Gateway's TagResource,
+/// UntagResource and GetTags for stage ARNs only (it reads every other ARN as a stage
+/// and answers NotFound); on AWS they take a REST API's, an API key's or a usage plan's
+/// ARN too, and the same repair runs for those kinds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_removed_standard_tag_is_planned_and_put_back() {
+    let stack = Stack::new("retag");
+    let c = clients(&stack).await;
+    stack.must(&["up"]);
+    let api_id = the_api(&c, "retag").await.id().unwrap().to_string();
+    let arn = format!("arn:aws:apigateway:{REGION}::/restapis/{api_id}/stages/retag");
+    c.apigw
+        .untag_resource()
+        .resource_arn(&arn)
+        .tag_keys("Team")
+        .send()
+        .await
+        .unwrap();
+    let stripped = tags(stage(&c, &api_id, "retag").await.tags());
+    assert!(!stripped.contains_key("Team"), "{stripped:?}");
+    assert_eq!(
+        stripped.get("ManagedBy").map(String::as_str),
+        Some("payctl")
+    );
+
+    let plan = stack.payctl(&["plan"]);
+    assert_eq!(plan.code, Some(2), "{}\n{}", plan.stdout, plan.stderr);
+    let lines: Vec<&str> = plan.stdout.lines().collect();
+    let at = lines
+        .iter()
+        .position(|l| l.starts_with("~ apigw_stage.main"))
+        .unwrap_or_else(|| panic!("no `~ apigw_stage.main` in:\n{}", plan.stdout));
+    assert!(
+        lines[at + 1..]
+            .iter()
+            .take_while(|l| l.starts_with("    "))
+            .any(|l| *l == "    tags: missing Team → set"),
+        "{}",
+        plan.stdout
+    );
+    let changes = lines.iter().filter(|l| l.starts_with(['+', '~', '-']));
+    assert_eq!(
+        changes.count(),
+        1,
+        "only the stage drifted:\n{}",
+        plan.stdout
+    );
+
+    let up = stack.must(&["up"]);
+    assert!(
+        up.stderr
+            .lines()
+            .any(|l| l.contains("updated: apigw_stage.main")),
+        "{}",
+        up.stderr
+    );
+    assert_standard_tags(
+        &tags(stage(&c, &api_id, "retag").await.tags()),
+        "retag",
+        "stage",
+    );
+    let quiet = stack.payctl(&["plan"]);
+    assert_eq!(quiet.code, Some(0), "{}\n{}", quiet.stdout, quiet.stderr);
+}

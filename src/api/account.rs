@@ -18,13 +18,14 @@
 //! without an `Environment` tag; it is recognised by `ManagedBy=payctl` alone.
 
 use crate::engine::report::Change;
-use crate::engine::{Ctx, Resource};
-use crate::error::{Error, Result, aws};
+use crate::engine::tags::{self, Tagged};
+use crate::engine::{Ctx, Resource, Service};
+use crate::error::{Error, Result, aws, required};
 use crate::naming::{TAG_ENVIRONMENT, TAG_MANAGED_BY};
 use crate::state::Record;
 use crate::waiter::{Wait, retry_while};
 use async_trait::async_trait;
-use aws_sdk_iam::types::Tag;
+use aws_sdk_iam::types::{Role, Tag};
 use serde_json::{Value, json};
 use std::time::Duration;
 
@@ -57,19 +58,18 @@ pub fn trust_policy(account_id: &str) -> Value {
     })
 }
 
-/// Puts payctl's trust policy back on its role when it differs; true when it did (or,
-/// in a plan, would).
-async fn converge_trust(ctx: &Ctx) -> Result<bool> {
-    let iam = &ctx.aws.iam;
-    let out = iam
-        .get_role()
-        .role_name(ROLE_NAME)
-        .send()
-        .await
-        .map_err(aws("GetRole", ROLE_NAME))?;
-    let have = out
-        .role()
-        .and_then(|r| r.assume_role_policy_document())
+/// payctl's role, or `None` when there is no role of that name.
+async fn read_role(ctx: &Ctx) -> Result<Option<Role>> {
+    let out = ctx.aws.iam.get_role().role_name(ROLE_NAME).send().await;
+    let out = Service::Iam.found(out.map_err(aws("GetRole", ROLE_NAME)))?;
+    Ok(out.and_then(|o| o.role))
+}
+
+/// Puts payctl's trust policy back on its role (as read by [`read_role`]) when it
+/// differs; true when it did (or, in a plan, would).
+async fn converge_trust(ctx: &Ctx, role: &Role) -> Result<bool> {
+    let have = role
+        .assume_role_policy_document()
         .and_then(crate::compute::role::decode);
     let want = trust_policy(&ctx.account_id);
     if have.as_ref() == Some(&want) {
@@ -82,7 +82,9 @@ async fn converge_trust(ctx: &Ctx) -> Result<bool> {
         "API Gateway for this account only",
     ) {
         tracing::info!("IAM role {ROLE_NAME}: putting its trust policy back");
-        iam.update_assume_role_policy()
+        ctx.aws
+            .iam
+            .update_assume_role_policy()
             .role_name(ROLE_NAME)
             .policy_document(want.to_string())
             .send()
@@ -121,6 +123,38 @@ fn role_tags(ctx: &Ctx) -> Vec<(String, String)> {
         .collect()
 }
 
+/// The role's tag rule, which differs from every other resource's: it is payctl's by
+/// `ManagedBy=payctl` alone (no environment owns it), and the standard tags other than
+/// `Environment` are put back. True when it wrote tags (or, in a plan, would).
+async fn converge_role_tags(ctx: &Ctx) -> Result<bool> {
+    let target = tags::IamRole(ROLE_NAME);
+    let have = target.read(ctx).await?;
+    let ours = have
+        .iter()
+        .any(|(k, v)| k == TAG_MANAGED_BY.0 && v == TAG_MANAGED_BY.1);
+    if !ours {
+        return Err(Error::NotOwned {
+            resource: format!("IAM role {ROLE_NAME}"),
+            why: format!(
+                "it lacks the tag ManagedBy=payctl; the API Gateway account setting cloudwatchRoleArn is unset in {}: set it to a role trusted by apigateway.amazonaws.com (aws apigateway update-account --patch-operations op=replace,path=/cloudwatchRoleArn,value=ROLE_ARN), then run `payctl up` again",
+                ctx.region
+            ),
+        });
+    }
+    let missing: Vec<(String, String)> = tags::missing(&ctx.env, &have)
+        .into_iter()
+        .filter(|(k, _)| k != TAG_ENVIRONMENT)
+        .collect();
+    if missing.is_empty() {
+        return Ok(false);
+    }
+    let keys: Vec<&str> = missing.iter().map(|(k, _)| k.as_str()).collect();
+    if ctx.apply(ADDR, "tags", format!("missing {}", keys.join(", ")), "set") {
+        target.add(ctx, missing).await?;
+    }
+    Ok(true)
+}
+
 async fn current_role(ctx: &Ctx) -> Result<Option<String>> {
     let out = ctx
         .aws
@@ -135,89 +169,67 @@ async fn current_role(ctx: &Ctx) -> Result<Option<String>> {
         .map(str::to_string))
 }
 
-/// Creates payctl's role, or reuses it when payctl made it before; returns its ARN.
-async fn ensure_role(ctx: &Ctx) -> Result<String> {
-    let iam = &ctx.aws.iam;
-    let arn = match iam.get_role().role_name(ROLE_NAME).send().await {
-        Ok(out) => {
-            let role = out
-                .role
-                .ok_or_else(|| Error::Invalid(format!("GetRole {ROLE_NAME}: no role")))?;
-            let tags = iam
-                .list_role_tags()
-                .role_name(ROLE_NAME)
-                .send()
-                .await
-                .map_err(aws("ListRoleTags", ROLE_NAME))?;
-            let ours = tags
-                .tags()
-                .iter()
-                .any(|t| t.key() == TAG_MANAGED_BY.0 && t.value() == TAG_MANAGED_BY.1);
-            if !ours {
-                return Err(Error::NotOwned {
-                    resource: format!("IAM role {ROLE_NAME}"),
-                    why: format!(
-                        "it lacks the tag ManagedBy=payctl; the API Gateway account setting cloudwatchRoleArn is unset in {}: set it to a role trusted by apigateway.amazonaws.com (aws apigateway update-account --patch-operations op=replace,path=/cloudwatchRoleArn,value=ROLE_ARN), then run `payctl up` again",
-                        ctx.region
-                    ),
-                });
-            }
-            role.arn().to_string()
-        }
-        Err(e)
-            if e.as_service_error()
-                .is_some_and(|s| s.is_no_such_entity_exception()) =>
-        {
-            let tags: Vec<Tag> = role_tags(ctx)
-                .into_iter()
-                .map(|(k, v)| Tag::builder().key(k).value(v).build())
-                .collect::<std::result::Result<_, _>>()
-                .map_err(|e| Error::Invalid(format!("role tags: {e}")))?;
-            let created = iam
-                .create_role()
-                .role_name(ROLE_NAME)
-                .description(
-                    "payctl: lets API Gateway write execution and access logs (account setting cloudwatchRoleArn; shared, never deleted by payctl)",
-                )
-                .assume_role_policy_document(trust_policy(&ctx.account_id).to_string())
-                .set_tags(Some(tags))
-                .send()
-                .await;
-            match created {
-                Ok(out) => out
-                    .role
-                    .map(|r| r.arn().to_string())
-                    .ok_or_else(|| Error::Invalid(format!("CreateRole {ROLE_NAME}: no role")))?,
-                // Another environment's `up` made it at the same moment.
-                Err(e)
-                    if e.as_service_error()
-                        .is_some_and(|s| s.is_entity_already_exists_exception()) =>
-                {
-                    let out = iam
-                        .get_role()
-                        .role_name(ROLE_NAME)
-                        .send()
-                        .await
-                        .map_err(aws("GetRole", ROLE_NAME))?;
-                    out.role
-                        .map(|r| r.arn().to_string())
-                        .ok_or_else(|| Error::Invalid(format!("GetRole {ROLE_NAME}: no role")))?
-                }
-                Err(e) => return Err(aws("CreateRole", ROLE_NAME)(e)),
-            }
-        }
-        Err(e) => return Err(aws("GetRole", ROLE_NAME)(e)),
+/// Creates payctl's role; another environment's `up` may make it at the same moment,
+/// and then that one is read.
+async fn create_role(ctx: &Ctx) -> Result<Role> {
+    let tags: Vec<Tag> = role_tags(ctx)
+        .into_iter()
+        .map(|(k, v)| Tag::builder().key(k).value(v).build())
+        .collect::<std::result::Result<_, _>>()
+        .map_err(|e| Error::Invalid(format!("role tags: {e}")))?;
+    let created = ctx
+        .aws
+        .iam
+        .create_role()
+        .role_name(ROLE_NAME)
+        .description(
+            "payctl: lets API Gateway write execution and access logs (account setting cloudwatchRoleArn; shared, never deleted by payctl)",
+        )
+        .assume_role_policy_document(trust_policy(&ctx.account_id).to_string())
+        .set_tags(Some(tags))
+        .send()
+        .await;
+    let role = match created.map_err(aws("CreateRole", ROLE_NAME)) {
+        Ok(out) => out.role,
+        Err(e) if e.aws_code() == Some("EntityAlreadyExists") => read_role(ctx).await?,
+        Err(e) => return Err(e),
     };
-    iam.put_role_policy()
+    role.ok_or_else(|| Error::Invalid(format!("IAM returned no role {ROLE_NAME}")))
+}
+
+/// Creates payctl's role, or reuses it when payctl made it before (its tags and trust
+/// policy put back); returns its ARN.
+async fn ensure_role(ctx: &Ctx) -> Result<String> {
+    let role = match read_role(ctx).await? {
+        Some(role) => {
+            converge_role_tags(ctx).await?;
+            // A role payctl made before may carry an older or edited trust policy.
+            converge_trust(ctx, &role).await?;
+            role
+        }
+        None => create_role(ctx).await?,
+    };
+    ctx.aws
+        .iam
+        .put_role_policy()
         .role_name(ROLE_NAME)
         .policy_name(POLICY_NAME)
         .policy_document(role_policy(&ctx.account_id).to_string())
         .send()
         .await
         .map_err(aws("PutRolePolicy", ROLE_NAME))?;
-    // A role payctl made before may carry an older or edited trust policy.
-    converge_trust(ctx).await?;
-    Ok(arn)
+    required(Some(role.arn()), "role ARN")
+}
+
+/// The account already logs with payctl's role: its tags and trust policy are put back.
+async fn converge_ours(ctx: &Ctx) -> Result<bool> {
+    let role = read_role(ctx).await?.ok_or_else(|| {
+        Error::Invalid(format!(
+            "the API Gateway account setting cloudwatchRoleArn names payctl's IAM role {ROLE_NAME}, which no longer exists; unset the setting (or create the role) and run `payctl up` again"
+        ))
+    })?;
+    let retagged = converge_role_tags(ctx).await?;
+    Ok(converge_trust(ctx, &role).await? | retagged)
 }
 
 #[async_trait]
@@ -228,24 +240,15 @@ impl Resource for AccountLogging {
 
     async fn ensure(&self, ctx: &Ctx) -> Result<()> {
         if let Some(arn) = current_role(ctx).await? {
-            let ours = ctx.state.get(ADDR).and_then(|r| r.arn) == Some(arn.clone());
-            if !ours {
+            if ctx.state.get(ADDR).and_then(|r| r.arn) != Some(arn.clone()) {
                 // Someone pointed the setting elsewhere since: payctl's record is stale.
                 ctx.forget(ADDR).await?;
+                let note = format!("{ADDR}: API Gateway already logs with {arn} (left as it is)");
+                ctx.report.note(Change::Unchanged, note);
+                return Ok(());
             }
-            let put_back = ours && converge_trust(ctx).await?;
-            ctx.report.note(
-                if put_back {
-                    Change::Updated
-                } else {
-                    Change::Unchanged
-                },
-                if ours {
-                    format!("{ADDR} {arn}")
-                } else {
-                    format!("{ADDR}: API Gateway already logs with {arn} (left as it is)")
-                },
-            );
+            let change = Change::Unchanged.updated_if(converge_ours(ctx).await?);
+            ctx.report.note(change, format!("{ADDR} {arn}"));
             return Ok(());
         }
         if !ctx.would_create(format!(
@@ -262,7 +265,7 @@ impl Resource for AccountLogging {
             || async {
                 apigw
                     .update_account()
-                    .patch_operations(super::replace("/cloudwatchRoleArn", &arn))
+                    .patch_operations(super::support::replace("/cloudwatchRoleArn", &arn))
                     .send()
                     .await
                     .map_err(aws("UpdateAccount", "cloudwatchRoleArn"))

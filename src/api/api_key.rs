@@ -3,10 +3,11 @@
 //! state file records the key's id only, and nothing here logs or formats a response
 //! that holds the value.
 
-use super::owned;
+use super::support::{self, Item, SERVICE, Target, all_items, ours_by_name, replace};
+use super::tag_map;
 use crate::engine::report::Change;
-use crate::engine::{Ctx, Resource};
-use crate::error::{Error, Result, aws, required};
+use crate::engine::{Ctx, Found, Resource, find};
+use crate::error::{Result, aws, required};
 use crate::state::Record;
 use async_trait::async_trait;
 use std::collections::HashMap;
@@ -21,74 +22,70 @@ pub fn key_name(ctx: &Ctx) -> String {
 }
 
 /// What payctl needs to know about an existing key (never its value).
-pub struct Found {
+pub struct Key {
     pub id: String,
     pub enabled: bool,
     tags: Option<HashMap<String, String>>,
 }
 
-/// Finds the key by the id in state, then by name; refuses what payctl does not own.
-pub async fn find(ctx: &Ctx) -> Result<Option<Found>> {
+impl Item for Key {
+    fn item_id(&self) -> &str {
+        &self.id
+    }
+    fn item_tags(&self) -> Option<&HashMap<String, String>> {
+        self.tags.as_ref()
+    }
+}
+
+fn target(ctx: &Ctx, key: &Key) -> Target {
+    Target {
+        arn: support::arn(ctx, &format!("/apikeys/{}", key.id)),
+        what: format!("API key {} ({})", key.id, key_name(ctx)),
+    }
+}
+
+/// The key, by the id in state, else by its name among the keys payctl owns.
+pub async fn lookup(ctx: &Ctx) -> Result<Option<Found<Key>>> {
     let apigw = &ctx.aws.apigateway;
     let name = key_name(ctx);
-    if let Some(id) = ctx.state.id(ADDR) {
-        match apigw
-            .get_api_key()
-            .api_key(&id)
-            .include_value(false)
-            .send()
-            .await
-        {
-            Ok(out) => {
-                if !owned(ctx, out.tags()) {
-                    return Err(Error::not_owned(format!("API key {id} ({name})"), &ctx.env));
-                }
-                return Ok(Some(Found {
-                    id: out.id().unwrap_or(&id).to_string(),
-                    enabled: out.enabled(),
-                    tags: out.tags().cloned(),
-                }));
-            }
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|s| s.is_not_found_exception()) => {}
-            Err(e) => return Err(aws("GetApiKey", &id)(e)),
-        }
-    }
-    // nameQuery is a prefix match: the exact name is checked here.
-    let keys: Vec<aws_sdk_apigateway::types::ApiKey> = apigw
-        .get_api_keys()
-        .name_query(&name)
-        .include_values(false)
-        .into_paginator()
-        .items()
-        .send()
-        .try_collect()
-        .await
-        .map_err(aws("GetApiKeys", &name))?;
-    let named: Vec<Found> = keys
-        .iter()
-        .filter(|k| k.name() == Some(name.as_str()))
-        .map(|k| Found {
+    // Owned captures in `by_id`: see `support` on AsyncFn and Send.
+    let client = apigw;
+    let by_id = move |id: String| async move {
+        let id = id.as_str();
+        let call = client.get_api_key().api_key(id).include_value(false);
+        let out = call.send().await.map_err(aws("GetApiKey", id))?;
+        Ok(Some(Key {
+            id: out.id().unwrap_or(id).to_string(),
+            enabled: out.enabled(),
+            tags: out.tags().cloned(),
+        }))
+    };
+    let by_name = || async {
+        // nameQuery is a prefix match: the exact name is checked here.
+        let call = apigw.get_api_keys().name_query(&name).include_values(false);
+        let keys: Vec<aws_sdk_apigateway::types::ApiKey> = all_items!(call, "GetApiKeys", &name)?;
+        let named = keys.iter().filter(|k| k.name() == Some(name.as_str()));
+        let named = named.map(|k| Key {
             id: k.id().unwrap_or_default().to_string(),
             enabled: k.enabled(),
             tags: k.tags().cloned(),
-        })
-        .collect();
-    let (mine, others): (Vec<Found>, Vec<Found>) =
-        named.into_iter().partition(|k| owned(ctx, k.tags.as_ref()));
-    match (mine.len(), others.first()) {
-        (1, _) => Ok(mine.into_iter().next()),
-        (0, Some(other)) => Err(Error::not_owned(
-            format!("API key {} ({name})", other.id),
-            &ctx.env,
-        )),
-        (0, None) => Ok(None),
-        (n, _) => Err(Error::Invalid(format!(
-            "{n} API keys named {name} carry payctl's tags for environment {}: delete the extra ones, then run `payctl up` again",
-            ctx.env
-        ))),
-    }
+        });
+        ours_by_name(ctx, "API key", &name, named.collect())
+    };
+    find(ctx, ADDR, SERVICE, by_id, by_name).await
+}
+
+async fn create(ctx: &Ctx, name: &str) -> Result<Key> {
+    let call = ctx.aws.apigateway.create_api_key().name(name).enabled(true);
+    let description = format!("Client key of the payment API ({})", ctx.env);
+    let call = call.description(description).set_tags(Some(tag_map(ctx)));
+    let out = call.send().await.map_err(aws("CreateApiKey", name))?;
+    // Only the id is kept; the response's value is dropped here.
+    Ok(Key {
+        id: required(out.id(), "API key id")?,
+        enabled: out.enabled(),
+        tags: None,
+    })
 }
 
 #[async_trait]
@@ -99,88 +96,47 @@ impl Resource for ApiKey {
 
     async fn ensure(&self, ctx: &Ctx) -> Result<()> {
         let name = key_name(ctx);
-        let apigw = &ctx.aws.apigateway;
-        let (key, mut change) = match find(ctx).await? {
-            Some(k) => {
-                let known = ctx.state.id(ADDR).as_deref() == Some(k.id.as_str());
-                (
-                    k,
-                    if known {
-                        Change::Unchanged
-                    } else {
-                        Change::Adopted
-                    },
-                )
+        let (key, change) = match lookup(ctx).await? {
+            Some(found) => {
+                let key = &found.value;
+                let retagged =
+                    support::converge_tags(ctx, ADDR, &target(ctx, key), key.tags.as_ref()).await?;
+                let change = found.change().updated_if(retagged);
+                (found.value, change)
             }
-            None => {
-                if !ctx.would_create(format!("{ADDR} ({name})")) {
-                    return Ok(());
-                }
-                let out = apigw
-                    .create_api_key()
-                    .name(&name)
-                    .description(format!("Client key of the payment API ({})", ctx.env))
-                    .enabled(true)
-                    .set_tags(Some(super::tag_map(ctx)))
-                    .send()
-                    .await
-                    .map_err(aws("CreateApiKey", &name))?;
-                // Only the id is kept; the response's value is dropped here.
-                let id = required(out.id(), "API key id")?;
-                (
-                    Found {
-                        id,
-                        enabled: out.enabled(),
-                        tags: None,
-                    },
-                    Change::Created,
-                )
-            }
+            None if !ctx.would_create(format!("{ADDR} ({name})")) => return Ok(()),
+            None => (create(ctx, &name).await?, Change::Created),
         };
         ctx.record(ADDR, Record::new(KIND, &key.id).attr("name", &name))
             .await?;
-        if !key.enabled && ctx.apply(ADDR, "enabled", false, true) {
-            apigw
-                .update_api_key()
-                .api_key(&key.id)
-                .patch_operations(super::replace("/enabled", "true"))
-                .send()
-                .await
-                .map_err(aws("UpdateApiKey", &name))?;
+        let enable = async || {
+            let call = ctx.aws.apigateway.update_api_key().api_key(&key.id);
+            let call = call.patch_operations(replace("/enabled", "true"));
+            call.send().await.map_err(aws("UpdateApiKey", &name))?;
             tracing::info!("API key {name}: enabled it again");
-            if change == Change::Unchanged {
-                change = Change::Updated;
-            }
-        }
-        ctx.report
-            .note(change, format!("{ADDR} {} ({name})", key.id));
+            Ok(())
+        };
+        let wrote = ctx
+            .converge(ADDR, "enabled", key.enabled, true, enable)
+            .await?;
+        ctx.report.note(
+            change.updated_if(wrote),
+            format!("{ADDR} {} ({name})", key.id),
+        );
         Ok(())
     }
 
     async fn delete(&self, ctx: &Ctx) -> Result<()> {
         let name = key_name(ctx);
-        let Some(key) = find(ctx).await? else {
-            ctx.forget(ADDR).await?;
-            ctx.report.note(Change::Absent, ADDR);
-            return Ok(());
+        let Some(Found { value: key, .. }) = lookup(ctx).await? else {
+            return ctx.forget_gone(ADDR).await;
         };
-        match ctx
-            .aws
-            .apigateway
-            .delete_api_key()
-            .api_key(&key.id)
-            .send()
-            .await
-        {
-            Ok(_) => {}
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|s| s.is_not_found_exception()) => {}
-            Err(e) => return Err(aws("DeleteApiKey", &name)(e)),
-        }
-        ctx.forget(ADDR).await?;
-        ctx.report
-            .note(Change::Deleted, format!("{ADDR} {} ({name})", key.id));
-        Ok(())
+        support::check_owned(ctx, &target(ctx, &key), key.tags.as_ref())?;
+        let delete = async || {
+            let call = ctx.aws.apigateway.delete_api_key().api_key(&key.id);
+            call.send().await.map_err(aws("DeleteApiKey", &name))
+        };
+        let id = format!("{} ({name})", key.id);
+        ctx.delete_and_forget(ADDR, &id, SERVICE, delete).await
     }
 }

@@ -16,17 +16,20 @@
 //!
 //! The API key's value is never written to the state file, a log line or an error: only
 //! `payctl outputs --show-api-key` reads it, from API Gateway ([`api_key_value`]).
+//!
+//! Not kinds: [`support`] holds the API's definition and the API Gateway helpers the
+//! kinds share (patches, the lookup by name, tags).
 
 pub mod account;
 pub mod api_key;
-pub mod definition;
 pub mod permission;
 pub mod rest_api;
 pub mod stage;
+pub mod support;
 pub mod usage_plan;
 
 use crate::aws::Clients;
-use crate::engine::{Ctx, Layer};
+use crate::engine::{Ctx, Layer, Service};
 use crate::error::{Error, Result, aws};
 use crate::state::State;
 use std::collections::HashMap;
@@ -56,25 +59,13 @@ pub async fn api_key_value(clients: &Clients, state: &State) -> Result<String> {
             state.env
         )));
     };
-    let out = match clients
-        .apigateway
-        .get_api_key()
-        .api_key(&rec.id)
-        .include_value(true)
-        .send()
-        .await
-    {
-        Ok(out) => out,
-        Err(e)
-            if e.as_service_error()
-                .is_some_and(|s| s.is_not_found_exception()) =>
-        {
-            return Err(Error::Invalid(format!(
-                "API key {} named in the state file of environment {} no longer exists; run `payctl up --env {}` to create it again",
-                rec.id, state.env, state.env
-            )));
-        }
-        Err(e) => return Err(aws("GetApiKey", &rec.id)(e)),
+    let call = clients.apigateway.get_api_key().api_key(&rec.id);
+    let out = call.include_value(true).send().await;
+    let Some(out) = Service::ApiGateway.found(out.map_err(aws("GetApiKey", &rec.id)))? else {
+        return Err(Error::Invalid(format!(
+            "API key {} named in the state file of environment {} no longer exists; run `payctl up --env {}` to create it again",
+            rec.id, state.env, state.env
+        )));
     };
     out.value()
         .filter(|v| !v.is_empty())
@@ -108,59 +99,14 @@ pub fn tag_map(ctx: &Ctx) -> HashMap<String, String> {
     ctx.tags().into_iter().collect()
 }
 
-/// Whether tags returned by API Gateway say payctl owns the resource for `ctx.env`.
-pub fn owned(ctx: &Ctx, tags: Option<&HashMap<String, String>>) -> bool {
-    ctx.owns(
-        tags.into_iter()
-            .flatten()
-            .map(|(k, v)| (k.as_str(), v.as_str())),
-    )
-}
-
 /// The API's id from the state file (the REST API kind ran before every dependent kind).
 pub fn api_id(ctx: &Ctx) -> Result<String> {
-    ctx.state.id(rest_api::ADDR).ok_or_else(|| {
-        Error::Invalid(format!(
-            "the REST API is not in the state file ({}); run `payctl up` again",
-            rest_api::ADDR
-        ))
-    })
-}
-
-/// A patch operation (API Gateway's only way to change most settings).
-pub fn patch(
-    op: aws_sdk_apigateway::types::Op,
-    path: &str,
-    value: Option<String>,
-) -> aws_sdk_apigateway::types::PatchOperation {
-    aws_sdk_apigateway::types::PatchOperation::builder()
-        .op(op)
-        .path(path)
-        .set_value(value)
-        .build()
-}
-
-/// `replace <path> <value>`.
-pub fn replace(path: &str, value: impl Into<String>) -> aws_sdk_apigateway::types::PatchOperation {
-    patch(
-        aws_sdk_apigateway::types::Op::Replace,
-        path,
-        Some(value.into()),
-    )
-}
-
-/// A rate (requests per second) as API Gateway's patch values take it: `50`, `12.5`.
-pub fn rate_text(rate: f64) -> String {
-    format!("{rate}")
-}
-
-/// Rates compared with a tolerance (API Gateway stores doubles).
-pub fn same_rate(a: f64, b: f64) -> bool {
-    (a - b).abs() < 1e-6
+    ctx.needed_id(rest_api::ADDR)
 }
 
 #[cfg(test)]
 mod tests {
+    use super::support::{rate_text, replace, same_rate};
     use super::*;
 
     #[test]

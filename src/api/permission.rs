@@ -9,11 +9,11 @@
 //! has; `down` removes them. Lambda policies carry no tags; the function itself is
 //! payctl's (the compute layer checked its tags).
 
-use super::definition::{ROUTES, Route};
+use super::support::definition::{ROUTES, Route};
 use super::{api_id, partition, stage_name};
 use crate::compute::{self, function_name};
 use crate::engine::report::Change;
-use crate::engine::{Ctx, Resource};
+use crate::engine::{Ctx, Found, Resource, Service, Via};
 use crate::error::{Result, aws};
 use crate::state::Record;
 use async_trait::async_trait;
@@ -23,6 +23,7 @@ pub const KIND: &str = "lambda_permission";
 pub const SID_PREFIX: &str = "payctl-apigw-";
 pub const PRINCIPAL: &str = "apigateway.amazonaws.com";
 pub const ACTION: &str = "lambda:InvokeFunction";
+const SERVICE: Service = Service::Lambda;
 
 pub struct Permissions;
 
@@ -100,47 +101,39 @@ pub fn statement_matches(stmt: &Value, sid: &str, function_arn: &str, source: &s
         && condition_ok
 }
 
-/// The function's policy statements; none when it has no policy.
+/// The function's policy statements; none when it has no policy (or no function).
 async fn read_policy(ctx: &Ctx, function: &str) -> Result<Vec<Value>> {
-    match ctx
+    let out = ctx
         .aws
         .lambda
         .get_policy()
         .function_name(function)
         .send()
-        .await
-    {
-        Ok(out) => Ok(statements(out.policy().unwrap_or_default())),
-        Err(e)
-            if e.as_service_error()
-                .is_some_and(|s| s.is_resource_not_found_exception()) =>
-        {
-            Ok(Vec::new())
-        }
-        Err(e) => Err(aws("GetPolicy", function)(e)),
-    }
+        .await;
+    let out = SERVICE.found(out.map_err(aws("GetPolicy", function)))?;
+    Ok(out.map_or_else(Vec::new, |o| statements(o.policy().unwrap_or_default())))
 }
 
-/// Removes one statement; NotFound means it is gone already.
+/// Removes one statement (NotFound is an error for the caller to judge).
 async fn remove(ctx: &Ctx, function: &str, sid: &str) -> Result<()> {
-    match ctx
-        .aws
-        .lambda
-        .remove_permission()
-        .function_name(function)
+    let call = ctx.aws.lambda.remove_permission().function_name(function);
+    let out = call.statement_id(sid).send().await;
+    out.map_err(aws("RemovePermission", format!("{function} {sid}")))?;
+    Ok(())
+}
+
+/// Adds the statement for one method.
+async fn add(ctx: &Ctx, function: &str, sid: &str, source: &str) -> Result<()> {
+    let call = ctx.aws.lambda.add_permission().function_name(function);
+    let out = call
         .statement_id(sid)
+        .action(ACTION)
+        .principal(PRINCIPAL)
+        .source_arn(source)
         .send()
-        .await
-    {
-        Ok(_) => Ok(()),
-        Err(e)
-            if e.as_service_error()
-                .is_some_and(|s| s.is_resource_not_found_exception()) =>
-        {
-            Ok(())
-        }
-        Err(e) => Err(aws("RemovePermission", format!("{function} {sid}"))(e)),
-    }
+        .await;
+    out.map_err(aws("AddPermission", format!("{function} {sid}")))?;
+    Ok(())
 }
 
 fn sid_of(stmt: &Value) -> Option<&str> {
@@ -156,80 +149,84 @@ fn function_keys() -> Vec<&'static str> {
     keys
 }
 
+/// One method's statement in `have` (the function's policy), found by its id; `via`
+/// the state when payctl recorded it, else adopted.
+fn lookup<'a>(ctx: &Ctx, have: &'a [Value], route: &Route) -> Option<Found<&'a Value>> {
+    let sid = statement_id(route);
+    let stmt = have.iter().find(|s| sid_of(s) == Some(sid.as_str()))?;
+    let via = match ctx.state.get(&address(route)) {
+        Some(_) => Via::State,
+        None => Via::Tags,
+    };
+    Some(Found::new(stmt, via))
+}
+
+/// One method's statement: added when missing, replaced when it says something else.
+async fn ensure_route(ctx: &Ctx, have: &[Value], route: &Route, api: &str) -> Result<()> {
+    let function = function_name(ctx, route.function);
+    let function_arn = compute::function_arn(ctx, route.function)?;
+    let sid = statement_id(route);
+    let addr = address(route);
+    let source = source_arn(&ctx.region, &ctx.account_id, api, &stage_name(ctx), route);
+    let note = format!("{addr} {function} {source}");
+    let change = match lookup(ctx, have, route) {
+        Some(found) if statement_matches(found.value, &sid, &function_arn, &source) => {
+            found.change()
+        }
+        Some(_) => {
+            let want = format!("invoke from {source}");
+            if !ctx.apply(&addr, "statement", "differs", want) {
+                ctx.report.note(Change::Updated, note);
+                return Ok(());
+            }
+            remove(ctx, &function, &sid).await?;
+            add(ctx, &function, &sid, &source).await?;
+            Change::Updated
+        }
+        None if !ctx.would_create(note.clone()) => return Ok(()),
+        None => {
+            add(ctx, &function, &sid, &source).await?;
+            Change::Created
+        }
+    };
+    let rec = Record::new(KIND, &sid)
+        .attr("function", &function)
+        .attr("source_arn", &source);
+    ctx.record(&addr, rec).await?;
+    ctx.report.note(change, note);
+    Ok(())
+}
+
+/// payctl's statements (by their id prefix) that no route of the API has.
+fn stale<'a>(have: &'a [Value], key: &str) -> Vec<&'a str> {
+    let sids = have.iter().filter_map(sid_of);
+    let ours = sids.filter(|sid| sid.starts_with(SID_PREFIX));
+    let routed = |sid: &str| {
+        ROUTES
+            .iter()
+            .any(|r| r.function == key && statement_id(r) == sid)
+    };
+    ours.filter(|sid| !routed(sid)).collect()
+}
+
+/// Removes a statement no route has any more (on `plan`: notes it).
+async fn remove_stale(ctx: &Ctx, function: &str, sid: &str) -> Result<()> {
+    let what = format!("{KIND} {function} {sid} (stale)");
+    if ctx.apply_delete(what.clone()) {
+        SERVICE.found(remove(ctx, function, sid).await)?;
+        ctx.report.note(Change::Deleted, what);
+    }
+    Ok(())
+}
+
 async fn ensure_function(ctx: &Ctx, key: &str, api: &str) -> Result<()> {
     let function = function_name(ctx, key);
-    let function_arn = compute::function_arn(ctx, key)?;
     let have = read_policy(ctx, &function).await?;
-    let routes: Vec<&Route> = ROUTES.iter().filter(|r| r.function == key).collect();
-    for route in &routes {
-        let sid = statement_id(route);
-        let addr = address(route);
-        let source = source_arn(&ctx.region, &ctx.account_id, api, &stage_name(ctx), route);
-        let existing = have.iter().find(|s| sid_of(s) == Some(sid.as_str()));
-        let change = match existing {
-            Some(s) if statement_matches(s, &sid, &function_arn, &source) => {
-                if ctx.state.get(&addr).is_some() {
-                    Change::Unchanged
-                } else {
-                    Change::Adopted
-                }
-            }
-            Some(_) if ctx.planning() => {
-                ctx.apply(
-                    &addr,
-                    "statement",
-                    "differs",
-                    format!("invoke from {source}"),
-                );
-                ctx.report
-                    .note(Change::Updated, format!("{addr} {function} {source}"));
-                continue;
-            }
-            None if !ctx.would_create(format!("{addr} {function} {source}")) => continue,
-            other => {
-                if other.is_some() {
-                    remove(ctx, &function, &sid).await?;
-                }
-                ctx.aws
-                    .lambda
-                    .add_permission()
-                    .function_name(&function)
-                    .statement_id(&sid)
-                    .action(ACTION)
-                    .principal(PRINCIPAL)
-                    .source_arn(&source)
-                    .send()
-                    .await
-                    .map_err(aws("AddPermission", format!("{function} {sid}")))?;
-                if other.is_some() {
-                    Change::Updated
-                } else {
-                    Change::Created
-                }
-            }
-        };
-        ctx.record(
-            &addr,
-            Record::new(KIND, &sid)
-                .attr("function", &function)
-                .attr("source_arn", &source),
-        )
-        .await?;
-        ctx.report
-            .note(change, format!("{addr} {function} {source}"));
+    for route in ROUTES.iter().filter(|r| r.function == key) {
+        ensure_route(ctx, &have, route, api).await?;
     }
-    // payctl statements for methods the API no longer has.
-    for stale in have.iter().filter_map(sid_of).filter(|sid| {
-        sid.starts_with(SID_PREFIX) && !routes.iter().any(|r| statement_id(r) == *sid)
-    }) {
-        if !ctx.apply_delete(format!("{KIND} {function} {stale} (stale)")) {
-            continue;
-        }
-        remove(ctx, &function, stale).await?;
-        ctx.report.note(
-            Change::Deleted,
-            format!("{KIND} {function} {stale} (stale)"),
-        );
+    for sid in stale(&have, key) {
+        remove_stale(ctx, &function, sid).await?;
     }
     Ok(())
 }
@@ -237,24 +234,21 @@ async fn ensure_function(ctx: &Ctx, key: &str, api: &str) -> Result<()> {
 async fn delete_function(ctx: &Ctx, key: &str) -> Result<()> {
     let function = function_name(ctx, key);
     let have = read_policy(ctx, &function).await?;
-    for sid in have
-        .iter()
-        .filter_map(sid_of)
-        .filter(|s| s.starts_with(SID_PREFIX))
-    {
-        remove(ctx, &function, sid).await?;
-        ctx.report
-            .note(Change::Deleted, format!("{KIND} {function} {sid}"));
-    }
     for route in ROUTES.iter().filter(|r| r.function == key) {
         let addr = address(route);
-        let was_there = have
-            .iter()
-            .any(|s| sid_of(s) == Some(statement_id(route).as_str()));
-        if !was_there {
-            ctx.report.note(Change::Absent, &addr);
+        if lookup(ctx, &have, route).is_none() {
+            ctx.forget_gone(&addr).await?;
+            continue;
         }
-        ctx.forget(&addr).await?;
+        let sid = statement_id(route);
+        let delete = async || remove(ctx, &function, &sid).await;
+        let id = format!("{function} {sid}");
+        ctx.delete_and_forget(&addr, &id, SERVICE, delete).await?;
+    }
+    for sid in stale(&have, key) {
+        SERVICE.found(remove(ctx, &function, sid).await)?;
+        ctx.report
+            .note(Change::Deleted, format!("{KIND} {function} {sid}"));
     }
     Ok(())
 }

@@ -2,7 +2,7 @@
 //!
 //! A new deployment is made only when the API's definition changed: the deployment's
 //! description carries the SHA-256 of the canonical definition
-//! ([`super::definition::definition`]), and `up` compares it with the description of the
+//! ([`super::support::definition::definition`]), and `up` compares it with the description of the
 //! deployment the stage serves. (It also redeploys when the REST API kind had to repair
 //! drift in the draft, or when the stage serves a deployment payctl did not make.)
 //!
@@ -13,15 +13,17 @@
 //! retention) as one JSON object per request; X-Ray tracing on. Execution and access
 //! logging need the account's CloudWatch role ([`super::account`]).
 
-use super::{api_id, owned, partition, rate_text, replace, same_rate, stage_name, tag_map};
-use super::{definition, rest_api};
+use super::support::definition::{definition, definition_hash};
+use super::support::{self, SERVICE, Target, apply_patches, rate_text, replace, same_rate, text};
+use super::{api_id, partition, rest_api, stage_name, tag_map};
 use crate::compute::log_group::{self, API_ACCESS};
 use crate::engine::report::Change;
-use crate::engine::{Ctx, Resource};
-use crate::error::{Error, Result, aws, required};
+use crate::engine::{Ctx, Found, Resource, find};
+use crate::error::{Result, aws, required};
 use crate::state::Record;
 use async_trait::async_trait;
-use aws_sdk_apigateway::types::PatchOperation;
+use aws_sdk_apigateway::Client;
+use aws_sdk_apigateway::types::{PatchOperation, Stage as AwsStage};
 use serde_json::json;
 
 pub const KIND: &str = "apigw_stage";
@@ -80,46 +82,81 @@ pub struct Want {
     pub access_log_format: String,
 }
 
-/// The patches that bring a stage's settings to `want` (none when it already matches).
-pub fn settings_patches(
-    stage: &aws_sdk_apigateway::types::Stage,
-    want: &Want,
-) -> Vec<PatchOperation> {
-    let mut ops = Vec::new();
-    if !stage.tracing_enabled() {
-        ops.push(replace("/tracingEnabled", "true"));
+/// One stage setting as a declaration: its patch path, what the stage has, what
+/// payctl wants (both as API Gateway's patch values write them).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Setting {
+    pub path: String,
+    pub have: String,
+    pub want: String,
+}
+
+fn setting(path: impl Into<String>, have: String, want: impl ToString) -> Setting {
+    Setting {
+        path: path.into(),
+        have,
+        want: want.to_string(),
     }
+}
+
+/// The stage's settings: tracing, the method settings of `*/*` (logging, metrics,
+/// throttling) and the access logs.
+pub fn settings(stage: &AwsStage, want: &Want) -> Vec<Setting> {
     let m = stage.method_settings().and_then(|s| s.get(ALL_METHODS));
     let p = |setting: &str| format!("/{ALL_METHODS}/{setting}");
-    if m.and_then(|m| m.logging_level()) != Some(LOGGING_LEVEL) {
-        ops.push(replace(&p("logging/loglevel"), LOGGING_LEVEL));
-    }
-    if m.is_none_or(|m| m.data_trace_enabled()) {
-        ops.push(replace(&p("logging/dataTrace"), "false"));
-    }
-    if !m.is_some_and(|m| m.metrics_enabled()) {
-        ops.push(replace(&p("metrics/enabled"), "true"));
-    }
-    if !m.is_some_and(|m| same_rate(m.throttling_rate_limit(), want.rate)) {
-        ops.push(replace(&p("throttling/rateLimit"), rate_text(want.rate)));
-    }
-    if m.map(|m| m.throttling_burst_limit()) != Some(want.burst) {
-        ops.push(replace(&p("throttling/burstLimit"), want.burst.to_string()));
-    }
     let logs = stage.access_log_settings();
-    if logs.and_then(|l| l.destination_arn()) != Some(want.access_log_arn.as_str()) {
-        ops.push(replace(
+    // A rate within the tolerance is the wanted one (API Gateway stores doubles).
+    let rate = m.map(|m| m.throttling_rate_limit());
+    let rate = match rate {
+        Some(r) if same_rate(r, want.rate) => rate_text(want.rate),
+        other => text(other.map(rate_text)),
+    };
+    vec![
+        setting("/tracingEnabled", text(Some(stage.tracing_enabled())), true),
+        setting(
+            p("logging/loglevel"),
+            text(m.and_then(|m| m.logging_level())),
+            LOGGING_LEVEL,
+        ),
+        setting(
+            p("logging/dataTrace"),
+            text(m.map(|m| m.data_trace_enabled())),
+            false,
+        ),
+        setting(
+            p("metrics/enabled"),
+            text(m.map(|m| m.metrics_enabled())),
+            true,
+        ),
+        setting(p("throttling/rateLimit"), rate, rate_text(want.rate)),
+        setting(
+            p("throttling/burstLimit"),
+            text(m.map(|m| m.throttling_burst_limit())),
+            want.burst,
+        ),
+        setting(
             "/accessLogSettings/destinationArn",
+            text(logs.and_then(|l| l.destination_arn())),
             &want.access_log_arn,
-        ));
-    }
-    if logs.and_then(|l| l.format()) != Some(want.access_log_format.as_str()) {
-        ops.push(replace(
+        ),
+        setting(
             "/accessLogSettings/format",
+            text(logs.and_then(|l| l.format())),
             &want.access_log_format,
-        ));
-    }
-    ops
+        ),
+    ]
+}
+
+/// The patches that bring a stage's settings to `want` (none when it already matches).
+pub fn settings_patches(stage: &AwsStage, want: &Want) -> Vec<PatchOperation> {
+    drifted(stage, want).into_iter().map(|(op, _)| op).collect()
+}
+
+/// Each setting that differs, as its patch and its current value.
+fn drifted(stage: &AwsStage, want: &Want) -> Vec<(PatchOperation, String)> {
+    let settings = settings(stage, want).into_iter();
+    let differ = settings.filter(|s| s.have != s.want);
+    differ.map(|s| (replace(&s.path, s.want), s.have)).collect()
 }
 
 fn want(ctx: &Ctx) -> Result<Want> {
@@ -135,7 +172,7 @@ fn want(ctx: &Ctx) -> Result<Want> {
 macro_rules! to_stage {
     ($out:expr) => {{
         let o = $out;
-        aws_sdk_apigateway::types::Stage::builder()
+        AwsStage::builder()
             .set_deployment_id(o.deployment_id().map(str::to_string))
             .set_stage_name(o.stage_name().map(str::to_string))
             .set_description(o.description().map(str::to_string))
@@ -147,55 +184,45 @@ macro_rules! to_stage {
     }};
 }
 
-async fn get_stage(
-    ctx: &Ctx,
-    api: &str,
-    stage: &str,
-) -> Result<Option<aws_sdk_apigateway::types::Stage>> {
-    match ctx
-        .aws
-        .apigateway
-        .get_stage()
-        .rest_api_id(api)
-        .stage_name(stage)
-        .send()
-        .await
-    {
-        Ok(out) => Ok(Some(to_stage!(&out))),
-        Err(e)
-            if e.as_service_error()
-                .is_some_and(|s| s.is_not_found_exception()) =>
-        {
-            Ok(None)
-        }
-        Err(e) => Err(aws("GetStage", format!("{api}/{stage}"))(e)),
+fn target(ctx: &Ctx, api: &str, name: &str) -> Target {
+    Target {
+        arn: stage_arn(ctx, api, name),
+        what: format!("API stage {api}/{name}"),
     }
 }
 
+fn stage_arn(ctx: &Ctx, api: &str, name: &str) -> String {
+    support::arn(ctx, &format!("/restapis/{api}/stages/{name}"))
+}
+
+/// The stage `name` of API `api` (`None` also when the API itself is gone).
+async fn get_stage(apigw: &Client, api: &str, name: &str) -> Result<Option<AwsStage>> {
+    let call = apigw.get_stage().rest_api_id(api);
+    let out = call.stage_name(name).send().await;
+    let out = SERVICE.found(out.map_err(aws("GetStage", format!("{api}/{name}"))))?;
+    Ok(out.map(|o| to_stage!(&o)))
+}
+
+/// The stage, by the name in state, else by the environment's name (a stage has no
+/// other name to be found by).
+async fn lookup(ctx: &Ctx, api: &str) -> Result<Option<Found<AwsStage>>> {
+    let client = &ctx.aws.apigateway;
+    let by_id = move |name: String| async move { get_stage(client, api, &name).await };
+    let by_name = || async { get_stage(&ctx.aws.apigateway, api, &stage_name(ctx)).await };
+    find(ctx, ADDR, SERVICE, by_id, by_name).await
+}
+
 /// The description of the deployment a stage serves (None when it cannot be read).
-async fn deployment_description_of(
-    ctx: &Ctx,
-    api: &str,
-    deployment: &str,
-) -> Result<Option<String>> {
-    match ctx
-        .aws
-        .apigateway
-        .get_deployment()
-        .rest_api_id(api)
-        .deployment_id(deployment)
-        .send()
-        .await
-    {
-        Ok(out) => Ok(out.description().map(str::to_string)),
-        Err(e)
-            if e.as_service_error()
-                .is_some_and(|s| s.is_not_found_exception()) =>
-        {
-            Ok(None)
-        }
-        Err(e) => Err(aws("GetDeployment", format!("{api} {deployment}"))(e)),
-    }
+async fn served_description(ctx: &Ctx, api: &str, stage: &AwsStage) -> Result<Option<String>> {
+    let Some(deployment) = stage.deployment_id() else {
+        return Ok(None);
+    };
+    let call = ctx.aws.apigateway.get_deployment().rest_api_id(api);
+    let out = call.deployment_id(deployment).send().await;
+    let out = out.map_err(aws("GetDeployment", format!("{api} {deployment}")));
+    Ok(SERVICE
+        .found(out)?
+        .and_then(|o| o.description().map(str::to_string)))
 }
 
 async fn deploy(ctx: &Ctx, api: &str, hash: &str) -> Result<String> {
@@ -209,6 +236,79 @@ async fn deploy(ctx: &Ctx, api: &str, hash: &str) -> Result<String> {
         .await
         .map_err(aws("CreateDeployment", api))?;
     required(out.id(), "deployment id")
+}
+
+/// A new deployment when the stage serves another definition than `hash`, or the REST
+/// API kind repaired the draft. Answers the stage as it is then, and whether it deployed.
+async fn converge_deployment(
+    ctx: &Ctx,
+    api: &str,
+    hash: &str,
+    stage: AwsStage,
+) -> Result<(AwsStage, bool)> {
+    let name = stage_name(ctx);
+    let served = served_description(ctx, api, &stage).await?;
+    let want = deployment_description(hash);
+    let current = served.as_deref() == Some(want.as_str()) && !rest_api::redeploy_pending(ctx);
+    let served = served.as_deref().unwrap_or("none");
+    if current || !ctx.apply(ADDR, "deployment", served, &want) {
+        return Ok((stage, false));
+    }
+    let deployment = deploy(ctx, api, hash).await?;
+    tracing::info!("API {api}: deployed {deployment} to stage {name} (definition {hash})");
+    let call = ctx.aws.apigateway.update_stage().rest_api_id(api);
+    let call = call.stage_name(&name);
+    let out = call
+        .patch_operations(replace("/deploymentId", &deployment))
+        .send()
+        .await
+        .map_err(aws("UpdateStage", format!("{api}/{name}")))?;
+    Ok((to_stage!(&out), true))
+}
+
+/// A first deployment and the stage serving it.
+async fn create(ctx: &Ctx, api: &str, hash: &str) -> Result<AwsStage> {
+    let name = stage_name(ctx);
+    let deployment = deploy(ctx, api, hash).await?;
+    let out = ctx
+        .aws
+        .apigateway
+        .create_stage()
+        .rest_api_id(api)
+        .stage_name(&name)
+        .deployment_id(&deployment)
+        .description(format!("Payment API, environment {}", ctx.env))
+        .tracing_enabled(true)
+        .set_tags(Some(tag_map(ctx)))
+        .send()
+        .await
+        .map_err(aws("CreateStage", format!("{api}/{name}")))?;
+    Ok(to_stage!(&out))
+}
+
+/// The stage's settings, put back in one UpdateStage. True when it wrote.
+async fn converge_settings(ctx: &Ctx, api: &str, stage: &AwsStage, want: &Want) -> Result<bool> {
+    let name = stage_name(ctx);
+    let send = async |ops: Vec<PatchOperation>| {
+        let call = ctx.aws.apigateway.update_stage().rest_api_id(api);
+        let call = call.stage_name(&name).set_patch_operations(Some(ops));
+        call.send()
+            .await
+            .map_err(aws("UpdateStage", format!("{api}/{name}")))?;
+        Ok(())
+    };
+    let changes = drifted(stage, want);
+    let what = format!("API stage {api}/{name}");
+    apply_patches(ctx, ADDR, &what, changes, send).await
+}
+
+fn record(ctx: &Ctx, api: &str, deployment: &str) -> Record {
+    let name = stage_name(ctx);
+    Record::new(KIND, &name)
+        .arn(stage_arn(ctx, api, &name))
+        .attr("api_id", api)
+        .attr("deployment_id", deployment)
+        .attr("endpoint", endpoint(api, &ctx.region, &name))
 }
 
 #[async_trait]
@@ -231,106 +331,28 @@ impl Resource for Stage {
         let api = api_id(ctx)?;
         let name = stage_name(ctx);
         let want = want(ctx)?;
-        let hash = definition::definition_hash(&definition::definition(ctx)?);
-        let apigw = &ctx.aws.apigateway;
-        let existing = get_stage(ctx, &api, &name).await?;
-        if let Some(s) = &existing
-            && !owned(ctx, s.tags())
-        {
-            return Err(Error::not_owned(
-                format!("API stage {api}/{name}"),
-                &ctx.env,
-            ));
-        }
-        let served = match existing.as_ref().and_then(|s| s.deployment_id()) {
-            Some(d) => deployment_description_of(ctx, &api, d).await?,
-            None => None,
-        };
-        let redeploy = rest_api::redeploy_pending(ctx);
-        let current =
-            served.as_deref() == Some(deployment_description(&hash).as_str()) && !redeploy;
-        let (stage, mut change) = match existing {
-            Some(s) if current => {
-                let c = if ctx.state.get(ADDR).is_some() {
-                    Change::Unchanged
+        let hash = definition_hash(&definition(ctx)?);
+        let (stage, change) = match lookup(ctx, &api).await? {
+            Some(found) => {
+                let target = target(ctx, &api, &name);
+                let tags = found.value.tags();
+                let retagged = support::converge_tags(ctx, ADDR, &target, tags).await?;
+                let change = found.change();
+                let (stage, deployed) = converge_deployment(ctx, &api, &hash, found.value).await?;
+                let change = if deployed {
+                    Change::Updated
                 } else {
-                    Change::Adopted
+                    change.updated_if(retagged)
                 };
-                (s, c)
-            }
-            Some(s) if ctx.planning() => {
-                let served = served.as_deref().unwrap_or("none");
-                ctx.apply(ADDR, "deployment", served, deployment_description(&hash));
-                (s, Change::Unchanged)
-            }
-            Some(_) => {
-                let deployment = deploy(ctx, &api, &hash).await?;
-                tracing::info!(
-                    "API {api}: deployed {deployment} to stage {name} (definition {hash})"
-                );
-                let out = apigw
-                    .update_stage()
-                    .rest_api_id(&api)
-                    .stage_name(&name)
-                    .patch_operations(replace("/deploymentId", &deployment))
-                    .send()
-                    .await
-                    .map_err(aws("UpdateStage", format!("{api}/{name}")))?;
-                (to_stage!(&out), Change::Updated)
+                (stage, change)
             }
             None if !ctx.would_create(format!("{ADDR} {api}/{name}")) => return Ok(()),
-            None => {
-                let deployment = deploy(ctx, &api, &hash).await?;
-                let out = apigw
-                    .create_stage()
-                    .rest_api_id(&api)
-                    .stage_name(&name)
-                    .deployment_id(&deployment)
-                    .description(format!("Payment API, environment {}", ctx.env))
-                    .tracing_enabled(true)
-                    .set_tags(Some(tag_map(ctx)))
-                    .send()
-                    .await
-                    .map_err(aws("CreateStage", format!("{api}/{name}")))?;
-                (to_stage!(&out), Change::Created)
-            }
-        };
-        let rec = |deployment: &str| {
-            Record::new(KIND, &name)
-                .arn(format!(
-                    "arn:{}:apigateway:{}::/restapis/{api}/stages/{name}",
-                    partition(&ctx.region),
-                    ctx.region
-                ))
-                .attr("api_id", &api)
-                .attr("deployment_id", deployment)
-                .attr("endpoint", endpoint(&api, &ctx.region, &name))
+            None => (create(ctx, &api, &hash).await?, Change::Created),
         };
         let deployment = required(stage.deployment_id(), "stage deployment id")?;
-        ctx.record(ADDR, rec(&deployment)).await?;
+        ctx.record(ADDR, record(ctx, &api, &deployment)).await?;
         rest_api::clear_redeploy(ctx).await?;
-
-        let ops = settings_patches(&stage, &want);
-        if ctx.planning() {
-            for op in &ops {
-                let path = op.path().unwrap_or("?");
-                ctx.apply(ADDR, path, "differs", op.value().unwrap_or("(removed)"));
-            }
-        } else if !ops.is_empty() {
-            let paths: Vec<&str> = ops.iter().filter_map(|o| o.path()).collect();
-            tracing::info!("API stage {api}/{name}: setting {}", paths.join(", "));
-            apigw
-                .update_stage()
-                .rest_api_id(&api)
-                .stage_name(&name)
-                .set_patch_operations(Some(ops))
-                .send()
-                .await
-                .map_err(aws("UpdateStage", format!("{api}/{name}")))?;
-            if change == Change::Unchanged {
-                change = Change::Updated;
-            }
-        }
+        let change = change.updated_if(converge_settings(ctx, &api, &stage, &want).await?);
         ctx.report
             .note(change, format!("{ADDR} {api}/{name} {deployment}"));
         Ok(())
@@ -340,41 +362,19 @@ impl Resource for Stage {
         let name = stage_name(ctx);
         // The API's id: from state, else the REST API found by name (it may be gone).
         let Some(api) = rest_api::find_id(ctx).await? else {
-            ctx.forget(ADDR).await?;
-            ctx.report.note(Change::Absent, ADDR);
-            return Ok(());
+            return ctx.forget_gone(ADDR).await;
         };
-        // NotFound also when the API itself is gone.
-        let Some(stage) = get_stage(ctx, &api, &name).await? else {
-            ctx.forget(ADDR).await?;
-            ctx.report.note(Change::Absent, ADDR);
-            return Ok(());
+        let Some(stage) = get_stage(&ctx.aws.apigateway, &api, &name).await? else {
+            return ctx.forget_gone(ADDR).await;
         };
-        if !owned(ctx, stage.tags()) {
-            return Err(Error::not_owned(
-                format!("API stage {api}/{name}"),
-                &ctx.env,
-            ));
-        }
-        match ctx
-            .aws
-            .apigateway
-            .delete_stage()
-            .rest_api_id(&api)
-            .stage_name(&name)
-            .send()
-            .await
-        {
-            Ok(_) => {}
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|s| s.is_not_found_exception()) => {}
-            Err(e) => return Err(aws("DeleteStage", format!("{api}/{name}"))(e)),
-        }
-        ctx.forget(ADDR).await?;
-        ctx.report
-            .note(Change::Deleted, format!("{ADDR} {api}/{name}"));
-        Ok(())
+        support::check_owned(ctx, &target(ctx, &api, &name), stage.tags())?;
+        let delete = async || {
+            let call = ctx.aws.apigateway.delete_stage().rest_api_id(&api);
+            let out = call.stage_name(&name).send().await;
+            out.map_err(aws("DeleteStage", format!("{api}/{name}")))
+        };
+        let what = format!("{api}/{name}");
+        ctx.delete_and_forget(ADDR, &what, SERVICE, delete).await
     }
 }
 

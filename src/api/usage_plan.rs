@@ -5,15 +5,21 @@
 //! `down` first removes the plan's keys and stages (AWS refuses to delete a plan that
 //! still has API stages), then the plan.
 
-use super::{api_id, owned, patch, rate_text, replace, same_rate, stage_name, tag_map};
+use super::support::{
+    self, Item, SERVICE, Target, all_items, apply_patches, ours_by_name, patch, rate_text, replace,
+    same_rate,
+};
+use super::{api_id, stage_name, tag_map};
 use crate::engine::report::Change;
-use crate::engine::{Ctx, Resource};
-use crate::error::{Error, Result, aws, required};
+use crate::engine::{Ctx, Found, Resource, find};
+use crate::error::{Result, aws, required};
 use crate::state::Record;
 use async_trait::async_trait;
 use aws_sdk_apigateway::types::{
     ApiStage, Op, PatchOperation, QuotaPeriodType, QuotaSettings, ThrottleSettings,
+    UsagePlan as Plan,
 };
+use std::collections::HashMap;
 
 pub const KIND: &str = "apigw_usage_plan";
 pub const ADDR: &str = "apigw_usage_plan.main";
@@ -42,10 +48,7 @@ fn stage_ref(api: &str, stage: &str) -> String {
 
 /// The patches that bring a plan to `want`: exactly one API stage (ours), the throttle
 /// and the daily quota.
-pub fn plan_patches(
-    plan: &aws_sdk_apigateway::types::UsagePlan,
-    want: &Want,
-) -> Vec<PatchOperation> {
+pub fn plan_patches(plan: &Plan, want: &Want) -> Vec<PatchOperation> {
     let mut ops = Vec::new();
     let mut has_ours = false;
     for s in plan.api_stages() {
@@ -87,7 +90,7 @@ pub fn plan_patches(
 }
 
 /// What `path` of a patch holds now in `plan`, for `plan`'s `old → new`.
-fn current_value(plan: &aws_sdk_apigateway::types::UsagePlan, path: &str) -> String {
+fn current_value(plan: &Plan, path: &str) -> String {
     let (t, q) = (plan.throttle(), plan.quota());
     let value = match path {
         "/throttle/rateLimit" => t.map(|t| rate_text(t.rate_limit())),
@@ -97,77 +100,60 @@ fn current_value(plan: &aws_sdk_apigateway::types::UsagePlan, path: &str) -> Str
         "/quota/offset" => q.map(|q| q.offset().to_string()),
         _ => None,
     };
-    value.unwrap_or_else(|| "unset".into())
+    support::text(value)
 }
 
-/// Finds the plan by the id in state, then by name; refuses what payctl does not own.
-async fn find(ctx: &Ctx) -> Result<Option<aws_sdk_apigateway::types::UsagePlan>> {
+impl Item for Plan {
+    fn item_id(&self) -> &str {
+        self.id().unwrap_or_default()
+    }
+    fn item_tags(&self) -> Option<&HashMap<String, String>> {
+        self.tags()
+    }
+}
+
+fn target(ctx: &Ctx, plan: &Plan) -> Target {
+    let id = plan.item_id();
+    Target {
+        arn: support::arn(ctx, &format!("/usageplans/{id}")),
+        what: format!("usage plan {id} ({})", plan_name(ctx)),
+    }
+}
+
+/// The plan, by the id in state, else by its name among the plans payctl owns.
+async fn lookup(ctx: &Ctx) -> Result<Option<Found<Plan>>> {
     let apigw = &ctx.aws.apigateway;
     let name = plan_name(ctx);
-    if let Some(id) = ctx.state.id(ADDR) {
-        match apigw.get_usage_plan().usage_plan_id(&id).send().await {
-            Ok(out) => {
-                if !owned(ctx, out.tags()) {
-                    return Err(Error::not_owned(
-                        format!("usage plan {id} ({name})"),
-                        &ctx.env,
-                    ));
-                }
-                let plan = aws_sdk_apigateway::types::UsagePlan::builder()
-                    .set_id(out.id().map(str::to_string))
-                    .set_name(out.name().map(str::to_string))
-                    .set_api_stages(Some(out.api_stages().to_vec()))
-                    .set_throttle(out.throttle().cloned())
-                    .set_quota(out.quota().cloned())
-                    .set_tags(out.tags().cloned())
-                    .build();
-                return Ok(Some(plan));
-            }
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|s| s.is_not_found_exception()) => {}
-            Err(e) => return Err(aws("GetUsagePlan", &id)(e)),
-        }
-    }
-    let plans: Vec<aws_sdk_apigateway::types::UsagePlan> = apigw
-        .get_usage_plans()
-        .into_paginator()
-        .items()
-        .send()
-        .try_collect()
-        .await
-        .map_err(aws("GetUsagePlans", &name))?;
-    let (mine, others): (Vec<_>, Vec<_>) = plans
-        .into_iter()
-        .filter(|p| p.name() == Some(name.as_str()))
-        .partition(|p| owned(ctx, p.tags()));
-    match (mine.len(), others.first()) {
-        (1, _) => Ok(mine.into_iter().next()),
-        (0, Some(other)) => Err(Error::not_owned(
-            format!("usage plan {} ({name})", other.id().unwrap_or_default()),
-            &ctx.env,
-        )),
-        (0, None) => Ok(None),
-        (n, _) => Err(Error::Invalid(format!(
-            "{n} usage plans named {name} carry payctl's tags for environment {}: delete the extra ones, then run `payctl up` again",
-            ctx.env
-        ))),
-    }
+    // Owned captures in `by_id`: see `support` on AsyncFn and Send.
+    let client = apigw;
+    let by_id = move |id: String| async move {
+        let id = id.as_str();
+        let call = client.get_usage_plan().usage_plan_id(id);
+        let out = call.send().await.map_err(aws("GetUsagePlan", id))?;
+        let plan = Plan::builder()
+            .set_id(out.id().map(str::to_string))
+            .set_name(out.name().map(str::to_string))
+            .set_api_stages(Some(out.api_stages().to_vec()))
+            .set_throttle(out.throttle().cloned())
+            .set_quota(out.quota().cloned())
+            .set_tags(out.tags().cloned());
+        Ok(Some(plan.build()))
+    };
+    let by_name = || async {
+        let plans: Vec<Plan> = all_items!(apigw.get_usage_plans(), "GetUsagePlans", &name)?;
+        let named = plans
+            .into_iter()
+            .filter(|p| p.name() == Some(name.as_str()));
+        ours_by_name(ctx, "usage plan", &name, named.collect())
+    };
+    find(ctx, ADDR, SERVICE, by_id, by_name).await
 }
 
 /// The ids of the keys in a plan (the listing also holds their values: only ids leave).
 async fn key_ids(ctx: &Ctx, plan: &str) -> Result<Vec<String>> {
-    let keys: Vec<aws_sdk_apigateway::types::UsagePlanKey> = ctx
-        .aws
-        .apigateway
-        .get_usage_plan_keys()
-        .usage_plan_id(plan)
-        .into_paginator()
-        .items()
-        .send()
-        .try_collect()
-        .await
-        .map_err(aws("GetUsagePlanKeys", plan))?;
+    let call = ctx.aws.apigateway.get_usage_plan_keys().usage_plan_id(plan);
+    let keys: Vec<aws_sdk_apigateway::types::UsagePlanKey> =
+        all_items!(call, "GetUsagePlanKeys", plan)?;
     Ok(keys
         .iter()
         .filter_map(|k| k.id().map(str::to_string))
@@ -184,6 +170,92 @@ fn want(ctx: &Ctx) -> Result<Want> {
     })
 }
 
+async fn create(ctx: &Ctx, name: &str, want: &Want) -> Result<String> {
+    let stage = ApiStage::builder().api_id(&want.api_id).stage(&want.stage);
+    let throttle = ThrottleSettings::builder()
+        .rate_limit(want.rate)
+        .burst_limit(want.burst);
+    let quota = QuotaSettings::builder()
+        .limit(want.daily_quota)
+        .offset(0)
+        .period(QuotaPeriodType::Day);
+    let out = ctx
+        .aws
+        .apigateway
+        .create_usage_plan()
+        .name(name)
+        .description(format!("Payment API clients ({})", ctx.env))
+        .api_stages(stage.build())
+        .throttle(throttle.build())
+        .quota(quota.build())
+        .set_tags(Some(tag_map(ctx)))
+        .send()
+        .await
+        .map_err(aws("CreateUsagePlan", name))?;
+    required(out.id(), "usage plan id")
+}
+
+/// The stages, throttle and quota of a plan payctl found, put back as patches.
+async fn converge_settings(ctx: &Ctx, plan: &Plan, want: &Want) -> Result<bool> {
+    let name = plan_name(ctx);
+    let id = plan.item_id();
+    let changes = plan_patches(plan, want).into_iter().map(|op| {
+        let old = current_value(plan, op.path().unwrap_or_default());
+        (op, old)
+    });
+    let send = async |ops: Vec<PatchOperation>| {
+        let call = ctx.aws.apigateway.update_usage_plan().usage_plan_id(id);
+        let call = call.set_patch_operations(Some(ops));
+        call.send().await.map_err(aws("UpdateUsagePlan", &name))?;
+        Ok(())
+    };
+    let what = format!("usage plan {name}");
+    apply_patches(ctx, ADDR, &what, changes.collect(), send).await
+}
+
+/// The client key in the plan: added when missing. True when it added it.
+async fn converge_key(ctx: &Ctx, plan_id: &str, key_id: &str) -> Result<bool> {
+    if key_ids(ctx, plan_id).await?.iter().any(|k| k == key_id)
+        || !ctx.apply(ADDR, "API key", "not attached", key_id)
+    {
+        return Ok(false);
+    }
+    let name = plan_name(ctx);
+    let call = ctx.aws.apigateway.create_usage_plan_key();
+    let call = call
+        .usage_plan_id(plan_id)
+        .key_id(key_id)
+        .key_type(KEY_TYPE);
+    let out = call.send().await;
+    out.map_err(aws("CreateUsagePlanKey", format!("{name} {key_id}")))?;
+    Ok(true)
+}
+
+/// Empties a plan before its deletion (AWS refuses to delete a plan that still has API
+/// stages): its keys, then its stages. NotFound is success.
+async fn empty(ctx: &Ctx, plan: &Plan) -> Result<()> {
+    let (apigw, name, id) = (&ctx.aws.apigateway, plan_name(ctx), plan.item_id());
+    for key in key_ids(ctx, id).await? {
+        let call = apigw.delete_usage_plan_key().usage_plan_id(id).key_id(&key);
+        let out = call.send().await;
+        SERVICE.found(out.map_err(aws("DeleteUsagePlanKey", format!("{name} {key}"))))?;
+    }
+    let detach = plan.api_stages().iter().map(|s| {
+        let stage = stage_ref(
+            s.api_id().unwrap_or_default(),
+            s.stage().unwrap_or_default(),
+        );
+        patch(Op::Remove, "/apiStages", Some(stage))
+    });
+    let detach: Vec<PatchOperation> = detach.collect();
+    if !detach.is_empty() {
+        let call = apigw.update_usage_plan().usage_plan_id(id);
+        let out = call.set_patch_operations(Some(detach)).send().await;
+        SERVICE.found(out.map_err(aws("UpdateUsagePlan", &name)))?;
+    }
+    Ok(())
+}
+
 #[async_trait]
 impl Resource for UsagePlan {
     fn kind(&self) -> &'static str {
@@ -195,175 +267,49 @@ impl Resource for UsagePlan {
     }
 
     async fn ensure(&self, ctx: &Ctx) -> Result<()> {
-        let apigw = &ctx.aws.apigateway;
         let name = plan_name(ctx);
         let want = want(ctx)?;
-        let key_id = ctx.state.id(super::api_key::ADDR).ok_or_else(|| {
-            Error::Invalid(format!(
-                "the API key is not in the state file ({}); run `payctl up` again",
-                super::api_key::ADDR
-            ))
-        })?;
-        let (plan_id, mut change) = match find(ctx).await? {
-            Some(plan) => {
+        let key_id = ctx.needed_id(super::api_key::ADDR)?;
+        let record = |id: &str| Record::new(KIND, id).attr("name", &name);
+        let (plan_id, change) = match lookup(ctx).await? {
+            Some(found) => {
+                let plan = &found.value;
                 let id = required(plan.id(), "usage plan id")?;
-                let known = ctx.state.id(ADDR).as_deref() == Some(id.as_str());
-                ctx.record(ADDR, Record::new(KIND, &id).attr("name", &name))
-                    .await?;
-                let mut change = if known {
-                    Change::Unchanged
-                } else {
-                    Change::Adopted
-                };
-                let ops = plan_patches(&plan, &want);
-                if ctx.planning() {
-                    for op in &ops {
-                        let path = op.path().unwrap_or("?");
-                        let new = op.value().unwrap_or("(removed)");
-                        ctx.apply(ADDR, path, current_value(&plan, path), new);
-                    }
-                } else if !ops.is_empty() {
-                    let paths: Vec<&str> = ops.iter().filter_map(|o| o.path()).collect();
-                    tracing::info!("usage plan {name}: setting {}", paths.join(", "));
-                    apigw
-                        .update_usage_plan()
-                        .usage_plan_id(&id)
-                        .set_patch_operations(Some(ops))
-                        .send()
-                        .await
-                        .map_err(aws("UpdateUsagePlan", &name))?;
-                    if change == Change::Unchanged {
-                        change = Change::Updated;
-                    }
-                }
-                (id, change)
+                let retagged =
+                    support::converge_tags(ctx, ADDR, &target(ctx, plan), plan.tags()).await?;
+                ctx.record(ADDR, record(&id)).await?;
+                let wrote = converge_settings(ctx, plan, &want).await?;
+                (id, found.change().updated_if(retagged || wrote))
             }
             None if !ctx.would_create(format!("{ADDR} ({name})")) => return Ok(()),
             None => {
-                let out = apigw
-                    .create_usage_plan()
-                    .name(&name)
-                    .description(format!("Payment API clients ({})", ctx.env))
-                    .api_stages(
-                        ApiStage::builder()
-                            .api_id(&want.api_id)
-                            .stage(&want.stage)
-                            .build(),
-                    )
-                    .throttle(
-                        ThrottleSettings::builder()
-                            .rate_limit(want.rate)
-                            .burst_limit(want.burst)
-                            .build(),
-                    )
-                    .quota(
-                        QuotaSettings::builder()
-                            .limit(want.daily_quota)
-                            .offset(0)
-                            .period(QuotaPeriodType::Day)
-                            .build(),
-                    )
-                    .set_tags(Some(tag_map(ctx)))
-                    .send()
-                    .await
-                    .map_err(aws("CreateUsagePlan", &name))?;
-                let id = required(out.id(), "usage plan id")?;
-                ctx.record(ADDR, Record::new(KIND, &id).attr("name", &name))
-                    .await?;
+                let id = create(ctx, &name, &want).await?;
+                ctx.record(ADDR, record(&id)).await?;
                 (id, Change::Created)
             }
         };
-        if !key_ids(ctx, &plan_id).await?.contains(&key_id)
-            && ctx.apply(ADDR, "API key", "not attached", &key_id)
-        {
-            apigw
-                .create_usage_plan_key()
-                .usage_plan_id(&plan_id)
-                .key_id(&key_id)
-                .key_type(KEY_TYPE)
-                .send()
-                .await
-                .map_err(aws("CreateUsagePlanKey", format!("{name} {key_id}")))?;
-            if change == Change::Unchanged {
-                change = Change::Updated;
-            }
-        }
-        ctx.record(
-            ADDR,
-            Record::new(KIND, &plan_id)
-                .attr("name", &name)
-                .attr("key_id", &key_id),
-        )
-        .await?;
+        let change = change.updated_if(converge_key(ctx, &plan_id, &key_id).await?);
+        ctx.record(ADDR, record(&plan_id).attr("key_id", &key_id))
+            .await?;
         ctx.report
             .note(change, format!("{ADDR} {plan_id} ({name})"));
         Ok(())
     }
 
     async fn delete(&self, ctx: &Ctx) -> Result<()> {
-        let apigw = &ctx.aws.apigateway;
         let name = plan_name(ctx);
-        let Some(plan) = find(ctx).await? else {
-            ctx.forget(ADDR).await?;
-            ctx.report.note(Change::Absent, ADDR);
-            return Ok(());
+        let Some(Found { value: plan, .. }) = lookup(ctx).await? else {
+            return ctx.forget_gone(ADDR).await;
         };
-        let id = required(plan.id(), "usage plan id")?;
-        for key in key_ids(ctx, &id).await? {
-            match apigw
-                .delete_usage_plan_key()
-                .usage_plan_id(&id)
-                .key_id(&key)
-                .send()
-                .await
-            {
-                Ok(_) => {}
-                Err(e)
-                    if e.as_service_error()
-                        .is_some_and(|s| s.is_not_found_exception()) => {}
-                Err(e) => return Err(aws("DeleteUsagePlanKey", format!("{name} {key}"))(e)),
-            }
-        }
-        let detach: Vec<PatchOperation> = plan
-            .api_stages()
-            .iter()
-            .map(|s| {
-                patch(
-                    Op::Remove,
-                    "/apiStages",
-                    Some(stage_ref(
-                        s.api_id().unwrap_or_default(),
-                        s.stage().unwrap_or_default(),
-                    )),
-                )
-            })
-            .collect();
-        if !detach.is_empty() {
-            match apigw
-                .update_usage_plan()
-                .usage_plan_id(&id)
-                .set_patch_operations(Some(detach))
-                .send()
-                .await
-            {
-                Ok(_) => {}
-                Err(e)
-                    if e.as_service_error()
-                        .is_some_and(|s| s.is_not_found_exception()) => {}
-                Err(e) => return Err(aws("UpdateUsagePlan", &name)(e)),
-            }
-        }
-        match apigw.delete_usage_plan().usage_plan_id(&id).send().await {
-            Ok(_) => {}
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|s| s.is_not_found_exception()) => {}
-            Err(e) => return Err(aws("DeleteUsagePlan", &name)(e)),
-        }
-        ctx.forget(ADDR).await?;
-        ctx.report
-            .note(Change::Deleted, format!("{ADDR} {id} ({name})"));
-        Ok(())
+        support::check_owned(ctx, &target(ctx, &plan), plan.tags())?;
+        empty(ctx, &plan).await?;
+        let id = plan.item_id();
+        let delete = async || {
+            let call = ctx.aws.apigateway.delete_usage_plan().usage_plan_id(id);
+            call.send().await.map_err(aws("DeleteUsagePlan", &name))
+        };
+        let what = format!("{id} ({name})");
+        ctx.delete_and_forget(ADDR, &what, SERVICE, delete).await
     }
 }
 

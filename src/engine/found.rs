@@ -10,6 +10,10 @@
 //! Lambda say the same). So a resource this run created is read again for up to
 //! [`CONSISTENCY_WAIT`] before NotFound means it is gone; one from an earlier run is gone
 //! at the first NotFound.
+//!
+//! The lookups take plain closures that return futures (`|id: String| async move {…}`),
+//! not async closures: an `AsyncFn` closure that borrows makes a kind's `async_trait`
+//! future fail the `Send` check (a rustc limitation, rust-lang/rust#139475).
 
 use super::Ctx;
 use super::gone::Service;

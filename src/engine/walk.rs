@@ -321,7 +321,7 @@ pub(crate) async fn test_ctx(dir: &std::path::Path) -> Arc<Ctx> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::engine::Ctx;
     use crate::error::Result;

@@ -11,7 +11,7 @@
 //! stage kind deploys only when the hash differs from the one its current deployment
 //! carries.
 
-use super::partition;
+use crate::api::partition;
 use crate::compute::{self, PROCESSOR, VALIDATOR};
 use crate::engine::Ctx;
 use crate::error::{Error, Result};
