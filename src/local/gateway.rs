@@ -3,8 +3,9 @@
 //! a request without the stack's API key in `x-api-key` (403 `Forbidden`), apply the
 //! usage plan's throttle (a token bucket of `burst` tokens refilled at `rate` per second;
 //! 429 `Too Many Requests`), turn the request into a REST API proxy event (stage,
-//! resource, path, headers, query string, request id, API key identity), run it in the
-//! function the integration names, and turn the function's proxy response back into
+//! resource, path, headers, query string, request id, API key identity; built as
+//! `aws_lambda_events`' `ApiGatewayProxyRequest`, the type the functions deserialize),
+//! run it in the function the integration names, and turn the function's proxy response back into
 //! HTTP. A function that fails, crashes or times out gives 502 `Internal server error`,
 //! as API Gateway answers for a failed Lambda invocation; an unknown route gives 403
 //! `Missing Authentication Token`, as a REST API does.
@@ -15,9 +16,15 @@
 use super::deployed::{Deployed, Route, Throttle};
 use super::http::{Request, Response};
 use super::runtime::{Function, Outcome};
+use aws_lambda_events::apigw::{
+    ApiGatewayProxyRequest, ApiGatewayProxyRequestContext, ApiGatewayRequestIdentity,
+};
+use aws_lambda_events::query_map::QueryMap;
 use base64::Engine;
-use serde_json::{Map, Value, json};
-use std::collections::BTreeMap;
+use hyper::header::HeaderValue;
+use hyper::{HeaderMap, Method};
+use serde_json::{Value, json};
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Mutex;
 use std::time::Instant;
 
@@ -138,9 +145,19 @@ impl Gateway {
         let Some(function) = self.functions.get(&route.function_arn) else {
             return (message(502, "Internal server error"), None);
         };
-        let event = proxy_event(&self.deployed, route, req, key, request_id);
-        let outcome = function.invoke(event.to_string().into_bytes()).await;
         let name = Some(function.name().to_string());
+        let event = proxy_event(&self.deployed, route, req, key, request_id);
+        let payload = match serde_json::to_vec(&event) {
+            Ok(p) => p,
+            Err(e) => {
+                tracing::error!(
+                    "{}: the proxy event cannot be written: {e}",
+                    function.name()
+                );
+                return (message(502, "Internal server error"), name);
+            }
+        };
+        let outcome = function.invoke(payload).await;
         match outcome {
             Outcome::Response(body) => match proxy_response(&body) {
                 Ok(resp) => (resp, name),
@@ -160,27 +177,44 @@ impl Gateway {
     }
 }
 
-/// `a=1&b=x%20y` → single- and multi-value maps (None when there is no query string).
-fn query_maps(query: &str) -> (Value, Value) {
-    if query.is_empty() {
-        return (Value::Null, Value::Null);
-    }
+/// `a=1&b=x%20y` → the single-value map (the last value of each name, as API Gateway
+/// gives) and the multi-value map (every value, in order).
+fn query_maps(query: &str) -> (QueryMap, QueryMap) {
     let decode = |s: &str| {
         percent_encoding::percent_decode_str(&s.replace('+', " "))
             .decode_utf8_lossy()
             .into_owned()
     };
-    let (mut single, mut multi) = (Map::new(), Map::new());
+    let (mut single, mut multi) = (HashMap::new(), HashMap::<String, Vec<String>>::new());
     for pair in query.split('&').filter(|p| !p.is_empty()) {
         let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
         let (k, v) = (decode(k), decode(v));
-        single.insert(k.clone(), Value::String(v.clone()));
-        let entry = multi.entry(k).or_insert_with(|| Value::Array(Vec::new()));
-        if let Value::Array(values) = entry {
-            values.push(Value::String(v));
-        }
+        single.insert(k.clone(), v.clone());
+        multi.entry(k).or_default().push(v);
     }
-    (Value::Object(single), Value::Object(multi))
+    (QueryMap::from(single), QueryMap::from(multi))
+}
+
+/// The request's headers as the event carries them: `headers` with the last value of
+/// each name (as API Gateway gives), `multiValueHeaders` with every value. A value that
+/// is not UTF-8 is passed on with replacement characters.
+fn header_maps(req: &Request) -> (HeaderMap, HeaderMap) {
+    let (mut single, mut multi) = (HeaderMap::new(), HeaderMap::new());
+    for (name, value) in &req.headers {
+        let value = match std::str::from_utf8(value.as_bytes()) {
+            Ok(_) => value.clone(),
+            Err(_) => {
+                let text = String::from_utf8_lossy(value.as_bytes()).into_owned();
+                match HeaderValue::from_bytes(text.as_bytes()) {
+                    Ok(v) => v,
+                    Err(_) => continue,
+                }
+            }
+        };
+        single.insert(name.clone(), value.clone());
+        multi.append(name.clone(), value);
+    }
+    (single, multi)
 }
 
 /// The REST API (v1) Lambda proxy event for `req` on `route`.
@@ -190,69 +224,57 @@ pub fn proxy_event(
     req: &Request,
     api_key: Option<&str>,
     request_id: &str,
-) -> Value {
-    let (mut headers, mut multi) = (Map::new(), Map::new());
-    for (k, v) in &req.headers {
-        headers.insert(k.clone(), Value::String(v.clone()));
-        let entry = multi
-            .entry(k.clone())
-            .or_insert_with(|| Value::Array(Vec::new()));
-        if let Value::Array(values) = entry {
-            values.push(Value::String(v.clone()));
-        }
-    }
+) -> ApiGatewayProxyRequest {
+    let method = Method::from_bytes(route.method.as_bytes()).unwrap_or(Method::GET);
+    let now = chrono::Utc::now();
+    let mut identity = ApiGatewayRequestIdentity::default();
+    identity.source_ip = Some(req.peer.ip().to_string());
+    identity.user_agent = req.header("user-agent").map(str::to_string);
+    identity.api_key = api_key.map(str::to_string);
+    identity.api_key_id = api_key.map(|_| d.api_key_id.clone());
+
+    let mut context = ApiGatewayProxyRequestContext::default();
+    context.resource_id = Some(route.resource_id.clone());
+    context.resource_path = Some(route.path.clone());
+    context.http_method = method.clone();
+    context.request_time = Some(now.format("%d/%b/%Y:%H:%M:%S +0000").to_string());
+    context.request_time_epoch = now.timestamp_millis();
+    context.path = Some(format!("/{}{}", d.stage, route.path));
+    context.account_id = Some(d.account_id.clone());
+    context.protocol = Some("HTTP/1.1".to_string());
+    context.stage = Some(d.stage.clone());
+    context.domain_prefix = Some(d.api_id.clone());
+    context.request_id = Some(request_id.to_string());
+    context.identity = identity;
+    context.domain_name = Some(
+        req.header("host")
+            .map(str::to_string)
+            .unwrap_or_else(|| format!("{}.execute-api.{}.amazonaws.com", d.api_id, d.region)),
+    );
+    context.apiid = Some(d.api_id.clone());
+
+    let (headers, multi_value_headers) = header_maps(req);
     let (query, multi_query) = query_maps(req.query());
     let (body, base64) = match (req.body.is_empty(), std::str::from_utf8(&req.body)) {
-        (true, _) => (Value::Null, false),
-        (false, Ok(text)) => (Value::String(text.to_string()), false),
+        (true, _) => (None, false),
+        (false, Ok(text)) => (Some(text.to_string()), false),
         (false, Err(_)) => (
-            Value::String(base64::engine::general_purpose::STANDARD.encode(&req.body)),
+            Some(base64::engine::general_purpose::STANDARD.encode(&req.body)),
             true,
         ),
     };
-    let now = chrono::Utc::now();
-    let domain = req
-        .header("host")
-        .map(str::to_string)
-        .unwrap_or_else(|| format!("{}.execute-api.{}.amazonaws.com", d.api_id, d.region));
-    json!({
-        "resource": route.path,
-        "path": route.path,
-        "httpMethod": route.method,
-        "headers": headers,
-        "multiValueHeaders": multi,
-        "queryStringParameters": query,
-        "multiValueQueryStringParameters": multi_query,
-        "pathParameters": null,
-        "stageVariables": null,
-        "requestContext": {
-            "resourceId": route.resource_id,
-            "resourcePath": route.path,
-            "httpMethod": route.method,
-            "extendedRequestId": request_id,
-            "requestTime": now.format("%d/%b/%Y:%H:%M:%S +0000").to_string(),
-            "path": format!("/{}{}", d.stage, route.path),
-            "accountId": d.account_id,
-            "protocol": "HTTP/1.1",
-            "stage": d.stage,
-            "domainPrefix": d.api_id,
-            "requestTimeEpoch": now.timestamp_millis(),
-            "requestId": request_id,
-            "identity": {
-                "sourceIp": req.peer.ip().to_string(),
-                "userAgent": req.header("user-agent"),
-                "apiKey": api_key,
-                "apiKeyId": api_key.map(|_| d.api_key_id.clone()),
-                "accessKey": null, "accountId": null, "caller": null, "cognitoAuthenticationProvider": null,
-                "cognitoAuthenticationType": null, "cognitoIdentityId": null, "cognitoIdentityPoolId": null,
-                "principalOrgId": null, "user": null, "userArn": null,
-            },
-            "domainName": domain,
-            "apiId": d.api_id,
-        },
-        "body": body,
-        "isBase64Encoded": base64,
-    })
+    let mut event = ApiGatewayProxyRequest::default();
+    event.resource = Some(route.path.clone());
+    event.path = Some(route.path.clone());
+    event.http_method = method;
+    event.headers = headers;
+    event.multi_value_headers = multi_value_headers;
+    event.query_string_parameters = query;
+    event.multi_value_query_string_parameters = multi_query;
+    event.request_context = context;
+    event.body = body;
+    event.is_base64_encoded = base64;
+    event
 }
 
 /// A Lambda proxy response (`statusCode`, `headers`, `multiValueHeaders`, `body`,
@@ -352,8 +374,90 @@ mod tests {
     #[test]
     fn query_strings_are_decoded() {
         let (single, multi) = query_maps("a=1&b=x%20y&a=2");
-        assert_eq!(single, json!({"a": "2", "b": "x y"}));
-        assert_eq!(multi, json!({"a": ["1", "2"], "b": ["x y"]}));
-        assert_eq!(query_maps(""), (Value::Null, Value::Null));
+        assert_eq!(
+            (single.all("a"), single.first("b")),
+            (Some(vec!["2"]), Some("x y"))
+        );
+        assert_eq!(
+            (multi.all("a"), multi.all("b")),
+            (Some(vec!["1", "2"]), Some(vec!["x y"]))
+        );
+        let (single, multi) = query_maps("");
+        assert!(single.is_empty() && multi.is_empty());
+    }
+
+    fn deployed() -> Deployed {
+        Deployed {
+            env: "dev".into(),
+            region: "us-east-1".into(),
+            account_id: "123456789012".into(),
+            api_id: "abc123".into(),
+            stage: "dev".into(),
+            routes: Vec::new(),
+            functions: BTreeMap::new(),
+            api_key_id: "key-id".into(),
+            api_key: super::super::deployed::Secret("k".into()),
+            throttle: None,
+            stream: None,
+            queue: None,
+        }
+    }
+
+    #[test]
+    fn the_proxy_event_is_what_api_gateway_sends_and_the_functions_read() {
+        let route = Route {
+            method: "POST".into(),
+            path: "/validate".into(),
+            resource_id: "r1".into(),
+            function_arn: "arn:aws:lambda:us-east-1:123456789012:function:v".into(),
+            api_key_required: true,
+        };
+        let mut headers = HeaderMap::new();
+        headers.append("x-api-key", HeaderValue::from_static("k"));
+        headers.append("x-twice", HeaderValue::from_static("one"));
+        headers.append("x-twice", HeaderValue::from_static("two"));
+        headers.append("host", HeaderValue::from_static("127.0.0.1:8080"));
+        let req = Request {
+            method: "POST".into(),
+            target: "/dev/validate?a=1&a=2".into(),
+            headers,
+            body: br#"{"amount":"1.00"}"#.to_vec(),
+            peer: "127.0.0.1:5555".parse().unwrap(),
+        };
+        let event = proxy_event(&deployed(), &route, &req, Some("k"), "req-1");
+        let v = serde_json::to_value(&event).unwrap();
+        assert_eq!(v["resource"], "/validate");
+        assert_eq!(v["httpMethod"], "POST");
+        assert_eq!(v["headers"]["x-twice"], "two");
+        assert_eq!(v["multiValueHeaders"]["x-twice"], json!(["one", "two"]));
+        assert_eq!(v["queryStringParameters"], json!({"a": "2"}));
+        assert_eq!(
+            v["multiValueQueryStringParameters"],
+            json!({"a": ["1", "2"]})
+        );
+        assert_eq!(v["body"], r#"{"amount":"1.00"}"#);
+        assert_eq!(v["isBase64Encoded"], false);
+        let ctx = &v["requestContext"];
+        assert_eq!(ctx["path"], "/dev/validate");
+        assert_eq!(ctx["requestId"], "req-1");
+        assert_eq!(ctx["domainName"], "127.0.0.1:8080");
+        assert_eq!(ctx["identity"]["apiKey"], "k");
+        assert_eq!(ctx["identity"]["apiKeyId"], "key-id");
+        assert_eq!(ctx["identity"]["sourceIp"], "127.0.0.1");
+        // What the functions deserialize it into.
+        let back: ApiGatewayProxyRequest = serde_json::from_value(v).unwrap();
+        assert_eq!(back, event);
+
+        // A body that is not UTF-8 travels as base64.
+        let req = Request {
+            body: vec![0xff, 0x00],
+            ..req
+        };
+        let v = serde_json::to_value(proxy_event(&deployed(), &route, &req, None, "r")).unwrap();
+        assert_eq!(
+            (&v["body"], &v["isBase64Encoded"]),
+            (&json!("/wA="), &json!(true))
+        );
+        assert_eq!(v["requestContext"]["identity"]["apiKey"], Value::Null);
     }
 }

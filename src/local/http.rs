@@ -1,37 +1,94 @@
-//! A small HTTP/1.1 server for the local API, the Runtime API and the credentials
-//! endpoint: keep-alive connections, `Content-Length` and chunked request bodies, one
-//! request at a time per connection (what curl, browsers and the Lambda runtime client
-//! send). Requests are parsed with `httparse`; bodies above [`MAX_BODY`] are refused.
+//! The HTTP/1.1 server under the local API, the Runtime API and the credentials endpoint,
+//! on hyper 1 (with hyper-util's Tokio glue): the HTTP stack the AWS SDK already brings,
+//! so request parsing, chunked decoding and keep-alive are hyper's, not ours.
 //!
-//! A handler is any `Fn(Request) -> Future<Output = Response>`; long polls simply take
-//! their time. Every connection task is aborted when the server's task is dropped.
+//! A handler is any `Fn(Request) -> Future<Output = Response>` and gets the request whole
+//! (head and body); long polls simply take their time. Every connection task is aborted
+//! when the server's task is dropped or aborted.
+//!
+//! Limits ([`Limits`], defaults in brackets):
+//! - the request head: at most [`MAX_HEADER_BYTES`] bytes (64 KiB) and [`MAX_HEADERS`]
+//!   header lines (100); hyper answers a larger head with 431 and closes the connection;
+//! - the body: at most [`MAX_BODY`] (10 MB, API Gateway's payload limit). A
+//!   `Content-Length` above it is answered 413 before any of the body is read; a chunked
+//!   body is capped while it streams (413 once it passes the cap). Chunk-size lines and
+//!   chunk extensions are bounded by hyper's decoder (a malformed or overflowing one is a
+//!   400), and the whole body must arrive within [`BODY_TIMEOUT`] (60 s, else 408);
+//! - `Expect: 100-continue`: hyper sends `100 Continue` when the body is first read, and
+//!   the body is read only once the request passed the checks above, so a client told
+//!   413 never sends its body. Any other expectation is answered 417;
+//! - idle connections: a connection that has not sent a complete request head within
+//!   [`IDLE_TIMEOUT`] (60 s) of opening, or of its previous response, is closed (hyper's
+//!   header read timeout, which also ends a client that sends its head too slowly).
+//!
+//! Every refusal by the server itself closes the connection (`connection: close`).
 
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
+use hyper::body::{Body, Incoming};
+use hyper::header::{
+    CONNECTION, CONTENT_LENGTH, EXPECT, HeaderName, HeaderValue, TRANSFER_ENCODING,
+};
+use hyper::{HeaderMap, StatusCode};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use std::convert::Infallible;
 use std::future::Future;
+use std::net::SocketAddr;
 use std::sync::Arc;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use std::time::Duration;
+use tokio::net::TcpListener;
 
 /// API Gateway's payload limit (10 MB), also ample for the Runtime API.
 pub const MAX_BODY: usize = 10 * 1024 * 1024;
-const MAX_HEAD: usize = 64 * 1024;
+/// The request line and headers, in bytes.
+pub const MAX_HEADER_BYTES: usize = 64 * 1024;
+/// Header lines per request (hyper's default).
+pub const MAX_HEADERS: usize = 100;
+/// How long a connection may stay without a complete request head.
+pub const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long the whole body of a request may take to arrive.
+pub const BODY_TIMEOUT: Duration = Duration::from_secs(60);
+/// hyper's smallest read buffer.
+const MIN_BUF: usize = 8192;
+
+/// What one server accepts; [`Limits::default`] is what every payctl server uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    pub max_body: usize,
+    pub max_header_bytes: usize,
+    pub max_headers: usize,
+    pub idle_timeout: Duration,
+    pub body_timeout: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_body: MAX_BODY,
+            max_header_bytes: MAX_HEADER_BYTES,
+            max_headers: MAX_HEADERS,
+            idle_timeout: IDLE_TIMEOUT,
+            body_timeout: BODY_TIMEOUT,
+        }
+    }
+}
 
 #[derive(Debug, Clone)]
 pub struct Request {
     pub method: String,
     /// The request target as sent: path and query string.
     pub target: String,
-    pub headers: Vec<(String, String)>,
+    /// Names are lower case (HTTP/1.1 names are case-insensitive; hyper folds them).
+    pub headers: HeaderMap,
     pub body: Vec<u8>,
     /// The client's address.
-    pub peer: std::net::SocketAddr,
+    pub peer: SocketAddr,
 }
 
 impl Request {
+    /// The first value of header `name` (any case), if it is visible ASCII.
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
+        self.headers.get(name).and_then(|v| v.to_str().ok())
     }
 
     /// The path without the query string.
@@ -72,44 +129,59 @@ impl Response {
     }
 }
 
-/// The reason phrase for the statuses this server sends.
-fn reason(status: u16) -> &'static str {
-    match status {
-        200 => "OK",
-        201 => "Created",
-        202 => "Accepted",
-        204 => "No Content",
-        400 => "Bad Request",
-        403 => "Forbidden",
-        404 => "Not Found",
-        409 => "Conflict",
-        413 => "Payload Too Large",
-        429 => "Too Many Requests",
-        500 => "Internal Server Error",
-        502 => "Bad Gateway",
-        503 => "Service Unavailable",
-        504 => "Gateway Timeout",
-        _ => "Status",
-    }
-}
-
-/// Accepts connections on `listener` and answers each request with `handler`, until the
-/// returned task is aborted (which also ends every open connection).
+/// Accepts connections on `listener` and answers each request with `handler`, within
+/// the default [`Limits`], until the returned task is aborted (which also ends every
+/// open connection).
 pub fn serve<H, F>(listener: TcpListener, handler: H) -> tokio::task::JoinHandle<()>
 where
     H: Fn(Request) -> F + Send + Sync + 'static,
     F: Future<Output = Response> + Send + 'static,
 {
+    serve_with(listener, Limits::default(), handler)
+}
+
+/// [`serve`] within `limits`.
+pub fn serve_with<H, F>(
+    listener: TcpListener,
+    limits: Limits,
+    handler: H,
+) -> tokio::task::JoinHandle<()>
+where
+    H: Fn(Request) -> F + Send + Sync + 'static,
+    F: Future<Output = Response> + Send + 'static,
+{
     let handler = Arc::new(handler);
+    let mut http = hyper::server::conn::http1::Builder::new();
+    http.timer(TokioTimer::new())
+        .header_read_timeout(limits.idle_timeout)
+        .keep_alive(true)
+        .max_buf_size(limits.max_header_bytes.max(MIN_BUF))
+        .max_header_size(limits.max_header_bytes)
+        .max_headers(limits.max_headers);
     tokio::spawn(async move {
         let mut conns = tokio::task::JoinSet::new();
         loop {
             tokio::select! {
                 accepted = listener.accept() => {
-                    let Ok((conn, peer)) = accepted else { continue };
+                    let (stream, peer) = match accepted {
+                        Ok(a) => a,
+                        Err(e) => {
+                            // Out of descriptors, say: wait rather than spin.
+                            tracing::debug!("accept: {e}");
+                            tokio::time::sleep(Duration::from_millis(50)).await;
+                            continue;
+                        }
+                    };
                     let handler = handler.clone();
+                    let service = hyper::service::service_fn(move |req| {
+                        let handler = handler.clone();
+                        async move {
+                            Ok::<_, Infallible>(answer(req, peer, limits, handler.as_ref()).await)
+                        }
+                    });
+                    let conn = http.serve_connection(TokioIo::new(stream), service);
                     conns.spawn(async move {
-                        if let Err(e) = connection(conn, peer, handler.as_ref()).await {
+                        if let Err(e) = conn.await {
                             tracing::trace!("connection from {peer}: {e}");
                         }
                     });
@@ -121,213 +193,97 @@ where
     })
 }
 
-async fn connection<H, F>(
-    mut conn: TcpStream,
-    peer: std::net::SocketAddr,
+/// The server's own refusal: a JSON message, and the connection ends after it.
+fn refusal(status: u16, message: &str) -> hyper::Response<Full<Bytes>> {
+    into_hyper(
+        Response::json(status, &serde_json::json!({ "message": message }))
+            .header("connection", "close"),
+    )
+}
+
+/// A refusal decided from the head alone, before the body is read (and so before hyper
+/// sends `100 Continue`).
+fn refuse_early(req: &hyper::Request<Incoming>, limits: &Limits) -> Option<(u16, &'static str)> {
+    if let Some(expect) = req.headers().get(EXPECT)
+        && !expect.as_bytes().eq_ignore_ascii_case(b"100-continue")
+    {
+        return Some((417, "Expectation Failed"));
+    }
+    // hyper has checked Content-Length; the body's size hint is its value.
+    let declared = req.body().size_hint().lower();
+    if declared > limits.max_body as u64 {
+        return Some((413, "Request Too Long"));
+    }
+    None
+}
+
+async fn answer<H, F>(
+    req: hyper::Request<Incoming>,
+    peer: SocketAddr,
+    limits: Limits,
     handler: &H,
-) -> std::io::Result<()>
+) -> hyper::Response<Full<Bytes>>
 where
     H: Fn(Request) -> F,
     F: Future<Output = Response>,
 {
-    let mut buf = Vec::new();
-    loop {
-        let req = match read_request(&mut conn, &mut buf, peer).await {
-            Ok(Some(req)) => req,
-            Ok(None) => return Ok(()),
-            Err(ReadError::TooLarge) => {
-                let resp = Response::json(413, &serde_json::json!({"message": "Request Too Long"}));
-                return write_response(&mut conn, &resp, true).await;
-            }
-            Err(ReadError::Malformed(why)) => {
-                let resp = Response::json(400, &serde_json::json!({"message": why}));
-                return write_response(&mut conn, &resp, true).await;
-            }
-            Err(ReadError::Io(e)) => return Err(e),
-        };
-        let close = req
-            .header("connection")
-            .is_some_and(|v| v.eq_ignore_ascii_case("close"));
-        let resp = handler(req).await;
-        write_response(&mut conn, &resp, close).await?;
-        if close {
-            return Ok(());
-        }
+    if let Some((status, message)) = refuse_early(&req, &limits) {
+        return refusal(status, message);
     }
-}
-
-pub async fn write_response(
-    conn: &mut TcpStream,
-    resp: &Response,
-    close: bool,
-) -> std::io::Result<()> {
-    let mut head = format!("HTTP/1.1 {} {}\r\n", resp.status, reason(resp.status));
-    for (k, v) in &resp.headers {
-        // Header values come from functions' responses: no line breaks may pass.
-        if k.contains(['\r', '\n', ':']) || v.contains(['\r', '\n']) {
-            continue;
+    let (parts, body) = req.into_parts();
+    let read = Limited::new(body, limits.max_body).collect();
+    let body = match tokio::time::timeout(limits.body_timeout, read).await {
+        Ok(Ok(collected)) => collected.to_bytes(),
+        Ok(Err(e)) if e.downcast_ref::<LengthLimitError>().is_some() => {
+            return refusal(413, "Request Too Long");
         }
-        head.push_str(&format!("{k}: {v}\r\n"));
-    }
-    head.push_str(&format!("content-length: {}\r\n", resp.body.len()));
-    head.push_str(if close {
-        "connection: close\r\n\r\n"
-    } else {
-        "connection: keep-alive\r\n\r\n"
-    });
-    conn.write_all(head.as_bytes()).await?;
-    conn.write_all(&resp.body).await?;
-    conn.flush().await?;
-    if close {
-        conn.shutdown().await?;
-    }
-    Ok(())
-}
-
-#[derive(Debug)]
-enum ReadError {
-    Io(std::io::Error),
-    TooLarge,
-    Malformed(&'static str),
-}
-
-impl From<std::io::Error> for ReadError {
-    fn from(e: std::io::Error) -> Self {
-        ReadError::Io(e)
-    }
-}
-
-async fn read_more(conn: &mut TcpStream, buf: &mut Vec<u8>) -> Result<(), ReadError> {
-    let mut chunk = [0u8; 16 * 1024];
-    let n = conn.read(&mut chunk).await?;
-    if n == 0 {
-        return Err(ReadError::Io(std::io::ErrorKind::UnexpectedEof.into()));
-    }
-    buf.extend_from_slice(&chunk[..n]);
-    Ok(())
-}
-
-fn find(buf: &[u8], from: usize, needle: &[u8]) -> Option<usize> {
-    buf.get(from..)?
-        .windows(needle.len())
-        .position(|w| w == needle)
-        .map(|p| from + p)
-}
-
-/// Reads one request (head and body) and leaves any bytes after it in `buf`. `None`
-/// when the client closed the connection between requests.
-async fn read_request(
-    conn: &mut TcpStream,
-    buf: &mut Vec<u8>,
-    peer: std::net::SocketAddr,
-) -> Result<Option<Request>, ReadError> {
-    let (head_len, method, target, headers) = loop {
-        let mut slots = [httparse::EMPTY_HEADER; 64];
-        let mut parsed = httparse::Request::new(&mut slots);
-        match parsed.parse(buf) {
-            Ok(httparse::Status::Complete(len)) => {
-                let headers: Vec<(String, String)> = parsed
-                    .headers
-                    .iter()
-                    .map(|h| {
-                        (
-                            h.name.to_string(),
-                            String::from_utf8_lossy(h.value).into_owned(),
-                        )
-                    })
-                    .collect();
-                break (
-                    len,
-                    parsed.method.unwrap_or_default().to_string(),
-                    parsed.path.unwrap_or_default().to_string(),
-                    headers,
-                );
-            }
-            Ok(httparse::Status::Partial) => {}
-            Err(_) => return Err(ReadError::Malformed("malformed request")),
+        Ok(Err(e)) => {
+            tracing::debug!("request body from {peer}: {e}");
+            return refusal(400, "Malformed request body");
         }
-        if buf.len() > MAX_HEAD {
-            return Err(ReadError::TooLarge);
-        }
-        match read_more(conn, buf).await {
-            Ok(()) => {}
-            Err(ReadError::Io(e)) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
-                return if buf.is_empty() {
-                    Ok(None)
-                } else {
-                    Err(ReadError::Io(e))
-                };
-            }
-            Err(e) => return Err(e),
-        }
+        Err(_) => return refusal(408, "Request Timeout"),
     };
-    let mut req = Request {
-        method,
+    let target = match parts.uri.path_and_query() {
+        Some(p) => p.as_str().to_string(),
+        None => parts.uri.to_string(),
+    };
+    let request = Request {
+        method: parts.method.as_str().to_string(),
         target,
-        headers,
-        body: Vec::new(),
+        headers: parts.headers,
+        body: Vec::from(body),
         peer,
     };
-    let mut pos = head_len;
-    let chunked = req
-        .header("transfer-encoding")
-        .is_some_and(|v| v.to_ascii_lowercase().contains("chunked"));
-    if chunked {
-        loop {
-            let line_end = loop {
-                if let Some(e) = find(buf, pos, b"\r\n") {
-                    break e;
-                }
-                read_more(conn, buf).await?;
-            };
-            let size_text = String::from_utf8_lossy(&buf[pos..line_end]).into_owned();
-            let size_hex = size_text.split(';').next().unwrap_or_default().trim();
-            let size = usize::from_str_radix(size_hex, 16)
-                .map_err(|_| ReadError::Malformed("malformed chunk size"))?;
-            pos = line_end + 2;
-            if req.body.len() + size > MAX_BODY {
-                return Err(ReadError::TooLarge);
-            }
-            if size == 0 {
-                // Trailers (ignored), up to the empty line.
-                loop {
-                    let e = loop {
-                        if let Some(e) = find(buf, pos, b"\r\n") {
-                            break e;
-                        }
-                        read_more(conn, buf).await?;
-                    };
-                    let empty = e == pos;
-                    pos = e + 2;
-                    if empty {
-                        break;
-                    }
-                }
-                break;
-            }
-            while buf.len() < pos + size + 2 {
-                read_more(conn, buf).await?;
-            }
-            req.body.extend_from_slice(&buf[pos..pos + size]);
-            pos += size + 2;
-        }
-    } else {
-        let length: usize = match req.header("content-length") {
-            None => 0,
-            Some(v) => v
-                .trim()
-                .parse()
-                .map_err(|_| ReadError::Malformed("malformed content-length"))?,
-        };
-        if length > MAX_BODY {
-            return Err(ReadError::TooLarge);
-        }
-        while buf.len() < pos + length {
-            read_more(conn, buf).await?;
-        }
-        req.body = buf[pos..pos + length].to_vec();
-        pos += length;
-    }
-    buf.drain(..pos);
-    Ok(Some(req))
+    into_hyper(handler(request).await)
 }
+
+/// The handler's response for hyper. Header names or values that HTTP does not allow
+/// (line breaks, say, from a function's response) are left out; the framing headers are
+/// hyper's to write.
+fn into_hyper(resp: Response) -> hyper::Response<Full<Bytes>> {
+    let mut out = hyper::Response::new(Full::new(Bytes::from(resp.body)));
+    *out.status_mut() = StatusCode::from_u16(resp.status)
+        .ok()
+        .filter(|s| !s.is_informational())
+        .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    for (name, value) in resp.headers {
+        let (Ok(name), Ok(value)) = (
+            HeaderName::from_bytes(name.as_bytes()),
+            HeaderValue::from_bytes(value.as_bytes()),
+        ) else {
+            continue;
+        };
+        if name == CONTENT_LENGTH || name == TRANSFER_ENCODING {
+            continue;
+        }
+        if name == CONNECTION && !value.as_bytes().eq_ignore_ascii_case(b"close") {
+            continue;
+        }
+        out.headers_mut().append(name, value);
+    }
+    out
+}
+
+#[cfg(test)]
+#[path = "http_tests.rs"]
+mod tests;

@@ -8,7 +8,7 @@
 //! - [`stream`] and [`queue`]: the event sources (table stream → audit logger, retry
 //!   queue → processor);
 //! - [`database`]: the processor's local PostgreSQL and its credentials;
-//! - [`http`]: the small HTTP/1.1 server under all of them.
+//! - [`http`]: the HTTP/1.1 server under all of them (hyper, with limits and timeouts).
 //!
 //! The functions talk to whatever payctl's SDK configuration points at (the emulator or
 //! AWS): they get payctl's resolved credentials, the state's region and payctl's

@@ -1,5 +1,6 @@
 //! The retry queue → the processor, as the deployed event source mapping does it: long
-//! polls of up to the mapping's batch size, each batch delivered as an SQS event; with
+//! polls of up to the mapping's batch size, each batch delivered as an SQS event (an
+//! `aws_lambda_events` `SqsEvent`, the type the processor deserializes); with
 //! partial batch failures only the reported messages stay on the queue, the others are
 //! deleted; when the function fails, crashes or times out, the whole batch stays.
 //!
@@ -10,8 +11,10 @@
 
 use super::deployed::QueueSource;
 use super::runtime::{Function, Outcome};
+use aws_lambda_events::encodings::Base64Data;
+use aws_lambda_events::sqs::{SqsEvent, SqsMessage, SqsMessageAttribute};
 use aws_sdk_sqs::types::{DeleteMessageBatchRequestEntry, Message, MessageSystemAttributeName};
-use serde_json::{Map, Value, json};
+use serde_json::Value;
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 use tokio::sync::watch;
@@ -26,36 +29,49 @@ pub struct QueuePoller {
 }
 
 /// One message as a Lambda SQS event record.
-pub fn event_record(m: &Message, queue_arn: &str, region: &str) -> Value {
-    let attributes: Map<String, Value> = m
+pub fn event_record(m: &Message, queue_arn: &str, region: &str) -> SqsMessage {
+    let mut record = SqsMessage::default();
+    record.message_id = m.message_id().map(str::to_string);
+    record.receipt_handle = m.receipt_handle().map(str::to_string);
+    record.body = Some(m.body().unwrap_or_default().to_string());
+    record.md5_of_body = Some(m.md5_of_body().unwrap_or_default().to_string());
+    record.md5_of_message_attributes = m.md5_of_message_attributes().map(str::to_string);
+    record.attributes = m
         .attributes()
         .into_iter()
         .flatten()
-        .map(|(k, v)| (k.as_str().to_string(), Value::String(v.clone())))
+        .map(|(k, v)| (k.as_str().to_string(), v.clone()))
         .collect();
-    let message_attributes: Map<String, Value> = m
+    record.message_attributes = m
         .message_attributes()
         .into_iter()
         .flatten()
         .map(|(k, v)| {
-            (
-                k.clone(),
-                json!({"stringValue": v.string_value(), "dataType": v.data_type(),
-                       "stringListValues": [], "binaryListValues": []}),
-            )
+            let mut attribute = SqsMessageAttribute::default();
+            attribute.string_value = v.string_value().map(str::to_string);
+            attribute.binary_value = v.binary_value().map(|b| {
+                let mut data = Base64Data::default();
+                data.extend_from_slice(b.as_ref());
+                data
+            });
+            attribute.data_type = Some(v.data_type().to_string());
+            (k.clone(), attribute)
         })
         .collect();
-    json!({
-        "messageId": m.message_id(),
-        "receiptHandle": m.receipt_handle(),
-        "body": m.body().unwrap_or_default(),
-        "attributes": attributes,
-        "messageAttributes": message_attributes,
-        "md5OfBody": m.md5_of_body().unwrap_or_default(),
-        "eventSource": "aws:sqs",
-        "eventSourceARN": queue_arn,
-        "awsRegion": region,
-    })
+    record.event_source = Some("aws:sqs".to_string());
+    record.event_source_arn = Some(queue_arn.to_string());
+    record.aws_region = Some(region.to_string());
+    record
+}
+
+/// The SQS event for a batch, as the function receives it.
+pub fn event(messages: &[Message], queue_arn: &str, region: &str) -> SqsEvent {
+    let mut event = SqsEvent::default();
+    event.records = messages
+        .iter()
+        .map(|m| event_record(m, queue_arn, region))
+        .collect();
+    event
 }
 
 /// The ids of the messages that failed, by the function's outcome.
@@ -139,11 +155,12 @@ impl QueuePoller {
 
     async fn deliver(&self, messages: &[Message]) {
         let name = self.function.name().to_string();
-        let event = json!({"Records": messages
-            .iter()
-            .map(|m| event_record(m, &self.source.queue_arn, &self.region))
-            .collect::<Vec<_>>()});
-        let outcome = self.function.invoke(event.to_string().into_bytes()).await;
+        let event = event(messages, &self.source.queue_arn, &self.region);
+        let outcome = match serde_json::to_vec(&event) {
+            Ok(payload) => self.function.invoke(payload).await,
+            // Not reached: the event holds strings and byte vectors only.
+            Err(e) => Outcome::NotStarted(format!("the SQS event cannot be written: {e}")),
+        };
         let failed = failed_ids(messages, &outcome, self.source.report_failures);
         let entries: Vec<DeleteMessageBatchRequestEntry> = messages
             .iter()
@@ -201,5 +218,54 @@ impl QueuePoller {
             failed.len(),
             self.source.visibility_timeout.as_secs(),
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use aws_sdk_sqs::primitives::Blob;
+    use aws_sdk_sqs::types::MessageAttributeValue;
+
+    #[test]
+    fn messages_become_the_sqs_event_the_processor_reads() {
+        let m = Message::builder()
+            .message_id("m-1")
+            .receipt_handle("rh-1")
+            .body(r#"{"transaction_id":"t1"}"#)
+            .md5_of_body("md5")
+            .attributes(MessageSystemAttributeName::ApproximateReceiveCount, "3")
+            .message_attributes(
+                "kind",
+                MessageAttributeValue::builder()
+                    .data_type("String")
+                    .string_value("retry")
+                    .build()
+                    .unwrap(),
+            )
+            .message_attributes(
+                "raw",
+                MessageAttributeValue::builder()
+                    .data_type("Binary")
+                    .binary_value(Blob::new(vec![0xff, 0x01]))
+                    .build()
+                    .unwrap(),
+            )
+            .build();
+        let arn = "arn:aws:sqs:us-east-1:123456789012:payment-retry-dev";
+        let v = serde_json::to_value(event(&[m], arn, "us-east-1")).unwrap();
+        let r = &v["Records"][0];
+        assert_eq!(r["messageId"], "m-1");
+        assert_eq!(r["receiptHandle"], "rh-1");
+        assert_eq!(r["body"], r#"{"transaction_id":"t1"}"#);
+        assert_eq!(r["attributes"]["ApproximateReceiveCount"], "3");
+        assert_eq!(r["messageAttributes"]["kind"]["stringValue"], "retry");
+        assert_eq!(r["messageAttributes"]["kind"]["dataType"], "String");
+        assert_eq!(r["messageAttributes"]["raw"]["binaryValue"], "/wE=");
+        assert_eq!(r["eventSource"], "aws:sqs");
+        assert_eq!(r["eventSourceARN"], arn);
+        assert_eq!(r["awsRegion"], "us-east-1");
+        let back: SqsEvent = serde_json::from_value(v).unwrap();
+        assert_eq!(back.records[0].message_id.as_deref(), Some("m-1"));
     }
 }

@@ -197,7 +197,12 @@ async fn supervise(inner: Arc<Inner>, mut stop: watch::Receiver<bool>) {
             }
         };
         let handler_inner = inner.clone();
-        let server = http::serve(listener, move |req| {
+        // A connection idles while the function handles an event: never close it then.
+        let limits = http::Limits {
+            idle_timeout: http::IDLE_TIMEOUT.max(inner.spec.timeout + INIT_ALLOWANCE),
+            ..http::Limits::default()
+        };
+        let server = http::serve_with(listener, limits, move |req| {
             let inner = handler_inner.clone();
             async move { runtime_api(inner, req).await }
         });

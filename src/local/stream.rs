@@ -1,7 +1,8 @@
 //! The table's stream → the audit logger, as the deployed event source mapping does it:
 //! every shard is read with DynamoDB Streams (`GetShardIterator` at the mapping's
 //! starting position, then `GetRecords` up to the mapping's batch size), each batch is
-//! delivered as a DynamoDB event, and with partial batch failures only the records from
+//! delivered as a DynamoDB event (an `aws_lambda_events` `dynamodb::Event`, the type the
+//! audit logger deserializes), and with partial batch failures only the records from
 //! the first reported one onward are delivered again. A batch that keeps failing is
 //! retried the mapping's number of times (with backoff) and then recorded on its
 //! on-failure destination (the dead-letter queue), so nothing is dropped silently.
@@ -15,10 +16,11 @@
 
 use super::deployed::StreamSource;
 use super::runtime::{Function, Outcome};
+use aws_lambda_events::dynamodb::{Event, EventRecord, StreamRecord, StreamViewType, UserIdentity};
 use aws_sdk_dynamodbstreams::types::{AttributeValue, Record, ShardIteratorType};
-use base64::Engine;
-use serde_json::{Map, Value, json};
-use std::collections::BTreeMap;
+use serde_dynamo::{AttributeValue as EventValue, Item};
+use serde_json::{Value, json};
+use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 use tokio::sync::watch;
 
@@ -36,66 +38,90 @@ pub struct StreamPoller {
     pub region: String,
 }
 
-/// A DynamoDB attribute value in the JSON form Lambda events carry.
-pub fn attribute_json(v: &AttributeValue) -> Value {
-    let b64 = |b: &aws_sdk_dynamodbstreams::primitives::Blob| {
-        Value::String(base64::engine::general_purpose::STANDARD.encode(b.as_ref()))
-    };
-    match v {
-        AttributeValue::S(s) => json!({"S": s}),
-        AttributeValue::N(n) => json!({"N": n}),
-        AttributeValue::B(b) => json!({"B": b64(b)}),
-        AttributeValue::Ss(v) => json!({"SS": v}),
-        AttributeValue::Ns(v) => json!({"NS": v}),
-        AttributeValue::Bs(v) => json!({"BS": v.iter().map(b64).collect::<Vec<_>>()}),
-        AttributeValue::M(m) => json!({"M": image_json(m)}),
-        AttributeValue::L(l) => json!({"L": l.iter().map(attribute_json).collect::<Vec<_>>()}),
-        AttributeValue::Null(b) => json!({"NULL": b}),
-        AttributeValue::Bool(b) => json!({"BOOL": b}),
-        _ => Value::Null,
-    }
+/// A DynamoDB attribute value as Lambda events carry it (`None` for a kind the SDK
+/// added after this was written).
+pub fn attribute(v: &AttributeValue) -> Option<EventValue> {
+    Some(match v {
+        AttributeValue::S(s) => EventValue::S(s.clone()),
+        AttributeValue::N(n) => EventValue::N(n.clone()),
+        AttributeValue::B(b) => EventValue::B(b.as_ref().to_vec()),
+        AttributeValue::Ss(v) => EventValue::Ss(v.clone()),
+        AttributeValue::Ns(v) => EventValue::Ns(v.clone()),
+        AttributeValue::Bs(v) => EventValue::Bs(v.iter().map(|b| b.as_ref().to_vec()).collect()),
+        AttributeValue::M(m) => EventValue::M(values(m)),
+        AttributeValue::L(l) => EventValue::L(l.iter().filter_map(attribute).collect()),
+        AttributeValue::Null(b) => EventValue::Null(*b),
+        AttributeValue::Bool(b) => EventValue::Bool(*b),
+        _ => return None,
+    })
 }
 
-fn image_json(m: &std::collections::HashMap<String, AttributeValue>) -> Value {
-    let sorted: BTreeMap<&String, Value> = m.iter().map(|(k, v)| (k, attribute_json(v))).collect();
-    Value::Object(sorted.into_iter().map(|(k, v)| (k.clone(), v)).collect())
+fn values(m: &HashMap<String, AttributeValue>) -> HashMap<String, EventValue> {
+    m.iter()
+        .filter_map(|(k, v)| Some((k.clone(), attribute(v)?)))
+        .collect()
+}
+
+fn view_type(v: &aws_sdk_dynamodbstreams::types::StreamViewType) -> Option<StreamViewType> {
+    use aws_sdk_dynamodbstreams::types::StreamViewType as Sdk;
+    Some(match v {
+        Sdk::KeysOnly => StreamViewType::KeysOnly,
+        Sdk::NewImage => StreamViewType::NewImage,
+        Sdk::OldImage => StreamViewType::OldImage,
+        Sdk::NewAndOldImages => StreamViewType::NewAndOldImages,
+        _ => return None,
+    })
 }
 
 /// One stream record as a Lambda DynamoDB event record.
-pub fn event_record(r: &Record, stream_arn: &str, region: &str) -> Value {
-    let mut change = Map::new();
+pub fn event_record(r: &Record, stream_arn: &str, region: &str) -> EventRecord {
+    let mut change = StreamRecord::default();
     if let Some(d) = r.dynamodb() {
-        if let Some(t) = d.approximate_creation_date_time() {
-            change.insert("ApproximateCreationDateTime".into(), json!(t.secs()));
+        if let Some(at) = d
+            .approximate_creation_date_time()
+            .and_then(|t| chrono::DateTime::from_timestamp(t.secs(), t.subsec_nanos()))
+        {
+            change.approximate_creation_date_time = at;
         }
-        for (name, image) in [
-            ("Keys", d.keys()),
-            ("NewImage", d.new_image()),
-            ("OldImage", d.old_image()),
-        ] {
-            if let Some(image) = image {
-                change.insert(name.into(), image_json(image));
-            }
-        }
-        if let Some(s) = d.sequence_number() {
-            change.insert("SequenceNumber".into(), json!(s));
-        }
-        if let Some(s) = d.size_bytes() {
-            change.insert("SizeBytes".into(), json!(s));
-        }
-        if let Some(v) = d.stream_view_type() {
-            change.insert("StreamViewType".into(), json!(v.as_str()));
-        }
+        let item = |m: Option<&HashMap<String, AttributeValue>>| {
+            Item::from(values(m.unwrap_or(&HashMap::new())))
+        };
+        change.keys = item(d.keys());
+        change.new_image = item(d.new_image());
+        change.old_image = item(d.old_image());
+        change.sequence_number = d.sequence_number().map(str::to_string);
+        change.size_bytes = d.size_bytes().unwrap_or(0);
+        change.stream_view_type = d.stream_view_type().and_then(view_type);
     }
-    json!({
-        "eventID": r.event_id(),
-        "eventName": r.event_name().map(|n| n.as_str()),
-        "eventVersion": r.event_version().unwrap_or("1.1"),
-        "eventSource": r.event_source().unwrap_or("aws:dynamodb"),
-        "awsRegion": r.aws_region().unwrap_or(region),
-        "dynamodb": change,
-        "eventSourceARN": stream_arn,
-    })
+    let mut record = EventRecord::default();
+    record.event_id = r.event_id().unwrap_or_default().to_string();
+    record.event_name = r
+        .event_name()
+        .map(|n| n.as_str())
+        .unwrap_or_default()
+        .to_string();
+    record.event_version = Some(r.event_version().unwrap_or("1.1").to_string());
+    record.event_source = Some(r.event_source().unwrap_or("aws:dynamodb").to_string());
+    record.aws_region = r.aws_region().unwrap_or(region).to_string();
+    record.change = change;
+    record.event_source_arn = Some(stream_arn.to_string());
+    record.user_identity = r.user_identity().map(|u| {
+        let mut who = UserIdentity::default();
+        who.type_ = u.r#type().unwrap_or_default().to_string();
+        who.principal_id = u.principal_id().unwrap_or_default().to_string();
+        who
+    });
+    record
+}
+
+/// The DynamoDB event for a batch, as the function receives it.
+pub fn event(records: &[Record], stream_arn: &str, region: &str) -> Event {
+    let mut event = Event::default();
+    event.records = records
+        .iter()
+        .map(|r| event_record(r, stream_arn, region))
+        .collect();
+    event
 }
 
 fn sequence(r: &Record) -> &str {
@@ -245,11 +271,12 @@ impl StreamPoller {
         let mut records = batch.to_vec();
         let mut attempts: u32 = 0;
         loop {
-            let event = json!({"Records": records
-                .iter()
-                .map(|r| event_record(r, &self.source.stream_arn, &self.region))
-                .collect::<Vec<_>>()});
-            let outcome = self.function.invoke(event.to_string().into_bytes()).await;
+            let event = event(&records, &self.source.stream_arn, &self.region);
+            let outcome = match serde_json::to_vec(&event) {
+                Ok(payload) => self.function.invoke(payload).await,
+                // Not reached: the event holds strings, numbers and byte vectors only.
+                Err(e) => Outcome::NotStarted(format!("the stream event cannot be written: {e}")),
+            };
             let again = retry_from(&records, &outcome, self.source.report_failures);
             let delivered = &records[..again.unwrap_or(records.len())];
             self.name_audit_records(delivered).await;
@@ -367,5 +394,65 @@ impl StreamPoller {
                 ),
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use aws_sdk_dynamodbstreams::primitives::{Blob, DateTime};
+    use aws_sdk_dynamodbstreams::types::{OperationType, StreamRecord as SdkRecord};
+
+    #[test]
+    fn stream_records_become_the_dynamodb_event_the_audit_logger_reads() {
+        let s = |v: &str| AttributeValue::S(v.to_string());
+        let change = SdkRecord::builder()
+            .approximate_creation_date_time(DateTime::from_secs(1_700_000_000))
+            .keys("transaction_id", s("t1"))
+            .new_image("transaction_id", s("t1"))
+            .new_image("amount", AttributeValue::N("100".into()))
+            .new_image("raw", AttributeValue::B(Blob::new(vec![0xff, 0x01])))
+            .new_image(
+                "tags",
+                AttributeValue::L(vec![s("a"), AttributeValue::Bool(true)]),
+            )
+            .sequence_number("000100")
+            .size_bytes(42)
+            .stream_view_type(aws_sdk_dynamodbstreams::types::StreamViewType::NewAndOldImages)
+            .build();
+        let r = Record::builder()
+            .event_id("e-1")
+            .event_name(OperationType::Insert)
+            .dynamodb(change)
+            .build();
+        let arn = "arn:aws:dynamodb:us-east-1:123456789012:table/t/stream/x";
+        let v = serde_json::to_value(event(&[r], arn, "us-east-1")).unwrap();
+        let rec = &v["Records"][0];
+        assert_eq!(rec["eventID"], "e-1");
+        assert_eq!(rec["eventName"], "INSERT");
+        assert_eq!(rec["eventSource"], "aws:dynamodb");
+        assert_eq!(rec["eventSourceARN"], arn);
+        assert_eq!(rec["awsRegion"], "us-east-1");
+        let d = &rec["dynamodb"];
+        assert_eq!(
+            d["ApproximateCreationDateTime"].as_f64(),
+            Some(1_700_000_000.0)
+        );
+        assert_eq!(d["Keys"], json!({"transaction_id": {"S": "t1"}}));
+        assert_eq!(d["NewImage"]["amount"], json!({"N": "100"}));
+        assert_eq!(d["NewImage"]["raw"], json!({"B": "/wE="}));
+        assert_eq!(
+            d["NewImage"]["tags"],
+            json!({"L": [{"S": "a"}, {"BOOL": true}]})
+        );
+        assert_eq!(d["SequenceNumber"], "000100");
+        assert_eq!(d["SizeBytes"], 42);
+        assert_eq!(d["StreamViewType"], "NEW_AND_OLD_IMAGES");
+        let back: Event = serde_json::from_value(v).unwrap();
+        assert_eq!(
+            back.records[0].change.sequence_number.as_deref(),
+            Some("000100")
+        );
+        assert!(back.records[0].change.old_image.is_empty());
     }
 }

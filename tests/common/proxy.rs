@@ -1,9 +1,11 @@
 //! A small fault- and latency-injecting HTTP proxy between payctl and the emulator (test
 //! support only; no payctl code path knows it exists).
 //!
-//! payctl reaches it through `AWS_ENDPOINT_URL` like any endpoint. Each request is read
-//! whole, checked against the injection rules, then either answered with a canned AWS
-//! error or forwarded to moto on a fresh connection (`Connection: close` both ways).
+//! payctl reaches it through `AWS_ENDPOINT_URL` like any endpoint. It is served by
+//! payctl's own HTTP server (`payctl::local::http`; the proxy is not what these tests
+//! test) and forwards with hyper-util's client. Each request is read whole, checked
+//! against the injection rules, then either answered with a canned AWS error or
+//! forwarded to moto on a fresh connection (`Connection: close` both ways).
 //! It counts requests per operation (the `X-Amz-Target` header, else `Action=`, else
 //! `METHOD /path` for the REST services).
 //!
@@ -14,11 +16,20 @@
 //! signal to a process (payctl) after its Nth mutating request or when an operation
 //! arrives — the crash and Ctrl-C points of the reliability tests.
 
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::{Client, connect::HttpConnector};
+use payctl::local::http::{self, Request, Response};
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
+
+/// Request bodies the proxy takes: a function package travels inline (base64 in JSON),
+/// well above the local API's 10 MB.
+const MAX_FORWARD: usize = 256 * 1024 * 1024;
+
+type Upstream = Client<HttpConnector, Full<Bytes>>;
 
 /// Answer the first `times` requests whose operation is `operation` with this error.
 #[derive(Clone, Debug)]
@@ -113,13 +124,16 @@ impl Proxy {
         let endpoint = format!("http://{}", listener.local_addr().unwrap());
         let shared = Arc::new(Mutex::new(Shared::default()));
         let s = shared.clone();
-        let task = tokio::spawn(async move {
-            while let Ok((conn, _)) = listener.accept().await {
-                let (s, upstream) = (s.clone(), upstream.clone());
-                tokio::spawn(async move {
-                    let _ = serve(conn, &upstream, &s).await;
-                });
-            }
+        let client: Upstream = Client::builder(hyper_util::rt::TokioExecutor::new())
+            .pool_max_idle_per_host(0)
+            .build_http();
+        let limits = http::Limits {
+            max_body: MAX_FORWARD,
+            ..http::Limits::default()
+        };
+        let task = http::serve_with(listener, limits, move |req| {
+            let (s, upstream, client) = (s.clone(), upstream.clone(), client.clone());
+            async move { serve(req, &upstream, &client, &s).await }
         });
         Proxy {
             endpoint,
@@ -233,55 +247,81 @@ impl Drop for Proxy {
     }
 }
 
-fn operation(head: &str, body: &[u8]) -> String {
-    for line in head.lines() {
-        if let Some((k, v)) = line.split_once(':')
-            && k.eq_ignore_ascii_case("x-amz-target")
-        {
-            return v.trim().rsplit('.').next().unwrap_or_default().to_string();
-        }
+fn operation(req: &Request) -> String {
+    if let Some(target) = req.header("x-amz-target") {
+        return target
+            .trim()
+            .rsplit('.')
+            .next()
+            .unwrap_or_default()
+            .to_string();
     }
-    let body = String::from_utf8_lossy(body);
-    let first = head.lines().next().unwrap_or_default();
-    for part in body.split('&').chain(first.split(['?', '&', ' '])) {
+    let body = String::from_utf8_lossy(&req.body);
+    for part in body.split('&').chain(req.target.split(['?', '&'])) {
         if let Some(action) = part.strip_prefix("Action=") {
             return action.to_string();
         }
     }
-    first.split(' ').take(2).collect::<Vec<_>>().join(" ")
+    format!("{} {}", req.method, req.target)
 }
 
-async fn serve(mut conn: TcpStream, upstream: &str, shared: &Mutex<Shared>) -> std::io::Result<()> {
-    let mut buf = Vec::new();
-    let mut chunk = [0u8; 8192];
-    let head_end = loop {
-        let n = conn.read(&mut chunk).await?;
-        if n == 0 {
-            return Ok(());
-        }
-        buf.extend_from_slice(&chunk[..n]);
-        if let Some(p) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-            break p + 4;
-        }
-    };
-    let head = String::from_utf8_lossy(&buf[..head_end]).to_string();
-    let length: usize = head
-        .lines()
-        .find_map(|l| {
-            l.split_once(':')
-                .filter(|(k, _)| k.eq_ignore_ascii_case("content-length"))
-                .map(|(_, v)| v.trim().parse().unwrap_or(0))
-        })
-        .unwrap_or(0);
-    while buf.len() < head_end + length {
-        let n = conn.read(&mut chunk).await?;
-        if n == 0 {
-            break;
-        }
-        buf.extend_from_slice(&chunk[..n]);
+/// The proxy's answer that ends the connection, as every answer of the proxy does.
+fn closing(status: u16, headers: &[(String, String)], body: impl Into<Vec<u8>>) -> Response {
+    let mut resp = Response::new(status, body);
+    for (k, v) in headers {
+        resp = resp.header(k, v.clone());
     }
-    let body = buf[head_end..].to_vec();
-    let op = operation(&head, &body);
+    resp.header("connection", "close")
+}
+
+/// Sends `req` to moto on a fresh connection: its status, headers and whole body.
+async fn forward(
+    req: &Request,
+    upstream: &str,
+    client: &Upstream,
+) -> Result<(u16, Vec<(String, String)>, Vec<u8>), String> {
+    let mut out = hyper::Request::builder()
+        .method(req.method.as_str())
+        .uri(format!("http://{upstream}{}", req.target));
+    // The framing is the client's to write again; the rest goes as it came.
+    let hop = [
+        "connection",
+        "content-length",
+        "transfer-encoding",
+        "expect",
+    ];
+    for (k, v) in &req.headers {
+        if !hop.contains(&k.as_str()) {
+            out = out.header(k, v);
+        }
+    }
+    let out = out
+        .header("connection", "close")
+        .body(Full::new(Bytes::from(req.body.clone())))
+        .map_err(|e| e.to_string())?;
+    let resp = client.request(out).await.map_err(|e| e.to_string())?;
+    let status = resp.status().as_u16();
+    let headers = resp
+        .headers()
+        .iter()
+        .filter_map(|(k, v)| Some((k.as_str().to_string(), v.to_str().ok()?.to_string())))
+        .collect();
+    let body = resp
+        .into_body()
+        .collect()
+        .await
+        .map_err(|e| e.to_string())?
+        .to_bytes();
+    Ok((status, headers, body.to_vec()))
+}
+
+async fn serve(
+    req: Request,
+    upstream: &str,
+    client: &Upstream,
+    shared: &Mutex<Shared>,
+) -> Response {
+    let op = operation(&req);
     let (fault, latency, delay, ordinal) = {
         let mut s = shared.lock().unwrap();
         *s.counts.entry(op.clone()).or_default() += 1;
@@ -298,7 +338,7 @@ async fn serve(mut conn: TcpStream, upstream: &str, shared: &Mutex<Shared>) -> s
             s.transient = Some((p, next));
             if (next % 10_000) as f64 / 10_000.0 < p {
                 s.transient_injected += 1;
-                fault = Some(transient_error(&head, next));
+                fault = Some(transient_error(&req, next));
             }
         }
         let mut ordinal = None;
@@ -313,36 +353,15 @@ async fn serve(mut conn: TcpStream, upstream: &str, shared: &Mutex<Shared>) -> s
         tokio::time::sleep(latency).await;
     }
     if let Some(f) = fault {
-        let mut resp = format!(
-            "HTTP/1.1 {} Injected\r\nContent-Length: {}\r\nConnection: close\r\n",
-            f.status,
-            f.body.len()
-        );
-        for (k, v) in &f.headers {
-            resp.push_str(&format!("{k}: {v}\r\n"));
-        }
-        resp.push_str("\r\n");
-        resp.push_str(&f.body);
-        conn.write_all(resp.as_bytes()).await?;
-        return conn.shutdown().await;
+        return closing(f.status, &f.headers, f.body);
     }
-    if let Some(denied) = s3_owner_check(&head, shared) {
-        conn.write_all(denied.as_bytes()).await?;
-        return conn.shutdown().await;
+    if let Some(denied) = s3_owner_check(&req, shared) {
+        return denied;
     }
-    let mut head_out = String::new();
-    for line in head.trim_end().lines() {
-        if !line.to_ascii_lowercase().starts_with("connection:") {
-            head_out.push_str(line);
-            head_out.push_str("\r\n");
-        }
-    }
-    head_out.push_str("Connection: close\r\n\r\n");
-    let mut up = TcpStream::connect(upstream).await?;
-    up.write_all(head_out.as_bytes()).await?;
-    up.write_all(&body).await?;
-    let mut response = Vec::new();
-    up.read_to_end(&mut response).await?;
+    let (status, headers, mut payload) = match forward(&req, upstream, client).await {
+        Ok(answer) => answer,
+        Err(e) => return closing(502, &[], format!("test proxy: moto did not answer: {e}")),
+    };
     if let Some(n) = ordinal {
         let mut s = shared.lock().unwrap();
         let before = s.triggers.len();
@@ -354,61 +373,45 @@ async fn serve(mut conn: TcpStream, upstream: &str, shared: &Mutex<Shared>) -> s
     if let Some(d) = delay {
         tokio::time::sleep(d).await;
     }
-    // Apply a rewrite, fix the length, and tell the client this connection ends here.
-    if let Some(end) = response.windows(4).position(|w| w == b"\r\n\r\n") {
-        let headers = String::from_utf8_lossy(&response[..end]).to_string();
-        let mut payload = response[end + 4..].to_vec();
-        {
-            let mut s = shared.lock().unwrap();
-            let done = s.rewritten.get(&op).copied().unwrap_or(0);
-            let text = String::from_utf8_lossy(&payload).to_string();
-            let rule = s
-                .rewrites
-                .iter()
-                .find(|r| r.operation == op && done < r.times && text.contains(&r.from))
-                .cloned();
-            if let Some(r) = rule {
-                payload = text.replace(&r.from, &r.to).into_bytes();
+    // Apply a rewrite, and tell the client this connection ends here.
+    {
+        let mut s = shared.lock().unwrap();
+        let done = s.rewritten.get(&op).copied().unwrap_or(0);
+        let text = String::from_utf8_lossy(&payload).to_string();
+        let rule = s
+            .rewrites
+            .iter()
+            .find(|r| r.operation == op && done < r.times && text.contains(&r.from))
+            .cloned();
+        if let Some(r) = rule {
+            payload = text.replace(&r.from, &r.to).into_bytes();
+            *s.rewritten.entry(op.clone()).or_default() += 1;
+        }
+        let text = String::from_utf8_lossy(&payload).to_string();
+        let now = Instant::now();
+        let holding: Vec<(usize, Hold)> = s
+            .holds
+            .iter()
+            .cloned()
+            .enumerate()
+            .filter(|(_, h)| op.starts_with(&h.operation) && text.contains(&h.from))
+            .collect();
+        for (i, h) in holding {
+            let since = *s.first_seen.entry((i, op.clone())).or_insert(now);
+            if now.duration_since(since) < h.hold {
+                payload = String::from_utf8_lossy(&payload)
+                    .replace(&h.from, &h.to)
+                    .into_bytes();
                 *s.rewritten.entry(op.clone()).or_default() += 1;
             }
-            let text = String::from_utf8_lossy(&payload).to_string();
-            let now = Instant::now();
-            let holding: Vec<(usize, Hold)> = s
-                .holds
-                .iter()
-                .cloned()
-                .enumerate()
-                .filter(|(_, h)| op.starts_with(&h.operation) && text.contains(&h.from))
-                .collect();
-            for (i, h) in holding {
-                let since = *s.first_seen.entry((i, op.clone())).or_insert(now);
-                if now.duration_since(since) < h.hold {
-                    payload = String::from_utf8_lossy(&payload)
-                        .replace(&h.from, &h.to)
-                        .into_bytes();
-                    *s.rewritten.entry(op.clone()).or_default() += 1;
-                }
-            }
         }
-        let mut out = Vec::new();
-        for line in headers.lines().filter(|l| {
-            let l = l.to_ascii_lowercase();
-            !l.starts_with("connection:") && !l.starts_with("content-length:")
-        }) {
-            out.extend_from_slice(line.as_bytes());
-            out.extend_from_slice(b"\r\n");
-        }
-        let tail = format!(
-            "Content-Length: {}\r\nConnection: close\r\n\r\n",
-            payload.len()
-        );
-        out.extend_from_slice(tail.as_bytes());
-        out.extend_from_slice(&payload);
-        response = out;
     }
-    conn.write_all(&response).await?;
+    let headers: Vec<(String, String)> = headers
+        .into_iter()
+        .filter(|(k, _)| k != "connection" && k != "content-length")
+        .collect();
     *shared.lock().unwrap().answered.entry(op).or_default() += 1;
-    conn.shutdown().await
+    closing(status, &headers, payload)
 }
 
 /// Sends every pending trigger whose condition holds, once.
@@ -431,23 +434,26 @@ fn xorshift(mut x: u64) -> u64 {
     x
 }
 
+/// The SigV4 credential scope's field `n` (2: the region, 3: the service).
+fn scope(req: &Request, n: usize) -> Option<String> {
+    req.header("authorization")?
+        .split("Credential=")
+        .nth(1)?
+        .split('/')
+        .nth(n)
+        .map(str::to_string)
+}
+
 /// The service a request is signed for, from the SigV4 credential scope.
-fn service(head: &str) -> String {
-    head.lines()
-        .find(|l| l.to_ascii_lowercase().starts_with("authorization:"))
-        .and_then(|l| l.split("Credential=").nth(1))
-        .and_then(|c| c.split('/').nth(3))
-        .unwrap_or_default()
-        .to_string()
+fn service(req: &Request) -> String {
+    scope(req, 3).unwrap_or_default()
 }
 
 /// A transient error as the service would send it: a throttling error in the service's
 /// protocol (EC2 XML, query XML, JSON `__type`, REST-JSON header, S3 XML), or a 500/503.
-fn transient_error(head: &str, random: u64) -> Fault {
-    let json_rpc = head
-        .lines()
-        .any(|l| l.to_ascii_lowercase().starts_with("x-amz-target:"));
-    let service = service(head);
+fn transient_error(req: &Request, random: u64) -> Fault {
+    let json_rpc = req.headers.contains_key("x-amz-target");
+    let service = service(req);
     let server_error = random.is_multiple_of(3);
     let (status, code) = match (server_error, random.is_multiple_of(2)) {
         (true, true) => (500, "InternalError"),
@@ -591,21 +597,14 @@ pub fn s3_operation(method: &str, target: &str) -> (String, String) {
 
 /// Records an S3 request; S3's 403 answer when it expects another owner than the
 /// bucket's.
-fn s3_owner_check(head: &str, shared: &Mutex<Shared>) -> Option<String> {
-    if service(head) != "s3" {
+fn s3_owner_check(req: &Request, shared: &Mutex<Shared>) -> Option<Response> {
+    if service(req) != "s3" {
         return None;
     }
-    let mut first = head.lines().next().unwrap_or_default().split(' ');
-    let (method, target) = (
-        first.next().unwrap_or_default(),
-        first.next().unwrap_or("/"),
-    );
-    let (operation, bucket) = s3_operation(method, target);
-    let expected_owner = head.lines().find_map(|l| {
-        l.split_once(':')
-            .filter(|(k, _)| k.trim().eq_ignore_ascii_case("x-amz-expected-bucket-owner"))
-            .map(|(_, v)| v.trim().to_string())
-    });
+    let (operation, bucket) = s3_operation(&req.method, &req.target);
+    let expected_owner = req
+        .header("x-amz-expected-bucket-owner")
+        .map(|v| v.trim().to_string());
     let mut s = shared.lock().unwrap();
     let owner = s.s3_owners.owners.get(&bucket).cloned();
     s.s3_owners.seen.push(S3Request {
@@ -621,21 +620,18 @@ fn s3_owner_check(head: &str, shared: &Mutex<Shared>) -> Option<String> {
     }
     s.s3_owners.denied += 1;
     // The region from the SigV4 scope: S3's 403 to HeadBucket names the bucket's region.
-    let region = head
-        .lines()
-        .find(|l| l.to_ascii_lowercase().starts_with("authorization:"))
-        .and_then(|l| l.split("Credential=").nth(1))
-        .and_then(|c| c.split('/').nth(2))
-        .unwrap_or("us-east-1")
-        .to_string();
+    let region = scope(req, 2).unwrap_or_else(|| "us-east-1".to_string());
     // A HEAD answer has no body; the others carry S3's XML error.
-    let body = if method == "HEAD" {
+    let body = if req.method == "HEAD" {
         String::new()
     } else {
         "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>AccessDenied</Code><Message>Access Denied</Message><RequestId>proxy</RequestId><HostId>proxy</HostId></Error>".to_string()
     };
-    Some(format!(
-        "HTTP/1.1 403 Forbidden\r\nContent-Type: application/xml\r\nx-amz-bucket-region: {region}\r\nx-amz-request-id: proxy\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    ))
+    let headers = [
+        ("Content-Type", "application/xml".to_string()),
+        ("x-amz-bucket-region", region),
+        ("x-amz-request-id", "proxy".to_string()),
+    ]
+    .map(|(k, v)| (k.to_string(), v));
+    Some(closing(403, &headers, body))
 }

@@ -2,17 +2,18 @@
 //! binaries are built once per test process, each runs as a child process with a clean
 //! environment, and a local server speaks `/2018-06-01/runtime/invocation/next` (a long
 //! poll), `…/{id}/response`, `…/{id}/error` and `/runtime/init/error`, recording what the
-//! function reports.
+//! function reports. The server is payctl's own (`payctl::local::http`): the functions
+//! are under test here, not the HTTP stack (which has its own tests).
 
 use super::REGION;
+use payctl::local::http::{self, Request, Response};
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 use tokio::sync::{Mutex, mpsc};
 
 const WAIT: Duration = Duration::from_secs(30);
@@ -203,14 +204,9 @@ impl RuntimeApi {
             events: Mutex::new(events_rx),
             recorded: recorded_tx,
         });
-        let task = tokio::spawn(async move {
-            let mut conns = tokio::task::JoinSet::new();
-            while let Ok((conn, _)) = listener.accept().await {
-                let shared = shared.clone();
-                conns.spawn(async move {
-                    let _ = serve(conn, &shared).await;
-                });
-            }
+        let task = http::serve(listener, move |req| {
+            let shared = shared.clone();
+            async move { route(req, &shared).await }
         });
         RuntimeApi {
             addr,
@@ -276,61 +272,15 @@ impl Drop for RuntimeApi {
     }
 }
 
-struct HttpRequest {
-    method: String,
-    path: String,
-    headers: Vec<(String, String)>,
-    body: Vec<u8>,
-}
-
-impl HttpRequest {
-    fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
-    }
-}
-
-/// One kept-alive connection: requests are answered in turn until the client closes it
-/// (or asks to with `Connection: close`).
-async fn serve(mut conn: TcpStream, shared: &Shared) -> std::io::Result<()> {
-    let mut buf = Vec::new();
-    while let Some(req) = read_request(&mut conn, &mut buf).await? {
-        let close = req
-            .header("connection")
-            .is_some_and(|v| v.eq_ignore_ascii_case("close"));
-        let Some((status, headers, body)) = route(req, shared).await else {
-            return Ok(());
-        };
-        let reason = match status {
-            200 => "OK",
-            202 => "Accepted",
-            _ => "Not Found",
-        };
-        let mut head = format!(
-            "HTTP/1.1 {status} {reason}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: {}\r\n",
-            body.len(),
-            if close { "close" } else { "keep-alive" }
-        );
-        for (k, v) in headers {
-            head.push_str(&format!("{k}: {v}\r\n"));
-        }
-        head.push_str("\r\n");
-        conn.write_all(head.as_bytes()).await?;
-        conn.write_all(body.as_bytes()).await?;
-        conn.flush().await?;
-        if close {
-            return conn.shutdown().await;
-        }
-    }
-    Ok(())
-}
-
-async fn route(req: HttpRequest, shared: &Shared) -> Option<(u16, Vec<(String, String)>, String)> {
+async fn route(req: Request, shared: &Shared) -> Response {
     const PREFIX: &str = "/2018-06-01/runtime/";
-    let accepted = Some((202, Vec::new(), r#"{"status":"OK"}"#.to_string()));
-    let rest = req.path.strip_prefix(PREFIX).unwrap_or_default();
+    let json = |status: u16, body: &str| {
+        Response::new(status, body).header("content-type", "application/json")
+    };
+    let accepted = || json(202, r#"{"status":"OK"}"#);
+    let not_found = || json(404, r#"{"error":"not_found"}"#);
+    let path = req.path().to_string();
+    let rest = path.strip_prefix(PREFIX).unwrap_or_default();
     let body = String::from_utf8_lossy(&req.body).into_owned();
     let error_type = req
         .header("lambda-runtime-function-error-type")
@@ -339,35 +289,33 @@ async fn route(req: HttpRequest, shared: &Shared) -> Option<(u16, Vec<(String, S
     match (req.method.as_str(), rest) {
         ("GET", "invocation/next") => {
             // Long poll: hold the request until an event is queued (or the test ends).
-            let (id, event) = shared.events.lock().await.recv().await?;
+            let Some((id, event)) = shared.events.lock().await.recv().await else {
+                return json(500, r#"{"error":"stopping"}"#);
+            };
             let deadline = SystemTime::now()
                 .duration_since(UNIX_EPOCH)
                 .unwrap()
                 .as_millis()
                 + 30_000;
-            let headers =
-                vec![
-                ("Lambda-Runtime-Aws-Request-Id".to_string(), id),
-                ("Lambda-Runtime-Deadline-Ms".to_string(), deadline.to_string()),
-                (
-                    "Lambda-Runtime-Invoked-Function-Arn".to_string(),
+            json(200, &event)
+                .header("Lambda-Runtime-Aws-Request-Id", id)
+                .header("Lambda-Runtime-Deadline-Ms", deadline.to_string())
+                .header(
+                    "Lambda-Runtime-Invoked-Function-Arn",
                     format!("arn:aws:lambda:{REGION}:123456789012:function:payment-rt"),
-                ),
-                (
-                    "Lambda-Runtime-Trace-Id".to_string(),
-                    "Root=1-5759e988-bd862e3fe1be46a994272793;Parent=53995c3f42cd8ad8;Sampled=1"
-                        .to_string(),
-                ),
-            ];
-            Some((200, headers, event))
+                )
+                .header(
+                    "Lambda-Runtime-Trace-Id",
+                    "Root=1-5759e988-bd862e3fe1be46a994272793;Parent=53995c3f42cd8ad8;Sampled=1",
+                )
         }
         ("POST", "init/error") => {
             let _ = shared.recorded.send(Recorded::Error {
-                path: req.path.clone(),
+                path: path.clone(),
                 error_type,
                 body,
             });
-            accepted
+            accepted()
         }
         ("POST", rest) if rest.starts_with("invocation/") => {
             let tail = &rest["invocation/".len()..];
@@ -376,125 +324,18 @@ async fn route(req: HttpRequest, shared: &Shared) -> Option<(u16, Vec<(String, S
                     id: id.to_string(),
                     body,
                 });
-                accepted
+                accepted()
             } else if tail.ends_with("/error") {
                 let _ = shared.recorded.send(Recorded::Error {
-                    path: req.path.clone(),
+                    path: path.clone(),
                     error_type,
                     body,
                 });
-                accepted
+                accepted()
             } else {
-                Some((404, Vec::new(), r#"{"error":"not_found"}"#.to_string()))
+                not_found()
             }
         }
-        _ => Some((404, Vec::new(), r#"{"error":"not_found"}"#.to_string())),
+        _ => not_found(),
     }
-}
-
-async fn read_more(conn: &mut TcpStream, buf: &mut Vec<u8>) -> std::io::Result<usize> {
-    let mut chunk = [0u8; 8192];
-    let n = conn.read(&mut chunk).await?;
-    buf.extend_from_slice(&chunk[..n]);
-    Ok(n)
-}
-
-fn find(buf: &[u8], from: usize, needle: &[u8]) -> Option<usize> {
-    buf.get(from..)?
-        .windows(needle.len())
-        .position(|w| w == needle)
-        .map(|p| from + p)
-}
-
-/// Reads one request from `buf` + the connection (Content-Length or chunked body) and
-/// leaves any bytes after it in `buf`. `None` when the client closed between requests.
-async fn read_request(
-    conn: &mut TcpStream,
-    buf: &mut Vec<u8>,
-) -> std::io::Result<Option<HttpRequest>> {
-    let eof = || std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "closed mid-request");
-    let head_end = loop {
-        if let Some(p) = find(buf, 0, b"\r\n\r\n") {
-            break p + 4;
-        }
-        if read_more(conn, buf).await? == 0 {
-            return if buf.is_empty() { Ok(None) } else { Err(eof()) };
-        }
-    };
-    let head = String::from_utf8_lossy(&buf[..head_end]).into_owned();
-    let mut lines = head.split("\r\n");
-    let mut first = lines.next().unwrap_or_default().split(' ');
-    let method = first.next().unwrap_or_default().to_string();
-    let path = first.next().unwrap_or_default().to_string();
-    let headers: Vec<(String, String)> = lines
-        .filter_map(|l| l.split_once(':'))
-        .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
-        .collect();
-    let mut req = HttpRequest {
-        method,
-        path,
-        headers,
-        body: Vec::new(),
-    };
-    let mut pos = head_end;
-    if req
-        .header("transfer-encoding")
-        .is_some_and(|v| v.to_ascii_lowercase().contains("chunked"))
-    {
-        loop {
-            let line_end = loop {
-                if let Some(e) = find(buf, pos, b"\r\n") {
-                    break e;
-                }
-                if read_more(conn, buf).await? == 0 {
-                    return Err(eof());
-                }
-            };
-            let size_text = String::from_utf8_lossy(&buf[pos..line_end]).into_owned();
-            let size_hex = size_text.split(';').next().unwrap_or_default().trim();
-            let size = usize::from_str_radix(size_hex, 16)
-                .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))?;
-            pos = line_end + 2;
-            if size == 0 {
-                // Trailers (ignored), up to the empty line.
-                loop {
-                    let e = loop {
-                        if let Some(e) = find(buf, pos, b"\r\n") {
-                            break e;
-                        }
-                        if read_more(conn, buf).await? == 0 {
-                            return Err(eof());
-                        }
-                    };
-                    let empty = e == pos;
-                    pos = e + 2;
-                    if empty {
-                        break;
-                    }
-                }
-                break;
-            }
-            while buf.len() < pos + size + 2 {
-                if read_more(conn, buf).await? == 0 {
-                    return Err(eof());
-                }
-            }
-            req.body.extend_from_slice(&buf[pos..pos + size]);
-            pos += size + 2;
-        }
-    } else {
-        let length: usize = req
-            .header("content-length")
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0);
-        while buf.len() < pos + length {
-            if read_more(conn, buf).await? == 0 {
-                return Err(eof());
-            }
-        }
-        req.body = buf[pos..pos + length].to_vec();
-        pos += length;
-    }
-    buf.drain(..pos);
-    Ok(Some(req))
 }
