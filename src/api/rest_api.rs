@@ -586,7 +586,7 @@ pub fn redeploy_pending(ctx: &Ctx) -> bool {
 }
 
 /// Clears the redeploy mark once the stage serves a fresh deployment.
-pub fn clear_redeploy(ctx: &Ctx) -> Result<()> {
+pub async fn clear_redeploy(ctx: &Ctx) -> Result<()> {
     if let Some(mut rec) = ctx.state.get(ADDR)
         && rec.attrs.remove(REDEPLOY).is_some()
     {

@@ -308,7 +308,7 @@ impl Resource for Stage {
         };
         let deployment = required(stage.deployment_id(), "stage deployment id")?;
         ctx.record(ADDR, rec(&deployment)).await?;
-        rest_api::clear_redeploy(ctx)?;
+        rest_api::clear_redeploy(ctx).await?;
 
         let ops = settings_patches(&stage, &want);
         if ctx.planning() {

@@ -16,6 +16,7 @@ use super::gone::Service;
 use super::report::Change;
 use crate::error::Result;
 use crate::waiter::Wait;
+use std::future::Future;
 use std::time::Duration;
 
 /// How long a resource created in this run may stay invisible to a describe by id.
@@ -65,13 +66,19 @@ impl<T> Found<T> {
 /// Looks up what `addr` records: by the id in the state (with `by_id`, whose NotFound,
 /// as an error of `service` or as `None`, means "not under that id"), else with
 /// `by_tags` (by name and ownership tags). `None` when neither finds it.
-pub async fn find<T>(
+pub async fn find<T, I, IF, G, GF>(
     ctx: &Ctx,
     addr: &str,
     service: Service,
-    by_id: impl AsyncFn(&str) -> Result<Option<T>>,
-    by_tags: impl AsyncFnOnce() -> Result<Option<T>>,
-) -> Result<Option<Found<T>>> {
+    by_id: I,
+    by_tags: G,
+) -> Result<Option<Found<T>>>
+where
+    I: Fn(String) -> IF,
+    IF: Future<Output = Result<Option<T>>>,
+    G: FnOnce() -> GF,
+    GF: Future<Output = Result<Option<T>>>,
+{
     if let Some(id) = ctx.state.id(addr)
         && let Some(v) = read_by_id(ctx, addr, service, &id, by_id).await?
     {
@@ -82,29 +89,37 @@ pub async fn find<T>(
 
 /// Reads the resource `addr` records under `id`: NotFound gives `None`, except that a
 /// resource this run created is read again for up to [`CONSISTENCY_WAIT`] first.
-pub async fn read_by_id<T>(
+pub async fn read_by_id<T, R, RF>(
     ctx: &Ctx,
     addr: &str,
     service: Service,
     id: &str,
-    read: impl AsyncFn(&str) -> Result<Option<T>>,
-) -> Result<Option<T>> {
+    read: R,
+) -> Result<Option<T>>
+where
+    R: Fn(String) -> RF,
+    RF: Future<Output = Result<Option<T>>>,
+{
     read_within(ctx, addr, service, id, CONSISTENCY_WAIT.scaled(), read).await
 }
 
-async fn read_within<T>(
+async fn read_within<T, R, RF>(
     ctx: &Ctx,
     addr: &str,
     service: Service,
     id: &str,
     wait: Wait,
-    read: impl AsyncFn(&str) -> Result<Option<T>>,
-) -> Result<Option<T>> {
+    read: R,
+) -> Result<Option<T>>
+where
+    R: Fn(String) -> RF,
+    RF: Future<Output = Result<Option<T>>>,
+{
     let fresh = ctx.report.created(addr);
     let start = std::time::Instant::now();
     let mut interval = wait.first;
     loop {
-        if let Some(v) = service.found(read(id).await)?.flatten() {
+        if let Some(v) = service.found(read(id.to_string()).await)?.flatten() {
             return Ok(Some(v));
         }
         if !fresh || start.elapsed() + interval > wait.timeout {
@@ -132,7 +147,7 @@ pub fn only_one<T>(mut matches: Vec<T>, what: &str) -> Result<Option<T>> {
 mod tests {
     use super::*;
     use crate::engine::gone::Ec2;
-    use crate::engine::walk::tests::test_ctx;
+    use crate::engine::walk::test_ctx;
     use crate::state::Record;
     use std::sync::atomic::{AtomicU32, Ordering};
 
@@ -188,12 +203,12 @@ mod tests {
         .unwrap();
         assert!(f.is_none());
         // Any other error is an error.
-        let denied = find::<u8>(
+        let denied: Result<Option<Found<u8>>> = find(
             &ctx,
             "ec2_vpc.main",
             vpc,
-            async |_| Err(crate::error::Error::Invalid("denied".into())),
-            async || Ok(None),
+            |_| async { Err(crate::error::Error::Invalid("denied".into())) },
+            || async { Ok(None) },
         )
         .await;
         assert!(denied.is_err());
@@ -211,7 +226,7 @@ mod tests {
         };
         let reads = AtomicU32::new(0);
         // From an earlier run: the first NotFound means gone.
-        let gone: Option<u8> = read_within(&ctx, "ec2_vpc.main", vpc, "vpc-1", quick, async |_| {
+        let gone: Option<u8> = read_within(&ctx, "ec2_vpc.main", vpc, "vpc-1", quick, |_| async {
             reads.fetch_add(1, Ordering::SeqCst);
             Err(not_found())
         })
@@ -222,7 +237,7 @@ mod tests {
         // Created in this run: NotFound twice, then visible.
         ctx.report.note(Change::Created, "ec2_vpc.main vpc-1");
         reads.store(0, Ordering::SeqCst);
-        let v = read_within(&ctx, "ec2_vpc.main", vpc, "vpc-1", quick, async |_| {
+        let v = read_within(&ctx, "ec2_vpc.main", vpc, "vpc-1", quick, |_| async {
             if reads.fetch_add(1, Ordering::SeqCst) < 2 {
                 Err(not_found())
             } else {

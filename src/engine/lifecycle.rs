@@ -12,6 +12,7 @@ use super::gone::Service;
 use super::report::Change;
 use crate::error::Result;
 use std::fmt::Display;
+use std::future::Future;
 
 impl Ctx {
     /// Before a create. On `up`: true, create it. On `plan`: notes that `what` (its
@@ -55,30 +56,39 @@ impl Ctx {
     /// One setting of `address`: when `have` differs from `want`, notes
     /// `attribute: have → want` on `plan`, or writes `want` with `write` on `up`.
     /// Answers whether it wrote.
-    pub async fn converge<V: PartialEq + Display>(
+    pub async fn converge<V, W, WF>(
         &self,
         address: &str,
         attribute: &str,
         have: V,
         want: V,
-        write: impl AsyncFnOnce(&V) -> Result<()>,
-    ) -> Result<bool> {
+        write: W,
+    ) -> Result<bool>
+    where
+        V: PartialEq + Display,
+        W: FnOnce() -> WF,
+        WF: Future<Output = Result<()>>,
+    {
         if have == want || !self.apply(address, attribute, &have, &want) {
             return Ok(false);
         }
-        write(&want).await?;
+        write().await?;
         Ok(true)
     }
 
     /// Deletes what `address` records (`id` names it in the note) with `delete`, then
     /// forgets the record. NotFound from `service` means it is gone already: success.
-    pub async fn delete_and_forget<T>(
+    pub async fn delete_and_forget<T, D, DF>(
         &self,
         address: &str,
         id: &str,
         service: Service,
-        delete: impl AsyncFnOnce() -> Result<T>,
-    ) -> Result<()> {
+        delete: D,
+    ) -> Result<()>
+    where
+        D: FnOnce() -> DF,
+        DF: Future<Output = Result<T>>,
+    {
         let change = match service.found(delete().await)? {
             Some(_) => Change::Deleted,
             None => Change::Absent,
@@ -111,7 +121,7 @@ impl Change {
 mod tests {
     use super::*;
     use crate::engine::gone::Ec2;
-    use crate::engine::walk::tests::test_ctx;
+    use crate::engine::walk::test_ctx;
     use crate::error::Error;
     use crate::state::Record;
 
@@ -133,20 +143,20 @@ mod tests {
             .await
             .unwrap();
         let denied = ctx
-            .delete_and_forget("ec2_vpc.main", "vpc-1", vpc, async || {
+            .delete_and_forget("ec2_vpc.main", "vpc-1", vpc, || async {
                 Err::<(), _>(aws_err("UnauthorizedOperation"))
             })
             .await;
         assert!(denied.is_err());
         assert!(ctx.state.get("ec2_vpc.main").is_some(), "kept on error");
-        ctx.delete_and_forget("ec2_vpc.main", "vpc-1", vpc, async || {
+        ctx.delete_and_forget("ec2_vpc.main", "vpc-1", vpc, || async {
             Err::<(), _>(aws_err("InvalidVpcID.NotFound"))
         })
         .await
         .unwrap();
         assert!(ctx.state.get("ec2_vpc.main").is_none());
         assert_eq!(ctx.report.summary(), "1 already gone");
-        ctx.delete_and_forget("ec2_vpc.main", "vpc-2", vpc, async || Ok(()))
+        ctx.delete_and_forget("ec2_vpc.main", "vpc-2", vpc, || async { Ok(()) })
             .await
             .unwrap();
         assert_eq!(ctx.report.summary(), "1 deleted, 1 already gone");
@@ -157,8 +167,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let ctx = test_ctx(dir.path());
         let writes = std::sync::Mutex::new(Vec::new());
-        let write = async |v: &&str| {
-            writes.lock().unwrap().push(v.to_string());
+        let write = || async {
+            writes.lock().unwrap().push("on");
             Ok(())
         };
         assert!(!ctx.converge("a.b", "x", "on", "on", write).await.unwrap());
@@ -178,7 +188,7 @@ mod tests {
         ctx.options.plan = true;
         ctx.report = crate::engine::Report::for_plan();
         let wrote = ctx
-            .converge("a.b", "x", "off", "on", async |_| {
+            .converge("a.b", "x", "off", "on", || async {
                 panic!("plan must not write")
             })
             .await

@@ -450,7 +450,7 @@ impl Tagged for CloudWatch<'_> {
         Ok(out
             .tags()
             .iter()
-            .map(|t| (t.key().into(), t.value().into()))
+            .map(|t| (t.key().unwrap_or_default().into(), t.value().unwrap_or_default().into()))
             .collect())
     }
     async fn add(&self, ctx: &Ctx, tags: Tags) -> Result<()> {
@@ -462,8 +462,7 @@ impl Tagged for CloudWatch<'_> {
                     .value(v)
                     .build()
             })
-            .collect::<std::result::Result<Vec<_>, _>>()
-            .map_err(build_err)?;
+            .collect::<Vec<_>>();
         ctx.aws
             .cloudwatch
             .tag_resource()

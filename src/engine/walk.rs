@@ -314,6 +314,12 @@ impl Walk {
     }
 }
 
+/// A run context on a local state in `dir`, with SDK clients that reach nothing (tests).
+#[cfg(test)]
+pub(crate) fn test_ctx(dir: &std::path::Path) -> Arc<Ctx> {
+    tests::test_ctx_impl(dir)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -378,7 +384,7 @@ mod tests {
         }
     }
 
-    pub(crate) fn test_ctx(dir: &std::path::Path) -> Arc<Ctx> {
+    pub(crate) fn test_ctx_impl(dir: &std::path::Path) -> Arc<Ctx> {
         let conf = aws_config::SdkConfig::builder()
             .behavior_version(aws_config::BehaviorVersion::latest())
             .region(aws_config::Region::new("us-east-1"))
@@ -533,7 +539,7 @@ mod tests {
         }
         async fn ensure(&self, ctx: &Ctx) -> Result<()> {
             self.log.lock().unwrap().push(self.kind.to_string());
-            if !(self.creates && !ctx.would_create(format!("{}.x", self.kind))) {
+            if !self.creates || ctx.would_create(format!("{}.x", self.kind)) {
                 ctx.report
                     .note(Change::Unchanged, format!("{}.x", self.kind));
             }

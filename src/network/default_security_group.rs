@@ -59,7 +59,7 @@ impl Resource for DefaultSecurityGroup {
                 .push(id.to_string());
             }
         }
-        let revoke_ingress = async |_: &usize| {
+        let revoke_ingress = || async {
             let call = ec2.revoke_security_group_ingress().group_id(&sg);
             let call = call.set_security_group_rule_ids(Some(ingress.clone()));
             call.send().await.map_err(aws("RevokeSecurityGroupIngress", &sg))?;
@@ -67,7 +67,7 @@ impl Resource for DefaultSecurityGroup {
         };
         ctx.converge(ADDR, "ingress rules", ingress.len(), 0, revoke_ingress)
             .await?;
-        let revoke_egress = async |_: &usize| {
+        let revoke_egress = || async {
             let call = ec2.revoke_security_group_egress().group_id(&sg);
             let call = call.set_security_group_rule_ids(Some(egress.clone()));
             call.send().await.map_err(aws("RevokeSecurityGroupEgress", &sg))?;

@@ -114,7 +114,7 @@ pub(crate) async fn release(ctx: &Ctx, alloc: &str, addr: Option<&str>) -> Resul
     // A NAT gateway that was just deleted may keep the address associated briefly.
     let in_use = |e: &Error| matches!(e.aws_code(), Some("InvalidIPAddress.InUse" | "AuthFailure"));
     let what = format!("releasing Elastic IP {alloc}");
-    let release = async || {
+    let release = || async {
         retry_while(&what, Wait::minutes(5), in_use, || async {
             let call = ctx.aws.ec2.release_address().allocation_id(alloc);
             call.send().await.map_err(aws("ReleaseAddress", alloc))

@@ -19,12 +19,12 @@ pub struct InternetGateway;
 /// The gateway, by the id in state, else by its name and ownership tags.
 async fn lookup(ctx: &Ctx) -> Result<Option<Found<Igw>>> {
     let ec2 = &ctx.aws.ec2;
-    let by_id = async |id: &str| {
-        let out = ec2.describe_internet_gateways().internet_gateway_ids(id).send().await;
-        let out = out.map_err(aws("DescribeInternetGateways", id))?;
+    let by_id = |id: String| async move {
+        let out = ec2.describe_internet_gateways().internet_gateway_ids(&id).send().await;
+        let out = out.map_err(aws("DescribeInternetGateways", &id))?;
         Ok(out.internet_gateways().first().cloned())
     };
-    let by_tags = async || {
+    let by_tags = || async {
         let name = ctx.name("igw");
         let call = ec2
             .describe_internet_gateways()
@@ -90,7 +90,7 @@ impl Resource for InternetGateway {
             )));
         }
         let have = if attached.is_empty() { "nothing" } else { vpc.as_str() };
-        let attach = async |_: &&str| {
+        let attach = || async {
             let call = ctx.aws.ec2.attach_internet_gateway();
             let call = call.internet_gateway_id(&id).vpc_id(&vpc);
             call.send().await.map_err(aws("AttachInternetGateway", &id))?;
@@ -117,7 +117,7 @@ impl Resource for InternetGateway {
                 Err(e) => return Err(e),
             }
         }
-        let delete = async || {
+        let delete = || async {
             let call = ctx.aws.ec2.delete_internet_gateway().internet_gateway_id(&id);
             call.send().await.map_err(aws("DeleteInternetGateway", &id))
         };

@@ -120,7 +120,7 @@ async fn ensure_one(ctx: &Ctx, vpc: &str, tables: &[RouteTable], want: &Want) ->
     ctx.record(&addr, Record::new(KIND, &id)).await?;
 
     let current = found.and_then(default_target);
-    let set_route = async |_: &String| {
+    let set_route = || async {
         let (gw, nat) = match &want.target {
             Target::Gateway(g) => (Some(g.clone()), None),
             Target::Nat(n) => (None, Some(n.clone())),
@@ -213,7 +213,7 @@ async fn delete_one(ctx: &Ctx, t: &RouteTable, addr: Option<&str>) -> Result<()>
         }
     }
     let what = format!("deleting route table {id}");
-    let delete = async || {
+    let delete = || async {
         retry_while(&what, DEPENDENCY_WAIT, is_dependency_violation, || async {
             let call = ec2.delete_route_table().route_table_id(&id);
             call.send().await.map_err(aws("DeleteRouteTable", &id))

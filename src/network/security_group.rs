@@ -9,7 +9,7 @@ use crate::engine::gone::is_dependency_violation;
 use crate::engine::report::Change;
 use crate::engine::tags::{self, converge_tags};
 use crate::engine::{Ctx, Ec2, Resource, Service};
-use crate::error::{Error, Result, all_ok, aws, required};
+use crate::error::{Result, all_ok, aws, required};
 use crate::state::Record;
 use crate::waiter::retry_while;
 use async_trait::async_trait;
@@ -427,7 +427,7 @@ impl Resource for SecurityGroups {
             let id = g.group_id().unwrap_or_default();
             let addr = known.iter().find(|(_, r)| r.id == id).map_or(KIND, |(a, _)| a.as_str());
             let what = format!("deleting security group {id}");
-            let delete = async || {
+            let delete = || async {
                 retry_while(&what, DEPENDENCY_WAIT, is_dependency_violation, || async {
                     let call = ctx.aws.ec2.delete_security_group().group_id(id);
                     call.send().await.map_err(aws("DeleteSecurityGroup", id))

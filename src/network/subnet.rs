@@ -129,7 +129,7 @@ async fn ensure_one(
     )
     .await?;
     let public_ips = found.is_some_and(|s| s.map_public_ip_on_launch() == Some(true));
-    let turn_off = async |_: &&str| {
+    let turn_off = || async {
         let off = AttributeBooleanValue::builder().value(false).build();
         let call = ctx.aws.ec2.modify_subnet_attribute().subnet_id(&id);
         let call = call.map_public_ip_on_launch(off);
@@ -174,9 +174,9 @@ async fn owned_ids(ctx: &Ctx) -> Result<Vec<(String, Option<String>)>> {
 
 async fn delete_one(ctx: &Ctx, id: &str, addr: Option<&str>) -> Result<()> {
     let ec2 = &ctx.aws.ec2;
-    let read = async |id: &str| {
-        let out = ec2.describe_subnets().subnet_ids(id).send().await;
-        Ok(out.map_err(aws("DescribeSubnets", id))?.subnets().first().cloned())
+    let read = |id: String| async move {
+        let out = ec2.describe_subnets().subnet_ids(&id).send().await;
+        Ok(out.map_err(aws("DescribeSubnets", &id))?.subnets().first().cloned())
     };
     let addr = addr.unwrap_or(KIND);
     let Some(subnet) = read_by_id(ctx, addr, SERVICE, id, read).await? else {
@@ -184,7 +184,7 @@ async fn delete_one(ctx: &Ctx, id: &str, addr: Option<&str>) -> Result<()> {
     };
     tags::check_owned(ctx, &tags::Ec2(id), &tag_pairs(subnet.tags()))?;
     let what = format!("deleting subnet {id}");
-    let delete = async || {
+    let delete = || async {
         retry_while(&what, DEPENDENCY_WAIT, is_dependency_violation, || async {
             let call = ec2.delete_subnet().subnet_id(id);
             call.send().await.map_err(aws("DeleteSubnet", id))

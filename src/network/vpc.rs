@@ -25,15 +25,15 @@ pub struct Vpc;
 /// The VPC, by the id in state, else by its name and ownership tags.
 async fn lookup(ctx: &Ctx) -> Result<Option<Found<AwsVpc>>> {
     let ec2 = &ctx.aws.ec2;
-    let by_id = async |id: &str| {
-        let out = ec2.describe_vpcs().vpc_ids(id).send().await;
+    let by_id = |id: String| async move {
+        let out = ec2.describe_vpcs().vpc_ids(&id).send().await;
         Ok(out
-            .map_err(aws("DescribeVpcs", id))?
+            .map_err(aws("DescribeVpcs", &id))?
             .vpcs()
             .first()
             .cloned())
     };
-    let by_tags = async || {
+    let by_tags = || async {
         let name = ctx.name("vpc");
         let call = ec2
             .describe_vpcs()
@@ -70,7 +70,7 @@ async fn converge_settings(ctx: &Ctx, id: &str) -> Result<bool> {
         (VpcAttributeName::EnableDnsHostnames, "DNS hostnames"),
     ] {
         let have = on_off(dns_attribute(ctx, id, &attr).await?);
-        let write = async |_: &&str| {
+        let write = || async {
             let on = AttributeBooleanValue::builder().value(true).build();
             let call = ctx.aws.ec2.modify_vpc_attribute().vpc_id(id);
             let call = match attr {
@@ -136,7 +136,7 @@ impl Resource for Vpc {
         let id = required(found.value.vpc_id(), "VPC id")?;
         tags::check_owned(ctx, &tags::Ec2(&id), &tag_pairs(found.value.tags()))?;
         let what = format!("deleting VPC {id}");
-        let delete = async || {
+        let delete = || async {
             retry_while(&what, DEPENDENCY_WAIT, is_dependency_violation, || async {
                 let call = ctx.aws.ec2.delete_vpc().vpc_id(&id);
                 call.send().await.map_err(aws("DeleteVpc", &id))

@@ -106,7 +106,7 @@ async fn ensure_one(ctx: &Ctx, vpc: &str, service: &str, in_vpc: &[VpcEndpoint])
         .await?;
     let mut have = current.clone();
     have.sort();
-    let write = async |_: &String| {
+    let write = || async {
         let add: Vec<String> = tables.iter().filter(|t| !current.contains(t)).cloned().collect();
         let remove: Vec<String> = current.iter().filter(|t| !tables.contains(t)).cloned().collect();
         let call = ec2.modify_vpc_endpoint().vpc_endpoint_id(&id);
