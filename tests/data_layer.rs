@@ -1038,8 +1038,16 @@ fn assert_plans_retagging(stack: &Stack, addresses: &[String]) {
             run.stdout
         );
     }
-    let changes = lines.iter().filter(|l| l.starts_with(['+', '~', '-'])).count();
-    assert_eq!(changes, addresses.len(), "only the untagged resources:\n{}", run.stdout);
+    let changes = lines
+        .iter()
+        .filter(|l| l.starts_with(['+', '~', '-']))
+        .count();
+    assert_eq!(
+        changes,
+        addresses.len(),
+        "only the untagged resources:\n{}",
+        run.stdout
+    );
 }
 
 /// A standard tag removed out of band from every taggable resource of the data and
@@ -1055,7 +1063,11 @@ async fn missing_standard_tags_are_planned_and_put_back() {
 
     // RDS: the instance and its subnet group.
     let rds = rds(&stack).await;
-    let db_arn = db_instance(&stack).await.db_instance_arn().unwrap().to_string();
+    let db_arn = db_instance(&stack)
+        .await
+        .db_instance_arn()
+        .unwrap()
+        .to_string();
     let groups = rds
         .describe_db_subnet_groups()
         .db_subnet_group_name(&n.subnet_group)
@@ -1076,7 +1088,12 @@ async fn missing_standard_tags_are_planned_and_put_back() {
     }
     // DynamoDB.
     let ddb = dynamodb(&stack).await;
-    let table = ddb.describe_table().table_name(&n.table).send().await.unwrap();
+    let table = ddb
+        .describe_table()
+        .table_name(&n.table)
+        .send()
+        .await
+        .unwrap();
     let table_arn = table.table().unwrap().table_arn().unwrap().to_string();
     ddb.untag_resource()
         .resource_arn(&table_arn)
@@ -1179,7 +1196,17 @@ async fn missing_standard_tags_are_planned_and_put_back() {
             .collect();
         assert_standard_tags(&tags, "retag", &format!("KMS key {arn}"));
     }
-    assert_eq!(inventory(&stack).await, first, "retagging replaced something");
+    assert_eq!(
+        inventory(&stack).await,
+        first,
+        "retagging replaced something"
+    );
     let run = stack.payctl(&["plan"]);
-    assert_eq!(run.code, Some(0), "plan after up:\n{}\n{}", run.stdout, run.stderr);
+    assert_eq!(
+        run.code,
+        Some(0),
+        "plan after up:\n{}\n{}",
+        run.stdout,
+        run.stderr
+    );
 }
