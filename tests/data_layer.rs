@@ -1010,3 +1010,203 @@ async fn prod_data_layer_is_protected_and_keeps_a_final_snapshot() {
     assert_eq!(backups.backup_summaries().len(), 1, "{backups:?}");
     assert_data_layer_gone_but_the_bucket(&stack).await;
 }
+
+/// The standard tag every resource here loses in the tag-repair test.
+const STRIPPED: &str = "Team";
+
+/// `plan` names each of `addresses` (and nothing else) as a change, with the drift line
+/// `tags: missing Team → set` beneath it, and exits 2.
+fn assert_plans_retagging(stack: &Stack, addresses: &[String]) {
+    let run = stack.payctl(&["plan"]);
+    assert_eq!(run.code, Some(2), "plan:\n{}\n{}", run.stdout, run.stderr);
+    let lines: Vec<&str> = run.stdout.lines().collect();
+    let wanted = format!("    tags: missing {STRIPPED} → set");
+    for address in addresses {
+        let head = format!("~ {address}");
+        let at = lines
+            .iter()
+            .position(|l| *l == head || l.starts_with(&format!("{head} ")))
+            .unwrap_or_else(|| panic!("no `{head}` line in the plan:\n{}", run.stdout));
+        let under: Vec<&str> = lines[at + 1..]
+            .iter()
+            .take_while(|l| l.starts_with("    "))
+            .copied()
+            .collect();
+        assert!(
+            under.contains(&wanted.as_str()),
+            "expected {wanted:?} under {address}:\n{}",
+            run.stdout
+        );
+    }
+    let changes = lines
+        .iter()
+        .filter(|l| l.starts_with(['+', '~', '-']))
+        .count();
+    assert_eq!(
+        changes,
+        addresses.len(),
+        "only the untagged resources:\n{}",
+        run.stdout
+    );
+}
+
+/// A standard tag removed out of band from every taggable resource of the data and
+/// security layers is shown by `plan` and put back by `up` (read back through the SDK);
+/// the resources are the same ones, and `plan` then has nothing to do.
+#[tokio::test]
+async fn missing_standard_tags_are_planned_and_put_back() {
+    let stack = Stack::new("retag");
+    let n = names("retag");
+    stack.must(&["up"]);
+    let first = inventory(&stack).await;
+    let team = [STRIPPED.to_string()];
+
+    // RDS: the instance and its subnet group.
+    let rds = rds(&stack).await;
+    let db_arn = db_instance(&stack)
+        .await
+        .db_instance_arn()
+        .unwrap()
+        .to_string();
+    let groups = rds
+        .describe_db_subnet_groups()
+        .db_subnet_group_name(&n.subnet_group)
+        .send()
+        .await
+        .unwrap();
+    let group_arn = groups.db_subnet_groups()[0]
+        .db_subnet_group_arn()
+        .unwrap()
+        .to_string();
+    for arn in [&db_arn, &group_arn] {
+        rds.remove_tags_from_resource()
+            .resource_name(arn)
+            .set_tag_keys(Some(team.to_vec()))
+            .send()
+            .await
+            .unwrap();
+    }
+    // DynamoDB.
+    let ddb = dynamodb(&stack).await;
+    let table = ddb
+        .describe_table()
+        .table_name(&n.table)
+        .send()
+        .await
+        .unwrap();
+    let table_arn = table.table().unwrap().table_arn().unwrap().to_string();
+    ddb.untag_resource()
+        .resource_arn(&table_arn)
+        .set_tag_keys(Some(team.to_vec()))
+        .send()
+        .await
+        .unwrap();
+    // SQS: both queues.
+    let sqs = sqs(&stack).await;
+    let queues = [
+        queue_url(&stack, &n.queue).await,
+        queue_url(&stack, &n.dlq).await,
+    ];
+    for url in &queues {
+        sqs.untag_queue()
+            .queue_url(url)
+            .set_tag_keys(Some(team.to_vec()))
+            .send()
+            .await
+            .unwrap();
+    }
+    // S3 replaces the whole tag set.
+    let s3 = s3(&stack).await;
+    let tagging = s3
+        .get_bucket_tagging()
+        .bucket(&n.bucket)
+        .send()
+        .await
+        .unwrap();
+    let kept: Vec<aws_sdk_s3::types::Tag> = tagging
+        .tag_set()
+        .iter()
+        .filter(|t| t.key() != STRIPPED)
+        .cloned()
+        .collect();
+    let tagging = aws_sdk_s3::types::Tagging::builder()
+        .set_tag_set(Some(kept))
+        .build()
+        .unwrap();
+    s3.put_bucket_tagging()
+        .bucket(&n.bucket)
+        .tagging(tagging)
+        .send()
+        .await
+        .unwrap();
+    // KMS: the three keys.
+    let kms = stack.kms().await;
+    let mut keys = Vec::new();
+    for purpose in ["rds", "s3", "sns"] {
+        let arn = alias_key_arn(&stack, purpose).await;
+        kms.untag_resource()
+            .key_id(&arn)
+            .set_tag_keys(Some(team.to_vec()))
+            .send()
+            .await
+            .unwrap();
+        keys.push(arn);
+    }
+
+    let addresses: Vec<String> = [
+        "rds_instance.main",
+        "rds_subnet_group.main",
+        "dynamodb_table.transactions",
+        "sqs_queue.retry",
+        "sqs_queue.dlq",
+        "s3_bucket.audit",
+        "kms_key.rds",
+        "kms_key.s3",
+        "kms_key.sns",
+    ]
+    .map(String::from)
+    .to_vec();
+    assert_plans_retagging(&stack, &addresses);
+
+    stack.must(&["up"]);
+    check_data_layer(&stack, false).await;
+    let group_tags = rds
+        .list_tags_for_resource()
+        .resource_name(&group_arn)
+        .send()
+        .await
+        .unwrap();
+    let group_tags: BTreeMap<String, String> = group_tags
+        .tag_list()
+        .iter()
+        .map(|t| {
+            (
+                t.key().unwrap_or_default().to_string(),
+                t.value().unwrap_or_default().to_string(),
+            )
+        })
+        .collect();
+    assert_standard_tags(&group_tags, "retag", "DB subnet group");
+    for arn in &keys {
+        let out = kms.list_resource_tags().key_id(arn).send().await.unwrap();
+        let tags: BTreeMap<String, String> = out
+            .tags()
+            .iter()
+            .map(|t| (t.tag_key().to_string(), t.tag_value().to_string()))
+            .collect();
+        assert_standard_tags(&tags, "retag", &format!("KMS key {arn}"));
+    }
+    assert_eq!(
+        inventory(&stack).await,
+        first,
+        "retagging replaced something"
+    );
+    let run = stack.payctl(&["plan"]);
+    assert_eq!(
+        run.code,
+        Some(0),
+        "plan after up:\n{}\n{}",
+        run.stdout,
+        run.stderr
+    );
+}

@@ -2,16 +2,18 @@
 //! on-demand, KMS server-side encryption, a stream of new and old images (the audit
 //! logger consumes it), point-in-time recovery, deletion protection per the settings.
 //! A production `down` makes a final on-demand backup first and deletes the table only
-//! once that backup is available ([`super::final_backup`]).
+//! once that backup is available ([`super::support::final_backup`]).
 
+use super::support::final_backup;
+use super::{build_error, wait_gone_and_forget};
 use crate::engine::report::Change;
-use crate::engine::{Ctx, Direction, Resource};
-use crate::error::{Error, Result, aws};
+use crate::engine::tags::{self, converge_tags};
+use crate::engine::{Ctx, Direction, Found, Resource, Service, find};
+use crate::error::{Error, Result, aws, required};
 use crate::state::Record;
 use crate::waiter::{Status, Wait, retry_while, wait_for};
 use async_trait::async_trait;
-use aws_sdk_dynamodb::error::SdkError;
-use aws_sdk_dynamodb::operation::describe_table::DescribeTableError;
+use aws_sdk_dynamodb::operation::update_table::builders::UpdateTableFluentBuilder;
 use aws_sdk_dynamodb::types::{
     AttributeDefinition, BillingMode, KeySchemaElement, KeyType, PointInTimeRecoverySpecification,
     PointInTimeRecoveryStatus, ScalarAttributeType, SseSpecification, SseStatus, SseType,
@@ -22,47 +24,41 @@ pub const KIND: &str = "dynamodb_table";
 pub const ADDR: &str = "dynamodb_table.transactions";
 pub const KEY: &str = "transaction_id";
 const WAIT: Wait = Wait::minutes(10);
+const SERVICE: Service = Service::DynamoDb;
 
 pub struct TransactionsTable;
 
-fn not_found(e: &SdkError<DescribeTableError>) -> bool {
-    e.as_service_error()
-        .is_some_and(|s| s.is_resource_not_found_exception())
-}
-
-fn invalid(e: impl std::fmt::Display) -> Error {
-    Error::Invalid(format!("building a DynamoDB request: {e}"))
-}
-
-async fn find(ctx: &Ctx, name: &str) -> Result<Option<TableDescription>> {
-    match ctx
+/// The table, `None` when DynamoDB says there is none.
+async fn describe(ctx: &Ctx, name: &str) -> Result<Option<TableDescription>> {
+    let out = ctx
         .aws
         .dynamodb
         .describe_table()
         .table_name(name)
         .send()
-        .await
-    {
-        Ok(out) => Ok(out.table().cloned()),
-        Err(e) if not_found(&e) => Ok(None),
-        Err(e) => Err(aws("DescribeTable", name)(e)),
-    }
+        .await;
+    let out = SERVICE.found(out.map_err(aws("DescribeTable", name)))?;
+    Ok(out.and_then(|o| o.table().cloned()))
 }
 
-async fn check_owned(ctx: &Ctx, t: &TableDescription, name: &str) -> Result<()> {
-    let arn = t.table_arn().unwrap_or_default();
-    let out = ctx
-        .aws
-        .dynamodb
-        .list_tags_of_resource()
-        .resource_arn(arn)
-        .send()
-        .await
-        .map_err(aws("ListTagsOfResource", name))?;
-    if ctx.owns(out.tags().iter().map(|t| (t.key(), t.value()))) {
-        return Ok(());
-    }
-    Err(Error::not_owned(format!("DynamoDB table {name}"), &ctx.env))
+/// The table, by the name in state, else by its name.
+async fn lookup(ctx: &Ctx) -> Result<Option<Found<TableDescription>>> {
+    let by_id = |id: String| async move { describe(ctx, &id).await };
+    let name = ctx.name("transactions");
+    find(ctx, ADDR, SERVICE, by_id, || describe(ctx, &name)).await
+}
+
+fn sse_spec() -> SseSpecification {
+    SseSpecification::builder()
+        .enabled(true)
+        .sse_type(SseType::Kms)
+        .build()
+}
+
+fn stream_spec() -> Result<StreamSpecification> {
+    let spec = StreamSpecification::builder().stream_enabled(true);
+    let spec = spec.stream_view_type(StreamViewType::NewAndOldImages);
+    spec.build().map_err(build_error)
 }
 
 async fn create(ctx: &Ctx, name: &str) -> Result<TableDescription> {
@@ -71,50 +67,27 @@ async fn create(ctx: &Ctx, name: &str) -> Result<TableDescription> {
         .into_iter()
         .map(|(k, v)| Tag::builder().key(k).value(v).build())
         .collect::<std::result::Result<_, _>>()
-        .map_err(invalid)?;
-    let out = ctx
-        .aws
-        .dynamodb
-        .create_table()
-        .table_name(name)
-        .attribute_definitions(
-            AttributeDefinition::builder()
-                .attribute_name(KEY)
-                .attribute_type(ScalarAttributeType::S)
-                .build()
-                .map_err(invalid)?,
-        )
-        .key_schema(
-            KeySchemaElement::builder()
-                .attribute_name(KEY)
-                .key_type(KeyType::Hash)
-                .build()
-                .map_err(invalid)?,
-        )
+        .map_err(build_error)?;
+    let key = AttributeDefinition::builder()
+        .attribute_name(KEY)
+        .attribute_type(ScalarAttributeType::S)
+        .build();
+    let schema = KeySchemaElement::builder()
+        .attribute_name(KEY)
+        .key_type(KeyType::Hash)
+        .build();
+    let call = ctx.aws.dynamodb.create_table().table_name(name);
+    let call = call
+        .attribute_definitions(key.map_err(build_error)?)
+        .key_schema(schema.map_err(build_error)?)
         .billing_mode(BillingMode::PayPerRequest)
         .stream_specification(stream_spec()?)
-        .sse_specification(
-            SseSpecification::builder()
-                .enabled(true)
-                .sse_type(SseType::Kms)
-                .build(),
-        )
+        .sse_specification(sse_spec())
         .deletion_protection_enabled(ctx.settings.deletion_protection)
-        .set_tags(Some(tags))
-        .send()
-        .await
-        .map_err(aws("CreateTable", name))?;
-    out.table_description()
-        .cloned()
-        .ok_or_else(|| Error::Invalid("CreateTable returned no table".into()))
-}
-
-fn stream_spec() -> Result<StreamSpecification> {
-    StreamSpecification::builder()
-        .stream_enabled(true)
-        .stream_view_type(StreamViewType::NewAndOldImages)
-        .build()
-        .map_err(invalid)
+        .set_tags(Some(tags));
+    let out = call.send().await.map_err(aws("CreateTable", name))?;
+    let t = out.table_description().cloned();
+    t.ok_or_else(|| Error::Invalid("CreateTable returned no table".into()))
 }
 
 async fn wait_active(ctx: &Ctx, name: &str) -> Result<TableDescription> {
@@ -122,7 +95,7 @@ async fn wait_active(ctx: &Ctx, name: &str) -> Result<TableDescription> {
         &format!("DynamoDB table {name} to be active"),
         WAIT,
         || async {
-            let Some(t) = find(ctx, name).await? else {
+            let Some(t) = describe(ctx, name).await? else {
                 return Err(Error::Invalid(format!(
                     "DynamoDB table {name} disappeared; run `payctl up` again"
                 )));
@@ -138,117 +111,112 @@ async fn wait_active(ctx: &Ctx, name: &str) -> Result<TableDescription> {
     .await
 }
 
-/// Turns point-in-time recovery on; retried while backups are still being enabled.
-async fn ensure_pitr(ctx: &Ctx, name: &str) -> Result<bool> {
+fn on_off(on: bool) -> &'static str {
+    if on { "on" } else { "off" }
+}
+
+/// The stream's view type, or `off`.
+fn stream_of(t: &TableDescription) -> String {
+    let stream = t.stream_specification().filter(|s| s.stream_enabled());
+    let view = stream.and_then(|s| s.stream_view_type());
+    view.map_or("off".into(), |v| v.as_str().into())
+}
+
+/// One `UpdateTable` call, then the wait for the table to be active again.
+async fn update(ctx: &Ctx, name: &str, call: UpdateTableFluentBuilder) -> Result<()> {
+    call.table_name(name)
+        .send()
+        .await
+        .map_err(aws("UpdateTable", name))?;
+    wait_active(ctx, name).await.map(drop)
+}
+
+/// The table's settings, as declarations. True when it wrote one. (Point-in-time
+/// recovery, which has its own calls, is [`converge_pitr`].)
+async fn converge_settings(ctx: &Ctx, t: &TableDescription, name: &str) -> Result<bool> {
+    let db = &ctx.aws.dynamodb;
+    let protection = ctx.settings.deletion_protection;
+    let have = on_off(t.deletion_protection_enabled() == Some(true));
+    let write = || {
+        update(
+            ctx,
+            name,
+            db.update_table().deletion_protection_enabled(protection),
+        )
+    };
+    let mut wrote = ctx
+        .converge(ADDR, "deletion protection", have, on_off(protection), write)
+        .await?;
+
+    let have = stream_of(t);
+    let streaming = have != "off";
+    let write = || async {
+        if streaming {
+            return Err(Error::Invalid(format!(
+                "table {name} streams the wrong view; disable its stream, then run `payctl up` again"
+            )));
+        }
+        update(
+            ctx,
+            name,
+            db.update_table().stream_specification(stream_spec()?),
+        )
+        .await
+    };
+    let want = StreamViewType::NewAndOldImages.as_str().to_string();
+    wrote |= ctx.converge(ADDR, "stream", have, want, write).await?;
+
+    let sse = t.sse_description().and_then(|s| s.status());
+    let on = sse.is_some_and(|s| matches!(s, SseStatus::Enabled | SseStatus::Enabling));
+    let have = if on { "KMS" } else { "off" };
+    let write = || update(ctx, name, db.update_table().sse_specification(sse_spec()));
+    wrote |= ctx.converge(ADDR, "encryption", have, "KMS", write).await?;
+    Ok(wrote)
+}
+
+/// Point-in-time recovery on; retried while backups are still being enabled.
+async fn converge_pitr(ctx: &Ctx, name: &str) -> Result<bool> {
     let db = &ctx.aws.dynamodb;
     let out = db
         .describe_continuous_backups()
         .table_name(name)
         .send()
-        .await
-        .map_err(aws("DescribeContinuousBackups", name))?;
-    let on = out
+        .await;
+    let out = out.map_err(aws("DescribeContinuousBackups", name))?;
+    let status = out
         .continuous_backups_description()
         .and_then(|d| d.point_in_time_recovery_description())
-        .and_then(|p| p.point_in_time_recovery_status())
-        == Some(&PointInTimeRecoveryStatus::Enabled);
-    if on || !ctx.apply(ADDR, "point-in-time recovery", "disabled", "enabled") {
-        return Ok(false);
-    }
-    let spec = PointInTimeRecoverySpecification::builder()
-        .point_in_time_recovery_enabled(true)
-        .build()
-        .map_err(invalid)?;
-    let unavailable = |e: &Error| e.aws_code() == Some("ContinuousBackupsUnavailableException");
-    retry_while(
-        &format!("enabling point-in-time recovery on {name}"),
-        WAIT,
-        unavailable,
-        || async {
-            let call = db
-                .update_continuous_backups()
-                .table_name(name)
-                .point_in_time_recovery_specification(spec.clone());
+        .and_then(|p| p.point_in_time_recovery_status());
+    let have = if status == Some(&PointInTimeRecoveryStatus::Enabled) {
+        "enabled"
+    } else {
+        "disabled"
+    };
+    let enable = || async {
+        let spec = PointInTimeRecoverySpecification::builder().point_in_time_recovery_enabled(true);
+        let spec = spec.build().map_err(build_error)?;
+        let unavailable = |e: &Error| e.aws_code() == Some("ContinuousBackupsUnavailableException");
+        let what = format!("enabling point-in-time recovery on {name}");
+        retry_while(&what, WAIT, unavailable, || async {
+            let call = db.update_continuous_backups().table_name(name);
+            let call = call.point_in_time_recovery_specification(spec.clone());
             call.send()
                 .await
                 .map_err(aws("UpdateContinuousBackups", name))
-        },
-    )
-    .await?;
-    Ok(true)
+        })
+        .await
+        .map(drop)
+    };
+    ctx.converge(ADDR, "point-in-time recovery", have, "enabled", enable)
+        .await
 }
 
-fn on_off(on: bool) -> &'static str {
-    if on { "on" } else { "off" }
-}
-
-/// Puts drifted table settings back; returns the names of what changed.
-async fn converge(ctx: &Ctx, t: &TableDescription, name: &str) -> Result<Vec<&'static str>> {
-    let mut changed = Vec::new();
-    let db = &ctx.aws.dynamodb;
-    let protection = ctx.settings.deletion_protection;
-    if t.deletion_protection_enabled() != Some(protection)
-        && ctx.apply(
-            ADDR,
-            "deletion protection",
-            on_off(t.deletion_protection_enabled() == Some(true)),
-            on_off(protection),
-        )
-    {
-        let call = db
-            .update_table()
-            .table_name(name)
-            .deletion_protection_enabled(ctx.settings.deletion_protection);
-        call.send().await.map_err(aws("UpdateTable", name))?;
-        changed.push("deletion protection");
-        wait_active(ctx, name).await?;
+fn record(t: &TableDescription, name: &str) -> Record {
+    let rec = Record::new(KIND, name).arn(t.table_arn().unwrap_or_default());
+    match t.latest_stream_arn() {
+        Some(stream) => rec.attr("stream_arn", stream),
+        None => rec,
     }
-    let stream = t.stream_specification();
-    if (stream.map(|s| s.stream_enabled()) != Some(true)
-        || stream.and_then(|s| s.stream_view_type()) != Some(&StreamViewType::NewAndOldImages))
-        && ctx.apply(
-            ADDR,
-            "stream",
-            stream
-                .and_then(|s| s.stream_view_type())
-                .filter(|_| stream.is_some_and(|s| s.stream_enabled()))
-                .map_or("off".to_string(), |v| v.as_str().to_string()),
-            StreamViewType::NewAndOldImages.as_str(),
-        )
-    {
-        if stream.map(|s| s.stream_enabled()) == Some(true) {
-            return Err(Error::Invalid(format!(
-                "table {name} streams the wrong view; disable its stream, then run `payctl up` again"
-            )));
-        }
-        db.update_table()
-            .table_name(name)
-            .stream_specification(stream_spec()?)
-            .send()
-            .await
-            .map_err(aws("UpdateTable", name))?;
-        changed.push("stream");
-        wait_active(ctx, name).await?;
-    }
-    let sse_on = t
-        .sse_description()
-        .and_then(|s| s.status())
-        .is_some_and(|s| matches!(s, SseStatus::Enabled | SseStatus::Enabling));
-    if !sse_on && ctx.apply(ADDR, "encryption", "off", "KMS") {
-        let sse = SseSpecification::builder()
-            .enabled(true)
-            .sse_type(SseType::Kms)
-            .build();
-        db.update_table()
-            .table_name(name)
-            .sse_specification(sse)
-            .send()
-            .await
-            .map_err(aws("UpdateTable", name))?;
-        changed.push("encryption");
-        wait_active(ctx, name).await?;
-    }
-    Ok(changed)
 }
 
 #[async_trait]
@@ -259,96 +227,62 @@ impl Resource for TransactionsTable {
 
     async fn ensure(&self, ctx: &Ctx) -> Result<()> {
         let name = ctx.name("transactions");
-        let mut active = None;
-        let (mut change, created) = match find(ctx, &name).await? {
-            Some(t) => {
-                check_owned(ctx, &t, &name).await?;
-                if t.table_status() == Some(&TableStatus::Active) {
-                    active = Some(t);
-                }
-                (
-                    if ctx.state.get(ADDR).is_some() {
-                        Change::Unchanged
-                    } else {
-                        Change::Adopted
-                    },
-                    None,
-                )
+        let change = match lookup(ctx).await? {
+            Some(found) => {
+                let arn = required(found.value.table_arn(), "table ARN")?;
+                let retagged = converge_tags(ctx, ADDR, &tags::DynamoDb(&arn), None).await?;
+                found.change().updated_if(retagged)
             }
             None if !ctx.would_create(format!("{ADDR} {name}")) => return Ok(()),
-            None => (Change::Created, Some(create(ctx, &name).await?)),
-        };
-        if let Some(t) = &created {
-            ctx.record(
-                ADDR,
-                Record::new(KIND, &name).arn(t.table_arn().unwrap_or_default()),
-            )
-            .await?;
-        }
-        let t = match active {
-            Some(t) => t,
-            None => wait_active(ctx, &name).await?,
-        };
-        let mut changed = if created.is_none() {
-            converge(ctx, &t, &name).await?
-        } else {
-            Vec::new()
-        };
-        if ensure_pitr(ctx, &name).await? && created.is_none() {
-            changed.push("point-in-time recovery");
-        }
-        let t = if changed.is_empty() {
-            t
-        } else {
-            wait_active(ctx, &name).await?
-        };
-        let mut rec = Record::new(KIND, &name).arn(t.table_arn().unwrap_or_default());
-        if let Some(stream) = t.latest_stream_arn() {
-            rec = rec.attr("stream_arn", stream);
-        }
-        ctx.record(ADDR, rec).await?;
-        if !changed.is_empty() {
-            tracing::info!("DynamoDB table {name}: put back {}", changed.join(", "));
-            if change == Change::Unchanged {
-                change = Change::Updated;
+            None => {
+                let t = create(ctx, &name).await?;
+                ctx.record(ADDR, record(&t, &name)).await?;
+                Change::Created
             }
+        };
+        let t = wait_active(ctx, &name).await?;
+        ctx.record(ADDR, record(&t, &name)).await?;
+        // A table created in this run has CreateTable's settings.
+        let mut wrote = change != Change::Created && converge_settings(ctx, &t, &name).await?;
+        wrote |= converge_pitr(ctx, &name).await?;
+        if wrote {
+            let t = wait_active(ctx, &name).await?;
+            ctx.record(ADDR, record(&t, &name)).await?;
         }
+        let change = change.updated_if(wrote);
         ctx.report.note(change, format!("{ADDR} {name}"));
         Ok(())
     }
 
     async fn delete(&self, ctx: &Ctx) -> Result<()> {
         let name = ctx.name("transactions");
-        let Some(t) = find(ctx, &name).await? else {
+        // The record is forgotten once the table is gone (`wait`), not here.
+        let Some(found) = lookup(ctx).await? else {
             ctx.report.note(Change::Absent, ADDR);
             return Ok(());
         };
-        check_owned(ctx, &t, &name).await?;
+        let t = found.value;
+        let arn = required(t.table_arn(), "table ARN")?;
+        tags::ensure_owned(ctx, &tags::DynamoDb(&arn)).await?;
         if t.table_status() == Some(&TableStatus::Deleting) {
             return Ok(());
         }
         if ctx.settings.production {
-            super::final_backup::make(ctx, &name).await?;
+            final_backup::make(ctx, &name).await?;
         }
         let db = &ctx.aws.dynamodb;
         if t.deletion_protection_enabled() == Some(true) {
             // Only reached from a confirmed `down`.
-            db.update_table()
+            let call = db
+                .update_table()
                 .table_name(&name)
-                .deletion_protection_enabled(false)
-                .send()
-                .await
-                .map_err(aws("UpdateTable", &name))?;
+                .deletion_protection_enabled(false);
+            call.send().await.map_err(aws("UpdateTable", &name))?;
             tracing::info!("lifted deletion protection on DynamoDB table {name}");
             wait_active(ctx, &name).await?;
         }
-        match db.delete_table().table_name(&name).send().await {
-            Ok(_) => {}
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|s| s.is_resource_not_found_exception()) => {}
-            Err(e) => return Err(aws("DeleteTable", &name)(e)),
-        }
+        let out = db.delete_table().table_name(&name).send().await;
+        SERVICE.found(out.map_err(aws("DeleteTable", &name)))?;
         ctx.report.note(Change::Deleted, format!("{ADDR} {name}"));
         Ok(())
     }
@@ -358,22 +292,14 @@ impl Resource for TransactionsTable {
             return Ok(());
         }
         let name = ctx.name("transactions");
-        wait_for(
-            &format!("DynamoDB table {name} to be deleted"),
-            WAIT,
-            || async {
-                Ok(match find(ctx, &name).await? {
-                    None => Status::Ready(()),
-                    Some(t) => Status::Pending(
-                        t.table_status()
-                            .map(|s| s.as_str().to_string())
-                            .unwrap_or_default(),
-                    ),
-                })
-            },
-        )
-        .await?;
-        ctx.forget(ADDR).await?;
-        Ok(())
+        let status = || async {
+            let t = describe(ctx, &name).await?;
+            Ok(t.map(|t| {
+                t.table_status()
+                    .map(|s| s.as_str().to_string())
+                    .unwrap_or_default()
+            }))
+        };
+        wait_gone_and_forget(ctx, ADDR, &format!("DynamoDB table {name}"), WAIT, status).await
     }
 }

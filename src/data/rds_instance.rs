@@ -9,17 +9,18 @@
 //! kept (recorded as `rds_snapshot.<name>` and listed with its restore command), and so
 //! is the RDS key that encrypts it (see `kms_key`).
 
-use super::rds_subnet_group::{self, rds_owned, rds_tags};
+use super::rds_subnet_group::{self, rds_tags};
+use super::{Setting, differing, wait_gone_and_forget};
 use crate::engine::report::{Change, Kept};
-use crate::engine::{Ctx, Direction, Resource};
-use crate::error::{Error, Result, aws};
+use crate::engine::tags::{self, converge_tags};
+use crate::engine::{Ctx, Direction, Found, Resource, Service, find};
+use crate::error::{Error, Result, aws, required};
 use crate::network::security_group;
 use crate::security::kms_key;
 use crate::state::Record;
 use crate::waiter::{Status, Wait, wait_for};
 use async_trait::async_trait;
-use aws_sdk_rds::error::SdkError;
-use aws_sdk_rds::operation::describe_db_instances::DescribeDBInstancesError;
+use aws_sdk_rds::operation::modify_db_instance::builders::ModifyDBInstanceFluentBuilder as Modify;
 use aws_sdk_rds::types::{CloudwatchLogsExportConfiguration, DbInstance as Instance};
 
 pub const KIND: &str = "rds_instance";
@@ -32,6 +33,7 @@ const MASTER_USER: &str = "payments_admin";
 pub const DB_NAME: &str = "payments";
 /// Real Multi-AZ creation takes 15–20 minutes; deletion with a snapshot about as long.
 const READY_WAIT: Wait = Wait::minutes(45);
+const SERVICE: Service = Service::Rds;
 
 #[derive(Default)]
 pub struct DbInstance {
@@ -39,44 +41,21 @@ pub struct DbInstance {
     ready: std::sync::atomic::AtomicBool,
 }
 
-fn not_found(e: &SdkError<DescribeDBInstancesError>) -> bool {
-    e.as_service_error()
-        .is_some_and(|s| s.is_db_instance_not_found_fault())
-}
-
-async fn find(ctx: &Ctx, id: &str) -> Result<Option<Instance>> {
-    match ctx
+async fn describe(ctx: &Ctx, id: &str) -> Result<Option<Instance>> {
+    let call = ctx
         .aws
         .rds
         .describe_db_instances()
-        .db_instance_identifier(id)
-        .send()
-        .await
-    {
-        Ok(out) => Ok(out.db_instances().first().cloned()),
-        Err(e) if not_found(&e) => Ok(None),
-        Err(e) => Err(aws("DescribeDBInstances", id)(e)),
-    }
+        .db_instance_identifier(id);
+    let out = SERVICE.found(call.send().await.map_err(aws("DescribeDBInstances", id)))?;
+    Ok(out.and_then(|o| o.db_instances().first().cloned()))
 }
 
-async fn check_owned(ctx: &Ctx, db: &Instance, id: &str) -> Result<()> {
-    let owned = ctx.owns(
-        db.tag_list()
-            .iter()
-            .map(|t| (t.key().unwrap_or_default(), t.value().unwrap_or_default())),
-    );
-    if owned || rds_owned(ctx, db.db_instance_arn().unwrap_or_default()).await? {
-        return Ok(());
-    }
-    Err(Error::not_owned(format!("DB instance {id}"), &ctx.env))
-}
-
-fn needed(ctx: &Ctx, addr: &str) -> Result<String> {
-    ctx.state.id(addr).ok_or_else(|| {
-        Error::Invalid(format!(
-            "{addr} is not in the state file; run `payctl up` again"
-        ))
-    })
+/// The instance, by the identifier in state, else by its name.
+async fn lookup(ctx: &Ctx) -> Result<Option<Found<Instance>>> {
+    let by_id = |id: String| async move { describe(ctx, &id).await };
+    let name = ctx.name("db");
+    find(ctx, ADDR, SERVICE, by_id, || describe(ctx, &name)).await
 }
 
 fn record(db: &Instance, id: &str) -> Record {
@@ -93,123 +72,115 @@ fn record(db: &Instance, id: &str) -> Record {
     r
 }
 
-/// Puts drifted settings back; returns the names of what changed.
-async fn converge(ctx: &Ctx, db: &Instance, id: &str) -> Result<Vec<&'static str>> {
-    let s = &ctx.settings;
-    let mut call = ctx
-        .aws
-        .rds
-        .modify_db_instance()
-        .db_instance_identifier(id)
-        .apply_immediately(true);
-    let mut changed = Vec::new();
-    if db.backup_retention_period() != Some(BACKUP_RETENTION_DAYS) {
-        ctx.apply(
-            ADDR,
-            "backup retention (days)",
-            opt(db.backup_retention_period()),
-            BACKUP_RETENTION_DAYS,
-        );
-        call = call.backup_retention_period(BACKUP_RETENTION_DAYS);
-        changed.push("backup retention");
-    }
-    if db.multi_az() != Some(s.db.multi_az) {
-        ctx.apply(ADDR, "multi-AZ", opt(db.multi_az()), s.db.multi_az);
-        call = call.multi_az(s.db.multi_az);
-        changed.push("multi-AZ");
-    }
-    if db.deletion_protection() != Some(s.deletion_protection) {
-        ctx.apply(
-            ADDR,
-            "deletion protection",
-            opt(db.deletion_protection()),
-            s.deletion_protection,
-        );
-        call = call.deletion_protection(s.deletion_protection);
-        changed.push("deletion protection");
-    }
-    if db.auto_minor_version_upgrade() != Some(true) {
-        ctx.apply(
-            ADDR,
-            "minor version upgrades",
-            opt(db.auto_minor_version_upgrade()),
-            true,
-        );
-        call = call.auto_minor_version_upgrade(true);
-        changed.push("minor version upgrades");
-    }
-    if db.copy_tags_to_snapshot() != Some(true) {
-        ctx.apply(
-            ADDR,
-            "copy tags to snapshot",
-            opt(db.copy_tags_to_snapshot()),
-            true,
-        );
-        call = call.copy_tags_to_snapshot(true);
-        changed.push("copy tags to snapshot");
-    }
-    if db.publicly_accessible() == Some(true) {
-        ctx.apply(ADDR, "publicly accessible", true, false);
-        call = call.publicly_accessible(false);
-        changed.push("public accessibility");
-    }
-    if !db
-        .enabled_cloudwatch_logs_exports()
-        .iter()
-        .any(|l| l == LOG_EXPORT)
-    {
-        let logs = CloudwatchLogsExportConfiguration::builder()
-            .enable_log_types(LOG_EXPORT)
-            .build();
-        call = call.cloudwatch_logs_export_configuration(logs);
-        ctx.apply(
-            ADDR,
-            "log export",
-            db.enabled_cloudwatch_logs_exports().join(", "),
-            LOG_EXPORT,
-        );
-        changed.push("log export");
-    }
-    if db.db_instance_class() != Some(s.db.instance_class.as_str()) {
-        call = call.db_instance_class(&s.db.instance_class);
-        ctx.apply(
-            ADDR,
-            "instance class",
-            opt(db.db_instance_class()),
-            &s.db.instance_class,
-        );
-        changed.push("instance class");
-    }
-    if db
-        .allocated_storage()
-        .is_some_and(|g| g < s.db.allocated_storage_gib)
-    {
-        call = call.allocated_storage(s.db.allocated_storage_gib);
-        ctx.apply(
-            ADDR,
-            "allocated storage (GiB)",
-            opt(db.allocated_storage()),
-            s.db.allocated_storage_gib,
-        );
-        changed.push("allocated storage");
-    }
-    // On `plan`, each setting above was noted by `ctx.apply` and nothing is sent.
-    if !changed.is_empty() && !ctx.planning() {
-        call.send().await.map_err(aws("ModifyDBInstance", id))?;
-    }
-    Ok(changed)
-}
-
-/// A setting as AWS reported it, for `plan` (`unset` when it did not say).
+/// A value as AWS reported it (`unset` when it did not say).
 fn opt(v: Option<impl std::fmt::Display>) -> String {
     v.map_or_else(|| "unset".to_string(), |v| v.to_string())
 }
 
+/// What one setting adds to the `ModifyDBInstance` call that puts it back.
+type Fix = Box<dyn FnOnce(Modify) -> Modify + Send>;
+
+fn setting(
+    label: &str,
+    have: impl std::fmt::Display,
+    want: impl std::fmt::Display,
+    fix: impl FnOnce(Modify) -> Modify + Send + 'static,
+) -> Setting<Fix> {
+    Setting::new(label, have, want, Box::new(fix) as Fix)
+}
+
+/// The instance's settings, as declarations: as AWS has each, as payctl wants it, and
+/// what `ModifyDBInstance` needs to put it back.
+fn settings(ctx: &Ctx, db: &Instance) -> Vec<Setting<Fix>> {
+    let s = &ctx.settings;
+    let (multi_az, protection) = (s.db.multi_az, s.deletion_protection);
+    let class = s.db.instance_class.clone();
+    // Storage only grows: less than configured is put up, more is kept.
+    let storage = db
+        .allocated_storage()
+        .map(|g| g.max(s.db.allocated_storage_gib));
+    let exports = db.enabled_cloudwatch_logs_exports();
+    let logs = if exports.iter().any(|l| l == LOG_EXPORT) {
+        LOG_EXPORT.to_string()
+    } else if exports.is_empty() {
+        "none".to_string()
+    } else {
+        exports.join(", ")
+    };
+    let export = CloudwatchLogsExportConfiguration::builder()
+        .enable_log_types(LOG_EXPORT)
+        .build();
+    vec![
+        setting(
+            "backup retention (days)",
+            opt(db.backup_retention_period()),
+            BACKUP_RETENTION_DAYS,
+            |c| c.backup_retention_period(BACKUP_RETENTION_DAYS),
+        ),
+        setting("multi-AZ", opt(db.multi_az()), multi_az, move |c| {
+            c.multi_az(multi_az)
+        }),
+        setting(
+            "deletion protection",
+            opt(db.deletion_protection()),
+            protection,
+            move |c| c.deletion_protection(protection),
+        ),
+        setting(
+            "minor version upgrades",
+            opt(db.auto_minor_version_upgrade()),
+            true,
+            |c| c.auto_minor_version_upgrade(true),
+        ),
+        setting(
+            "copy tags to snapshot",
+            opt(db.copy_tags_to_snapshot()),
+            true,
+            |c| c.copy_tags_to_snapshot(true),
+        ),
+        setting(
+            "publicly accessible",
+            db.publicly_accessible().unwrap_or(false),
+            false,
+            |c| c.publicly_accessible(false),
+        ),
+        setting("log export", logs, LOG_EXPORT, |c| {
+            c.cloudwatch_logs_export_configuration(export)
+        }),
+        setting(
+            "instance class",
+            opt(db.db_instance_class()),
+            &s.db.instance_class,
+            move |c| c.db_instance_class(class),
+        ),
+        setting(
+            "allocated storage (GiB)",
+            opt(db.allocated_storage()),
+            opt(storage),
+            move |c| c.set_allocated_storage(storage),
+        ),
+    ]
+}
+
+/// Puts drifted settings back, in one `ModifyDBInstance` call; true when it did.
+async fn converge_settings(ctx: &Ctx, db: &Instance, id: &str) -> Result<bool> {
+    let fixes = differing(ctx, ADDR, settings(ctx, db)).await?;
+    if fixes.is_empty() {
+        return Ok(false);
+    }
+    let call = ctx.aws.rds.modify_db_instance().db_instance_identifier(id);
+    let call = fixes
+        .into_iter()
+        .fold(call.apply_immediately(true), |call, fix| fix(call));
+    call.send().await.map_err(aws("ModifyDBInstance", id))?;
+    Ok(true)
+}
+
 async fn create(ctx: &Ctx, id: &str) -> Result<Instance> {
     let s = &ctx.settings;
-    let key = needed(ctx, &kms_key::address("rds"))?;
-    let sg = needed(ctx, &security_group::address("rds"))?;
-    let group = needed(ctx, rds_subnet_group::ADDR)?;
+    let key = ctx.needed_id(&kms_key::address("rds"))?;
+    let sg = ctx.needed_id(&security_group::address("rds"))?;
+    let group = ctx.needed_id(rds_subnet_group::ADDR)?;
     let out = ctx
         .aws
         .rds
@@ -295,128 +266,109 @@ impl Resource for DbInstance {
 
     async fn ensure(&self, ctx: &Ctx) -> Result<()> {
         let id = ctx.name("db");
-        let (db, mut change) = match find(ctx, &id).await? {
-            Some(db) => {
-                check_owned(ctx, &db, &id).await?;
-                if db.db_instance_status() == Some("deleting") {
-                    return Err(Error::Invalid(format!(
-                        "DB instance {id} is being deleted; wait for it to go, then run `payctl up` again"
-                    )));
-                }
-                if db.storage_encrypted() != Some(true) {
-                    return Err(Error::Invalid(format!(
-                        "DB instance {id} is not encrypted and cannot be encrypted in place"
-                    )));
-                }
-                let change = if ctx.state.get(ADDR).is_some() {
-                    Change::Unchanged
-                } else {
-                    Change::Adopted
-                };
-                (db, change)
+        let Some(found) = lookup(ctx).await? else {
+            if !ctx.would_create(format!("{ADDR} {id}")) {
+                return Ok(());
             }
-            None if !ctx.would_create(format!("{ADDR} {id}")) => return Ok(()),
-            None => (create(ctx, &id).await?, Change::Created),
+            let db = create(ctx, &id).await?;
+            ctx.record(ADDR, record(&db, &id)).await?;
+            ctx.report.note(Change::Created, format!("{ADDR} {id}"));
+            return Ok(());
         };
-        ctx.record(ADDR, record(&db, &id)).await?;
-        if change != Change::Created {
-            let changed = converge(ctx, &db, &id).await?;
-            let ready = changed.is_empty() && db.db_instance_status() == Some("available");
-            self.ready.store(ready, std::sync::atomic::Ordering::SeqCst);
-            if !changed.is_empty() {
-                tracing::info!("DB instance {id}: put back {}", changed.join(", "));
-                if change == Change::Unchanged {
-                    change = Change::Updated;
-                }
-            }
+        let db = &found.value;
+        let arn = required(db.db_instance_arn(), "DB instance ARN")?;
+        let retagged = converge_tags(ctx, ADDR, &tags::Rds(&arn), None).await?;
+        if db.db_instance_status() == Some("deleting") {
+            return Err(Error::Invalid(format!(
+                "DB instance {id} is being deleted; wait for it to go, then run `payctl up` again"
+            )));
         }
+        if db.storage_encrypted() != Some(true) {
+            return Err(Error::Invalid(format!(
+                "DB instance {id} is not encrypted and cannot be encrypted in place"
+            )));
+        }
+        ctx.record(ADDR, record(db, &id)).await?;
+        let wrote = converge_settings(ctx, db, &id).await?;
+        let ready = !wrote && db.db_instance_status() == Some("available");
+        self.ready.store(ready, std::sync::atomic::Ordering::SeqCst);
+        let change = found.change().updated_if(retagged || wrote);
         ctx.report.note(change, format!("{ADDR} {id}"));
         Ok(())
     }
 
     async fn wait(&self, ctx: &Ctx, direction: Direction) -> Result<()> {
         let id = ctx.name("db");
-        match direction {
-            Direction::Up if self.ready.load(std::sync::atomic::Ordering::SeqCst) => {}
-            Direction::Up => {
-                let db = wait_for(
-                    &format!("DB instance {id} to be available"),
-                    READY_WAIT,
-                    || async {
-                        let Some(db) = find(ctx, &id).await? else {
-                            return Err(Error::Invalid(format!(
-                                "DB instance {id} disappeared while starting; run `payctl up` again"
-                            )));
-                        };
-                        match db.db_instance_status() {
-                            Some("available") => Ok(Status::Ready(db)),
-                            Some(
-                                s @ ("failed"
-                                | "incompatible-parameters"
-                                | "incompatible-network"
-                                | "storage-full"),
-                            ) => Err(Error::Invalid(format!("DB instance {id} is {s}"))),
-                            s => Ok(Status::Pending(s.unwrap_or("unknown").to_string())),
-                        }
-                    },
-                )
-                .await?;
-                ctx.record(ADDR, record(&db, &id)).await?;
-            }
-            Direction::Down => {
-                wait_for(
-                    &format!("DB instance {id} to be deleted"),
-                    READY_WAIT,
-                    || async {
-                        Ok(match find(ctx, &id).await? {
-                            None => Status::Ready(()),
-                            Some(db) => Status::Pending(
-                                db.db_instance_status().unwrap_or("deleting").to_string(),
-                            ),
-                        })
-                    },
-                )
-                .await?;
-                ctx.forget(ADDR).await?;
-            }
+        if direction == Direction::Down {
+            let status = || async {
+                let db = describe(ctx, &id).await?;
+                Ok(db.map(|db| db.db_instance_status().unwrap_or("deleting").to_string()))
+            };
+            return wait_gone_and_forget(
+                ctx,
+                ADDR,
+                &format!("DB instance {id}"),
+                READY_WAIT,
+                status,
+            )
+            .await;
         }
-        Ok(())
+        if self.ready.load(std::sync::atomic::Ordering::SeqCst) {
+            return Ok(());
+        }
+        let db = wait_for(
+            &format!("DB instance {id} to be available"),
+            READY_WAIT,
+            || async {
+                let Some(db) = describe(ctx, &id).await? else {
+                    return Err(Error::Invalid(format!(
+                        "DB instance {id} disappeared while starting; run `payctl up` again"
+                    )));
+                };
+                match db.db_instance_status() {
+                    Some("available") => Ok(Status::Ready(db)),
+                    Some(
+                        s @ ("failed"
+                        | "incompatible-parameters"
+                        | "incompatible-network"
+                        | "storage-full"),
+                    ) => Err(Error::Invalid(format!("DB instance {id} is {s}"))),
+                    s => Ok(Status::Pending(s.unwrap_or("unknown").to_string())),
+                }
+            },
+        )
+        .await?;
+        ctx.record(ADDR, record(&db, &id)).await
     }
 
     async fn delete(&self, ctx: &Ctx) -> Result<()> {
         let id = ctx.name("db");
-        let Some(db) = find(ctx, &id).await? else {
+        // The record is forgotten once the instance is gone (`wait`), not here.
+        let Some(found) = lookup(ctx).await? else {
             ctx.report.note(Change::Absent, ADDR);
             return Ok(());
         };
-        check_owned(ctx, &db, &id).await?;
+        let db = &found.value;
+        let arn = required(db.db_instance_arn(), "DB instance ARN")?;
+        tags::ensure_owned(ctx, &tags::Rds(&arn)).await?;
         if db.db_instance_status() == Some("deleting") {
             return Ok(());
         }
+        let rds = &ctx.aws.rds;
         if db.deletion_protection() == Some(true) {
             // Only reached from a confirmed `down`.
-            let call = ctx
-                .aws
-                .rds
-                .modify_db_instance()
-                .db_instance_identifier(&id)
-                .deletion_protection(false)
-                .apply_immediately(true);
+            let call = rds.modify_db_instance().db_instance_identifier(&id);
+            let call = call.deletion_protection(false).apply_immediately(true);
             call.send().await.map_err(aws("ModifyDBInstance", &id))?;
             tracing::info!("lifted deletion protection on DB instance {id}");
         }
         let skip = ctx.options.skip_final_snapshot && !ctx.settings.production;
-        let mut call = ctx
-            .aws
-            .rds
-            .delete_db_instance()
-            .db_instance_identifier(&id)
-            .skip_final_snapshot(skip);
         let snapshot = (!skip).then(|| final_snapshot_name(ctx));
-        if let Some(name) = &snapshot {
-            call = call.final_db_snapshot_identifier(name);
-        }
-        call.send().await.map_err(aws("DeleteDBInstance", &id))?;
+        let call = rds.delete_db_instance().db_instance_identifier(&id);
+        let call = call
+            .skip_final_snapshot(skip)
+            .set_final_db_snapshot_identifier(snapshot.clone());
+        SERVICE.found(call.send().await.map_err(aws("DeleteDBInstance", &id)))?;
         let how = match &snapshot {
             Some(name) => {
                 keep_snapshot(ctx, name).await?;

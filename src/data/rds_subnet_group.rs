@@ -1,25 +1,21 @@
 //! The DB subnet group over the three private subnets.
 
 use crate::engine::report::Change;
-use crate::engine::{Ctx, Resource};
-use crate::error::{Error, Result, aws};
+use crate::engine::tags::{self, converge_tags};
+use crate::engine::{Ctx, Found, Resource, Service, find};
+use crate::error::{Error, Result, aws, required};
 use crate::state::Record;
 use crate::waiter::{Wait, retry_while};
 use async_trait::async_trait;
-use aws_sdk_rds::error::SdkError;
-use aws_sdk_rds::operation::describe_db_subnet_groups::DescribeDBSubnetGroupsError;
 use aws_sdk_rds::types::{DbSubnetGroup as Group, Tag};
 
 pub const KIND: &str = "rds_subnet_group";
 pub const ADDR: &str = "rds_subnet_group.main";
+const SERVICE: Service = Service::Rds;
 
 pub struct DbSubnetGroup;
 
-fn not_found(e: &SdkError<DescribeDBSubnetGroupsError>) -> bool {
-    e.as_service_error()
-        .is_some_and(|s| s.is_db_subnet_group_not_found_fault())
-}
-
+/// The standard tags, for RDS create calls.
 pub fn rds_tags(ctx: &Ctx) -> Vec<Tag> {
     ctx.tags()
         .into_iter()
@@ -27,36 +23,25 @@ pub fn rds_tags(ctx: &Ctx) -> Vec<Tag> {
         .collect()
 }
 
-/// Whether the RDS resource `arn` carries payctl's ownership tags for this environment.
-pub async fn rds_owned(ctx: &Ctx, arn: &str) -> Result<bool> {
-    let out = ctx
-        .aws
-        .rds
-        .list_tags_for_resource()
-        .resource_name(arn)
-        .send()
-        .await;
-    let out = out.map_err(aws("ListTagsForResource", arn))?;
-    Ok(ctx.owns(
-        out.tag_list()
-            .iter()
-            .map(|t| (t.key().unwrap_or_default(), t.value().unwrap_or_default())),
-    ))
-}
-
-async fn find(ctx: &Ctx, name: &str) -> Result<Option<Group>> {
-    match ctx
+async fn describe(ctx: &Ctx, name: &str) -> Result<Option<Group>> {
+    let call = ctx
         .aws
         .rds
         .describe_db_subnet_groups()
-        .db_subnet_group_name(name)
-        .send()
-        .await
-    {
-        Ok(out) => Ok(out.db_subnet_groups().first().cloned()),
-        Err(e) if not_found(&e) => Ok(None),
-        Err(e) => Err(aws("DescribeDBSubnetGroups", name)(e)),
-    }
+        .db_subnet_group_name(name);
+    let out = SERVICE.found(
+        call.send()
+            .await
+            .map_err(aws("DescribeDBSubnetGroups", name)),
+    )?;
+    Ok(out.and_then(|o| o.db_subnet_groups().first().cloned()))
+}
+
+/// The group, by the name in state, else by its name.
+async fn lookup(ctx: &Ctx) -> Result<Option<Found<Group>>> {
+    let by_id = |id: String| async move { describe(ctx, &id).await };
+    let name = ctx.name("db-subnets");
+    find(ctx, ADDR, SERVICE, by_id, || describe(ctx, &name)).await
 }
 
 fn private_subnets(ctx: &Ctx) -> Result<Vec<String>> {
@@ -68,16 +53,14 @@ fn private_subnets(ctx: &Ctx) -> Result<Vec<String>> {
     Ok(ids)
 }
 
-async fn check_owned(ctx: &Ctx, g: &Group, name: &str) -> Result<()> {
-    let arn = g.db_subnet_group_arn().unwrap_or_default();
-    if rds_owned(ctx, arn).await? {
-        Ok(())
-    } else {
-        Err(Error::not_owned(
-            format!("DB subnet group {name}"),
-            &ctx.env,
-        ))
-    }
+fn subnets_of(g: &Group) -> Vec<String> {
+    let mut have: Vec<String> = g
+        .subnets()
+        .iter()
+        .filter_map(|s| s.subnet_identifier().map(str::to_string))
+        .collect();
+    have.sort();
+    have
 }
 
 #[async_trait]
@@ -93,59 +76,46 @@ impl Resource for DbSubnetGroup {
     async fn ensure(&self, ctx: &Ctx) -> Result<()> {
         let name = ctx.name("db-subnets");
         let subnets = private_subnets(ctx)?;
-        let (arn, change) = match find(ctx, &name).await? {
-            Some(g) => {
-                check_owned(ctx, &g, &name).await?;
-                let mut have: Vec<String> = g
-                    .subnets()
-                    .iter()
-                    .filter_map(|s| s.subnet_identifier().map(str::to_string))
-                    .collect();
-                have.sort();
-                let mut change = if ctx.state.get(ADDR).is_some() {
-                    Change::Unchanged
-                } else {
-                    Change::Adopted
-                };
-                if have != subnets
-                    && ctx.apply(ADDR, "subnets", have.join(", "), subnets.join(", "))
-                {
+        let (arn, change) = match lookup(ctx).await? {
+            Some(found) => {
+                let g = &found.value;
+                let arn = required(g.db_subnet_group_arn(), "DB subnet group ARN")?;
+                let retagged = converge_tags(ctx, ADDR, &tags::Rds(&arn), None).await?;
+                let (have, want) = (subnets_of(g).join(", "), subnets.join(", "));
+                let write = || async {
                     let call = ctx
                         .aws
                         .rds
                         .modify_db_subnet_group()
-                        .db_subnet_group_name(&name)
-                        .set_subnet_ids(Some(subnets.clone()));
+                        .db_subnet_group_name(&name);
+                    let call = call.set_subnet_ids(Some(subnets.clone()));
                     call.send()
                         .await
                         .map_err(aws("ModifyDBSubnetGroup", &name))?;
-                    change = Change::Updated;
-                }
-                (
-                    g.db_subnet_group_arn().unwrap_or_default().to_string(),
-                    change,
-                )
+                    Ok(())
+                };
+                let wrote = ctx.converge(ADDR, "subnets", have, want, write).await?;
+                (arn, found.change().updated_if(retagged || wrote))
             }
             None => {
                 if !ctx.would_create(format!("{ADDR} {name}")) {
                     return Ok(());
                 }
-                let out = ctx
+                let call = ctx
                     .aws
                     .rds
                     .create_db_subnet_group()
-                    .db_subnet_group_name(&name)
+                    .db_subnet_group_name(&name);
+                let call = call
                     .db_subnet_group_description(format!("payctl: private subnets of {}", ctx.env))
                     .set_subnet_ids(Some(subnets))
-                    .set_tags(Some(rds_tags(ctx)))
+                    .set_tags(Some(rds_tags(ctx)));
+                let out = call
                     .send()
                     .await
                     .map_err(aws("CreateDBSubnetGroup", &name))?;
-                let arn = out
-                    .db_subnet_group()
-                    .and_then(|g| g.db_subnet_group_arn())
-                    .unwrap_or_default();
-                (arn.to_string(), Change::Created)
+                let arn = out.db_subnet_group().and_then(|g| g.db_subnet_group_arn());
+                (required(arn, "DB subnet group ARN")?, Change::Created)
             }
         };
         ctx.record(ADDR, Record::new(KIND, &name).arn(arn)).await?;
@@ -154,37 +124,26 @@ impl Resource for DbSubnetGroup {
     }
 
     async fn delete(&self, ctx: &Ctx) -> Result<()> {
-        let name = ctx.state.id(ADDR).unwrap_or_else(|| ctx.name("db-subnets"));
-        let Some(g) = find(ctx, &name).await? else {
-            ctx.forget(ADDR).await?;
-            ctx.report.note(Change::Absent, ADDR);
-            return Ok(());
+        let Some(found) = lookup(ctx).await? else {
+            return ctx.forget_gone(ADDR).await;
         };
-        check_owned(ctx, &g, &name).await?;
+        let g = &found.value;
+        let name = required(g.db_subnet_group_name(), "DB subnet group name")?;
+        let arn = required(g.db_subnet_group_arn(), "DB subnet group ARN")?;
+        tags::ensure_owned(ctx, &tags::Rds(&arn)).await?;
         // A group stays "in use" for a short while after its instance is gone.
         let in_use = |e: &Error| e.aws_code() == Some("InvalidDBSubnetGroupStateFault");
-        let result = retry_while(
-            &format!("deleting DB subnet group {name}"),
-            Wait::minutes(10),
-            in_use,
-            || async {
-                ctx.aws
+        let what = format!("deleting DB subnet group {name}");
+        let delete = || {
+            retry_while(&what, Wait::minutes(10), in_use, || async {
+                let call = ctx
+                    .aws
                     .rds
                     .delete_db_subnet_group()
-                    .db_subnet_group_name(&name)
-                    .send()
-                    .await
-                    .map_err(aws("DeleteDBSubnetGroup", &name))
-            },
-        )
-        .await;
-        match result {
-            Ok(_) => {}
-            Err(e) if e.aws_code() == Some("DBSubnetGroupNotFoundFault") => {}
-            Err(e) => return Err(e),
-        }
-        ctx.forget(ADDR).await?;
-        ctx.report.note(Change::Deleted, format!("{ADDR} {name}"));
-        Ok(())
+                    .db_subnet_group_name(&name);
+                call.send().await.map_err(aws("DeleteDBSubnetGroup", &name))
+            })
+        };
+        ctx.delete_and_forget(ADDR, &name, SERVICE, delete).await
     }
 }

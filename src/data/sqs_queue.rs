@@ -11,10 +11,11 @@
 //! `up` right after `down` waits and retries (for up to 75 s, scaled by
 //! `PAYCTL_WAIT_SCALE`) instead of failing.
 
-use super::PROCESSOR_TIMEOUT_SECS;
+use super::{PROCESSOR_TIMEOUT_SECS, Setting, differing};
 use crate::engine::report::Change;
-use crate::engine::{Ctx, Resource};
-use crate::error::{Error, Result, aws};
+use crate::engine::tags::{self, converge_tags};
+use crate::engine::{Ctx, Found, Resource, Service, find};
+use crate::error::{Error, Result, aws, required};
 use crate::state::Record;
 use crate::waiter::{Wait, retry_while};
 use async_trait::async_trait;
@@ -30,6 +31,7 @@ const NAME_COOLDOWN: Wait = Wait {
     first: Duration::from_secs(5),
     max_interval: Duration::from_secs(15),
 };
+const SERVICE: Service = Service::Sqs;
 
 pub struct RetryQueues;
 
@@ -81,63 +83,45 @@ fn same(attr: &Attr, have: Option<&String>, want: &str) -> bool {
     }
 }
 
-async fn url_of(ctx: &Ctx, name: &str) -> Result<Option<String>> {
-    match ctx.aws.sqs.get_queue_url().queue_name(name).send().await {
-        Ok(out) => Ok(out.queue_url().map(str::to_string)),
-        Err(e)
-            if e.as_service_error()
-                .is_some_and(|s| s.is_queue_does_not_exist()) =>
-        {
+/// A queue: its URL and attributes.
+struct Queue {
+    url: String,
+    attrs: HashMap<Attr, String>,
+}
+
+/// The queue at `url` with its attributes, `None` when SQS says there is none.
+async fn read(ctx: &Ctx, url: String) -> Result<Option<Queue>> {
+    let call = ctx.aws.sqs.get_queue_attributes().queue_url(&url);
+    let out = call.attribute_names(Attr::All).send().await;
+    let out = SERVICE.found(out.map_err(aws("GetQueueAttributes", &url)))?;
+    Ok(out.map(|o| Queue {
+        attrs: o.attributes().cloned().unwrap_or_default(),
+        url,
+    }))
+}
+
+/// The queue, by the URL in state (when it still names `name`), else by its name.
+async fn lookup(ctx: &Ctx, addr: &str, name: &str) -> Result<Option<Found<Queue>>> {
+    let suffix = &format!("/{name}");
+    let by_id = |url: String| async move {
+        if url.ends_with(suffix.as_str()) {
+            read(ctx, url).await
+        } else {
             Ok(None)
         }
-        Err(e) => Err(aws("GetQueueUrl", name)(e)),
-    }
-}
-
-async fn attributes(ctx: &Ctx, url: &str) -> Result<HashMap<Attr, String>> {
-    attributes_if_exists(ctx, url)
-        .await?
-        .ok_or_else(|| Error::Invalid(format!("SQS queue {url} does not exist (any more)")))
-}
-
-/// The attributes, or `None` when the queue does not exist (any more).
-async fn attributes_if_exists(ctx: &Ctx, url: &str) -> Result<Option<HashMap<Attr, String>>> {
-    let out = ctx
-        .aws
-        .sqs
-        .get_queue_attributes()
-        .queue_url(url)
-        .attribute_names(Attr::All)
-        .send()
-        .await;
-    match out {
-        Ok(out) => Ok(Some(out.attributes().cloned().unwrap_or_default())),
-        Err(e)
-            if e.as_service_error()
-                .is_some_and(|s| s.is_queue_does_not_exist()) =>
-        {
-            Ok(None)
+    };
+    let by_name = || async {
+        let out = ctx.aws.sqs.get_queue_url().queue_name(name).send().await;
+        let url = SERVICE.found(out.map_err(aws("GetQueueUrl", name)))?;
+        match url.and_then(|o| o.queue_url().map(str::to_string)) {
+            Some(url) => read(ctx, url).await,
+            None => Ok(None),
         }
-        Err(e) => Err(aws("GetQueueAttributes", url)(e)),
-    }
+    };
+    find(ctx, addr, SERVICE, by_id, by_name).await
 }
 
-async fn check_owned(ctx: &Ctx, url: &str) -> Result<()> {
-    let out = ctx
-        .aws
-        .sqs
-        .list_queue_tags()
-        .queue_url(url)
-        .send()
-        .await
-        .map_err(aws("ListQueueTags", url))?;
-    let tags = out.tags().cloned().unwrap_or_default();
-    if ctx.owns(tags.iter().map(|(k, v)| (k.as_str(), v.as_str()))) {
-        return Ok(());
-    }
-    Err(Error::not_owned(format!("SQS queue {url}"), &ctx.env))
-}
-
+/// `CreateQueue` within 60 s of deleting a queue of that name.
 fn deleted_recently(e: &Error) -> bool {
     matches!(
         e.aws_code(),
@@ -145,125 +129,109 @@ fn deleted_recently(e: &Error) -> bool {
     )
 }
 
-/// Creates or adopts one queue and converges its attributes; returns (url, arn).
+/// Creates the queue (waiting out SQS's name cooldown); answers its URL.
+async fn create(ctx: &Ctx, name: &str, want: &HashMap<Attr, String>) -> Result<String> {
+    let tags: HashMap<String, String> = ctx.tags().into_iter().collect();
+    let what = format!("creating SQS queue {name} (SQS holds a deleted name for 60 s)");
+    let out = retry_while(&what, NAME_COOLDOWN, deleted_recently, || async {
+        let call = ctx.aws.sqs.create_queue().queue_name(name);
+        let call = call
+            .set_attributes(Some(want.clone()))
+            .set_tags(Some(tags.clone()));
+        call.send().await.map_err(aws("CreateQueue", name))
+    })
+    .await?;
+    required(out.queue_url(), "queue URL")
+}
+
+/// The attributes, as declarations: each differing one is noted (on `plan`) and those
+/// `up` puts back go in one `SetQueueAttributes` call. True when it wrote.
+async fn converge_attributes(
+    ctx: &Ctx,
+    addr: &str,
+    q: &Queue,
+    want: HashMap<Attr, String>,
+) -> Result<bool> {
+    let settings = want.into_iter().map(|(k, v)| {
+        let have = q.attrs.get(&k);
+        // A value that says what payctl wants (parsed where it is JSON) is that value.
+        let have = if same(&k, have, &v) {
+            v.clone()
+        } else {
+            have.map_or("unset".into(), String::clone)
+        };
+        Setting::new(k.as_str().to_string(), have, v.clone(), (k, v))
+    });
+    let drift: HashMap<Attr, String> = differing(ctx, addr, settings.collect())
+        .await?
+        .into_iter()
+        .collect();
+    if drift.is_empty() {
+        return Ok(false);
+    }
+    let call = ctx
+        .aws
+        .sqs
+        .set_queue_attributes()
+        .queue_url(&q.url)
+        .set_attributes(Some(drift));
+    call.send()
+        .await
+        .map_err(aws("SetQueueAttributes", &q.url))?;
+    Ok(true)
+}
+
+/// Creates or adopts one queue and converges its tags and attributes; answers its ARN
+/// (on `plan`, for a queue that does not exist yet, a placeholder naming it).
 async fn ensure_queue(
     ctx: &Ctx,
     which: &str,
     name: &str,
     want: HashMap<Attr, String>,
-) -> Result<(String, String)> {
-    let sqs = &ctx.aws.sqs;
+) -> Result<String> {
     let addr = address(which);
-    // The URL in the state file is checked by reading the queue's attributes.
-    let mut have = None;
-    let mut known = None;
-    if let Some(url) = ctx
-        .state
-        .id(&addr)
-        .filter(|u| u.ends_with(&format!("/{name}")))
-    {
-        have = attributes_if_exists(ctx, &url).await?;
-        known = have.is_some().then_some(url);
-    }
-    if known.is_none() {
-        known = url_of(ctx, name).await?;
-    }
-    let (url, mut change) = match known {
-        Some(url) => {
-            if ctx.state.get(&addr).is_some() {
-                // Its tags are read below, before any change.
-                (url, Change::Unchanged)
-            } else {
-                check_owned(ctx, &url).await?;
-                (url, Change::Adopted)
-            }
+    let (q, change) = match lookup(ctx, &addr, name).await? {
+        Some(found) => {
+            let tagged = converge_tags(ctx, &addr, &tags::SqsQueue(&found.value.url), None).await?;
+            let change = found.change().updated_if(tagged);
+            (found.value, change)
         }
         None => {
             if !ctx.would_create(format!("{addr} ({name})")) {
                 // What the other queue would name, once this one exists.
-                return Ok((String::new(), format!("(the ARN of {name})")));
+                return Ok(format!("(the ARN of {name})"));
             }
-            let tags: HashMap<String, String> = ctx.tags().into_iter().collect();
-            let out = retry_while(
-                &format!("creating SQS queue {name} (SQS holds a deleted name for 60 s)"),
-                NAME_COOLDOWN,
-                deleted_recently,
-                || async {
-                    let call = sqs
-                        .create_queue()
-                        .queue_name(name)
-                        .set_attributes(Some(want.clone()))
-                        .set_tags(Some(tags.clone()));
-                    call.send().await.map_err(aws("CreateQueue", name))
-                },
-            )
-            .await?;
-            (
-                crate::error::required(out.queue_url(), "queue URL")?,
-                Change::Created,
-            )
+            let url = create(ctx, name, &want).await?;
+            let q = read(ctx, url.clone()).await?;
+            let q = q.ok_or_else(|| {
+                Error::Invalid(format!("SQS queue {url} does not exist (any more)"))
+            })?;
+            (q, Change::Created)
         }
     };
-    let have = match have {
-        Some(have) => have,
-        None => attributes(ctx, &url).await?,
-    };
-    let arn = crate::error::required(have.get(&Attr::QueueArn).map(String::as_str), "queue ARN")?;
-    ctx.record(&addr, Record::new(KIND, &url).arn(&arn).attr("name", name))
-        .await?;
-    let drift: HashMap<Attr, String> = want
-        .into_iter()
-        .filter(|(k, v)| !same(k, have.get(k), v))
-        .collect();
-    if !drift.is_empty() {
-        if change == Change::Unchanged {
-            check_owned(ctx, &url).await?;
-        }
-        if ctx.planning() {
-            for (k, v) in &drift {
-                let old = have.get(k).map_or("unset", String::as_str);
-                ctx.apply(&addr, k.as_str(), old, v);
-            }
-            ctx.report.note(change, format!("{addr} {url}"));
-            return Ok((url, arn));
-        }
-        let names: Vec<&str> = drift.keys().map(|k| k.as_str()).collect();
-        tracing::info!("SQS queue {name}: setting {}", names.join(", "));
-        sqs.set_queue_attributes()
-            .queue_url(&url)
-            .set_attributes(Some(drift))
-            .send()
-            .await
-            .map_err(aws("SetQueueAttributes", name))?;
-        if change == Change::Unchanged {
-            change = Change::Updated;
-        }
-    }
-    ctx.report.note(change, format!("{addr} {url}"));
-    Ok((url, arn))
+    let arn = required(
+        q.attrs.get(&Attr::QueueArn).map(String::as_str),
+        "queue ARN",
+    )?;
+    let record = Record::new(KIND, &q.url).arn(&arn).attr("name", name);
+    ctx.record(&addr, record).await?;
+    let change = change.updated_if(converge_attributes(ctx, &addr, &q, want).await?);
+    ctx.report.note(change, format!("{addr} {}", q.url));
+    Ok(arn)
 }
 
 async fn delete_queue(ctx: &Ctx, which: &str, name: &str) -> Result<()> {
     let addr = address(which);
-    let url = match url_of(ctx, name).await? {
-        Some(url) => url,
-        None => {
-            ctx.forget(&addr).await?;
-            ctx.report.note(Change::Absent, addr);
-            return Ok(());
-        }
+    let Some(found) = lookup(ctx, &addr, name).await? else {
+        return ctx.forget_gone(&addr).await;
     };
-    check_owned(ctx, &url).await?;
-    match ctx.aws.sqs.delete_queue().queue_url(&url).send().await {
-        Ok(_) => {}
-        Err(e)
-            if e.as_service_error()
-                .is_some_and(|s| s.is_queue_does_not_exist()) => {}
-        Err(e) => return Err(aws("DeleteQueue", name)(e)),
-    }
-    ctx.forget(&addr).await?;
-    ctx.report.note(Change::Deleted, format!("{addr} {url}"));
-    Ok(())
+    let url = found.value.url;
+    tags::ensure_owned(ctx, &tags::SqsQueue(&url)).await?;
+    let delete = || async {
+        let call = ctx.aws.sqs.delete_queue().queue_url(&url);
+        call.send().await.map_err(aws("DeleteQueue", name))
+    };
+    ctx.delete_and_forget(&addr, &url, SERVICE, delete).await
 }
 
 #[async_trait]
@@ -273,7 +241,7 @@ impl Resource for RetryQueues {
     }
 
     async fn ensure(&self, ctx: &Ctx) -> Result<()> {
-        let (_, dlq_arn) = ensure_queue(ctx, "dlq", &ctx.name("retry-dlq"), desired(None)).await?;
+        let dlq_arn = ensure_queue(ctx, "dlq", &ctx.name("retry-dlq"), desired(None)).await?;
         ensure_queue(ctx, "retry", &ctx.name("retry"), desired(Some(&dlq_arn))).await?;
         Ok(())
     }
