@@ -8,8 +8,9 @@
 //! methods (CORS preflights, which cannot carry a key) are not checked; the stack has
 //! none.
 
-use super::{Check, Control, Target, fail_all, unreadable};
+use super::{Check, Control, Read, Target, fail_all, read};
 use crate::api::{rest_api, stage};
+use crate::engine::Service;
 use aws_sdk_apigateway::types::Resource;
 
 pub const EXECUTION_LOGGING: Control =
@@ -40,15 +41,10 @@ async fn stage_checks(t: &Target) -> Vec<Check> {
         .stage_name(&rec.id)
         .send()
         .await;
-    let out = match out {
-        Ok(out) => out,
-        Err(e)
-            if e.as_service_error()
-                .is_some_and(|s| s.is_not_found_exception()) =>
-        {
-            return fail_all(&both, &resource, "not found");
-        }
-        Err(e) => return fail_all(&both, &resource, &unreadable("GetStage", &resource, e)),
+    let out = match read(out, Service::ApiGateway, "GetStage", &resource) {
+        Read::Got(out) => out,
+        Read::Gone => return fail_all(&both, &resource, "not found"),
+        Read::Unreadable(why) => return fail_all(&both, &resource, &why),
     };
     let settings = out.method_settings().cloned().unwrap_or_default();
     let mut keys: Vec<&String> = settings.keys().collect();
@@ -114,16 +110,12 @@ async fn method_checks(t: &Target) -> Vec<Check> {
         .send()
         .try_collect()
         .await;
-    let all = match all {
-        Ok(all) => all,
-        Err(e)
-            if e.as_service_error()
-                .is_some_and(|s| s.is_not_found_exception()) =>
-        {
-            return vec![API_KEY_REQUIRED.fail(api, "not found")];
-        }
-        Err(e) => return vec![API_KEY_REQUIRED.fail(api, unreadable("GetResources", api, e))],
-    };
+    let all: Vec<aws_sdk_apigateway::types::Resource> =
+        match read(all, Service::ApiGateway, "GetResources", api) {
+            Read::Got(all) => all,
+            Read::Gone => return vec![API_KEY_REQUIRED.fail(api, "not found")],
+            Read::Unreadable(why) => return vec![API_KEY_REQUIRED.fail(api, why)],
+        };
     let mut methods: Vec<(String, Option<bool>)> = all
         .iter()
         .flat_map(|r| {

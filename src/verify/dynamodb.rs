@@ -1,7 +1,8 @@
 //! The transactions table: point-in-time recovery on (DynamoDB.2).
 
-use super::{Check, Control, Target, unreadable};
+use super::{Check, Control, Read, Target, read};
 use crate::data::dynamodb_table;
+use crate::engine::Service;
 use aws_sdk_dynamodb::types::PointInTimeRecoveryStatus;
 
 pub const PITR: Control = Control::new("DynamoDB point-in-time recovery is on", Some("DynamoDB.2"));
@@ -11,22 +12,20 @@ pub async fn checks(t: &Target) -> Vec<Check> {
         return vec![PITR.fail(dynamodb_table::ADDR, "not in the state file")];
     };
     let table = rec.id.as_str();
-    let out = match t
+    let call = t
         .aws
         .dynamodb
         .describe_continuous_backups()
-        .table_name(table)
-        .send()
-        .await
-    {
-        Ok(out) => out,
-        Err(e)
-            if e.as_service_error()
-                .is_some_and(|s| s.is_table_not_found_exception()) =>
-        {
-            return vec![PITR.fail(table, "not found")];
-        }
-        Err(e) => return vec![PITR.fail(table, unreadable("DescribeContinuousBackups", table, e))],
+        .table_name(table);
+    let out = match read(
+        call.send().await,
+        Service::DynamoDb,
+        "DescribeContinuousBackups",
+        table,
+    ) {
+        Read::Got(out) => out,
+        Read::Gone => return vec![PITR.fail(table, "not found")],
+        Read::Unreadable(why) => return vec![PITR.fail(table, why)],
     };
     let status = out
         .continuous_backups_description()

@@ -2,7 +2,8 @@
 //! rotation on for each (KMS.4). A key scheduled for deletion fails: KMS answers its
 //! rotation status with an invalid-state error.
 
-use super::{Check, Control, Target, unreadable};
+use super::{Check, Control, Target};
+use crate::engine::Service;
 use crate::security::kms_key;
 use futures::future::join_all;
 
@@ -30,26 +31,19 @@ pub async fn checks(t: &Target) -> Vec<Check> {
             .key_id(&rec.id)
             .send()
             .await;
-        match out {
+        match out.map_err(crate::error::aws("GetKeyRotationStatus", &resource)) {
             Ok(out) => ROTATION.judge(
                 resource,
                 out.key_rotation_enabled(),
                 "rotation enabled",
                 "rotation disabled",
             ),
-            Err(e) if e.as_service_error().is_some_and(|s| s.is_not_found_exception()) => {
-                ROTATION.fail(resource, "not found")
-            }
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|s| s.is_kms_invalid_state_exception()) =>
-            {
-                ROTATION.fail(
-                    resource,
-                    "the key is disabled or scheduled for deletion (KMS answered KMSInvalidStateException)",
-                )
-            }
-            Err(e) => ROTATION.fail(resource.clone(), unreadable("GetKeyRotationStatus", &resource, e)),
+            Err(e) if Service::Kms.is_not_found(&e) => ROTATION.fail(resource, "not found"),
+            Err(e) if e.aws_code() == Some("KMSInvalidStateException") => ROTATION.fail(
+                resource,
+                "the key is disabled or scheduled for deletion (KMS answered KMSInvalidStateException)",
+            ),
+            Err(e) => ROTATION.fail(resource.clone(), format!("could not check: {e}")),
         }
     });
     checks.extend(join_all(reads).await);

@@ -11,9 +11,10 @@
 //! subnets, not from the `VpcId` that `GetFunction` reports: the subnets are what
 //! places it (the local emulator reports a fixed `VpcId` for every function).
 
-use super::{Check, Control, Target, fail_all, unreadable};
+use super::{Check, Control, Read, Target, fail_all, read, unreadable};
 use crate::compute::{self, function};
 use crate::config::AZ_COUNT;
+use crate::engine::Service;
 use crate::network::vpc;
 use aws_sdk_ec2::types::Filter;
 use aws_sdk_lambda::operation::get_function::GetFunctionOutput;
@@ -84,23 +85,20 @@ pub async fn checks(t: &Target) -> Vec<Check> {
     let zones = subnet_zones(t, subnet_ids).await;
     for ((addr, rec), (got, policy)) in ours.iter().zip(reads) {
         let name = rec.id.as_str();
-        let f = match got {
-            Ok(f) => f,
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|s| s.is_resource_not_found_exception()) =>
-            {
+        let f = match read(got, Service::Lambda, "GetFunction", name) {
+            Read::Got(f) => f,
+            Read::Gone => {
                 checks.extend(fail_all(&ALL, name, "not found"));
                 continue;
             }
-            Err(e) => {
-                checks.extend(fail_all(&ALL, name, &unreadable("GetFunction", name, e)));
+            Read::Unreadable(why) => {
+                checks.extend(fail_all(&ALL, name, &why));
                 continue;
             }
         };
         checks.extend(judge(t, Target::key(addr), name, &f, &zones));
-        checks.push(match policy {
-            Ok(out) => {
+        checks.push(match read(policy, Service::Lambda, "GetPolicy", name) {
+            Read::Got(out) => {
                 let parsed = out
                     .policy()
                     .and_then(|p| serde_json::from_str::<Value>(p).ok());
@@ -112,13 +110,8 @@ pub async fn checks(t: &Target) -> Vec<Check> {
                     None => NOT_PUBLIC.pass(name, "no statement allows the public"),
                 }
             }
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|s| s.is_resource_not_found_exception()) =>
-            {
-                NOT_PUBLIC.pass(name, "no resource policy")
-            }
-            Err(e) => NOT_PUBLIC.fail(name, unreadable("GetPolicy", name, e)),
+            Read::Gone => NOT_PUBLIC.pass(name, "no resource policy"),
+            Read::Unreadable(why) => NOT_PUBLIC.fail(name, why),
         });
     }
     checks

@@ -4,8 +4,9 @@
 //! The why says whether the topic's key is the stack's SNS key: CloudWatch alarms can
 //! publish only to a topic under a key whose policy lets them.
 
-use super::{Check, Control, Target, is_key, unreadable};
+use super::{Check, Control, Read, Target, is_key, read};
 use crate::data::sqs_queue;
+use crate::engine::Service;
 use crate::monitoring::sns_topic;
 use crate::security::kms_key;
 use aws_sdk_sqs::types::QueueAttributeName as Attr;
@@ -45,18 +46,10 @@ async fn queues(t: &Target) -> Vec<Check> {
                 .attribute_names(Attr::SqsManagedSseEnabled)
                 .send()
                 .await;
-            let attrs = match out {
-                Ok(out) => out.attributes().cloned().unwrap_or_default(),
-                Err(e)
-                    if e.as_service_error()
-                        .is_some_and(|s| s.is_queue_does_not_exist()) =>
-                {
-                    return QUEUE_ENCRYPTED.fail(name, "not found");
-                }
-                Err(e) => {
-                    return QUEUE_ENCRYPTED
-                        .fail(name.clone(), unreadable("GetQueueAttributes", &name, e));
-                }
+            let attrs = match read(out, Service::Sqs, "GetQueueAttributes", &name) {
+                Read::Got(out) => out.attributes().cloned().unwrap_or_default(),
+                Read::Gone => return QUEUE_ENCRYPTED.fail(name, "not found"),
+                Read::Unreadable(why) => return QUEUE_ENCRYPTED.fail(name, why),
             };
             let kms = attrs.get(&Attr::KmsMasterKeyId).filter(|k| !k.is_empty());
             let managed =
@@ -83,17 +76,10 @@ async fn topic(t: &Target) -> Check {
         .topic_arn(&rec.id)
         .send()
         .await;
-    let attrs = match out {
-        Ok(out) => out.attributes().cloned().unwrap_or_default(),
-        Err(e)
-            if e.as_service_error()
-                .is_some_and(|s| s.is_not_found_exception()) =>
-        {
-            return TOPIC_ENCRYPTED.fail(name, "not found");
-        }
-        Err(e) => {
-            return TOPIC_ENCRYPTED.fail(name.clone(), unreadable("GetTopicAttributes", &name, e));
-        }
+    let attrs = match read(out, Service::Sns, "GetTopicAttributes", &name) {
+        Read::Got(out) => out.attributes().cloned().unwrap_or_default(),
+        Read::Gone => return TOPIC_ENCRYPTED.fail(name, "not found"),
+        Read::Unreadable(why) => return TOPIC_ENCRYPTED.fail(name, why),
     };
     match attrs.get("KmsMasterKeyId").filter(|k| !k.is_empty()) {
         None => TOPIC_ENCRYPTED.fail(name, "no KMS key (KmsMasterKeyId is empty)"),

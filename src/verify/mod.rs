@@ -128,6 +128,31 @@ pub fn fail_all(controls: &[Control], resource: &str, why: &str) -> Vec<Check> {
 }
 
 /// The why of a read that failed: the operation and the AWS error code.
+/// What a check read: the answer, `Gone` when the service says the resource is not
+/// there (its NotFound, from [`crate::engine::Service`]), or the "could not check" text.
+pub enum Read<T> {
+    Got(T),
+    Gone,
+    Unreadable(String),
+}
+
+/// Sorts an SDK answer for a check (see [`Read`]).
+pub fn read<T, E>(
+    result: std::result::Result<T, E>,
+    service: crate::engine::Service,
+    op: &'static str,
+    resource: &str,
+) -> Read<T>
+where
+    E: aws_sdk_ec2::error::ProvideErrorMetadata + std::error::Error + 'static,
+{
+    match result.map_err(crate::error::aws(op, resource)) {
+        Ok(v) => Read::Got(v),
+        Err(e) if service.is_not_found(&e) => Read::Gone,
+        Err(e) => Read::Unreadable(format!("could not check: {e}")),
+    }
+}
+
 pub fn unreadable<E>(op: &'static str, resource: &str, e: E) -> String
 where
     E: aws_sdk_ec2::error::ProvideErrorMetadata + std::error::Error + 'static,

@@ -7,8 +7,9 @@
 //! production (`Settings::production`); elsewhere they are reported `N/A`, with the
 //! current value in the why.
 
-use super::{Check, Control, Target, fail_all, is_key, unreadable};
+use super::{Check, Control, Read, Target, fail_all, is_key, read};
 use crate::data::rds_instance::{self, BACKUP_RETENTION_DAYS};
+use crate::engine::Service;
 use crate::security::kms_key;
 use aws_sdk_rds::types::DbInstance;
 
@@ -47,15 +48,10 @@ pub async fn checks(t: &Target) -> Vec<Check> {
         .db_instance_identifier(id)
         .send()
         .await;
-    let db = match found {
-        Ok(out) => out.db_instances().first().cloned(),
-        Err(e)
-            if e.as_service_error()
-                .is_some_and(|s| s.is_db_instance_not_found_fault()) =>
-        {
-            None
-        }
-        Err(e) => return fail_all(&ALL, id, &unreadable("DescribeDBInstances", id, e)),
+    let db = match read(found, Service::Rds, "DescribeDBInstances", id) {
+        Read::Got(out) => out.db_instances().first().cloned(),
+        Read::Gone => None,
+        Read::Unreadable(why) => return fail_all(&ALL, id, &why),
     };
     let Some(db) = db else {
         return fail_all(&ALL, id, "not found");

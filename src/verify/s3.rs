@@ -5,8 +5,9 @@
 //! Versioning is read with `data::s3_bucket::versioning_of`, which also understands the
 //! local emulator's answer (see docs/emulator.md).
 
-use super::{Check, Control, Target, fail_all, is_key, unreadable};
+use super::{Check, Control, Read, Target, fail_all, is_key, read, unreadable};
 use crate::data::s3_bucket;
+use crate::engine::Service;
 use crate::security::kms_key;
 use aws_sdk_s3::error::ProvideErrorMetadata;
 use aws_sdk_s3::types::{BucketVersioningStatus, ServerSideEncryption};
@@ -28,12 +29,11 @@ pub async fn checks(t: &Target) -> Vec<Check> {
         return fail_all(&ALL, s3_bucket::ADDR, "not in the state file");
     };
     let bucket = rec.id.as_str();
-    match t.aws.s3.head_bucket().bucket(bucket).send().await {
-        Ok(_) => {}
-        Err(e) if e.as_service_error().is_some_and(|s| s.is_not_found()) => {
-            return fail_all(&ALL, bucket, "not found");
-        }
-        Err(e) => return fail_all(&ALL, bucket, &unreadable("HeadBucket", bucket, e)),
+    let head = t.aws.s3.head_bucket().bucket(bucket).send().await;
+    match read(head, Service::S3, "HeadBucket", bucket) {
+        Read::Got(_) => {}
+        Read::Gone => return fail_all(&ALL, bucket, "not found"),
+        Read::Unreadable(why) => return fail_all(&ALL, bucket, &why),
     }
     let key = t.record(&kms_key::address("s3"));
     let (a, b, c, d) = tokio::join!(
