@@ -59,7 +59,17 @@ pub struct Settings {
     /// The account that owns the S3 state bucket (12 digits); `None`: the caller's.
     /// `--state-bucket-owner` overrides it.
     pub state_bucket_owner: Option<String>,
+    /// Days the stack's log groups keep their events: 365 in production (PCI DSS 10.5.1
+    /// keeps audit logs 12 months), 90 elsewhere. One of CloudWatch Logs' own values.
+    pub log_retention_days: i32,
 }
+
+/// The retention periods CloudWatch Logs accepts (`PutRetentionPolicy`,
+/// <https://docs.aws.amazon.com/AmazonCloudWatchLogs/latest/APIReference/API_PutRetentionPolicy.html>).
+pub const LOG_RETENTION_VALUES: [i32; 22] = [
+    1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557, 2922,
+    3288, 3653,
+];
 
 /// Reserved concurrency per function (`None`: draw from the account's unreserved pool).
 #[derive(Debug, Clone, PartialEq)]
@@ -126,6 +136,7 @@ impl Settings {
             audit_bucket_tls_only: true,
             event_source_mappings: true,
             state_bucket_owner: None,
+            log_retention_days: if production { 365 } else { 90 },
         }
     }
 }
@@ -157,6 +168,7 @@ pub struct Overrides {
     pub event_source_mappings: Option<bool>,
     /// The S3 state bucket's account, when it is not the caller's.
     pub state_bucket_owner: Option<String>,
+    pub log_retention_days: Option<i64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -264,6 +276,19 @@ fn apply(s: &mut Settings, o: &Overrides, table: &str) -> Result<()> {
             )));
         }
         s.db.engine_version = v.clone();
+    }
+    if let Some(days) = o.log_retention_days {
+        if !LOG_RETENTION_VALUES.iter().any(|v| i64::from(*v) == days) {
+            return Err(Error::Config(format!(
+                "{table} log_retention_days = {days} is not a CloudWatch Logs retention period (1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557, 2922, 3288 or 3653)"
+            )));
+        }
+        if s.production && days < 365 {
+            return Err(Error::Config(format!(
+                "{table} log_retention_days = {days} is refused for a production environment: it keeps logs at least 365 days (PCI DSS 10.5.1)"
+            )));
+        }
+        s.log_retention_days = days as i32;
     }
     if let Some(m) = o.db_multi_az {
         s.db.multi_az = m;
@@ -444,6 +469,31 @@ mod tests {
         assert!(err.contains("production = false is refused"), "{err}");
         // Other environments are unaffected by prod's table.
         assert!(!file.settings_for("dev").unwrap().production);
+    }
+
+    #[test]
+    fn log_retention_is_a_year_in_production_and_configurable_within_cloudwatch_values() {
+        assert_eq!(Settings::builtin("prod").log_retention_days, 365);
+        assert_eq!(Settings::builtin("dev").log_retention_days, 90);
+        let c = ConfigFile::parse(
+            "[env.dev]\nlog_retention_days = 30\n[env.prod]\nlog_retention_days = 731\n",
+            "payctl.toml",
+        )
+        .unwrap();
+        assert_eq!(c.settings_for("dev").unwrap().log_retention_days, 30);
+        assert_eq!(c.settings_for("prod").unwrap().log_retention_days, 731);
+        let odd = ConfigFile::parse("[env.dev]\nlog_retention_days = 100\n", "payctl.toml");
+        let err = odd.unwrap().settings_for("dev").unwrap_err().to_string();
+        assert!(
+            err.contains("log_retention_days = 100 is not a CloudWatch Logs retention period"),
+            "{err}"
+        );
+        let short = ConfigFile::parse("[env.prod]\nlog_retention_days = 90\n", "payctl.toml");
+        let err = short.unwrap().settings_for("prod").unwrap_err().to_string();
+        assert!(
+            err.contains("refused for a production environment"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -166,20 +166,11 @@ mod tests {
         let r = Report::default();
         r.note(Change::Unchanged, "ec2_vpc.main vpc-1 (payment-vpc-dev)");
         r.note(Change::Unchanged, "kms_key.data key-1");
-        r.drift(
-            "kms_key.data",
-            "key rotation",
-            "disabled".into(),
-            "enabled".into(),
-        );
+        let drift = |addr, what, old: &str, new: &str| r.drift(addr, what, old.into(), new.into());
+        drift("kms_key.data", "key rotation", "disabled", "enabled");
         r.note(Change::Created, "sqs_queue.retry payment-retry-dev");
         r.note(Change::Deleted, "ec2_nat_gateway.c nat-3");
-        r.drift(
-            "apigw_usage_plan.main",
-            "rate limit",
-            "1000".into(),
-            "100".into(),
-        );
+        drift("apigw_usage_plan.main", "rate limit", "1000", "100");
         let plan = Plan::from_report("dev", "us-east-1", &r);
         assert!(plan.changes);
         let c = &plan.counts;

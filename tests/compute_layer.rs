@@ -17,6 +17,7 @@ const FUNCTIONS: [&str; 3] = ["validator", "processor", "audit-logger"];
 
 struct Clients {
     iam: aws_sdk_iam::Client,
+    kms: aws_sdk_kms::Client,
     lambda: aws_sdk_lambda::Client,
     logs: aws_sdk_cloudwatchlogs::Client,
     ec2: aws_sdk_ec2::Client,
@@ -26,6 +27,7 @@ async fn clients(stack: &Stack) -> Clients {
     let sdk = stack.sdk().await;
     Clients {
         iam: aws_sdk_iam::Client::new(&sdk),
+        kms: aws_sdk_kms::Client::new(&sdk),
         lambda: aws_sdk_lambda::Client::new(&sdk),
         logs: aws_sdk_cloudwatchlogs::Client::new(&sdk),
         ec2: aws_sdk_ec2::Client::new(&sdk),
@@ -229,15 +231,25 @@ async fn prod_functions_are_deployed_as_specified_and_converge() {
     let c = clients(&stack).await;
     let account = "123456789012";
 
-    // Log groups: one per function and the API's access log, 90 days, made by payctl.
+    // Log groups: one per function and the API's access log, made by payctl, 365 days in
+    // production (PCI DSS 10.5.1), each encrypted with the stack's logs key.
+    let key_arn = |alias: &'static str| {
+        let kms = c.kms.clone();
+        async move {
+            let out = kms.describe_key().key_id(alias).send().await.unwrap();
+            out.key_metadata().unwrap().arn().unwrap().to_string()
+        }
+    };
+    let logs_key = key_arn("alias/payment-logs-prod").await;
+    let lambda_key = key_arn("alias/payment-lambda-prod").await;
     let groups = c.logs.describe_log_groups().send().await.unwrap();
-    let retention: BTreeMap<String, Option<i32>> = groups
+    let settings: BTreeMap<String, (Option<i32>, Option<String>)> = groups
         .log_groups()
         .iter()
         .map(|g| {
             (
                 g.log_group_name().unwrap().to_string(),
-                g.retention_in_days(),
+                (g.retention_in_days(), g.kms_key_id().map(str::to_string)),
             )
         })
         .collect();
@@ -248,9 +260,9 @@ async fn prod_functions_are_deployed_as_specified_and_converge() {
         "/aws/apigateway/payment-api-prod/access",
     ] {
         assert_eq!(
-            retention.get(name),
-            Some(&Some(90)),
-            "{name}: {retention:?}"
+            settings.get(name),
+            Some(&(Some(365), Some(logs_key.clone()))),
+            "{name}: {settings:?}"
         );
     }
 
@@ -311,6 +323,17 @@ async fn prod_functions_are_deployed_as_specified_and_converge() {
                 );
             }
         }
+        // Every function may decrypt its environment with the Lambda key, through Lambda.
+        assert!(
+            granted(&policy, "kms:Decrypt").contains(&lambda_key),
+            "{role}"
+        );
+        let through_lambda = policy["Statement"].as_array().unwrap().iter().any(|st| {
+            st["Resource"] == serde_json::json!([lambda_key])
+                && st["Condition"]["StringEquals"]["kms:ViaService"]
+                    == format!("lambda.{REGION}.amazonaws.com")
+        });
+        assert!(through_lambda, "{role}: {policy}");
         match f {
             "validator" => {
                 assert_eq!(
@@ -334,7 +357,8 @@ async fn prod_functions_are_deployed_as_specified_and_converge() {
                 let secret = granted(&policy, "secretsmanager:GetSecretValue");
                 assert_eq!(secret.len(), 1);
                 assert!(secret.iter().all(|s| s.contains(":secret:")), "{secret:?}");
-                assert_eq!(granted(&policy, "kms:Decrypt").len(), 1);
+                // The RDS key (the secret) and the Lambda key (its environment).
+                assert_eq!(granted(&policy, "kms:Decrypt").len(), 2);
                 assert!(granted(&policy, "s3:PutObject").is_empty());
             }
             _ => {
@@ -418,6 +442,7 @@ async fn prod_functions_are_deployed_as_specified_and_converge() {
                 .unwrap()
                 .ends_with(&format!(":role/payment-{f}-role-prod"))
         );
+        assert_eq!(conf.kms_key_arn(), Some(lambda_key.as_str()), "{name}");
         let env = conf.environment().unwrap().variables().unwrap();
         assert_eq!(env["PAYMENTS_ENV"], "prod");
         match f {
@@ -544,7 +569,8 @@ async fn prod_functions_are_deployed_as_specified_and_converge() {
     assert_eq!(after["validator"], before["validator"]);
     assert_eq!(after["audit-logger"], before["audit-logger"]);
 
-    // `down`: no function, role, log group or mapping of the environment is left.
+    // `down`: no function, role or mapping of the environment is left; production keeps
+    // its log groups (a year of logs, PCI DSS 10.5.1), encrypted with the kept logs key.
     let run = stack.payctl_via(&proxy.endpoint, &["down", "--yes"], &[]);
     assert!(run.ok, "{}", run.stderr);
     let functions = c.lambda.list_functions().send().await.unwrap();
@@ -575,7 +601,82 @@ async fn prod_functions_are_deployed_as_specified_and_converge() {
         roles.roles()
     );
     let groups = c.logs.describe_log_groups().send().await.unwrap();
-    assert!(groups.log_groups().is_empty(), "{:?}", groups.log_groups());
+    let kept: Vec<(&str, Option<&str>)> = groups
+        .log_groups()
+        .iter()
+        .map(|g| (g.log_group_name().unwrap(), g.kms_key_id()))
+        .collect();
+    assert_eq!(kept.len(), 5, "{kept:?}");
+    assert!(
+        kept.iter().all(|(_, k)| *k == Some(logs_key.as_str())),
+        "{kept:?}"
+    );
+}
+
+/// A log group that exists before `up` without the stack's key (made by hand, or by an
+/// earlier payctl) gets the key with `AssociateKmsKey` and the environment's retention.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_existing_log_group_gets_the_logs_key_and_the_retention() {
+    let stack = Stack::new("qa");
+    let c = clients(&stack).await;
+    let name = "/aws/lambda/payment-validator-qa";
+    let tags: std::collections::HashMap<String, String> = [
+        ("Project", "payment-processing"),
+        ("Environment", "qa"),
+        ("ManagedBy", "payctl"),
+        ("Team", "platform-engineering"),
+        ("CostCenter", "fintech-payments"),
+    ]
+    .iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect();
+    c.logs
+        .create_log_group()
+        .log_group_name(name)
+        .set_tags(Some(tags))
+        .send()
+        .await
+        .unwrap();
+    // moto 5.2.5 has no AssociateKmsKey (it answers 500). AWS answers an empty 200 and
+    // the group is encrypted with the key from then on ("AssociateKmsKey",
+    // https://docs.aws.amazon.com/AmazonCloudWatchLogs/latest/APIReference/API_AssociateKmsKey.html):
+    // the proxy plays it and keeps what was asked.
+    let proxy = Proxy::start(&stack.moto.endpoint).await;
+    proxy.inject(Fault {
+        operation: "AssociateKmsKey".into(),
+        times: usize::MAX,
+        status: 200,
+        headers: vec![("Content-Type".into(), "application/x-amz-json-1.1".into())],
+        body: "{}".into(),
+    });
+    proxy.record("AssociateKmsKey");
+    let run = stack.payctl_via(&proxy.endpoint, &["up"], &[]);
+    assert!(run.ok, "{}", run.stderr);
+    let logs_key = c
+        .kms
+        .describe_key()
+        .key_id("alias/payment-logs-qa")
+        .send()
+        .await
+        .unwrap()
+        .key_metadata()
+        .unwrap()
+        .arn()
+        .unwrap()
+        .to_string();
+    let asked = proxy.bodies("AssociateKmsKey");
+    assert_eq!(asked.len(), 1, "only the existing group: {asked:?}");
+    let body: Value = serde_json::from_str(&asked[0]).unwrap();
+    assert_eq!(body["logGroupName"], name);
+    assert_eq!(body["kmsKeyId"], logs_key.as_str());
+    let groups = c.logs.describe_log_groups().send().await.unwrap();
+    for g in groups.log_groups() {
+        assert_eq!(g.retention_in_days(), Some(90), "{g:?}");
+        if g.log_group_name() != Some(name) {
+            // Made by this run: encrypted from the start.
+            assert_eq!(g.kms_key_id(), Some(logs_key.as_str()), "{g:?}");
+        }
+    }
 }
 
 #[tokio::test]

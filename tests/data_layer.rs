@@ -1210,3 +1210,122 @@ async fn missing_standard_tags_are_planned_and_put_back() {
         run.stderr
     );
 }
+
+/// The database's TLS and authentication settings: the stack's parameter group (family
+/// of the engine's major version) forces TLS and logs connections, the CA is pinned, IAM
+/// database authentication is on; all read back from the emulator. On a production
+/// instance what needs a restart (another parameter group, another CA) is put back as
+/// pending, `ApplyImmediately=false`, and never by a reboot; `plan` and `verify` report
+/// the pending reboot until an operator reboots.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn prod_database_forces_tls_and_leaves_what_needs_a_reboot_to_an_operator() {
+    use common::proxy::{Proxy, Rewrite};
+    let stack = Stack::new("prod");
+    let n = names("prod");
+    stack.must(&["up"]);
+    let rds = rds(&stack).await;
+    let db = db_instance(&stack).await;
+    let group = "payment-db-params-prod";
+    let attached = db.db_parameter_groups().first().unwrap();
+    assert_eq!(attached.db_parameter_group_name(), Some(group));
+    assert_eq!(db.ca_certificate_identifier(), Some("rds-ca-rsa2048-g1"));
+    assert_eq!(db.iam_database_authentication_enabled(), Some(true));
+    let groups = rds
+        .describe_db_parameter_groups()
+        .db_parameter_group_name(group)
+        .send()
+        .await
+        .unwrap();
+    let family = groups.db_parameter_groups()[0].db_parameter_group_family();
+    assert_eq!(family, Some("postgres17"));
+    let params = rds
+        .describe_db_parameters()
+        .db_parameter_group_name(group)
+        .send()
+        .await
+        .unwrap();
+    let value = |name: &str| {
+        params
+            .parameters()
+            .iter()
+            .find(|p| p.parameter_name() == Some(name))
+            .and_then(|p| p.parameter_value())
+            .map(str::to_string)
+    };
+    assert_eq!(value("rds.force_ssl").as_deref(), Some("1"));
+    assert_eq!(value("log_connections").as_deref(), Some("1"));
+
+    // Out of band: someone else's parameter group and another CA.
+    rds.create_db_parameter_group()
+        .db_parameter_group_name("someone-elses")
+        .db_parameter_group_family("postgres17")
+        .description("not payctl's")
+        .send()
+        .await
+        .unwrap();
+    rds.modify_db_instance()
+        .db_instance_identifier(&n.db)
+        .db_parameter_group_name("someone-elses")
+        .ca_certificate_identifier("rds-ca-rsa4096-g1")
+        .apply_immediately(true)
+        .send()
+        .await
+        .unwrap();
+    let proxy = Proxy::start(&stack.moto.endpoint).await;
+    proxy.record("ModifyDBInstance");
+    let run = stack.payctl_via(&proxy.endpoint, &["up"], &[]);
+    assert!(run.ok, "{}", run.stderr);
+    let bodies = proxy.bodies("ModifyDBInstance");
+    assert_eq!(bodies.len(), 1, "one call puts both back: {bodies:?}");
+    for part in [
+        "DBParameterGroupName=payment-db-params-prod",
+        "CACertificateIdentifier=rds-ca-rsa2048-g1",
+        "ApplyImmediately=false",
+    ] {
+        assert!(bodies[0].contains(part), "{part} not in {}", bodies[0]);
+    }
+    assert_eq!(
+        proxy.count("RebootDBInstance").0,
+        0,
+        "up rebooted the database"
+    );
+
+    // moto applies both at once. AWS leaves a newly attached group `pending-reboot`
+    // until the instance restarts ("Associating a DB parameter group with a DB instance",
+    // https://docs.aws.amazon.com/AmazonRDS/latest/UserGuide/USER_WorkingWithParamGroups.Associating.html):
+    // the proxy answers as AWS does.
+    proxy.rewrite(Rewrite {
+        operation: "DescribeDBInstances".into(),
+        times: usize::MAX,
+        from: "<ParameterApplyStatus>in-sync</ParameterApplyStatus>".into(),
+        to: "<ParameterApplyStatus>pending-reboot</ParameterApplyStatus>".into(),
+    });
+    let plan = stack.payctl_via(&proxy.endpoint, &["plan"], &[]);
+    let pending = "reboot pending: parameter group payment-db-params-prod";
+    assert!(
+        plan.stdout.contains(pending),
+        "{}\n{}",
+        plan.stdout,
+        plan.stderr
+    );
+    let verify = stack.payctl_via(&proxy.endpoint, &["verify", "--json"], &[]);
+    assert!(!verify.ok, "verify passed with a reboot pending");
+    let report: serde_json::Value = serde_json::from_str(&verify.stdout).unwrap();
+    let tls = report["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| {
+            c["control"]
+                .as_str()
+                .unwrap()
+                .starts_with("RDS server refuses")
+        })
+        .unwrap();
+    assert_eq!(tls["status"], "FAIL");
+    assert!(
+        tls["why"].as_str().unwrap().contains("pending-reboot"),
+        "{tls}"
+    );
+    assert_eq!(proxy.count("RebootDBInstance").0, 0);
+}

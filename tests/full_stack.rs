@@ -103,11 +103,14 @@ async fn prod_comes_up_with_all_seven_outputs_and_down_leaves_only_the_kept_data
             a
         }),
         Some(vec![
+            "alias/payment-logs-prod".to_string(),
             "alias/payment-rds-prod".to_string(),
             "alias/payment-s3-prod".to_string()
         ])
     );
-    assert_eq!(left.remove("kms key").map(|k| k.len()), Some(2));
+    assert_eq!(left.remove("kms key").map(|k| k.len()), Some(3));
+    // A year of logs: the five log groups stay, encrypted with the kept logs key.
+    assert_eq!(left.remove("log group").map(|g| g.len()), Some(5));
     assert!(left.is_empty(), "left behind: {left:#?}");
     let backups = aws_sdk_dynamodb::Client::new(&sdk)
         .list_backups()
@@ -155,8 +158,9 @@ async fn prod_comes_up_with_all_seven_outputs_and_down_leaves_only_the_kept_data
         "{:?}",
         roles.roles()
     );
-    // The keys of kept data stay enabled; the alert topic's key is only scheduled for
-    // deletion (7 days), its alias gone.
+    // The keys of kept data (the snapshot, the bucket, the log groups) stay enabled; the
+    // alert topic's and the functions' keys are only scheduled for deletion (7 days),
+    // their aliases gone.
     let kms = aws_sdk_kms::Client::new(&sdk);
     let mut states = Vec::new();
     for key in kms.list_keys().send().await.unwrap().keys() {
@@ -180,6 +184,11 @@ async fn prod_comes_up_with_all_seven_outputs_and_down_leaves_only_the_kept_data
     assert_eq!(
         states,
         vec![
+            (
+                "payment-lambda-prod".to_string(),
+                "PendingDeletion".to_string()
+            ),
+            ("payment-logs-prod".to_string(), "Enabled".to_string()),
             ("payment-rds-prod".to_string(), "Enabled".to_string()),
             ("payment-s3-prod".to_string(), "Enabled".to_string()),
             (

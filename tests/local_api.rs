@@ -679,10 +679,15 @@ async fn a_transient_database_failure_goes_through_the_retry_queue_and_completes
     );
     let table = state_id(&stack, "dynamodb_table.transactions");
     let dynamo = aws_sdk_dynamodb::Client::new(&sdk);
-    assert_eq!(
-        item_status(&dynamo, &table, "txn_retry").await.as_deref(),
-        Some("PROCESSED")
-    );
+    // The processor marks the item after it records the payment: a moment later.
+    eventually(
+        "the item marked PROCESSED",
+        || api.log(),
+        || async {
+            item_status(&dynamo, &table, "txn_retry").await.as_deref() == Some("PROCESSED")
+        },
+    )
+    .await;
     // The completed message was deleted: nothing visible, nothing in flight.
     eventually(
         "an empty retry queue",

@@ -819,3 +819,111 @@ async fn missing_standard_tags_on_an_alarm_and_the_topic_are_planned_and_put_bac
     let plan = stack.payctl(&["plan"]);
     assert_eq!(plan.code, Some(0), "{}\n{}", plan.stdout, plan.stderr);
 }
+
+/// The VPC's flow log (EC2.6), read back from the emulator: all traffic of the VPC to the
+/// stack's flow log group, delivered by a role only VPC flow logs of this account may
+/// assume; a flow log deleted out of band comes back with the next `up`; `down` removes
+/// it, with its role and (outside production) its log group.
+#[tokio::test]
+async fn the_vpc_flow_log_records_all_traffic_to_its_own_group_and_comes_back() {
+    let stack = Stack::new("dev");
+    stack.must(&["up"]);
+    let sdk = stack.sdk().await;
+    let (ec2, iam, logs) = (
+        aws_sdk_ec2::Client::new(&sdk),
+        aws_sdk_iam::Client::new(&sdk),
+        aws_sdk_cloudwatchlogs::Client::new(&sdk),
+    );
+    let state: Value =
+        serde_json::from_str(&std::fs::read_to_string(stack.state_file()).unwrap()).unwrap();
+    let vpc = state["resources"]["ec2_vpc.main"]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let flow_logs = |ec2: aws_sdk_ec2::Client, vpc: String| async move {
+        let out = ec2
+            .describe_flow_logs()
+            .filter(filter("resource-id", &vpc))
+            .send()
+            .await
+            .unwrap();
+        out.flow_logs().to_vec()
+    };
+    let found = flow_logs(ec2.clone(), vpc.clone()).await;
+    assert_eq!(found.len(), 1, "{found:?}");
+    let f = &found[0];
+    let group = "/aws/vpc-flow-logs/payment-vpc-dev";
+    assert_eq!(f.traffic_type().map(|t| t.as_str()), Some("ALL"));
+    assert_eq!(
+        f.log_destination_type().map(|t| t.as_str()),
+        Some("cloud-watch-logs")
+    );
+    assert_eq!(f.log_group_name(), Some(group));
+    assert_eq!(
+        f.deliver_logs_permission_arn(),
+        Some(format!("arn:aws:iam::{ACCOUNT}:role/payment-flow-logs-role-dev").as_str())
+    );
+    assert_eq!(f.deliver_logs_status(), Some("SUCCESS"));
+    assert_standard_tags(&tags_of(f.tags()), "dev", "flow log");
+
+    let role = iam
+        .get_role()
+        .role_name("payment-flow-logs-role-dev")
+        .send()
+        .await
+        .unwrap();
+    let doc = role.role().unwrap().assume_role_policy_document().unwrap();
+    let trust: Value = serde_json::from_str(
+        &percent_encoding::percent_decode_str(doc)
+            .decode_utf8()
+            .unwrap(),
+    )
+    .unwrap();
+    let statement = &trust["Statement"][0];
+    assert_eq!(
+        statement["Principal"]["Service"],
+        "vpc-flow-logs.amazonaws.com"
+    );
+    assert_eq!(
+        statement["Condition"]["StringEquals"]["aws:SourceAccount"],
+        ACCOUNT
+    );
+    assert_eq!(
+        statement["Condition"]["ArnLike"]["aws:SourceArn"],
+        format!("arn:aws:ec2:{REGION}:{ACCOUNT}:vpc-flow-log/*")
+    );
+    let groups = logs
+        .describe_log_groups()
+        .log_group_name_prefix(group)
+        .send()
+        .await
+        .unwrap();
+    let g = &groups.log_groups()[0];
+    assert_eq!(g.retention_in_days(), Some(90));
+    assert!(g.kms_key_id().is_some_and(|k| k.contains(":key/")), "{g:?}");
+
+    // Deleted out of band: the next up makes a new one and records it.
+    let old = f.flow_log_id().unwrap().to_string();
+    ec2.delete_flow_logs()
+        .flow_log_ids(&old)
+        .send()
+        .await
+        .unwrap();
+    stack.must(&["up"]);
+    let again = flow_logs(ec2.clone(), vpc.clone()).await;
+    assert_eq!(again.len(), 1, "{again:?}");
+    let new = again[0].flow_log_id().unwrap();
+    assert_ne!(new, old);
+    let state: Value =
+        serde_json::from_str(&std::fs::read_to_string(stack.state_file()).unwrap()).unwrap();
+    assert_eq!(state["resources"]["ec2_flow_log.vpc"]["id"], new);
+
+    stack.must(&["down", "--yes"]);
+    assert!(flow_logs(ec2.clone(), vpc.clone()).await.is_empty());
+    let role = iam
+        .get_role()
+        .role_name("payment-flow-logs-role-dev")
+        .send()
+        .await;
+    assert!(role.is_err(), "the flow logs role is left: {role:?}");
+}

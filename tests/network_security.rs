@@ -449,7 +449,7 @@ async fn dev_lifecycle_up_up_adopt_down_up() {
         ("route_table", 4),
         ("endpoint", 2),
         ("security_group", 2),
-        ("kms_alias", 3),
+        ("kms_alias", 5),
     ]);
     assert_eq!(counts(&first), expected);
 
@@ -554,14 +554,15 @@ async fn prod_has_a_nat_gateway_per_zone_and_down_needs_yes() {
 
     stack.must(&["down", "--yes"]);
     let mut after = inventory(&stack).await;
-    // Production keeps its data's keys: the RDS key (final snapshot) and the S3 key
-    // (audit bucket), with their aliases, as before the down.
+    // Production keeps its data's keys: the RDS key (final snapshot), the S3 key (audit
+    // bucket) and the logs key (the kept log groups), with their aliases, as before the
+    // down; the SNS and Lambda keys encrypt nothing kept.
     let kept: BTreeSet<String> = before["kms_alias"]
         .iter()
-        .filter(|a| !a.starts_with("alias/payment-sns-"))
+        .filter(|a| !a.starts_with("alias/payment-sns-") && !a.starts_with("alias/payment-lambda-"))
         .cloned()
         .collect();
-    assert_eq!(kept.len(), 2, "{before:?}");
+    assert_eq!(kept.len(), 3, "{before:?}");
     assert_eq!(after.remove("kms_alias"), Some(kept));
     assert!(
         after.values().all(|ids| ids.is_empty()),

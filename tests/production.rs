@@ -184,6 +184,31 @@ async fn prod_down_keeps_the_data_and_its_keys_and_a_later_up_plan_and_down_use_
     );
     // The alert topic's key protects no data: it goes as before.
     assert_eq!(key_behind(&kms, "alias/payment-sns-prod").await, None);
+    // A year of logs is kept: the log groups with their events, and their key.
+    let logs = aws_sdk_cloudwatchlogs::Client::new(&sdk);
+    let groups = logs
+        .describe_log_groups()
+        .log_group_name_prefix("/aws/lambda/payment-")
+        .send()
+        .await
+        .unwrap();
+    let kept_groups: Vec<&str> = groups
+        .log_groups()
+        .iter()
+        .filter_map(|g| g.log_group_name())
+        .filter(|n| n.ends_with("-prod"))
+        .collect();
+    assert_eq!(kept_groups.len(), 3, "{kept_groups:?}");
+    let (logs_key, logs_key_state) = key_behind(&kms, "alias/payment-logs-prod")
+        .await
+        .expect("the logs key is kept");
+    assert_eq!(logs_key_state, "Enabled");
+    assert!(
+        down.stdout.contains("/aws/lambda/payment-processor-prod"),
+        "{}",
+        down.stdout
+    );
+    assert!(down.stdout.contains(&logs_key), "{}", down.stdout);
 
     // The summary names each kept thing and how to restore or remove it.
     for name in [
@@ -199,7 +224,7 @@ async fn prod_down_keeps_the_data_and_its_keys_and_a_later_up_plan_and_down_use_
             down.stdout
         );
     }
-    assert!(down.stdout.contains("kept (5)"), "{}", down.stdout);
+    assert!(down.stdout.contains("kept (11)"), "{}", down.stdout);
     assert!(
         down.stdout.contains(
             "aws dynamodb restore-table-from-backup --target-table-name payment-transactions-prod"
@@ -214,7 +239,7 @@ async fn prod_down_keeps_the_data_and_its_keys_and_a_later_up_plan_and_down_use_
         "{}",
         down.stdout
     );
-    assert!(down.stderr.contains("5 kept"), "{}", down.stderr);
+    assert!(down.stderr.contains("11 kept"), "{}", down.stderr);
 
     // The state file knows what was kept.
     let kept = state(&stack);
@@ -241,7 +266,13 @@ async fn prod_down_keeps_the_data_and_its_keys_and_a_later_up_plan_and_down_use_
     assert_eq!(again["resources"]["kms_key.rds"]["arn"], rds_key.as_str());
     assert_eq!(again["resources"]["kms_key.s3"]["arn"], s3_key.as_str());
     let plan = stack.payctl(&["plan"]);
-    for line in ["= s3_bucket.audit", "= kms_key.rds", "= kms_key.s3"] {
+    for line in [
+        "= s3_bucket.audit",
+        "= kms_key.rds",
+        "= kms_key.s3",
+        "= kms_key.logs",
+        "= log_group.processor",
+    ] {
         assert!(
             plan.stdout.contains(line),
             "{line} missing:\n{}",
@@ -373,7 +404,7 @@ async fn an_env_marked_production_gets_the_profile_and_the_guards_even_without_i
 
     // A confirmed down of the production env keeps its data, as for prod.
     let down = stack.must(&["down", "--yes"]);
-    assert!(down.stdout.contains("kept (5)"), "{}", down.stdout);
+    assert!(down.stdout.contains("kept (11)"), "{}", down.stdout);
     let dynamo = aws_sdk_dynamodb::Client::new(&sdk);
     assert_eq!(final_backups(&dynamo, "live").await.len(), 1);
 }

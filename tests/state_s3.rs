@@ -240,8 +240,9 @@ async fn up_and_down_keep_the_state_in_s3_only() {
 
     must(&stack, &["down", "--state", &url]);
     assert_nothing_left(&stack).await;
-    // Only the KMS keys stay recorded (as with a local state file): the S3 and SNS keys
-    // pending deletion, the RDS key kept for the final snapshot, which is recorded too.
+    // Only the KMS keys stay recorded (as with a local state file): the S3, SNS, logs and
+    // Lambda keys pending deletion, the RDS key kept for the final snapshot, which is
+    // recorded too.
     let left = remote_state(&stack).await.resources;
     let mut kinds: Vec<(&str, bool)> = left
         .iter()
@@ -257,6 +258,8 @@ async fn up_and_down_keep_the_state_in_s3_only() {
         kinds,
         vec![
             ("kms_key", false),
+            ("kms_key", true),
+            ("kms_key", true),
             ("kms_key", true),
             ("kms_key", true),
             ("rds_snapshot", false)

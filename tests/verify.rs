@@ -24,7 +24,7 @@ use std::collections::BTreeSet;
 /// taken from the code).
 const ACCOUNT: &str = "123456789012";
 
-const CONTROLS: [(&str, Option<&str>); 26] = [
+const CONTROLS: [(&str, Option<&str>); 33] = [
     ("S3 bucket blocks all public access", Some("S3.8")),
     ("S3 bucket policy denies requests without TLS", Some("S3.5")),
     (
@@ -44,6 +44,19 @@ const CONTROLS: [(&str, Option<&str>); 26] = [
         "RDS automatic minor version upgrades are on",
         Some("RDS.13"),
     ),
+    ("RDS IAM database authentication is on", Some("RDS.10")),
+    (
+        "RDS server refuses connections without TLS (rds.force_ssl = 1, PCI DSS 4.2.1)",
+        None,
+    ),
+    (
+        "RDS certificate authority is the pinned rds-ca-rsa2048-g1, in effect",
+        None,
+    ),
+    (
+        "VPC gateway endpoint admits only this account and the stack's resources",
+        None,
+    ),
     ("DynamoDB point-in-time recovery is on", Some("DynamoDB.2")),
     ("KMS key rotation is enabled", Some("KMS.4")),
     ("SQS queue is encrypted at rest", Some("SQS.1")),
@@ -54,6 +67,7 @@ const CONTROLS: [(&str, Option<&str>); 26] = [
         Some("EC2.15"),
     ),
     ("Elastic IP of the environment is attached", Some("EC2.12")),
+    ("VPC flow logging is enabled", Some("EC2.6")),
     ("Lambda function runs in the stack's VPC", Some("Lambda.3")),
     (
         "Lambda function's subnets span the stack's 3 AZs",
@@ -75,9 +89,17 @@ const CONTROLS: [(&str, Option<&str>); 26] = [
         "CloudWatch log group has a retention period",
         Some("CloudWatch.16"),
     ),
+    (
+        "CloudWatch log group is encrypted with the stack's logs key",
+        None,
+    ),
+    (
+        "Lambda function environment is encrypted with the stack's Lambda key",
+        None,
+    ),
 ];
 
-/// The alarm controls and the confused-deputy ones, beside the 26 above.
+/// The alarm controls and the confused-deputy ones, beside the 33 above.
 const ALARM_CONTROLS: [(&str, Option<&str>); 5] = [
     (
         "API Gateway's CloudWatch role trusts API Gateway for this account only",
@@ -319,11 +341,19 @@ async fn prod_passes_every_control_read_only_and_each_break_fails_its_own_check(
     };
     assert_eq!(count("Lambda function runs in the stack's VPC"), 3);
     assert_eq!(count("Subnet does not assign public IPs on launch"), 6);
-    assert_eq!(count("KMS key rotation is enabled"), 3);
+    assert_eq!(count("KMS key rotation is enabled"), 5);
     assert_eq!(count("Elastic IP of the environment is attached"), 3);
     assert_eq!(count("SQS queue is encrypted at rest"), 2);
     assert_eq!(count("API method requires an API key"), 3);
-    assert_eq!(count("CloudWatch log group has a retention period"), 4);
+    assert_eq!(count("CloudWatch log group has a retention period"), 5);
+    assert_eq!(
+        count("CloudWatch log group is encrypted with the stack's logs key"),
+        5
+    );
+    assert_eq!(
+        count("Lambda function environment is encrypted with the stack's Lambda key"),
+        3
+    );
     assert_eq!(
         count("CloudWatch alarm has an action for the ALARM state"),
         7
@@ -347,6 +377,9 @@ async fn breaks(stack: &Stack) {
     let public_b = id(&s, "ec2_subnet.public-us-east-1b");
     let api = id(&s, "apigw_rest_api.main");
     let lambda_sg = id(&s, "ec2_security_group.lambda");
+    let s3_endpoint = id(&s, "ec2_vpc_endpoint.s3");
+    let vpc = id(&s, "ec2_vpc.main");
+    let flow_log = id(&s, "ec2_flow_log.vpc");
     let (validator, processor, logger) = (
         "payment-validator-prod",
         "payment-processor-prod",
@@ -391,7 +424,32 @@ async fn breaks(stack: &Stack) {
     rds.modify_db_instance()
         .db_instance_identifier(&db)
         .publicly_accessible(true)
+        .enable_iam_database_authentication(false)
+        .ca_certificate_identifier("rds-ca-rsa4096-g1")
         .apply_immediately(true)
+        .send()
+        .await
+        .unwrap();
+    let no_tls = aws_sdk_rds::types::Parameter::builder()
+        .parameter_name("rds.force_ssl")
+        .parameter_value("0")
+        .apply_method(aws_sdk_rds::types::ApplyMethod::Immediate)
+        .build();
+    rds.modify_db_parameter_group()
+        .db_parameter_group_name("payment-db-params-prod")
+        .parameters(no_tls)
+        .send()
+        .await
+        .unwrap();
+    let full_access = r#"{"Version":"2008-10-17","Statement":[{"Effect":"Allow","Principal":"*","Action":"*","Resource":"*"}]}"#;
+    ec2.modify_vpc_endpoint()
+        .vpc_endpoint_id(&s3_endpoint)
+        .policy_document(full_access)
+        .send()
+        .await
+        .unwrap();
+    ec2.delete_flow_logs()
+        .flow_log_ids(&flow_log)
         .send()
         .await
         .unwrap();
@@ -503,6 +561,13 @@ async fn breaks(stack: &Stack) {
         .send()
         .await
         .unwrap();
+    // Production keeps a year: 90 days is too short there.
+    logs.put_retention_policy()
+        .log_group_name(format!("/aws/lambda/{logger}"))
+        .retention_in_days(90)
+        .send()
+        .await
+        .unwrap();
     let alarm = "payment-rds-cpu-prod";
     put_alarm_without_actions(&cw, alarm).await;
 
@@ -512,6 +577,20 @@ async fn breaks(stack: &Stack) {
         &[
             ("S3 bucket blocks all public access", &bucket),
             ("RDS instance is not publicly accessible", &db),
+            ("RDS IAM database authentication is on", &db),
+            (
+                "RDS server refuses connections without TLS (rds.force_ssl = 1, PCI DSS 4.2.1)",
+                &db,
+            ),
+            (
+                "RDS certificate authority is the pinned rds-ca-rsa2048-g1, in effect",
+                &db,
+            ),
+            (
+                "VPC gateway endpoint admits only this account and the stack's resources",
+                &s3_endpoint,
+            ),
+            ("VPC flow logging is enabled", &vpc),
             ("DynamoDB point-in-time recovery is on", &table),
             ("KMS key rotation is enabled", &s3_key),
             ("SQS queue is encrypted at rest", "payment-retry-prod"),
@@ -538,6 +617,10 @@ async fn breaks(stack: &Stack) {
             (
                 "CloudWatch log group has a retention period",
                 &format!("/aws/lambda/{validator}"),
+            ),
+            (
+                "CloudWatch log group has a retention period",
+                &format!("/aws/lambda/{logger}"),
             ),
             ("CloudWatch alarm has an action for the ALARM state", alarm),
         ],

@@ -19,7 +19,7 @@
 
 use crate::engine::report::Change;
 use crate::engine::tags::{self, Tagged};
-use crate::engine::{Ctx, Resource, Service};
+use crate::engine::{Ctx, Resource, Service, kind};
 use crate::error::{Error, Result, aws, required};
 use crate::naming::{TAG_ENVIRONMENT, TAG_MANAGED_BY};
 use crate::state::Record;
@@ -234,9 +234,7 @@ async fn converge_ours(ctx: &Ctx) -> Result<bool> {
 
 #[async_trait]
 impl Resource for AccountLogging {
-    fn kind(&self) -> &'static str {
-        KIND
-    }
+    kind!(KIND);
 
     async fn ensure(&self, ctx: &Ctx) -> Result<()> {
         if let Some(arn) = current_role(ctx).await? {

@@ -6,7 +6,7 @@
 use super::support::{self, Item, SERVICE, Target, all_items, ours_by_name, replace};
 use super::tag_map;
 use crate::engine::report::Change;
-use crate::engine::{Ctx, Found, Resource, find};
+use crate::engine::{Ctx, Found, Resource, find, kind};
 use crate::error::{Result, aws, required};
 use crate::state::Record;
 use async_trait::async_trait;
@@ -90,9 +90,7 @@ async fn create(ctx: &Ctx, name: &str) -> Result<Key> {
 
 #[async_trait]
 impl Resource for ApiKey {
-    fn kind(&self) -> &'static str {
-        KIND
-    }
+    kind!(KIND);
 
     async fn ensure(&self, ctx: &Ctx) -> Result<()> {
         let name = key_name(ctx);

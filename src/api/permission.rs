@@ -13,7 +13,7 @@ use super::support::definition::{ROUTES, Route};
 use super::{api_id, partition, stage_name};
 use crate::compute::{self, function_name};
 use crate::engine::report::Change;
-use crate::engine::{Ctx, Found, Resource, Service, Via};
+use crate::engine::{Ctx, Found, Resource, Service, Via, kind};
 use crate::error::{Result, aws};
 use crate::state::Record;
 use async_trait::async_trait;
@@ -255,13 +255,10 @@ async fn delete_function(ctx: &Ctx, key: &str) -> Result<()> {
 
 #[async_trait]
 impl Resource for Permissions {
-    fn kind(&self) -> &'static str {
-        KIND
-    }
-
-    fn depends_on(&self) -> &'static [&'static str] {
-        &[compute::function::KIND, super::rest_api::KIND]
-    }
+    kind!(
+        KIND,
+        depends_on = [compute::function::KIND, super::rest_api::KIND]
+    );
 
     async fn ensure(&self, ctx: &Ctx) -> Result<()> {
         let api = api_id(ctx)?;

@@ -18,7 +18,7 @@ use super::support::{self, SERVICE, Target, apply_patches, rate_text, replace, s
 use super::{api_id, partition, rest_api, stage_name, tag_map};
 use crate::compute::log_group::{self, API_ACCESS};
 use crate::engine::report::Change;
-use crate::engine::{Ctx, Found, Resource, find};
+use crate::engine::{Ctx, Found, Resource, find, kind};
 use crate::error::{Result, aws, required};
 use crate::state::Record;
 use async_trait::async_trait;
@@ -313,19 +313,16 @@ fn record(ctx: &Ctx, api: &str, deployment: &str) -> Record {
 
 #[async_trait]
 impl Resource for Stage {
-    fn kind(&self) -> &'static str {
-        KIND
-    }
-
-    fn depends_on(&self) -> &'static [&'static str] {
-        // Permissions first: the stage goes live only once the functions accept its calls.
-        &[
+    // Permissions first: the stage goes live only once the functions accept its calls.
+    kind!(
+        KIND,
+        depends_on = [
             rest_api::KIND,
             super::permission::KIND,
             super::account::KIND,
-            log_group::KIND,
+            log_group::KIND
         ]
-    }
+    );
 
     async fn ensure(&self, ctx: &Ctx) -> Result<()> {
         let api = api_id(ctx)?;

@@ -11,7 +11,7 @@ use super::support::{
 };
 use super::{api_id, stage_name, tag_map};
 use crate::engine::report::Change;
-use crate::engine::{Ctx, Found, Resource, find};
+use crate::engine::{Ctx, Found, Resource, find, kind};
 use crate::error::{Result, aws, required};
 use crate::state::Record;
 use async_trait::async_trait;
@@ -258,13 +258,10 @@ async fn empty(ctx: &Ctx, plan: &Plan) -> Result<()> {
 
 #[async_trait]
 impl Resource for UsagePlan {
-    fn kind(&self) -> &'static str {
-        KIND
-    }
-
-    fn depends_on(&self) -> &'static [&'static str] {
-        &[super::stage::KIND, super::api_key::KIND]
-    }
+    kind!(
+        KIND,
+        depends_on = [super::stage::KIND, super::api_key::KIND]
+    );
 
     async fn ensure(&self, ctx: &Ctx) -> Result<()> {
         let name = plan_name(ctx);

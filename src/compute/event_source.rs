@@ -12,7 +12,7 @@ use super::{AUDIT_LOGGER, PROCESSOR, function, function_arn};
 use crate::aws::emulator;
 use crate::data::{dynamodb_table, sqs_queue};
 use crate::engine::report::Change;
-use crate::engine::{Ctx, Found, Resource, Service, find};
+use crate::engine::{Ctx, Found, Resource, Service, find, kind};
 use crate::error::{Result, all_ok, aws, required};
 use crate::state::Record;
 use crate::waiter::{Status, Wait, wait_for};
@@ -249,13 +249,10 @@ async fn delete_one(ctx: &Ctx, which: &str) -> Result<()> {
 
 #[async_trait]
 impl Resource for EventSources {
-    fn kind(&self) -> &'static str {
-        KIND
-    }
-
-    fn depends_on(&self) -> &'static [&'static str] {
-        &[function::KIND, dynamodb_table::KIND, sqs_queue::KIND]
-    }
+    kind!(
+        KIND,
+        depends_on = [function::KIND, dynamodb_table::KIND, sqs_queue::KIND]
+    );
 
     async fn ensure(&self, ctx: &Ctx) -> Result<()> {
         if !ctx.settings.event_source_mappings {

@@ -1,13 +1,20 @@
-//! The stack's CloudWatch log groups, 90-day retention, created before their writers:
-//! `/aws/lambda/payment-<function>-<env>` for each function, and
-//! `/aws/apigateway/payment-api-<env>/access` for the API stage's access log.
+//! The stack's CloudWatch log groups, created before their writers:
+//! `/aws/lambda/payment-<function>-<env>` for each function,
+//! `/aws/apigateway/payment-api-<env>/access` for the API stage's access log, and
+//! `/aws/vpc-flow-logs/payment-vpc-<env>` for the VPC's flow logs.
+//!
+//! Each is encrypted with the stack's logs key (`kms_key.logs`; an existing group gets
+//! it with `AssociateKmsKey`) and keeps its events `log_retention_days` (365 in
+//! production, 90 elsewhere). A production `down` keeps the groups, their records and
+//! so their key: a year of logs is the point of keeping them.
 
 use super::support::number;
-use super::{FUNCTIONS, LOG_RETENTION_DAYS, function_name};
-use crate::engine::report::Change;
+use super::{FUNCTIONS, function_name};
+use crate::engine::report::{Change, Kept};
 use crate::engine::tags::{self, ArnMap, converge_tags};
-use crate::engine::{Ctx, Found, Resource, Service, find};
+use crate::engine::{Ctx, Found, Resource, Service, find, kind};
 use crate::error::{Error, Result, all_ok, aws};
+use crate::security::kms_key;
 use crate::state::Record;
 use async_trait::async_trait;
 use aws_sdk_cloudwatchlogs::error::SdkError;
@@ -40,6 +47,10 @@ pub fn all(ctx: &Ctx) -> Vec<(String, String)> {
     groups.push((
         API_ACCESS.to_string(),
         format!("/aws/apigateway/{}/access", ctx.name("api")),
+    ));
+    groups.push((
+        super::role::FLOW_LOGS.to_string(),
+        format!("/aws/vpc-flow-logs/{}", ctx.name("vpc")),
     ));
     groups
 }
@@ -85,10 +96,10 @@ fn already_exists(e: &SdkError<CreateLogGroupError>) -> bool {
         .is_some_and(|s| s.is_resource_already_exists_exception())
 }
 
-async fn create(ctx: &Ctx, name: &str) -> Result<LogGroup> {
+async fn create(ctx: &Ctx, name: &str, key: &str) -> Result<LogGroup> {
     let tags: HashMap<String, String> = ctx.tags().into_iter().collect();
     let call = ctx.aws.logs.create_log_group().log_group_name(name);
-    match call.set_tags(Some(tags)).send().await {
+    match call.kms_key_id(key).set_tags(Some(tags)).send().await {
         Err(e) if already_exists(&e) => {}
         out => {
             out.map_err(aws("CreateLogGroup", name))?;
@@ -99,8 +110,20 @@ async fn create(ctx: &Ctx, name: &str) -> Result<LogGroup> {
         .ok_or_else(|| Error::Invalid(format!("log group {name} was created but is not listed")))
 }
 
+/// Whether any of the stack's log groups exists (a production `down` keeps them, and so
+/// their key).
+pub async fn any_exists(ctx: &Ctx) -> Result<Option<String>> {
+    for (_, name) in all(ctx) {
+        if describe(ctx, &name).await?.is_some() {
+            return Ok(Some(name));
+        }
+    }
+    Ok(None)
+}
+
 async fn ensure_one(ctx: &Ctx, which: &str, name: &str) -> Result<()> {
     let addr = address(which);
+    let key = kms_key::arn_or_alias(ctx, kms_key::LOGS);
     let (group, change) = match lookup(ctx, &addr, name).await? {
         Some(found) => {
             let target = ArnMap::Logs(&bare_arn(&found.value, ctx, name));
@@ -112,24 +135,65 @@ async fn ensure_one(ctx: &Ctx, which: &str, name: &str) -> Result<()> {
             if !ctx.would_create(format!("{addr} {name}")) {
                 return Ok(());
             }
-            (create(ctx, name).await?, Change::Created)
+            let key = ctx.needed_arn(&kms_key::address(kms_key::LOGS))?;
+            (create(ctx, name, &key).await?, Change::Created)
         }
     };
     let arn = bare_arn(&group, ctx, name);
     ctx.record(&addr, Record::new(KIND, name).arn(&arn)).await?;
+    let days = ctx.settings.log_retention_days;
     let have = number(group.retention_in_days(), "never expire");
-    let want = number(Some(LOG_RETENTION_DAYS), "never expire");
+    let want = number(Some(days), "never expire");
     let retention = || async {
         let call = ctx.aws.logs.put_retention_policy().log_group_name(name);
-        let call = call.retention_in_days(LOG_RETENTION_DAYS);
+        let call = call.retention_in_days(days);
         call.send().await.map_err(aws("PutRetentionPolicy", name))?;
         Ok(())
     };
-    let wrote = ctx
+    let mut wrote = ctx
         .converge(&addr, "retention (days)", have, want, retention)
+        .await?;
+    let have = group
+        .kms_key_id()
+        .unwrap_or("none (AWS-owned key)")
+        .to_string();
+    let associate = || async {
+        let call = ctx.aws.logs.associate_kms_key().log_group_name(name);
+        call.kms_key_id(&key)
+            .send()
+            .await
+            .map_err(aws("AssociateKmsKey", name))?;
+        Ok(())
+    };
+    wrote |= ctx
+        .converge(&addr, "KMS key", have, key.clone(), associate)
         .await?;
     ctx.report
         .note(change.updated_if(wrote), format!("{addr} {name}"));
+    Ok(())
+}
+
+/// A production `down` keeps the group, its record and its events.
+async fn keep(ctx: &Ctx, addr: &str, name: &str, arn: &str) -> Result<()> {
+    ctx.record(addr, Record::new(KIND, name).arn(arn)).await?;
+    ctx.report.keep(
+        addr,
+        Kept {
+            what: format!("log group {name}, with its events"),
+            id: arn.to_string(),
+            why: format!(
+                "the logs of a production environment are kept {} days (PCI DSS 10.5.1: at least 12 months)",
+                ctx.settings.log_retention_days
+            ),
+            restore: format!(
+                "nothing to restore: it stays as it is, and `payctl up --env {}` adopts it again",
+                ctx.env
+            ),
+            remove: format!(
+                "once its retention is over: `aws logs delete-log-group --log-group-name {name}`"
+            ),
+        },
+    );
     Ok(())
 }
 
@@ -138,7 +202,11 @@ async fn delete_one(ctx: &Ctx, which: &str, name: &str) -> Result<()> {
     let Some(found) = lookup(ctx, &addr, name).await? else {
         return ctx.forget_gone(&addr).await;
     };
-    tags::ensure_owned(ctx, &ArnMap::Logs(&bare_arn(&found.value, ctx, name))).await?;
+    let arn = bare_arn(&found.value, ctx, name);
+    tags::ensure_owned(ctx, &ArnMap::Logs(&arn)).await?;
+    if ctx.settings.production {
+        return keep(ctx, &addr, name, &arn).await;
+    }
     let delete = || async {
         let call = ctx.aws.logs.delete_log_group().log_group_name(name);
         call.send().await.map_err(aws("DeleteLogGroup", name))
@@ -148,9 +216,7 @@ async fn delete_one(ctx: &Ctx, which: &str, name: &str) -> Result<()> {
 
 #[async_trait]
 impl Resource for LogGroups {
-    fn kind(&self) -> &'static str {
-        KIND
-    }
+    kind!(KIND, depends_on = [kms_key::KIND]);
 
     async fn ensure(&self, ctx: &Ctx) -> Result<()> {
         let groups = all(ctx);

@@ -49,9 +49,6 @@ pub const FUNCTIONS: [FunctionSpec; 3] = [
     },
 ];
 
-/// CloudWatch Logs retention for every log group of the stack.
-pub const LOG_RETENTION_DAYS: i32 = 90;
-
 /// `payment-<key>-<env>`, e.g. `payment-audit-logger-prod`.
 pub fn function_name(ctx: &Ctx, key: &str) -> String {
     ctx.name(key)

@@ -1,6 +1,8 @@
 //! One IAM execution role per function, `payment-<function>-role-<env>`, trusted by
 //! Lambda for this account only, with one inline policy that names the exact ARNs the
-//! function uses (see [`policy`]). No managed policies are attached: the AWS-managed
+//! function uses (see [`policy`]); and the role the VPC's flow logs deliver with,
+//! `payment-flow-logs-role-<env>`, trusted by `vpc-flow-logs.amazonaws.com` for this
+//! account's flow logs only, writing to the flow log group only. No managed policies are attached: the AWS-managed
 //! basic-execution and VPC-access policies grant `logs:CreateLogGroup` on `*`, and the
 //! functions must not re-create their log groups behind payctl's back, so their
 //! remaining permissions are written out here instead.
@@ -10,7 +12,7 @@ use super::{AUDIT_LOGGER, FUNCTIONS, PROCESSOR, VALIDATOR, log_group};
 use crate::data::{dynamodb_table, rds_instance, s3_bucket, sqs_queue};
 use crate::engine::report::Change;
 use crate::engine::tags::{self, converge_tags};
-use crate::engine::{Ctx, Found, Resource, Service, find};
+use crate::engine::{Ctx, Found, Resource, Service, find, kind};
 use crate::error::{Error, Result, all_ok, aws};
 use crate::security::kms_key;
 use crate::state::Record;
@@ -25,6 +27,23 @@ const SERVICE: Service = Service::Iam;
 
 pub struct Roles;
 
+/// The flow logs' delivery role (`iam_role.flow-logs`).
+pub const FLOW_LOGS: &str = "flow-logs";
+
+/// Every role: one per function, and the flow logs' one.
+fn keys() -> impl Iterator<Item = &'static str> {
+    FUNCTIONS.iter().map(|f| f.key).chain([FLOW_LOGS])
+}
+
+/// Who may assume role `key`, as `plan` shows it.
+fn trusted(key: &str) -> &'static str {
+    if key == FLOW_LOGS {
+        "VPC flow logs only"
+    } else {
+        "Lambda only"
+    }
+}
+
 pub fn address(key: &str) -> String {
     format!("{KIND}.{key}")
 }
@@ -33,14 +52,27 @@ pub fn role_name(ctx: &Ctx, key: &str) -> String {
     ctx.name(&format!("{key}-role"))
 }
 
-pub fn trust_policy(ctx: &Ctx) -> Value {
+/// Lambda for a function's role; VPC flow logs for the flow logs' role, and only for
+/// this account's flow logs ("IAM role for publishing flow logs to CloudWatch Logs",
+/// <https://docs.aws.amazon.com/vpc/latest/userguide/flow-logs-iam-role.html>).
+pub fn trust_policy(ctx: &Ctx, key: &str) -> Value {
+    let (service, mut condition) = match key {
+        FLOW_LOGS => (
+            "vpc-flow-logs.amazonaws.com",
+            json!({"ArnLike": {"aws:SourceArn": format!(
+                "arn:aws:ec2:{}:{}:vpc-flow-log/*", ctx.region, ctx.account_id
+            )}}),
+        ),
+        _ => ("lambda.amazonaws.com", json!({})),
+    };
+    condition["StringEquals"] = json!({"aws:SourceAccount": ctx.account_id});
     json!({
         "Version": "2012-10-17",
         "Statement": [{
             "Effect": "Allow",
-            "Principal": {"Service": "lambda.amazonaws.com"},
+            "Principal": {"Service": service},
             "Action": "sts:AssumeRole",
-            "Condition": {"StringEquals": {"aws:SourceAccount": ctx.account_id}}
+            "Condition": condition
         }]
     })
 }
@@ -49,10 +81,36 @@ fn allow(actions: &[&str], resources: Vec<String>) -> Value {
     json!({"Effect": "Allow", "Action": actions, "Resource": resources})
 }
 
+/// `action` with KMS key `key`, only when `service` calls KMS on the role's behalf
+/// (`kms:ViaService`), never directly.
+fn through(ctx: &Ctx, action: &str, key: String, service: &str) -> Value {
+    json!({
+        "Effect": "Allow",
+        "Action": [action],
+        "Resource": [key],
+        "Condition": {"StringEquals": {
+            "kms:ViaService": format!("{service}.{}.amazonaws.com", ctx.region)
+        }}
+    })
+}
+
 /// The inline policy of function `key`: exact ARNs, `*` only where AWS has no narrower
 /// resource for the action (each such statement says why).
 pub fn policy(ctx: &Ctx, key: &str) -> Result<Value> {
     let log_group = log_group::arn(ctx, key)?;
+    if key == FLOW_LOGS {
+        // Delivery to the flow log group only (the group is payctl's: no CreateLogGroup).
+        let statements = [allow(
+            &[
+                "logs:CreateLogStream",
+                "logs:PutLogEvents",
+                "logs:DescribeLogGroups",
+                "logs:DescribeLogStreams",
+            ],
+            vec![log_group.clone(), format!("{log_group}:*")],
+        )];
+        return Ok(json!({"Version": "2012-10-17", "Statement": statements}));
+    }
     let mut statements = vec![
         // Writing to its own, pre-created log group only (no logs:CreateLogGroup).
         allow(
@@ -79,6 +137,9 @@ pub fn policy(ctx: &Ctx, key: &str) -> Result<Value> {
             vec!["*".into()],
         ),
     ];
+    // The function's environment variables, encrypted with the stack's Lambda key.
+    let lambda_key = kms_key::arn_or_alias(ctx, kms_key::LAMBDA);
+    statements.push(through(ctx, "kms:Decrypt", lambda_key, "lambda"));
     let table = ctx.needed_arn(dynamodb_table::ADDR)?;
     match key {
         VALIDATOR => {
@@ -113,14 +174,7 @@ pub fn policy(ctx: &Ctx, key: &str) -> Result<Value> {
                     vec![queue],
                 ),
                 allow(&["secretsmanager:GetSecretValue"], vec![secret]),
-                json!({
-                    "Effect": "Allow",
-                    "Action": ["kms:Decrypt"],
-                    "Resource": [rds_key],
-                    "Condition": {"StringEquals": {
-                        "kms:ViaService": format!("secretsmanager.{}.amazonaws.com", ctx.region)
-                    }}
-                }),
+                through(ctx, "kms:Decrypt", rds_key, "secretsmanager"),
             ]);
         }
         AUDIT_LOGGER => {
@@ -144,14 +198,7 @@ pub fn policy(ctx: &Ctx, key: &str) -> Result<Value> {
                     &["s3:PutObject"],
                     vec![format!("arn:aws:s3:::{bucket}/audit/*")],
                 ),
-                json!({
-                    "Effect": "Allow",
-                    "Action": ["kms:GenerateDataKey"],
-                    "Resource": [s3_key],
-                    "Condition": {"StringEquals": {
-                        "kms:ViaService": format!("s3.{}.amazonaws.com", ctx.region)
-                    }}
-                }),
+                through(ctx, "kms:GenerateDataKey", s3_key, "s3"),
                 // The stream mapping's on-failure destination: batches that exhaust their
                 // retries are recorded on the dead-letter queue, never dropped silently.
                 allow(&["sqs:SendMessage"], vec![dlq]),
@@ -199,16 +246,10 @@ async fn create(ctx: &Ctx, key: &str, name: &str) -> Result<Role> {
         .map(|(k, v)| Tag::builder().key(k).value(v).build())
         .collect::<std::result::Result<_, _>>()
         .map_err(|e| Error::Invalid(format!("role tags: {e}")))?;
-    let out = ctx
-        .aws
-        .iam
-        .create_role()
-        .role_name(name)
-        .description(format!(
-            "payctl: execution role of payment-{key}-{}",
-            ctx.env
-        ))
-        .assume_role_policy_document(trust_policy(ctx).to_string())
+    let call = ctx.aws.iam.create_role().role_name(name);
+    let out = call
+        .description(format!("payctl: role {key} of {}", ctx.env))
+        .assume_role_policy_document(trust_policy(ctx, key).to_string())
         .set_tags(Some(tags))
         .send()
         .await
@@ -230,7 +271,7 @@ async fn inline_policy(ctx: &Ctx, name: &str) -> Result<Option<Value>> {
 async fn converge_policies(ctx: &Ctx, addr: &str, role: &Role, key: &str) -> Result<bool> {
     let iam = &ctx.aws.iam;
     let name = role.role_name();
-    let trust = trust_policy(ctx);
+    let trust = trust_policy(ctx, key);
     let have = decode(role.assume_role_policy_document().unwrap_or_default());
     let write = || async {
         let call = iam.update_assume_role_policy().role_name(name);
@@ -241,7 +282,7 @@ async fn converge_policies(ctx: &Ctx, addr: &str, role: &Role, key: &str) -> Res
         Ok(())
     };
     let have = Shown::new(have, "edited");
-    let want = Shown::new(Some(trust.clone()), "Lambda only");
+    let want = Shown::new(Some(trust.clone()), trusted(key));
     let mut wrote = ctx
         .converge(addr, "trust policy", have, want, write)
         .await?;
@@ -339,26 +380,23 @@ async fn delete_one(ctx: &Ctx, key: &str) -> Result<()> {
 
 #[async_trait]
 impl Resource for Roles {
-    fn kind(&self) -> &'static str {
-        KIND
-    }
-
-    fn depends_on(&self) -> &'static [&'static str] {
-        &[
+    kind!(
+        KIND,
+        depends_on = [
             log_group::KIND,
             dynamodb_table::KIND,
             sqs_queue::KIND,
             s3_bucket::KIND,
             rds_instance::KIND,
-            kms_key::KIND,
+            kms_key::KIND
         ]
-    }
+    );
 
     async fn ensure(&self, ctx: &Ctx) -> Result<()> {
-        all_ok(join_all(FUNCTIONS.iter().map(|f| ensure_one(ctx, f.key))).await)
+        all_ok(join_all(keys().map(|key| ensure_one(ctx, key))).await)
     }
 
     async fn delete(&self, ctx: &Ctx) -> Result<()> {
-        all_ok(join_all(FUNCTIONS.iter().map(|f| delete_one(ctx, f.key))).await)
+        all_ok(join_all(keys().map(|key| delete_one(ctx, key))).await)
     }
 }

@@ -8,7 +8,7 @@ use super::support::final_backup;
 use super::{build_error, wait_gone_and_forget};
 use crate::engine::report::Change;
 use crate::engine::tags::{self, converge_tags};
-use crate::engine::{Ctx, Direction, Found, Resource, Service, find};
+use crate::engine::{Ctx, Direction, Found, Resource, Service, find, kind};
 use crate::error::{Error, Result, aws, required};
 use crate::state::Record;
 use crate::waiter::{Status, Wait, retry_while, wait_for};
@@ -221,9 +221,7 @@ fn record(t: &TableDescription, name: &str) -> Record {
 
 #[async_trait]
 impl Resource for TransactionsTable {
-    fn kind(&self) -> &'static str {
-        KIND
-    }
+    kind!(KIND);
 
     async fn ensure(&self, ctx: &Ctx) -> Result<()> {
         let name = ctx.name("transactions");

@@ -1,17 +1,18 @@
-//! The data layer: the RDS PostgreSQL instance and its subnet group, the DynamoDB
+//! The data layer: the RDS PostgreSQL instance with its subnet group and parameter group, the DynamoDB
 //! transactions table, the S3 audit bucket and the SQS retry queue with its dead-letter
 //! queue. One file (or folder) per resource kind; `support` holds what is not a kind.
 
 pub mod dynamodb_table;
 pub mod rds_instance;
+pub mod rds_parameter_group;
 pub mod rds_subnet_group;
 pub mod s3_bucket;
 pub mod sqs_queue;
 pub mod support;
 
-use crate::engine::{Ctx, Layer};
+use crate::engine::{Ctx, Layer, Service};
 use crate::error::{Error, Result};
-use crate::waiter::{Status, Wait, wait_for};
+use crate::waiter::{Status, Wait, retry_while, wait_for};
 use std::fmt::Display;
 use std::future::Future;
 use std::sync::Arc;
@@ -25,6 +26,7 @@ pub fn layer() -> Layer {
         name: "data",
         resources: vec![
             Arc::new(rds_subnet_group::DbSubnetGroup),
+            Arc::new(rds_parameter_group::DbParameterGroup),
             Arc::new(rds_instance::DbInstance::default()),
             Arc::new(dynamodb_table::TransactionsTable),
             Arc::new(s3_bucket::AuditBucket),
@@ -68,6 +70,29 @@ pub async fn differing<F>(ctx: &Ctx, address: &str, settings: Vec<Setting<F>>) -
         }
     }
     Ok(fixes)
+}
+
+/// Deletes the RDS group `(name, arn)` recorded at `address` (a subnet or parameter
+/// group) with `delete`, once its tags say payctl owns it, retrying while RDS still
+/// reports it in use (error code `in_use`), as it does for a while after its instance is
+/// gone; NotFound is success, then the record goes.
+pub async fn delete_rds_group<T, F, Fut>(
+    ctx: &Ctx,
+    address: &str,
+    (name, arn): (&str, &str),
+    in_use: &'static str,
+    delete: F,
+) -> Result<()>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T>>,
+{
+    crate::engine::tags::ensure_owned(ctx, &crate::engine::tags::Rds(arn)).await?;
+    let busy = |e: &Error| e.aws_code() == Some(in_use);
+    let what = format!("deleting {name}");
+    let retry = || retry_while(&what, Wait::minutes(10), busy, delete);
+    ctx.delete_and_forget(address, name, Service::Rds, retry)
+        .await
 }
 
 /// The error for an SDK request builder that refused its input.

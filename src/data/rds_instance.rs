@@ -9,11 +9,12 @@
 //! kept (recorded as `rds_snapshot.<name>` and listed with its restore command), and so
 //! is the RDS key that encrypts it (see `kms_key`).
 
+use super::rds_parameter_group;
 use super::rds_subnet_group::{self, rds_tags};
 use super::{Setting, differing, wait_gone_and_forget};
 use crate::engine::report::{Change, Kept};
 use crate::engine::tags::{self, converge_tags};
-use crate::engine::{Ctx, Direction, Found, Resource, Service, find};
+use crate::engine::{Ctx, Direction, Found, Resource, Service, find, kind};
 use crate::error::{Error, Result, aws, required};
 use crate::network::security_group;
 use crate::security::kms_key;
@@ -29,6 +30,11 @@ pub const SNAPSHOT_KIND: &str = "rds_snapshot";
 pub const ADDR: &str = "rds_instance.main";
 pub const BACKUP_RETENTION_DAYS: i32 = 30;
 pub const LOG_EXPORT: &str = "postgresql";
+/// The certificate authority the server's certificate is signed by, pinned rather than
+/// left to RDS's default ("Using SSL/TLS to encrypt a connection to a DB instance",
+/// <https://docs.aws.amazon.com/AmazonRDS/latest/UserGuide/UsingWithRDS.SSL.html>); the
+/// functions trust the Amazon RDS CA bundle it belongs to.
+pub const CA: &str = "rds-ca-rsa2048-g1";
 const MASTER_USER: &str = "payments_admin";
 pub const DB_NAME: &str = "payments";
 /// Real Multi-AZ creation takes 15–20 minutes; deletion with a snapshot about as long.
@@ -93,6 +99,7 @@ fn setting(
 /// what `ModifyDBInstance` needs to put it back.
 fn settings(ctx: &Ctx, db: &Instance) -> Vec<Setting<Fix>> {
     let s = &ctx.settings;
+    let pending = db.pending_modified_values();
     let (multi_az, protection) = (s.db.multi_az, s.deletion_protection);
     let class = s.db.instance_class.clone();
     // Storage only grows: less than configured is put up, more is kept.
@@ -159,21 +166,86 @@ fn settings(ctx: &Ctx, db: &Instance) -> Vec<Setting<Fix>> {
             opt(storage),
             move |c| c.set_allocated_storage(storage),
         ),
+        setting(
+            "IAM database authentication",
+            opt(pending
+                .and_then(|p| p.iam_database_authentication_enabled())
+                .or(db.iam_database_authentication_enabled())),
+            true,
+            |c| c.enable_iam_database_authentication(true),
+        ),
     ]
 }
 
-/// Puts drifted settings back, in one `ModifyDBInstance` call; true when it did.
-async fn converge_settings(ctx: &Ctx, db: &Instance, id: &str) -> Result<bool> {
-    let fixes = differing(ctx, ADDR, settings(ctx, db)).await?;
-    if fixes.is_empty() {
-        return Ok(false);
+/// The settings that take effect only when the instance restarts: the parameter group
+/// (attaching one always waits for a reboot) and the CA (RDS restarts the instance to
+/// change it). A pending value counts as set.
+fn reboot_settings(ctx: &Ctx, db: &Instance) -> Vec<Setting<Fix>> {
+    // By name, not by record: `plan` compares before the group is made.
+    let group = rds_parameter_group::group_name(ctx);
+    let have_group = db
+        .db_parameter_groups()
+        .iter()
+        .find_map(|g| g.db_parameter_group_name());
+    let pending = db.pending_modified_values();
+    let have_ca = pending
+        .and_then(|p| p.ca_certificate_identifier())
+        .or(db.ca_certificate_identifier());
+    let want_group = group.clone();
+    vec![
+        setting("parameter group", opt(have_group), &group, move |c| {
+            c.db_parameter_group_name(want_group)
+        }),
+        setting("CA certificate", opt(have_ca), CA, |c| {
+            c.ca_certificate_identifier(CA)
+        }),
+    ]
+}
+
+/// What waits for the instance to restart, as `plan` and `up` show it: a parameter group
+/// whose status is `pending-reboot`, a CA change not yet applied.
+pub fn pending_reboot(db: &Instance) -> Vec<String> {
+    let mut pending: Vec<String> = db
+        .db_parameter_groups()
+        .iter()
+        .filter(|g| g.parameter_apply_status() == Some("pending-reboot"))
+        .map(|g| {
+            format!(
+                "parameter group {}",
+                g.db_parameter_group_name().unwrap_or("?")
+            )
+        })
+        .collect();
+    if let Some(ca) = db
+        .pending_modified_values()
+        .and_then(|p| p.ca_certificate_identifier())
+    {
+        pending.push(format!("CA certificate {ca}"));
     }
-    let call = ctx.aws.rds.modify_db_instance().db_instance_identifier(id);
-    let call = fixes
-        .into_iter()
-        .fold(call.apply_immediately(true), |call, fix| fix(call));
-    call.send().await.map_err(aws("ModifyDBInstance", id))?;
-    Ok(true)
+    pending
+}
+
+/// Puts drifted settings back; true when it did. In a production environment what needs
+/// a restart is left pending (`ApplyImmediately = false`) for an operator to reboot:
+/// `up` never restarts a production database by itself. Elsewhere everything is applied
+/// at once, in one call.
+async fn converge_settings(ctx: &Ctx, db: &Instance, id: &str) -> Result<bool> {
+    let now = differing(ctx, ADDR, settings(ctx, db)).await?;
+    let later = differing(ctx, ADDR, reboot_settings(ctx, db)).await?;
+    let calls = if ctx.settings.production {
+        vec![(now, true), (later, false)]
+    } else {
+        vec![(now.into_iter().chain(later).collect(), true)]
+    };
+    let mut wrote = false;
+    for (fixes, immediately) in calls.into_iter().filter(|(f, _)| !f.is_empty()) {
+        let call = ctx.aws.rds.modify_db_instance().db_instance_identifier(id);
+        let call = call.apply_immediately(immediately);
+        let call = fixes.into_iter().fold(call, |call, fix| fix(call));
+        call.send().await.map_err(aws("ModifyDBInstance", id))?;
+        wrote = true;
+    }
+    Ok(wrote)
 }
 
 async fn create(ctx: &Ctx, id: &str) -> Result<Instance> {
@@ -181,6 +253,7 @@ async fn create(ctx: &Ctx, id: &str) -> Result<Instance> {
     let key = ctx.needed_id(&kms_key::address("rds"))?;
     let sg = ctx.needed_id(&security_group::address("rds"))?;
     let group = ctx.needed_id(rds_subnet_group::ADDR)?;
+    let parameters = ctx.needed_id(rds_parameter_group::ADDR)?;
     let out = ctx
         .aws
         .rds
@@ -196,6 +269,9 @@ async fn create(ctx: &Ctx, id: &str) -> Result<Instance> {
         .manage_master_user_password(true)
         .master_user_secret_kms_key_id(&key)
         .db_subnet_group_name(group)
+        .db_parameter_group_name(parameters)
+        .ca_certificate_identifier(CA)
+        .enable_iam_database_authentication(true)
         .vpc_security_group_ids(sg)
         .publicly_accessible(false)
         .storage_encrypted(true)
@@ -256,13 +332,15 @@ async fn keep_snapshot(ctx: &Ctx, name: &str) -> Result<()> {
 
 #[async_trait]
 impl Resource for DbInstance {
-    fn kind(&self) -> &'static str {
-        KIND
-    }
-
-    fn depends_on(&self) -> &'static [&'static str] {
-        &[rds_subnet_group::KIND, security_group::KIND, kms_key::KIND]
-    }
+    kind!(
+        KIND,
+        depends_on = [
+            rds_subnet_group::KIND,
+            rds_parameter_group::KIND,
+            security_group::KIND,
+            kms_key::KIND
+        ]
+    );
 
     async fn ensure(&self, ctx: &Ctx) -> Result<()> {
         let id = ctx.name("db");
@@ -293,7 +371,21 @@ impl Resource for DbInstance {
         let ready = !wrote && db.db_instance_status() == Some("available");
         self.ready.store(ready, std::sync::atomic::Ordering::SeqCst);
         let change = found.change().updated_if(retagged || wrote);
-        ctx.report.note(change, format!("{ADDR} {id}"));
+        // What waits for a reboot, as AWS says after this run's changes.
+        let now = if wrote {
+            describe(ctx, &id).await?
+        } else {
+            None
+        };
+        let pending = pending_reboot(now.as_ref().unwrap_or(db));
+        let detail = match pending.is_empty() {
+            true => String::new(),
+            false => format!(
+                " (reboot pending: {}; `aws rds reboot-db-instance --db-instance-identifier {id}`)",
+                pending.join(", ")
+            ),
+        };
+        ctx.report.note(change, format!("{ADDR} {id}{detail}"));
         Ok(())
     }
 

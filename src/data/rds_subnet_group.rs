@@ -2,10 +2,9 @@
 
 use crate::engine::report::Change;
 use crate::engine::tags::{self, converge_tags};
-use crate::engine::{Ctx, Found, Resource, Service, find};
-use crate::error::{Error, Result, aws, required};
+use crate::engine::{Ctx, Found, Resource, Service, find, kind};
+use crate::error::{Result, aws, required};
 use crate::state::Record;
-use crate::waiter::{Wait, retry_while};
 use async_trait::async_trait;
 use aws_sdk_rds::types::{DbSubnetGroup as Group, Tag};
 
@@ -65,13 +64,7 @@ fn subnets_of(g: &Group) -> Vec<String> {
 
 #[async_trait]
 impl Resource for DbSubnetGroup {
-    fn kind(&self) -> &'static str {
-        KIND
-    }
-
-    fn depends_on(&self) -> &'static [&'static str] {
-        &[crate::network::subnet::KIND]
-    }
+    kind!(KIND, depends_on = [crate::network::subnet::KIND]);
 
     async fn ensure(&self, ctx: &Ctx) -> Result<()> {
         let name = ctx.name("db-subnets");
@@ -130,20 +123,12 @@ impl Resource for DbSubnetGroup {
         let g = &found.value;
         let name = required(g.db_subnet_group_name(), "DB subnet group name")?;
         let arn = required(g.db_subnet_group_arn(), "DB subnet group ARN")?;
-        tags::ensure_owned(ctx, &tags::Rds(&arn)).await?;
-        // A group stays "in use" for a short while after its instance is gone.
-        let in_use = |e: &Error| e.aws_code() == Some("InvalidDBSubnetGroupStateFault");
-        let what = format!("deleting DB subnet group {name}");
-        let delete = || {
-            retry_while(&what, Wait::minutes(10), in_use, || async {
-                let call = ctx
-                    .aws
-                    .rds
-                    .delete_db_subnet_group()
-                    .db_subnet_group_name(&name);
-                call.send().await.map_err(aws("DeleteDBSubnetGroup", &name))
-            })
+        let delete = || async {
+            let call = ctx.aws.rds.delete_db_subnet_group();
+            let call = call.db_subnet_group_name(&name);
+            call.send().await.map_err(aws("DeleteDBSubnetGroup", &name))
         };
-        ctx.delete_and_forget(ADDR, &name, SERVICE, delete).await
+        let in_use = "InvalidDBSubnetGroupStateFault";
+        super::delete_rds_group(ctx, ADDR, (&name, &arn), in_use, delete).await
     }
 }

@@ -14,7 +14,7 @@
 use super::{PROCESSOR_TIMEOUT_SECS, Setting, differing};
 use crate::engine::report::Change;
 use crate::engine::tags::{self, converge_tags};
-use crate::engine::{Ctx, Found, Resource, Service, find};
+use crate::engine::{Ctx, Found, Resource, Service, find, kind};
 use crate::error::{Error, Result, aws, required};
 use crate::state::Record;
 use crate::waiter::{Wait, retry_while};
@@ -236,9 +236,7 @@ async fn delete_queue(ctx: &Ctx, which: &str, name: &str) -> Result<()> {
 
 #[async_trait]
 impl Resource for RetryQueues {
-    fn kind(&self) -> &'static str {
-        KIND
-    }
+    kind!(KIND);
 
     async fn ensure(&self, ctx: &Ctx) -> Result<()> {
         let dlq_arn = ensure_queue(ctx, "dlq", &ctx.name("retry-dlq"), desired(None)).await?;

@@ -40,6 +40,30 @@ pub use report::Report;
 pub use shown::Shown;
 pub use walk::{Direction, Outcome, walk};
 
+/// A kind's identity, written first in its `impl Resource`: the state key, and the kinds
+/// that must exist before it (and are deleted after it).
+///
+/// ```ignore
+/// kind!(KIND, depends_on = [super::vpc::KIND]);
+/// ```
+macro_rules! kind {
+    ($kind:expr) => {
+        fn kind(&self) -> &'static str {
+            $kind
+        }
+    };
+    ($kind:expr, depends_on = [$($after:expr),* $(,)?]) => {
+        fn kind(&self) -> &'static str {
+            $kind
+        }
+
+        fn depends_on(&self) -> &'static [&'static str] {
+            &[$($after),*]
+        }
+    };
+}
+pub(crate) use kind;
+
 #[async_trait]
 pub trait Resource: Send + Sync {
     /// Stable key, used in state addresses (`ec2_vpc`, `kms_key`, …).

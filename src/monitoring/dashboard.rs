@@ -16,7 +16,7 @@
 use super::Targets;
 use crate::engine::Shown;
 use crate::engine::report::Change;
-use crate::engine::{Ctx, Found, Resource, Service, Via};
+use crate::engine::{Ctx, Found, Resource, Service, Via, kind};
 use crate::error::{Error, Result, aws};
 use crate::state::Record;
 use async_trait::async_trait;
@@ -195,9 +195,7 @@ async fn lookup(ctx: &Ctx, name: &str) -> Result<Option<Found<(Value, Option<Str
 
 #[async_trait]
 impl Resource for Dashboard {
-    fn kind(&self) -> &'static str {
-        KIND
-    }
+    kind!(KIND);
 
     async fn ensure(&self, ctx: &Ctx) -> Result<()> {
         let name = dashboard_name(&ctx.env);

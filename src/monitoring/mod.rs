@@ -4,7 +4,8 @@
 //!   with an e-mail subscription to `alert_email`;
 //! - [`alarm`]: API Gateway 4XX, Lambda errors (one alarm per function) and RDS CPU;
 //! - [`dashboard`]: `payment-dashboard-<env>` (API latency, Lambda errors, invocations and
-//!   duration, RDS CPU).
+//!   duration, RDS CPU);
+//! - [`flow_log`]: the VPC's flow log (all traffic) to its own log group.
 //!
 //! Alarms and the dashboard name the API, the functions and the database by the names
 //! the other layers give them ([`Targets`]); CloudWatch metrics are addressed by those
@@ -12,6 +13,7 @@
 
 pub mod alarm;
 pub mod dashboard;
+pub mod flow_log;
 pub mod sns_topic;
 
 use crate::engine::{Ctx, Layer};
@@ -24,6 +26,7 @@ pub fn layer() -> Layer {
             Arc::new(sns_topic::AlertTopic),
             Arc::new(alarm::Alarms),
             Arc::new(dashboard::Dashboard),
+            Arc::new(flow_log::FlowLogs),
         ],
     }
 }
@@ -85,11 +88,16 @@ pub(crate) mod tests {
     }
 
     #[test]
-    fn the_layer_registers_its_three_kinds() {
+    fn the_layer_registers_its_four_kinds() {
         let kinds: Vec<&str> = layer().resources.iter().map(|r| r.kind()).collect();
         assert_eq!(
             kinds,
-            ["sns_topic", "cloudwatch_alarm", "cloudwatch_dashboard"]
+            [
+                "sns_topic",
+                "cloudwatch_alarm",
+                "cloudwatch_dashboard",
+                "ec2_flow_log"
+            ]
         );
     }
 }

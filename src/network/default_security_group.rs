@@ -5,7 +5,7 @@
 
 use super::{filter, vpc_id};
 use crate::engine::report::Change;
-use crate::engine::{Ctx, Resource};
+use crate::engine::{Ctx, Resource, kind};
 use crate::error::{Result, aws, required};
 use crate::state::Record;
 use async_trait::async_trait;
@@ -17,13 +17,7 @@ pub struct DefaultSecurityGroup;
 
 #[async_trait]
 impl Resource for DefaultSecurityGroup {
-    fn kind(&self) -> &'static str {
-        KIND
-    }
-
-    fn depends_on(&self) -> &'static [&'static str] {
-        &[super::vpc::KIND]
-    }
+    kind!(KIND, depends_on = [super::vpc::KIND]);
 
     async fn ensure(&self, ctx: &Ctx) -> Result<()> {
         let ec2 = &ctx.aws.ec2;

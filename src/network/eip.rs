@@ -8,7 +8,7 @@ use super::{name_of, owned_filters, tag_pairs, tag_spec};
 use crate::engine::found::only_one;
 use crate::engine::report::Change;
 use crate::engine::tags::{self, converge_tags};
-use crate::engine::{Ctx, Ec2, Resource, Service};
+use crate::engine::{Ctx, Ec2, Resource, Service, kind};
 use crate::error::{Error, Result, all_ok, aws, required};
 use crate::state::Record;
 use crate::waiter::{Wait, retry_while};
@@ -126,9 +126,7 @@ pub(crate) async fn release(ctx: &Ctx, alloc: &str, addr: Option<&str>) -> Resul
 
 #[async_trait]
 impl Resource for ElasticIps {
-    fn kind(&self) -> &'static str {
-        KIND
-    }
+    kind!(KIND);
 
     async fn ensure(&self, ctx: &Ctx) -> Result<()> {
         let owned = describe(ctx, None, None).await?;

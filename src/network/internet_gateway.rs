@@ -4,7 +4,7 @@ use super::{owned_filters, tag_pairs, tag_spec, vpc_id};
 use crate::engine::found::only_one;
 use crate::engine::report::Change;
 use crate::engine::tags::{self, converge_tags};
-use crate::engine::{Ctx, Ec2, Found, Resource, Service, find};
+use crate::engine::{Ctx, Ec2, Found, Resource, Service, find, kind};
 use crate::error::{Error, Result, aws, required};
 use crate::state::Record;
 use async_trait::async_trait;
@@ -51,13 +51,7 @@ fn attached_vpcs(g: &Igw) -> Vec<String> {
 
 #[async_trait]
 impl Resource for InternetGateway {
-    fn kind(&self) -> &'static str {
-        KIND
-    }
-
-    fn depends_on(&self) -> &'static [&'static str] {
-        &[super::vpc::KIND]
-    }
+    kind!(KIND, depends_on = [super::vpc::KIND]);
 
     async fn ensure(&self, ctx: &Ctx) -> Result<()> {
         let vpc = vpc_id(ctx)?;

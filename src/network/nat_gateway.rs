@@ -8,7 +8,7 @@
 use super::{eip, filter, name_of, owned_filters, pairs, subnet_id, tag_pairs, tag_spec, zones};
 use crate::engine::report::Change;
 use crate::engine::tags::{self, converge_tags};
-use crate::engine::{Ctx, Direction, Ec2, Found, Resource, Service, Via};
+use crate::engine::{Ctx, Direction, Ec2, Found, Resource, Service, Via, kind};
 use crate::error::{Error, Result, all_ok, aws, required};
 use crate::state::Record;
 use crate::waiter::{Status, Wait, wait_for};
@@ -205,17 +205,14 @@ async fn delete_one(ctx: &Ctx, g: &NatGateway, addr: &str) -> Result<()> {
 
 #[async_trait]
 impl Resource for NatGateways {
-    fn kind(&self) -> &'static str {
-        KIND
-    }
-
-    fn depends_on(&self) -> &'static [&'static str] {
-        &[
+    kind!(
+        KIND,
+        depends_on = [
             super::subnet::KIND,
             eip::KIND,
-            super::internet_gateway::KIND,
+            super::internet_gateway::KIND
         ]
-    }
+    );
 
     async fn ensure(&self, ctx: &Ctx) -> Result<()> {
         let vpc = super::vpc_id(ctx)?;

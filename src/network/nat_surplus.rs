@@ -6,7 +6,7 @@
 //! their own kinds.
 
 use super::{eip, nat_gateway, route_table};
-use crate::engine::{Ctx, Resource};
+use crate::engine::{Ctx, Resource, kind};
 use crate::error::Result;
 use async_trait::async_trait;
 
@@ -31,13 +31,7 @@ fn surplus(ctx: &Ctx, kind: &str, keep: usize) -> Vec<(String, String)> {
 
 #[async_trait]
 impl Resource for NatSurplus {
-    fn kind(&self) -> &'static str {
-        KIND
-    }
-
-    fn depends_on(&self) -> &'static [&'static str] {
-        &[route_table::KIND]
-    }
+    kind!(KIND, depends_on = [route_table::KIND]);
 
     fn may_start_early(&self) -> bool {
         false

@@ -8,7 +8,7 @@ use super::{
 use crate::engine::gone::is_dependency_violation;
 use crate::engine::report::Change;
 use crate::engine::tags::{self, converge_tags};
-use crate::engine::{Ctx, Ec2, Resource, Service};
+use crate::engine::{Ctx, Ec2, Resource, Service, kind};
 use crate::error::{Result, all_ok, aws, required};
 use crate::state::Record;
 use crate::waiter::retry_while;
@@ -231,17 +231,14 @@ async fn delete_one(ctx: &Ctx, t: &RouteTable, addr: Option<&str>) -> Result<()>
 
 #[async_trait]
 impl Resource for RouteTables {
-    fn kind(&self) -> &'static str {
-        KIND
-    }
-
-    fn depends_on(&self) -> &'static [&'static str] {
-        &[
+    kind!(
+        KIND,
+        depends_on = [
             super::subnet::KIND,
             super::internet_gateway::KIND,
-            super::nat_gateway::KIND,
+            super::nat_gateway::KIND
         ]
-    }
+    );
 
     async fn ensure(&self, ctx: &Ctx) -> Result<()> {
         let vpc = vpc_id(ctx)?;

@@ -8,7 +8,7 @@ use super::{DEPENDENCY_WAIT, filter, owned_filters, tag_pairs, tag_spec, vpc_id}
 use crate::engine::gone::is_dependency_violation;
 use crate::engine::report::Change;
 use crate::engine::tags::{self, converge_tags};
-use crate::engine::{Ctx, Ec2, Resource, Service};
+use crate::engine::{Ctx, Ec2, Resource, Service, kind};
 use crate::error::{Result, all_ok, aws, required};
 use crate::state::Record;
 use crate::waiter::retry_while;
@@ -322,13 +322,7 @@ async fn converge_rules(
 
 #[async_trait]
 impl Resource for SecurityGroups {
-    fn kind(&self) -> &'static str {
-        KIND
-    }
-
-    fn depends_on(&self) -> &'static [&'static str] {
-        &[super::vpc::KIND]
-    }
+    kind!(KIND, depends_on = [super::vpc::KIND]);
 
     async fn ensure(&self, ctx: &Ctx) -> Result<()> {
         let vpc = vpc_id(ctx)?;

@@ -10,7 +10,7 @@ use crate::engine::found::read_by_id;
 use crate::engine::gone::is_dependency_violation;
 use crate::engine::report::Change;
 use crate::engine::tags::{self, converge_tags};
-use crate::engine::{Ctx, Ec2, Resource, Service};
+use crate::engine::{Ctx, Ec2, Resource, Service, kind};
 use crate::error::{Error, Result, all_ok, aws, required};
 use crate::state::Record;
 use crate::waiter::retry_while;
@@ -202,13 +202,7 @@ async fn delete_one(ctx: &Ctx, id: &str, addr: Option<&str>) -> Result<()> {
 
 #[async_trait]
 impl Resource for Subnets {
-    fn kind(&self) -> &'static str {
-        KIND
-    }
-
-    fn depends_on(&self) -> &'static [&'static str] {
-        &[super::vpc::KIND]
-    }
+    kind!(KIND, depends_on = [super::vpc::KIND]);
 
     async fn ensure(&self, ctx: &Ctx) -> Result<()> {
         let vpc = vpc_id(ctx)?;

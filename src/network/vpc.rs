@@ -9,7 +9,7 @@ use crate::engine::found::only_one;
 use crate::engine::gone::is_dependency_violation;
 use crate::engine::report::Change;
 use crate::engine::tags::{self, converge_tags};
-use crate::engine::{Ctx, Ec2, Found, Resource, Service, find};
+use crate::engine::{Ctx, Ec2, Found, Resource, Service, find, kind};
 use crate::error::{Error, Result, aws, required};
 use crate::state::Record;
 use crate::waiter::retry_while;
@@ -87,9 +87,7 @@ async fn converge_settings(ctx: &Ctx, id: &str) -> Result<bool> {
 
 #[async_trait]
 impl Resource for Vpc {
-    fn kind(&self) -> &'static str {
-        KIND
-    }
+    kind!(KIND);
 
     async fn ensure(&self, ctx: &Ctx) -> Result<()> {
         let name = ctx.name("vpc");

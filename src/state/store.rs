@@ -266,6 +266,12 @@ mod tests {
     use crate::state::file::write_atomic;
     use crate::state::{SCHEMA_VERSION, lock, state_path};
 
+    /// Records `id` at `addr` (whose kind is the part before the dot).
+    async fn put(store: &StateStore, addr: &str, id: &str) {
+        let kind = addr.split_once('.').map_or(addr, |(k, _)| k);
+        store.put(addr, Record::new(kind, id)).await.unwrap();
+    }
+
     async fn open(dir: &Path) -> StateStore {
         StateStore::open(dir, "dev", "us-east-1", "123456789012", "up")
             .await
@@ -276,10 +282,7 @@ mod tests {
     async fn a_detached_store_neither_locks_nor_writes() {
         let dir = tempfile::tempdir().unwrap();
         let store = open(dir.path()).await;
-        store
-            .put("ec2_vpc.main", Record::new("ec2_vpc", "vpc-1"))
-            .await
-            .unwrap();
+        put(&store, "ec2_vpc.main", "vpc-1").await;
         let before = std::fs::read(store.path()).unwrap();
         // Opened while a run holds the lock: a plan reads beside it.
         let plan = StateStore::open_detached(dir.path(), "dev", "us-east-1", "123456789012")
@@ -307,17 +310,11 @@ mod tests {
     async fn every_change_is_written_with_a_growing_serial() {
         let dir = tempfile::tempdir().unwrap();
         let store = open(dir.path()).await;
-        store
-            .put("ec2_vpc.main", Record::new("ec2_vpc", "vpc-1"))
-            .await
-            .unwrap();
+        put(&store, "ec2_vpc.main", "vpc-1").await;
         let on_disk = State::load(store.path()).unwrap().unwrap();
         assert_eq!(on_disk.serial, 1);
         assert_eq!(on_disk.resources["ec2_vpc.main"].id, "vpc-1");
-        store
-            .put("ec2_vpc.main", Record::new("ec2_vpc", "vpc-1"))
-            .await
-            .unwrap();
+        put(&store, "ec2_vpc.main", "vpc-1").await;
         assert_eq!(
             State::load(store.path()).unwrap().unwrap().serial,
             1,
@@ -341,16 +338,10 @@ mod tests {
     async fn previous_file_is_backed_up_before_first_write() {
         let dir = tempfile::tempdir().unwrap();
         let store = open(dir.path()).await;
-        store
-            .put("ec2_vpc.main", Record::new("ec2_vpc", "vpc-1"))
-            .await
-            .unwrap();
+        put(&store, "ec2_vpc.main", "vpc-1").await;
         drop(store);
         let store = open(dir.path()).await;
-        store
-            .put("ec2_vpc.main", Record::new("ec2_vpc", "vpc-2"))
-            .await
-            .unwrap();
+        put(&store, "ec2_vpc.main", "vpc-2").await;
         let backup = State::load(&dir.path().join("dev.json.backup"))
             .unwrap()
             .unwrap();
@@ -413,10 +404,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         drop(open(dir.path()).await);
         let store = open(dir.path()).await;
-        store
-            .put("ec2_vpc.main", Record::new("ec2_vpc", "vpc-1"))
-            .await
-            .unwrap();
+        put(&store, "ec2_vpc.main", "vpc-1").await;
         drop(store);
         let err = StateStore::open(dir.path(), "dev", "eu-west-1", "123456789012", "up")
             .await
@@ -459,10 +447,7 @@ mod tests {
         use std::os::unix::fs::PermissionsExt;
         let dir = tempfile::tempdir().unwrap();
         let store = open(dir.path()).await;
-        store
-            .put("ec2_vpc.main", Record::new("ec2_vpc", "vpc-1"))
-            .await
-            .unwrap();
+        put(&store, "ec2_vpc.main", "vpc-1").await;
         // Make the state file's directory refuse new files (the temp file). Root ignores
         // permission bits, so replace the directory's temp target with a directory instead.
         let tmp = dir
@@ -503,10 +488,7 @@ mod tests {
         let store = open(&dir).await;
         let user = root.path().join("xdg-state/payctl");
         store.writer().recovery.fallback = Some(user.clone());
-        store
-            .put("ec2_vpc.main", Record::new("ec2_vpc", "vpc-1"))
-            .await
-            .unwrap();
+        put(&store, "ec2_vpc.main", "vpc-1").await;
         // The state directory goes away and a plain file takes its place: neither the
         // state file nor a recovery file can be made there (root or not).
         std::fs::rename(&dir, root.path().join("moved")).unwrap();
@@ -545,10 +527,7 @@ mod tests {
         std::fs::write(&path, serde_json::to_vec(&old).unwrap()).unwrap();
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
         let store = open(dir.path()).await;
-        store
-            .put("ec2_vpc.main", Record::new("ec2_vpc", "vpc-1"))
-            .await
-            .unwrap();
+        put(&store, "ec2_vpc.main", "vpc-1").await;
         assert_eq!(mode(&path), 0o600);
         let backup = dir.path().join("dev.json.backup");
         assert_eq!(mode(&backup), 0o600);
@@ -611,10 +590,7 @@ mod tests {
     async fn after_release_the_lock_is_free_and_nothing_more_is_written() {
         let dir = tempfile::tempdir().unwrap();
         let store = open(dir.path()).await;
-        store
-            .put("ec2_vpc.main", Record::new("ec2_vpc", "vpc-1"))
-            .await
-            .unwrap();
+        put(&store, "ec2_vpc.main", "vpc-1").await;
         store.release().await;
         store.release().await;
         let next = open(dir.path()).await;

@@ -6,7 +6,6 @@
 
 use super::{Check, Control, Target, unreadable};
 use crate::api::account;
-use crate::monitoring::sns_topic;
 use crate::security::kms_key;
 use serde_json::Value;
 
@@ -106,26 +105,14 @@ async fn key(t: &Target) -> Check {
 }
 
 async fn topic(t: &Target) -> Check {
-    let Some(rec) = t.record(sns_topic::ADDR) else {
-        return TOPIC_PUBLISHERS.fail(sns_topic::ADDR, "not in the state file");
-    };
-    let name = rec.get("name").unwrap_or(&rec.id);
-    let out = t
-        .aws
-        .sns
-        .get_topic_attributes()
-        .topic_arn(&rec.id)
-        .send()
-        .await;
-    match out {
-        Ok(out) => {
-            let policy = out
-                .attributes()
-                .and_then(|a| a.get("Policy"))
+    match t.topic_attributes(TOPIC_PUBLISHERS).await {
+        Ok((name, attrs)) => {
+            let policy = attrs
+                .get("Policy")
                 .and_then(|p| serde_json::from_str(p).ok());
-            judge(TOPIC_PUBLISHERS, name, policy, t, true)
+            judge(TOPIC_PUBLISHERS, &name, policy, t, true)
         }
-        Err(e) => TOPIC_PUBLISHERS.fail(name, unreadable("GetTopicAttributes", &rec.id, e)),
+        Err(check) => check,
     }
 }
 
@@ -205,6 +192,7 @@ pub fn problem(policy: &Value, account: &str, source_arn: Option<&str>) -> Optio
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::monitoring::sns_topic;
     use serde_json::json;
 
     const ACCOUNT: &str = "123456789012";

@@ -1,9 +1,10 @@
 //! The functions: each in the stack's VPC (Lambda.3), with subnets in all three of the
 //! stack's AZs (Lambda.5; Security Hub's default asks for two), with the reserved
 //! concurrency the settings configure (no Security Hub id; `N/A` where none is
-//! configured), on a supported runtime (Lambda.2), and with no public resource policy
-//! (Lambda.1): no `Allow` to principal `*` without an `aws:SourceArn` or
-//! `aws:SourceAccount` condition.
+//! configured), on a supported runtime (Lambda.2), with no public resource policy
+//! (Lambda.1: no `Allow` to principal `*` without an `aws:SourceArn` or
+//! `aws:SourceAccount` condition), and with its environment encrypted with the stack's
+//! Lambda key.
 //!
 //! One `GetFunction` per function gives its configuration and reserved concurrency;
 //! one `DescribeSubnets` gives the AZ and VPC of all their subnets; `GetPolicy` reads
@@ -11,11 +12,12 @@
 //! subnets, not from the `VpcId` that `GetFunction` reports: the subnets are what
 //! places it (the local emulator reports a fixed `VpcId` for every function).
 
-use super::{Check, Control, Read, Target, fail_all, read, unreadable};
+use super::{Check, Control, Read, Target, fail_all, is_key, read, unreadable};
 use crate::compute::{self, function};
 use crate::config::AZ_COUNT;
 use crate::engine::Service;
 use crate::network::vpc;
+use crate::security::kms_key;
 use aws_sdk_ec2::types::Filter;
 use aws_sdk_lambda::operation::get_function::GetFunctionOutput;
 use futures::future::join_all;
@@ -39,7 +41,12 @@ pub const NOT_PUBLIC: Control = Control::new(
     Some("Lambda.1"),
 );
 
-const ALL: [Control; 5] = [IN_VPC, MULTI_AZ, CONCURRENCY, RUNTIME, NOT_PUBLIC];
+pub const ENV_KEY: Control = Control::new(
+    "Lambda function environment is encrypted with the stack's Lambda key",
+    None,
+);
+
+const ALL: [Control; 6] = [IN_VPC, MULTI_AZ, CONCURRENCY, RUNTIME, NOT_PUBLIC, ENV_KEY];
 
 /// Runtimes Lambda supports (not deprecated) as this was written; update as Lambda
 /// deprecates runtimes (https://docs.aws.amazon.com/lambda/latest/dg/lambda-runtimes.html).
@@ -246,7 +253,18 @@ fn judge(
         Some(r) => RUNTIME.fail(name, format!("{r} is deprecated or unknown")),
         None => RUNTIME.fail(name, "no runtime reported (a container image?)"),
     };
-    vec![in_vpc, multi_az, concurrency, runtime]
+    let key = t.record(&kms_key::address(kms_key::LAMBDA));
+    let env_key = match (conf.and_then(|c| c.kms_key_arn()), key) {
+        (Some(k), Some(ours)) if is_key(k, ours) => {
+            ENV_KEY.pass(name, format!("encrypted with {k}"))
+        }
+        (Some(k), _) => ENV_KEY.fail(
+            name,
+            format!("encrypted with {k}, not the stack's Lambda key"),
+        ),
+        (None, _) => ENV_KEY.fail(name, "encrypted with the AWS-managed key aws/lambda"),
+    };
+    vec![in_vpc, multi_az, concurrency, runtime, env_key]
 }
 
 fn values(v: Option<&Value>) -> Vec<&Value> {

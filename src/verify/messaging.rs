@@ -7,7 +7,6 @@
 use super::{Check, Control, Read, Target, is_key, read};
 use crate::data::sqs_queue;
 use crate::engine::Service;
-use crate::monitoring::sns_topic;
 use crate::security::kms_key;
 use aws_sdk_sqs::types::QueueAttributeName as Attr;
 use futures::future::join_all;
@@ -65,21 +64,9 @@ async fn queues(t: &Target) -> Vec<Check> {
 }
 
 async fn topic(t: &Target) -> Check {
-    let Some(rec) = t.record(sns_topic::ADDR) else {
-        return TOPIC_ENCRYPTED.fail(sns_topic::ADDR, "not in the state file");
-    };
-    let name = rec.get("name").unwrap_or(&rec.id).to_string();
-    let out = t
-        .aws
-        .sns
-        .get_topic_attributes()
-        .topic_arn(&rec.id)
-        .send()
-        .await;
-    let attrs = match read(out, Service::Sns, "GetTopicAttributes", &name) {
-        Read::Got(out) => out.attributes().cloned().unwrap_or_default(),
-        Read::Gone => return TOPIC_ENCRYPTED.fail(name, "not found"),
-        Read::Unreadable(why) => return TOPIC_ENCRYPTED.fail(name, why),
+    let (name, attrs) = match t.topic_attributes(TOPIC_ENCRYPTED).await {
+        Ok(read) => read,
+        Err(check) => return check,
     };
     match attrs.get("KmsMasterKeyId").filter(|k| !k.is_empty()) {
         None => TOPIC_ENCRYPTED.fail(name, "no KMS key (KmsMasterKeyId is empty)"),

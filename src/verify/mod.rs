@@ -32,6 +32,7 @@ use crate::aws::Clients;
 use crate::config::Settings;
 use crate::state::{Record, State};
 use serde::Serialize;
+use std::collections::HashMap;
 use std::fmt::Write;
 
 /// The outcome of one check.
@@ -187,6 +188,36 @@ impl Target {
             .filter(|(a, _)| a.starts_with(&prefix))
             .map(|(a, r)| (a.as_str(), r))
             .collect()
+    }
+
+    /// The stack's SNS topic: its name and attributes, or the FAIL of `control` when it is
+    /// not in the state file, gone, or unreadable.
+    pub async fn topic_attributes(
+        &self,
+        control: Control,
+    ) -> std::result::Result<(String, HashMap<String, String>), Check> {
+        let addr = crate::monitoring::sns_topic::ADDR;
+        let Some(rec) = self.record(addr) else {
+            return Err(control.fail(addr, "not in the state file"));
+        };
+        let name = rec.get("name").unwrap_or(&rec.id).to_string();
+        let out = self
+            .aws
+            .sns
+            .get_topic_attributes()
+            .topic_arn(&rec.id)
+            .send()
+            .await;
+        match read(
+            out,
+            crate::engine::Service::Sns,
+            "GetTopicAttributes",
+            &name,
+        ) {
+            Read::Got(out) => Ok((name, out.attributes().cloned().unwrap_or_default())),
+            Read::Gone => Err(control.fail(name, "not found")),
+            Read::Unreadable(why) => Err(control.fail(name, why)),
+        }
     }
 
     /// The part of an address after `<kind>.` (`lambda_function.validator` → `validator`).

@@ -8,9 +8,10 @@
 //! with what exists instead of failing the whole call on one missing id, so each
 //! missing resource is its own "not found".
 
-use super::{Check, Control, Target, fail_all, unreadable};
+use super::{Check, Control, Read, Target, fail_all, read, unreadable};
+use crate::engine::{Ec2, Service};
 use crate::naming::{TAG_ENVIRONMENT, TAG_MANAGED_BY};
-use crate::network::{default_security_group, eip, subnet};
+use crate::network::{default_security_group, eip, subnet, vpc, vpc_endpoint};
 use aws_sdk_ec2::types::{Address, Filter};
 use std::collections::BTreeMap;
 
@@ -23,11 +24,133 @@ pub const NO_PUBLIC_IPS: Control = Control::new(
 pub const EIP_ATTACHED: Control =
     Control::new("Elastic IP of the environment is attached", Some("EC2.12"));
 
+pub const ENDPOINT_POLICY: Control = Control::new(
+    "VPC gateway endpoint admits only this account and the stack's resources",
+    None,
+);
+
+pub const FLOW_LOGS: Control = Control::new("VPC flow logging is enabled", Some("EC2.6"));
+
 pub async fn checks(t: &Target) -> Vec<Check> {
-    let (mut sg, subnets, eips) = tokio::join!(default_sg(t), subnets(t), eips(t));
+    let (mut sg, subnets, eips, endpoints, flow) = tokio::join!(
+        default_sg(t),
+        subnets(t),
+        eips(t),
+        endpoints(t),
+        flow_logs(t)
+    );
     sg.extend(subnets);
     sg.extend(eips);
+    sg.extend(endpoints);
+    sg.push(flow);
     sg
+}
+
+/// A flow log on the VPC that records at least rejected traffic (EC2.6 asks for
+/// `REJECT`; the stack logs `ALL`).
+async fn flow_logs(t: &Target) -> Check {
+    let Some(rec) = t.record(vpc::ADDR) else {
+        return FLOW_LOGS.fail(vpc::ADDR, "not in the state file");
+    };
+    let id = rec.id.as_str();
+    let call = t.aws.ec2.describe_flow_logs();
+    let out = call
+        .filter(filter("resource-id", [id.to_string()]))
+        .send()
+        .await;
+    let logs = match out {
+        Ok(out) => out.flow_logs().to_vec(),
+        Err(e) => return FLOW_LOGS.fail(id, unreadable("DescribeFlowLogs", id, e)),
+    };
+    let traffic: Vec<&str> = logs
+        .iter()
+        .filter_map(|f| f.traffic_type().map(|t| t.as_str()))
+        .collect();
+    match traffic.iter().find(|t| matches!(**t, "ALL" | "REJECT")) {
+        Some(t) => FLOW_LOGS.pass(id, format!("flow log of {t} traffic")),
+        None if traffic.is_empty() => FLOW_LOGS.fail(id, "no flow log"),
+        None => FLOW_LOGS.fail(
+            id,
+            format!("flow logs of {} traffic only", traffic.join(", ")),
+        ),
+    }
+}
+
+/// Each gateway endpoint's policy: every statement that allows is limited to this
+/// account's principals (`aws:PrincipalAccount`) and names its resources (no `*`).
+async fn endpoints(t: &Target) -> Vec<Check> {
+    let mut checks = Vec::new();
+    for service in vpc_endpoint::SERVICES {
+        let addr = format!("{}.{service}", vpc_endpoint::KIND);
+        let Some(rec) = t.record(&addr) else {
+            checks.push(ENDPOINT_POLICY.fail(addr, "not in the state file"));
+            continue;
+        };
+        let id = rec.id.as_str();
+        let call = t.aws.ec2.describe_vpc_endpoints().vpc_endpoint_ids(id);
+        let out = call.send().await;
+        let policy = match read(
+            out,
+            Service::Ec2(Ec2::VpcEndpoint),
+            "DescribeVpcEndpoints",
+            id,
+        ) {
+            Read::Got(out) => match out.vpc_endpoints().first() {
+                Some(e) => e.policy_document().map(str::to_string),
+                None => {
+                    checks.push(ENDPOINT_POLICY.fail(id, "not found"));
+                    continue;
+                }
+            },
+            Read::Gone => {
+                checks.push(ENDPOINT_POLICY.fail(id, "not found"));
+                continue;
+            }
+            Read::Unreadable(why) => {
+                checks.push(ENDPOINT_POLICY.fail(id, why));
+                continue;
+            }
+        };
+        checks.push(judge_endpoint_policy(
+            id,
+            policy.as_deref(),
+            &t.state.account_id,
+        ));
+    }
+    checks
+}
+
+fn judge_endpoint_policy(id: &str, policy: Option<&str>, account: &str) -> Check {
+    let Some(policy) = policy.and_then(|p| serde_json::from_str::<serde_json::Value>(p).ok())
+    else {
+        return ENDPOINT_POLICY.fail(id, "no readable policy (the default allows everything)");
+    };
+    let statements = match &policy["Statement"] {
+        serde_json::Value::Array(a) => a.clone(),
+        one => vec![one.clone()],
+    };
+    let open = statements
+        .iter()
+        .filter(|s| s["Effect"] == "Allow")
+        .find(|s| {
+            let account_only = s["Condition"]["StringEquals"]["aws:PrincipalAccount"] == account;
+            let resources = match &s["Resource"] {
+                serde_json::Value::Array(a) => a.clone(),
+                one => vec![one.clone()],
+            };
+            !account_only || resources.iter().any(|r| r == "*" || r.is_null())
+        });
+    match open {
+        Some(s) => ENDPOINT_POLICY.fail(
+            id,
+            format!(
+                "statement {} allows {} (not limited to account {account} and named resources)",
+                s["Sid"].as_str().unwrap_or("without Sid"),
+                s["Resource"]
+            ),
+        ),
+        None => ENDPOINT_POLICY.pass(id, format!("account {account}, named resources only")),
+    }
 }
 
 fn filter(name: &str, values: impl IntoIterator<Item = String>) -> Filter {
@@ -180,4 +303,35 @@ fn by_allocation(addresses: &[Address]) -> Vec<(String, Address)> {
         .iter()
         .filter_map(|a| a.allocation_id().map(|id| (id.to_string(), a.clone())))
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::verify::Status;
+
+    const ACCOUNT: &str = "123456789012";
+
+    #[test]
+    fn the_default_full_access_policy_fails() {
+        let default = r#"{"Version":"2008-10-17","Statement":[{"Effect":"Allow","Principal":"*","Action":"*","Resource":"*"}]}"#;
+        let check = judge_endpoint_policy("vpce-1", Some(default), ACCOUNT);
+        assert_eq!(check.status, Status::Fail, "{}", check.why);
+        let none = judge_endpoint_policy("vpce-1", None, ACCOUNT);
+        assert_eq!(none.status, Status::Fail);
+    }
+
+    #[test]
+    fn an_account_scoped_policy_on_named_resources_passes_and_another_account_fails() {
+        let policy = |account: &str| {
+            serde_json::json!({"Statement": [{"Sid": "S", "Effect": "Allow", "Principal": "*",
+                "Action": ["s3:PutObject"], "Resource": ["arn:aws:s3:::b/*"],
+                "Condition": {"StringEquals": {"aws:PrincipalAccount": account}}}]})
+            .to_string()
+        };
+        let ok = judge_endpoint_policy("vpce-1", Some(&policy(ACCOUNT)), ACCOUNT);
+        assert_eq!(ok.status, Status::Pass, "{}", ok.why);
+        let other = judge_endpoint_policy("vpce-1", Some(&policy("999999999999")), ACCOUNT);
+        assert_eq!(other.status, Status::Fail);
+    }
 }

@@ -8,7 +8,8 @@
 //! current value in the why.
 
 use super::{Check, Control, Read, Target, fail_all, is_key, read};
-use crate::data::rds_instance::{self, BACKUP_RETENTION_DAYS};
+use crate::data::rds_instance::{self, BACKUP_RETENTION_DAYS, CA};
+use crate::data::rds_parameter_group;
 use crate::engine::Service;
 use crate::security::kms_key;
 use aws_sdk_rds::types::DbInstance;
@@ -27,13 +28,26 @@ pub const MINOR_UPGRADES: Control = Control::new(
     Some("RDS.13"),
 );
 
-const ALL: [Control; 6] = [
+pub const IAM_AUTH: Control = Control::new("RDS IAM database authentication is on", Some("RDS.10"));
+pub const TLS_ENFORCED: Control = Control::new(
+    "RDS server refuses connections without TLS (rds.force_ssl = 1, PCI DSS 4.2.1)",
+    None,
+);
+pub const CA_PINNED: Control = Control::new(
+    "RDS certificate authority is the pinned rds-ca-rsa2048-g1, in effect",
+    None,
+);
+
+const ALL: [Control; 9] = [
     ENCRYPTED,
     PRIVATE,
     MULTI_AZ,
     DELETION_PROTECTION,
     BACKUPS,
     MINOR_UPGRADES,
+    IAM_AUTH,
+    TLS_ENFORCED,
+    CA_PINNED,
 ];
 
 pub async fn checks(t: &Target) -> Vec<Check> {
@@ -56,14 +70,48 @@ pub async fn checks(t: &Target) -> Vec<Check> {
     let Some(db) = db else {
         return fail_all(&ALL, id, "not found");
     };
-    judge(t, id, &db)
+    let mut checks = judge(t, id, &db);
+    checks.push(tls(t, id, &db).await);
+    checks
+}
+
+/// `rds.force_ssl = 1` in the parameter group the instance runs with, and that group
+/// in effect (not `pending-reboot`).
+async fn tls(t: &Target, id: &str, db: &DbInstance) -> Check {
+    let Some(group) = db.db_parameter_groups().first() else {
+        return TLS_ENFORCED.fail(id, "no parameter group reported");
+    };
+    let name = group.db_parameter_group_name().unwrap_or_default();
+    let values = match rds_parameter_group::values(&t.aws.rds, name).await {
+        Ok(values) => values,
+        Err(e) => return TLS_ENFORCED.fail(id, format!("could not check: {e}")),
+    };
+    let at = rds_parameter_group::PARAMETERS
+        .iter()
+        .position(|(p, _)| *p == "rds.force_ssl");
+    let force_ssl = at.and_then(|i| values[i].clone());
+    let status = group.parameter_apply_status().unwrap_or("unknown");
+    match (force_ssl.as_deref(), status) {
+        (Some("1"), "in-sync") => TLS_ENFORCED.pass(id, format!("rds.force_ssl = 1 in {name}")),
+        (Some("1"), status) => TLS_ENFORCED.fail(
+            id,
+            format!("rds.force_ssl = 1 in {name}, but the group is {status}: reboot the instance"),
+        ),
+        (other, _) => TLS_ENFORCED.fail(
+            id,
+            format!(
+                "rds.force_ssl is {} in {name}",
+                other.unwrap_or("the engine default")
+            ),
+        ),
+    }
 }
 
 fn on_off(v: Option<bool>) -> &'static str {
     if v == Some(true) { "on" } else { "off" }
 }
 
-/// The six checks of one instance, as described.
+/// The checks of one instance that its description answers.
 pub fn judge(t: &Target, id: &str, db: &DbInstance) -> Vec<Check> {
     let key = t.record(&kms_key::address("rds"));
     let encrypted = match (db.storage_encrypted(), db.kms_key_id(), key) {
@@ -108,12 +156,37 @@ pub fn judge(t: &Target, id: &str, db: &DbInstance) -> Vec<Check> {
         format!("backups kept {days} days"),
         format!("backups kept {days} days, fewer than {BACKUP_RETENTION_DAYS}"),
     );
-    let upgrades = db.auto_minor_version_upgrade();
-    let minor = MINOR_UPGRADES.judge(
-        id,
-        upgrades == Some(true),
-        "automatic minor version upgrades on",
-        "automatic minor version upgrades off",
+    let on = |control: Control, value: Option<bool>, what: &str| {
+        let why = format!("{what} {}", on_off(value));
+        control.judge(id, value == Some(true), why.clone(), why)
+    };
+    let minor = on(
+        MINOR_UPGRADES,
+        db.auto_minor_version_upgrade(),
+        "automatic minor version upgrades",
     );
-    vec![encrypted, private, multi_az, protection, backups, minor]
+    let iam = on(
+        IAM_AUTH,
+        db.iam_database_authentication_enabled(),
+        "IAM database authentication",
+    );
+    let ca = db.ca_certificate_identifier().unwrap_or("unset");
+    let pending = db
+        .pending_modified_values()
+        .and_then(|p| p.ca_certificate_identifier());
+    let ca = match pending {
+        Some(next) => CA_PINNED.fail(
+            id,
+            format!("{ca} until a reboot applies the pending {next}"),
+        ),
+        None => CA_PINNED.judge(
+            id,
+            ca == CA,
+            format!("CA {ca}"),
+            format!("CA {ca}, not {CA}"),
+        ),
+    };
+    vec![
+        encrypted, private, multi_az, protection, backups, minor, iam, ca,
+    ]
 }

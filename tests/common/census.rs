@@ -20,15 +20,17 @@ pub fn expected(env: &str) -> BTreeMap<&'static str, usize> {
         ("route table", 4),
         ("vpc endpoint", 2),
         ("security group", 2),
-        ("kms key", 3),
-        ("kms alias", 3),
+        ("kms key", 5),
+        ("kms alias", 5),
         ("db instance", 1),
         ("db subnet group", 1),
+        ("db parameter group", 1),
         ("dynamodb table", 1),
         ("s3 bucket", 1),
         ("sqs queue", 2),
-        ("iam role", 3),
-        ("log group", 4),
+        ("iam role", 4),
+        ("log group", 5),
+        ("flow log", 1),
         ("lambda function", 3),
         ("event source mapping", 2),
         ("rest api", 1),
@@ -186,6 +188,14 @@ pub async fn census(stack: &Stack) -> Census {
         .unwrap();
     let ids = out.security_groups().iter().filter_map(|g| g.group_id());
     c.insert("security group", ids.map(String::from).collect());
+    let out = ec2
+        .describe_flow_logs()
+        .filter(tag_filter("Environment", env))
+        .send()
+        .await
+        .unwrap();
+    let ids = out.flow_logs().iter().filter_map(|f| f.flow_log_id());
+    c.insert("flow log", ids.map(String::from).collect());
 
     // KMS: payctl's keys say so in their description (the emulator makes keys of its own,
     // e.g. for the database's managed secret); keys pending deletion are gone for good.
@@ -239,6 +249,18 @@ pub async fn census(stack: &Stack) -> Census {
         "db subnet group",
         names
             .filter(|n| n.ends_with(&suffix))
+            .map(String::from)
+            .collect(),
+    );
+    let out = rds.describe_db_parameter_groups().send().await.unwrap();
+    let names = out
+        .db_parameter_groups()
+        .iter()
+        .filter_map(|g| g.db_parameter_group_name());
+    c.insert(
+        "db parameter group",
+        names
+            .filter(|n| n.starts_with("payment-") && n.ends_with(&suffix))
             .map(String::from)
             .collect(),
     );

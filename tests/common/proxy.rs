@@ -100,6 +100,8 @@ struct Shared {
     triggers: Vec<Trigger>,
     fired: Vec<String>,
     s3_owners: S3Owners,
+    /// Operations whose request bodies are kept, and those bodies.
+    recording: BTreeMap<String, Vec<String>>,
 }
 
 /// Whether a request changes something: anything but a read. Reads are the `Describe*`,
@@ -216,6 +218,18 @@ impl Proxy {
     }
 
     /// Requests seen, by operation.
+    /// Keeps the request body of every later request for `operation` (see [`Self::bodies`]).
+    pub fn record(&self, operation: &str) {
+        let mut s = self.shared.lock().unwrap();
+        s.recording.entry(operation.to_string()).or_default();
+    }
+
+    /// The bodies of the requests for `operation` since [`Self::record`], in order.
+    pub fn bodies(&self, operation: &str) -> Vec<String> {
+        let s = self.shared.lock().unwrap();
+        s.recording.get(operation).cloned().unwrap_or_default()
+    }
+
     pub fn counts(&self) -> BTreeMap<String, usize> {
         self.shared.lock().unwrap().counts.clone()
     }
@@ -325,6 +339,9 @@ async fn serve(
     let (fault, latency, delay, ordinal) = {
         let mut s = shared.lock().unwrap();
         *s.counts.entry(op.clone()).or_default() += 1;
+        if let Some(bodies) = s.recording.get_mut(&op) {
+            bodies.push(String::from_utf8_lossy(&req.body).into_owned());
+        }
         let injected = s.injected.get(&op).copied().unwrap_or(0);
         let mut fault = s
             .faults

@@ -29,7 +29,7 @@ use super::support::{self, Item, SERVICE, Target, all_items, ours_by_name, repla
 use super::tag_map;
 use crate::compute;
 use crate::engine::report::Change;
-use crate::engine::{Ctx, Found, Resource, find};
+use crate::engine::{Ctx, Found, Resource, find, kind};
 use crate::error::{Error, Result, aws, required};
 use crate::state::Record;
 use async_trait::async_trait;
@@ -247,13 +247,7 @@ pub async fn clear_redeploy(ctx: &Ctx) -> Result<()> {
 
 #[async_trait]
 impl Resource for RestApi {
-    fn kind(&self) -> &'static str {
-        KIND
-    }
-
-    fn depends_on(&self) -> &'static [&'static str] {
-        &[compute::function::KIND]
-    }
+    kind!(KIND, depends_on = [compute::function::KIND]);
 
     async fn ensure(&self, ctx: &Ctx) -> Result<()> {
         let name = ctx.name("api");

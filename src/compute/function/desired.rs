@@ -7,6 +7,7 @@ use crate::data::{dynamodb_table, rds_instance, s3_bucket, sqs_queue};
 use crate::engine::Ctx;
 use crate::error::Result;
 use crate::network::{security_group, subnet_id, zones};
+use crate::security::kms_key;
 use aws_sdk_lambda::types::{FunctionConfiguration, Runtime, TracingMode, VpcConfig};
 use std::collections::{BTreeSet, HashMap};
 
@@ -22,6 +23,8 @@ pub struct Desired {
     pub subnets: BTreeSet<String>,
     pub security_groups: BTreeSet<String>,
     pub concurrency: Option<i32>,
+    /// The key that encrypts the environment variables (`kms_key.lambda`).
+    pub kms_key: String,
 }
 
 pub fn reserved(ctx: &Ctx, key: &str) -> Option<i32> {
@@ -87,6 +90,7 @@ pub fn desired(ctx: &Ctx, spec: &FunctionSpec) -> Result<Desired> {
         subnets,
         security_groups: BTreeSet::from([sg]),
         concurrency: reserved(ctx, spec.key),
+        kms_key: kms_key::arn_or_alias(ctx, kms_key::LAMBDA),
     })
 }
 
@@ -112,6 +116,10 @@ pub fn config_drift(have: &FunctionConfiguration, want: &Desired) -> Vec<&'stati
                 .cloned()
                 .unwrap_or_default()
                 == want.env,
+        ),
+        (
+            "environment key",
+            have.kms_key_arn() == Some(want.kms_key.as_str()),
         ),
         ("subnets", set(vpc.map(|v| v.subnet_ids())) == want.subnets),
         (

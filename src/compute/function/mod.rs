@@ -18,7 +18,7 @@ use super::support::{Shown, drifted, number};
 use super::{FUNCTIONS, FunctionSpec, function_name, log_group, role};
 use crate::engine::report::Change;
 use crate::engine::tags::{self, ArnMap, converge_tags};
-use crate::engine::{Ctx, Found, Resource, Service, find};
+use crate::engine::{Ctx, Found, Resource, Service, find, kind};
 use crate::error::{Error, Result, all_ok, aws, required};
 use crate::network::security_group;
 use crate::state::Record;
@@ -146,6 +146,7 @@ macro_rules! configured {
             .timeout($want.timeout)
             .memory_size($want.memory)
             .environment(variables($want))
+            .kms_key_arn(&$want.kms_key)
             .vpc_config(vpc_config($want))
             .tracing_config(active_tracing())
     };
@@ -365,18 +366,15 @@ async fn delete_one(ctx: &Ctx, spec: &FunctionSpec) -> Result<()> {
 
 #[async_trait]
 impl Resource for Functions {
-    fn kind(&self) -> &'static str {
-        KIND
-    }
-
-    fn depends_on(&self) -> &'static [&'static str] {
-        &[
+    kind!(
+        KIND,
+        depends_on = [
             role::KIND,
             log_group::KIND,
             security_group::KIND,
-            crate::network::subnet::KIND,
+            crate::network::subnet::KIND
         ]
-    }
+    );
 
     async fn preflight_ensure(&self, ctx: &Ctx) -> Result<()> {
         for spec in &FUNCTIONS {

@@ -14,7 +14,7 @@ mod settings;
 
 use crate::engine::report::{Change, Kept};
 use crate::engine::tags::{self, Tagged, converge_tags};
-use crate::engine::{Ctx, Found, Resource, Service, Via, find};
+use crate::engine::{Ctx, Found, Resource, Service, Via, find, kind};
 use crate::error::{Error, Result, aws};
 use crate::security::kms_key;
 use crate::state::Record;
@@ -168,13 +168,7 @@ fn not_empty(ctx: &Ctx, bucket: &str, e: Error) -> Error {
 
 #[async_trait]
 impl Resource for AuditBucket {
-    fn kind(&self) -> &'static str {
-        KIND
-    }
-
-    fn depends_on(&self) -> &'static [&'static str] {
-        &[kms_key::KIND]
-    }
+    kind!(KIND, depends_on = [kms_key::KIND]);
 
     async fn ensure(&self, ctx: &Ctx) -> Result<()> {
         let key_arn = ctx.needed_arn(&kms_key::address("s3"))?;

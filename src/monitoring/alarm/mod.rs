@@ -44,7 +44,7 @@ pub use spec::{
 use super::Targets;
 use crate::engine::report::Change;
 use crate::engine::tags::{self, converge_tags};
-use crate::engine::{Ctx, Found, Resource, Service, Via};
+use crate::engine::{Ctx, Found, Resource, Service, Via, kind};
 use crate::error::{Result, all_ok, aws, required};
 use crate::state::Record;
 use async_trait::async_trait;
@@ -226,20 +226,17 @@ fn recorded_elsewhere(ctx: &Ctx, specs: &[AlarmSpec]) -> Vec<(String, String)> {
 
 #[async_trait]
 impl Resource for Alarms {
-    fn kind(&self) -> &'static str {
-        KIND
-    }
-
-    /// The topic they publish to, and what they watch, so that `down` deletes the alarms
-    /// before the API stage, the functions and the database.
-    fn depends_on(&self) -> &'static [&'static str] {
-        &[
+    // The topic they publish to, and what they watch, so that `down` deletes the alarms
+    // before the API stage, the functions and the database.
+    kind!(
+        KIND,
+        depends_on = [
             super::sns_topic::KIND,
             crate::api::stage::KIND,
             crate::compute::function::KIND,
-            crate::data::rds_instance::KIND,
+            crate::data::rds_instance::KIND
         ]
-    }
+    );
 
     async fn ensure(&self, ctx: &Ctx) -> Result<()> {
         let topic = ctx.needed_id(super::sns_topic::ADDR)?;

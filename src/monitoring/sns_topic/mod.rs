@@ -27,7 +27,7 @@ pub use subscriptions::{PROTOCOL, Subscription, SubscriptionPlan, plan_subscript
 use crate::compute::support::Shown;
 use crate::engine::report::Change;
 use crate::engine::tags::{self, converge_tags};
-use crate::engine::{Ctx, Found, Resource, Service, find};
+use crate::engine::{Ctx, Found, Resource, Service, find, kind};
 use crate::error::{Error, Result, aws, required};
 use crate::security::kms_key;
 use crate::state::Record;
@@ -199,13 +199,7 @@ async fn converge_settings(
 
 #[async_trait]
 impl Resource for AlertTopic {
-    fn kind(&self) -> &'static str {
-        KIND
-    }
-
-    fn depends_on(&self) -> &'static [&'static str] {
-        &[kms_key::KIND]
-    }
+    kind!(KIND, depends_on = [kms_key::KIND]);
 
     async fn ensure(&self, ctx: &Ctx) -> Result<()> {
         let name = topic_name(ctx);

@@ -1,5 +1,6 @@
 //! A key that still encrypts something kept is never scheduled for deletion: the RDS key
-//! while any DB snapshot is encrypted with it, the S3 key while the audit bucket exists.
+//! while any DB snapshot is encrypted with it, the S3 key while the audit bucket exists,
+//! the logs key while any of the stack's log groups exists.
 //! This is read from AWS, not from the state file, so it holds after a lost state too.
 
 use super::{KIND, create_alias};
@@ -24,6 +25,10 @@ pub(super) async fn still_needed(ctx: &Ctx, purpose: &str, id: &str) -> Result<O
             let bucket = crate::data::s3_bucket::bucket_name(ctx);
             let kept = crate::data::s3_bucket::exists(ctx, &bucket).await?;
             Ok(kept.then(|| format!("it encrypts the kept audit bucket {bucket}")))
+        }
+        super::LOGS => {
+            let group = crate::compute::log_group::any_exists(ctx).await?;
+            Ok(group.map(|g| format!("it encrypts the kept log groups ({g} and the others)")))
         }
         _ => Ok(None),
     }

@@ -1,8 +1,11 @@
 //! Customer-managed KMS keys with rotation on, and their aliases
-//! `alias/payment-rds-<env>`, `alias/payment-s3-<env>` and `alias/payment-sns-<env>`.
+//! `alias/payment-<purpose>-<env>`: `rds`, `s3`, `sns`, `logs` (the log groups) and
+//! `lambda` (the functions' environment variables).
 //!
-//! The RDS and S3 keys keep KMS's default key policy (the account root may do
-//! everything). The SNS key encrypts the alert topic: CloudWatch alarms cannot publish to
+//! The RDS, S3 and Lambda keys keep KMS's default key policy (the account root may do
+//! everything; the function roles may decrypt with the Lambda key through Lambda only).
+//! The logs key's policy lets CloudWatch Logs of the region use it for this account's log
+//! groups only (`kms:EncryptionContext:aws:logs:arn`). The SNS key encrypts the alert topic: CloudWatch alarms cannot publish to
 //! a topic encrypted with the AWS-managed `alias/aws/sns` key, whose policy payctl cannot
 //! change, so this key's policy also lets `cloudwatch.amazonaws.com` (for this account
 //! only, `aws:SourceAccount`) use it to publish. That policy is put back on every `up` if
@@ -26,7 +29,7 @@ mod policy;
 
 use crate::engine::report::Change;
 use crate::engine::tags::{self, Tagged, converge_tags};
-use crate::engine::{Ctx, Found, Resource, Service, find};
+use crate::engine::{Ctx, Found, Resource, Service, find, kind};
 use crate::error::{Error, Result, all_ok, aws, required};
 use crate::state::Record;
 use async_trait::async_trait;
@@ -39,13 +42,19 @@ use futures::future::join_all;
 pub use policy::{alarm_arns, same_policy, sns_key_policy};
 
 pub const KIND: &str = "kms_key";
-pub const KEYS: [(&str, &str); 3] = [
+pub const KEYS: [(&str, &str); 5] = [
     ("rds", "RDS storage and the database master secret"),
     ("s3", "the S3 audit bucket"),
     ("sns", "the SNS alert topic"),
+    ("logs", "the stack's CloudWatch log groups"),
+    ("lambda", "the functions' environment variables"),
 ];
 /// The key that encrypts the alert topic (`kms_key.sns`).
 pub const SNS: &str = "sns";
+/// The key that encrypts the stack's log groups (`kms_key.logs`).
+pub const LOGS: &str = "logs";
+/// The key that encrypts the functions' environment variables (`kms_key.lambda`).
+pub const LAMBDA: &str = "lambda";
 pub const DELETION_WINDOW_DAYS: i32 = 7;
 const SERVICE: Service = Service::Kms;
 
@@ -53,6 +62,14 @@ pub struct KmsKeys;
 
 pub fn address(purpose: &str) -> String {
     format!("{KIND}.{purpose}")
+}
+
+/// The key's ARN from its record, else its alias (on `plan`, before the key is made).
+pub fn arn_or_alias(ctx: &Ctx, purpose: &str) -> String {
+    let record = ctx.state.get(&address(purpose));
+    record
+        .and_then(|r| r.arn)
+        .unwrap_or_else(|| alias(ctx, purpose))
 }
 
 fn alias(ctx: &Ctx, purpose: &str) -> String {
@@ -359,9 +376,7 @@ async fn delete_one(ctx: &Ctx, purpose: &str, what: &str) -> Result<()> {
 
 #[async_trait]
 impl Resource for KmsKeys {
-    fn kind(&self) -> &'static str {
-        KIND
-    }
+    kind!(KIND);
 
     async fn ensure(&self, ctx: &Ctx) -> Result<()> {
         let aliases = ctx.aws.kms.list_aliases().into_paginator().items().send();
@@ -384,9 +399,10 @@ mod tests {
     use super::*;
 
     #[test]
-    fn three_keys_and_only_the_sns_key_has_its_own_policy() {
+    fn five_keys() {
         let purposes: Vec<&str> = KEYS.iter().map(|(p, _)| *p).collect();
-        assert_eq!(purposes, ["rds", "s3", "sns"]);
+        assert_eq!(purposes, ["rds", "s3", "sns", "logs", "lambda"]);
         assert_eq!(address(SNS), "kms_key.sns");
+        assert_eq!(address(LOGS), "kms_key.logs");
     }
 }

@@ -1,13 +1,64 @@
 //! The key policies payctl sets: the SNS key's, which lets CloudWatch alarms of this
-//! account and environment publish to the encrypted alert topic. The RDS and S3 keys keep
+//! account and environment publish to the encrypted alert topic, and the logs key's,
+//! which lets CloudWatch Logs encrypt this account's log groups. The other keys keep
 //! KMS's default policy.
 
-use super::SNS;
+use super::{LOGS, SNS};
 use crate::engine::Ctx;
 
 /// The key policy payctl sets, for the keys that do not keep KMS's default one.
 pub(super) fn policy(ctx: &Ctx, purpose: &str) -> Option<serde_json::Value> {
-    (purpose == SNS).then(|| sns_key_policy(&ctx.account_id, &ctx.region, &ctx.env))
+    match purpose {
+        SNS => Some(sns_key_policy(&ctx.account_id, &ctx.region, &ctx.env)),
+        LOGS => Some(logs_key_policy(&ctx.account_id, &ctx.region)),
+        _ => None,
+    }
+}
+
+/// The account root may do everything, as in KMS's default policy, so IAM policies keep
+/// working.
+fn root(account_id: &str) -> serde_json::Value {
+    serde_json::json!({
+        "Sid": "EnableIamUserPermissions",
+        "Effect": "Allow",
+        "Principal": {"AWS": format!("arn:aws:iam::{account_id}:root")},
+        "Action": "kms:*",
+        "Resource": "*"
+    })
+}
+
+/// The account root may do everything; CloudWatch Logs of this region may use the key
+/// only for log groups of this account: the encryption context it sends names the log
+/// group (`kms:EncryptionContext:aws:logs:arn`) ("Encrypt log data in CloudWatch Logs
+/// using AWS Key Management Service", step 2,
+/// <https://docs.aws.amazon.com/AmazonCloudWatch/latest/logs/encrypt-log-data-kms.html>).
+pub fn logs_key_policy(account_id: &str, region: &str) -> serde_json::Value {
+    serde_json::json!({
+        "Version": "2012-10-17",
+        "Id": "payctl-logs",
+        "Statement": [
+            root(account_id),
+            {
+                "Sid": "AllowCloudWatchLogsForThisAccountsLogGroups",
+                "Effect": "Allow",
+                "Principal": {"Service": format!("logs.{region}.amazonaws.com")},
+                "Action": [
+                    "kms:Encrypt*",
+                    "kms:Decrypt*",
+                    "kms:ReEncrypt*",
+                    "kms:GenerateDataKey*",
+                    "kms:Describe*"
+                ],
+                "Resource": "*",
+                "Condition": {
+                    "ArnLike": {
+                        "kms:EncryptionContext:aws:logs:arn":
+                            format!("arn:aws:logs:{region}:{account_id}:log-group:*")
+                    }
+                }
+            }
+        ]
+    })
 }
 
 /// The ARNs of the environment's alarms, present and future (`payment-*-<env>`): the
@@ -28,13 +79,7 @@ pub fn sns_key_policy(account_id: &str, region: &str, env: &str) -> serde_json::
         "Version": "2012-10-17",
         "Id": "payctl-sns-alerts",
         "Statement": [
-            {
-                "Sid": "EnableIamUserPermissions",
-                "Effect": "Allow",
-                "Principal": {"AWS": format!("arn:aws:iam::{account_id}:root")},
-                "Action": "kms:*",
-                "Resource": "*"
-            },
+            root(account_id),
             {
                 "Sid": "AllowCloudWatchAlarmsToPublish",
                 "Effect": "Allow",
