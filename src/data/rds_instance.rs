@@ -202,32 +202,38 @@ fn reboot_settings(ctx: &Ctx, db: &Instance) -> Vec<Setting<Fix>> {
     ]
 }
 
-/// What waits for the instance to restart, as `plan` and `up` show it: a parameter group
-/// whose status is `pending-reboot`, a CA change not yet applied.
-pub fn pending_reboot(db: &Instance) -> Vec<String> {
+/// What is pending on the instance, as `plan` and `up` show it, each with what applies
+/// it: a parameter group whose status is `pending-reboot` takes effect when the instance
+/// restarts; a pending CA change in the next maintenance window, or at once with another
+/// `ModifyDBInstance` with `ApplyImmediately` ("Rotating your SSL/TLS certificate",
+/// <https://docs.aws.amazon.com/AmazonRDS/latest/UserGuide/UsingWithRDS.SSL-certificate-rotation.html>).
+pub fn pending_changes(db: &Instance) -> Vec<String> {
+    let id = db.db_instance_identifier().unwrap_or("?");
     let mut pending: Vec<String> = db
         .db_parameter_groups()
         .iter()
         .filter(|g| g.parameter_apply_status() == Some("pending-reboot"))
         .map(|g| {
             format!(
-                "parameter group {}",
+                "reboot pending: parameter group {} takes effect when the instance restarts (`aws rds reboot-db-instance --db-instance-identifier {id}`)",
                 g.db_parameter_group_name().unwrap_or("?")
             )
         })
         .collect();
-    if let Some(ca) = db
+    let ca = db
         .pending_modified_values()
-        .and_then(|p| p.ca_certificate_identifier())
-    {
-        pending.push(format!("CA certificate {ca}"));
+        .and_then(|p| p.ca_certificate_identifier());
+    if let Some(ca) = ca {
+        pending.push(format!(
+            "CA change pending: {ca} takes effect in the next maintenance window, or at once with `aws rds modify-db-instance --db-instance-identifier {id} --ca-certificate-identifier {ca} --apply-immediately` (restarts the instance)"
+        ));
     }
     pending
 }
 
 /// Puts drifted settings back; true when it did. In a production environment what needs
-/// a restart is left pending (`ApplyImmediately = false`) for an operator to reboot:
-/// `up` never restarts a production database by itself. Elsewhere everything is applied
+/// a restart is left pending (`ApplyImmediately = false`) for an operator (see
+/// [`pending_changes`]): `up` never restarts a production database by itself. Elsewhere everything is applied
 /// at once, in one call.
 async fn converge_settings(ctx: &Ctx, db: &Instance, id: &str) -> Result<bool> {
     let now = differing(ctx, ADDR, settings(ctx, db)).await?;
@@ -371,19 +377,17 @@ impl Resource for DbInstance {
         let ready = !wrote && db.db_instance_status() == Some("available");
         self.ready.store(ready, std::sync::atomic::Ordering::SeqCst);
         let change = found.change().updated_if(retagged || wrote);
-        // What waits for a reboot, as AWS says after this run's changes.
+        // What is left pending, as AWS says after this run's changes.
         let now = if wrote {
             describe(ctx, &id).await?
         } else {
             None
         };
-        let pending = pending_reboot(now.as_ref().unwrap_or(db));
-        let detail = match pending.is_empty() {
-            true => String::new(),
-            false => format!(
-                " (reboot pending: {}; `aws rds reboot-db-instance --db-instance-identifier {id}`)",
-                pending.join(", ")
-            ),
+        let pending = pending_changes(now.as_ref().unwrap_or(db));
+        let detail = if pending.is_empty() {
+            String::new()
+        } else {
+            format!(" ({})", pending.join("; "))
         };
         ctx.report.note(change, format!("{ADDR} {id}{detail}"));
         Ok(())
@@ -471,5 +475,46 @@ impl Resource for DbInstance {
         ctx.report
             .note(Change::Deleted, format!("{ADDR} {id} ({how})"));
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use aws_sdk_rds::types::{DbParameterGroupStatus, PendingModifiedValues};
+
+    #[test]
+    fn a_pending_group_and_ca_each_say_what_applies_them() {
+        let in_sync = Instance::builder()
+            .db_instance_identifier("payment-db-prod")
+            .db_parameter_groups(
+                DbParameterGroupStatus::builder()
+                    .db_parameter_group_name("payment-db-params-prod")
+                    .parameter_apply_status("in-sync")
+                    .build(),
+            )
+            .build();
+        assert!(pending_changes(&in_sync).is_empty());
+        let pending = Instance::builder()
+            .db_instance_identifier("payment-db-prod")
+            .db_parameter_groups(
+                DbParameterGroupStatus::builder()
+                    .db_parameter_group_name("payment-db-params-prod")
+                    .parameter_apply_status("pending-reboot")
+                    .build(),
+            )
+            .pending_modified_values(
+                PendingModifiedValues::builder()
+                    .ca_certificate_identifier("rds-ca-rsa2048-g1")
+                    .build(),
+            )
+            .build();
+        let said = pending_changes(&pending);
+        assert_eq!(said.len(), 2, "{said:?}");
+        assert!(said[0].starts_with("reboot pending: parameter group payment-db-params-prod"));
+        assert!(said[0].contains("reboot-db-instance --db-instance-identifier payment-db-prod"));
+        assert!(said[1].starts_with("CA change pending: rds-ca-rsa2048-g1"));
+        assert!(said[1].contains("next maintenance window"));
+        assert!(said[1].contains("--apply-immediately"));
     }
 }

@@ -177,7 +177,7 @@ pub fn judge(t: &Target, id: &str, db: &DbInstance) -> Vec<Check> {
     let ca = match pending {
         Some(next) => CA_PINNED.fail(
             id,
-            format!("{ca} until a reboot applies the pending {next}"),
+            format!("{ca} until the pending {next} is applied (next maintenance window, or `modify-db-instance --apply-immediately`)"),
         ),
         None => CA_PINNED.judge(
             id,
