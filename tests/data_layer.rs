@@ -1027,16 +1027,7 @@ fn assert_plans_retagging(stack: &Stack, addresses: &[String]) {
             .iter()
             .position(|l| *l == head || l.starts_with(&format!("{head} ")))
             .unwrap_or_else(|| panic!("no `{head}` line in the plan:\n{}", run.stdout));
-        let under: Vec<&str> = lines[at + 1..]
-            .iter()
-            .take_while(|l| l.starts_with("    "))
-            .copied()
-            .collect();
-        assert!(
-            under.contains(&wanted.as_str()),
-            "expected {wanted:?} under {address}:\n{}",
-            run.stdout
-        );
+        assert_under_line(&run.stdout, at, &wanted, address);
     }
     let changes = lines
         .iter()

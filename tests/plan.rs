@@ -30,16 +30,7 @@ fn assert_drift(stack: &Stack, address: &str, attribute: &str, old: &str, new: &
         .position(|l| l.starts_with(&format!("~ {address}")))
         .unwrap_or_else(|| panic!("no `~ {address}` line in the plan:\n{}", run.stdout));
     let wanted = format!("    {attribute}: {old} → {new}");
-    let under: Vec<&str> = lines[at + 1..]
-        .iter()
-        .take_while(|l| l.starts_with("    "))
-        .copied()
-        .collect();
-    assert!(
-        under.contains(&wanted.as_str()),
-        "expected {wanted:?} under {address}:\n{}",
-        run.stdout
-    );
+    assert_under_line(&run.stdout, at, &wanted, address);
     // Nothing else would change: the one drifted resource is the only `~`.
     let changes: Vec<&&str> = lines
         .iter()

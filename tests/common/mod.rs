@@ -363,3 +363,17 @@ pub async fn bucket_versioning(
         .next()?;
     Some(aws_sdk_s3::types::BucketVersioningStatus::from(status))
 }
+
+/// Fails unless `wanted` is one of the indented lines right under line `at` of the plan
+/// `stdout` (the line of `address`).
+pub fn assert_under_line(stdout: &str, at: usize, wanted: &str, address: &str) {
+    let under: Vec<&str> = stdout
+        .lines()
+        .skip(at + 1)
+        .take_while(|l| l.starts_with("    "))
+        .collect();
+    assert!(
+        under.contains(&wanted),
+        "expected {wanted:?} under {address}:\n{stdout}"
+    );
+}
