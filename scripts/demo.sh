@@ -25,7 +25,7 @@ export PAYCTL_CONFIG=scripts/demo.toml
 if curl -fsS "$AWS_ENDPOINT_URL/moto-api/" >/dev/null 2>&1; then
   echo "using the emulator already running on $AWS_ENDPOINT_URL" >&2
 else
-  nohup .venv/bin/moto_server -H 127.0.0.1 -p "$PORT" > .venv/moto.log 2>&1 &
+  MOTO_IAM_LOAD_MANAGED_POLICIES=true nohup .venv/bin/moto_server -H 127.0.0.1 -p "$PORT" > .venv/moto.log 2>&1 &
   echo $! > .venv/moto.pid
   for _ in $(seq 1 100); do
     curl -fsS "$AWS_ENDPOINT_URL/moto-api/" >/dev/null 2>&1 && break

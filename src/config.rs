@@ -62,7 +62,18 @@ pub struct Settings {
     /// Days the stack's log groups keep their events: 365 in production (PCI DSS 10.5.1
     /// keeps audit logs 12 months), 90 elsewhere. One of CloudWatch Logs' own values.
     pub log_retention_days: i32,
+    /// A WAF web ACL on the API stage (FSBP APIGateway.4): always in production, off
+    /// elsewhere unless turned on.
+    pub waf: bool,
+    /// The web ACL's rate-based rule: requests one client IP may make in 5 minutes
+    /// before WAF blocks it (30000 in production, a fifth of the stage's rate; 3000
+    /// elsewhere).
+    pub waf_rate_limit: i64,
 }
+
+/// The limits WAF accepts for a rate-based rule (`RateBasedStatement.Limit`,
+/// <https://docs.aws.amazon.com/waf/latest/APIReference/API_RateBasedStatement.html>).
+pub const WAF_RATE_LIMITS: std::ops::RangeInclusive<i64> = 10..=2_000_000_000;
 
 /// The retention periods CloudWatch Logs accepts (`PutRetentionPolicy`,
 /// <https://docs.aws.amazon.com/AmazonCloudWatchLogs/latest/APIReference/API_PutRetentionPolicy.html>).
@@ -137,6 +148,8 @@ impl Settings {
             event_source_mappings: true,
             state_bucket_owner: None,
             log_retention_days: if production { 365 } else { 90 },
+            waf: production,
+            waf_rate_limit: if production { 30_000 } else { 3_000 },
         }
     }
 }
@@ -169,6 +182,8 @@ pub struct Overrides {
     /// The S3 state bucket's account, when it is not the caller's.
     pub state_bucket_owner: Option<String>,
     pub log_retention_days: Option<i64>,
+    pub waf: Option<bool>,
+    pub waf_rate_limit: Option<i64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -384,6 +399,24 @@ fn apply(s: &mut Settings, o: &Overrides, table: &str) -> Result<()> {
         }
         s.event_source_mappings = mappings;
     }
+    if let Some(waf) = o.waf {
+        if !waf && s.production {
+            return Err(Error::Config(format!(
+                "{table} waf = false is refused for a production environment: its API is always behind a WAF web ACL (FSBP APIGateway.4)"
+            )));
+        }
+        s.waf = waf;
+    }
+    if let Some(limit) = o.waf_rate_limit {
+        if !WAF_RATE_LIMITS.contains(&limit) {
+            return Err(Error::Config(format!(
+                "{table} waf_rate_limit = {limit} must be between {} and {} (requests per IP in 5 minutes)",
+                WAF_RATE_LIMITS.start(),
+                WAF_RATE_LIMITS.end()
+            )));
+        }
+        s.waf_rate_limit = limit;
+    }
     if let Some(owner) = &o.state_bucket_owner {
         s.state_bucket_owner = Some(account_id(owner, &format!("{table} state_bucket_owner"))?);
     }
@@ -403,6 +436,29 @@ pub fn account_id(value: &str, origin: &str) -> Result<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_web_acl_is_on_in_production_only_and_may_be_turned_on_elsewhere() {
+        assert!(Settings::builtin("prod").waf);
+        assert!(!Settings::builtin("dev").waf);
+        assert_eq!(Settings::builtin("prod").waf_rate_limit, 30_000);
+        let file = ConfigFile::parse(
+            "[env.qa]\nwaf = true\nwaf_rate_limit = 500\n[env.prod]\nwaf = false\n",
+            "payctl.toml",
+        )
+        .unwrap();
+        let qa = file.settings_for("qa").unwrap();
+        assert!(qa.waf);
+        assert_eq!(qa.waf_rate_limit, 500);
+        let err = file.settings_for("prod").unwrap_err().to_string();
+        assert!(err.contains("waf = false is refused"), "{err}");
+        let low = ConfigFile::parse("[env.qa]\nwaf_rate_limit = 9\n", "payctl.toml").unwrap();
+        let err = low.settings_for("qa").unwrap_err().to_string();
+        assert!(
+            err.contains("waf_rate_limit = 9 must be between 10"),
+            "{err}"
+        );
+    }
 
     #[test]
     fn the_tls_only_policy_and_the_mappings_can_be_turned_off_outside_prod_only() {

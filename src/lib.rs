@@ -15,6 +15,7 @@
 
 pub mod api;
 pub mod aws;
+pub mod backup;
 pub mod cli;
 pub mod commands;
 pub mod compute;
@@ -45,5 +46,6 @@ pub fn layers() -> Vec<engine::Layer> {
         compute::layer(),
         api::layer(),
         monitoring::layer(),
+        backup::layer(),
     ]
 }

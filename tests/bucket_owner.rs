@@ -110,6 +110,8 @@ async fn every_s3_request_of_up_and_down_expects_the_stack_s_account() {
     // The proxy knows the owners, so a wrong or missing owner would also show as a 403.
     proxy.set_bucket_owner(STATE_BUCKET, ACCOUNT);
     proxy.set_bucket_owner(&audit_bucket("dev"), ACCOUNT);
+    let logs = format!("payment-audit-logs-dev-{ACCOUNT}-{REGION}");
+    proxy.set_bucket_owner(&logs, ACCOUNT);
     let url = format!("s3://{STATE_BUCKET}/payctl");
     for command in ["up", "down"] {
         let run = remote_run(&stack, &proxy.endpoint, &[command, "--state", &url], &[]);
@@ -119,14 +121,14 @@ async fn every_s3_request_of_up_and_down_expects_the_stack_s_account() {
 
     let seen = proxy.s3_requests();
     let audit = audit_bucket("dev");
-    for bucket in [audit.as_str(), STATE_BUCKET] {
+    for bucket in [audit.as_str(), logs.as_str(), STATE_BUCKET] {
         let bad = without_owner(&seen, bucket, ACCOUNT);
         assert!(bad.is_empty(), "{bucket}: {bad:?}");
     }
-    // Every S3 request named one of the two buckets, and each had its say.
+    // Every S3 request named one of the three buckets, and each had its say.
     let others: Vec<&S3Request> = seen
         .iter()
-        .filter(|r| r.bucket != audit && r.bucket != STATE_BUCKET)
+        .filter(|r| r.bucket != audit && r.bucket != logs && r.bucket != STATE_BUCKET)
         .collect();
     assert!(others.is_empty(), "{others:?}");
     let ops = |bucket: &str| -> Vec<&str> {
@@ -145,8 +147,13 @@ async fn every_s3_request_of_up_and_down_expects_the_stack_s_account() {
     ] {
         assert!(audit_ops.contains(&op), "{op} missing: {audit_ops:?}");
     }
-    let create = seen.iter().find(|r| r.operation == "CreateBucket").unwrap();
-    assert_eq!(create.expected_owner, None, "CreateBucket takes no owner");
+    let log_ops = ops(&logs);
+    for op in ["CreateBucket", "PUT ?policy", "DeleteBucket"] {
+        assert!(log_ops.contains(&op), "{op} missing: {log_ops:?}");
+    }
+    for create in seen.iter().filter(|r| r.operation == "CreateBucket") {
+        assert_eq!(create.expected_owner, None, "CreateBucket takes no owner");
+    }
     let state_ops = ops(STATE_BUCKET);
     for op in ["HeadBucket", "PutObject", "GetObject", "DeleteObject"] {
         assert!(state_ops.contains(&op), "{op} missing: {state_ops:?}");

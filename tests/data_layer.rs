@@ -191,7 +191,7 @@ fn expected_counts() -> BTreeMap<&'static str, usize> {
         ("db_instance", 1),
         ("db_subnet_group", 1),
         ("table", 1),
-        ("bucket", 1),
+        ("bucket", 2),
         ("queue", 2),
     ])
 }
@@ -677,7 +677,8 @@ async fn assert_data_layer_gone(stack: &Stack) {
     assert_gone(stack, false).await;
 }
 
-/// A production teardown keeps the audit bucket: all else of the data layer is gone.
+/// A production teardown keeps the audit bucket and its access log bucket: all else of
+/// the data layer is gone.
 async fn assert_data_layer_gone_but_the_bucket(stack: &Stack) {
     assert_gone(stack, true).await;
 }
@@ -727,7 +728,7 @@ async fn assert_gone(stack: &Stack, bucket_kept: bool) {
     assert_eq!(bucket_left, bucket_kept, "bucket {}", n.bucket);
     let mut inv = inventory(stack).await;
     if bucket_kept {
-        assert_eq!(inv.remove("bucket").map(|b| b.len()), Some(1), "{inv:?}");
+        assert_eq!(inv.remove("bucket").map(|b| b.len()), Some(2), "{inv:?}");
     }
     assert!(
         inv.values().all(|ids| ids.is_empty()),

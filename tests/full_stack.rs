@@ -93,9 +93,17 @@ async fn prod_comes_up_with_all_seven_outputs_and_down_leaves_only_the_kept_data
 
     // Left: exactly what a production down keeps.
     let mut left = common::census::leftovers(&common::census::census(&stack).await);
+    // The audit bucket and its access logs, the backup vault with its recovery points.
     assert_eq!(
         left.remove("s3 bucket"),
-        Some(vec![outputs["S3AuditBucket"].as_str().unwrap().to_string()])
+        Some(vec![
+            "payment-audit-logs-prod-123456789012-us-east-1".to_string(),
+            outputs["S3AuditBucket"].as_str().unwrap().to_string()
+        ])
+    );
+    assert_eq!(
+        left.remove("backup vault"),
+        Some(vec!["payment-backup-prod".to_string()])
     );
     assert_eq!(
         left.remove("kms alias").map(|mut a| {

@@ -215,6 +215,8 @@ async fn prod_down_keeps_the_data_and_its_keys_and_a_later_up_plan_and_down_use_
         snapshot_name.as_str(),
         backup_name.as_str(),
         bucket.as_str(),
+        "payment-audit-logs-prod-123456789012-us-east-1",
+        "AWS Backup vault payment-backup-prod",
         &rds_key,
         &s3_key,
     ] {
@@ -224,7 +226,8 @@ async fn prod_down_keeps_the_data_and_its_keys_and_a_later_up_plan_and_down_use_
             down.stdout
         );
     }
-    assert!(down.stdout.contains("kept (11)"), "{}", down.stdout);
+    // 11 before the access log bucket and the backup vault.
+    assert!(down.stdout.contains("kept (13)"), "{}", down.stdout);
     assert!(
         down.stdout.contains(
             "aws dynamodb restore-table-from-backup --target-table-name payment-transactions-prod"
@@ -239,7 +242,7 @@ async fn prod_down_keeps_the_data_and_its_keys_and_a_later_up_plan_and_down_use_
         "{}",
         down.stdout
     );
-    assert!(down.stderr.contains("11 kept"), "{}", down.stderr);
+    assert!(down.stderr.contains("13 kept"), "{}", down.stderr);
 
     // The state file knows what was kept.
     let kept = state(&stack);
@@ -268,6 +271,8 @@ async fn prod_down_keeps_the_data_and_its_keys_and_a_later_up_plan_and_down_use_
     let plan = stack.payctl(&["plan"]);
     for line in [
         "= s3_bucket.audit",
+        "= s3_bucket.access-logs",
+        "= backup_vault.main",
         "= kms_key.rds",
         "= kms_key.s3",
         "= kms_key.logs",
@@ -404,7 +409,7 @@ async fn an_env_marked_production_gets_the_profile_and_the_guards_even_without_i
 
     // A confirmed down of the production env keeps its data, as for prod.
     let down = stack.must(&["down", "--yes"]);
-    assert!(down.stdout.contains("kept (11)"), "{}", down.stdout);
+    assert!(down.stdout.contains("kept (13)"), "{}", down.stdout);
     let dynamo = aws_sdk_dynamodb::Client::new(&sdk);
     assert_eq!(final_backups(&dynamo, "live").await.len(), 1);
 }

@@ -24,7 +24,7 @@ use std::collections::BTreeSet;
 /// taken from the code).
 const ACCOUNT: &str = "123456789012";
 
-const CONTROLS: [(&str, Option<&str>); 33] = [
+const CONTROLS: [(&str, Option<&str>); 41] = [
     ("S3 bucket blocks all public access", Some("S3.8")),
     ("S3 bucket policy denies requests without TLS", Some("S3.5")),
     (
@@ -32,6 +32,35 @@ const CONTROLS: [(&str, Option<&str>); 33] = [
         Some("S3.17"),
     ),
     ("S3 bucket versioning is enabled", Some("S3.14")),
+    (
+        "S3 audit bucket server access logging goes to the stack's log bucket",
+        Some("S3.9"),
+    ),
+    (
+        "S3 access log bucket default encryption is SSE-S3 (as log delivery requires)",
+        None,
+    ),
+    (
+        "API stage is associated with the stack's WAF web ACL",
+        Some("APIGateway.4"),
+    ),
+    (
+        "WAF web ACL blocks with the managed rule groups and the per-IP rate rule",
+        Some("WAF.10"),
+    ),
+    (
+        "RDS instance is protected by the stack's backup plan",
+        Some("RDS.26"),
+    ),
+    (
+        "DynamoDB table is protected by the stack's backup plan",
+        Some("DynamoDB.4"),
+    ),
+    (
+        "Backup plan runs daily and keeps recovery points 35 days",
+        None,
+    ),
+    ("Backup vault is encrypted with the stack's RDS key", None),
     (
         "RDS storage is encrypted with the stack's KMS key",
         Some("RDS.3"),
@@ -99,7 +128,7 @@ const CONTROLS: [(&str, Option<&str>); 33] = [
     ),
 ];
 
-/// The alarm controls and the confused-deputy ones, beside the 33 above.
+/// The alarm controls and the confused-deputy ones, beside the 41 above.
 const ALARM_CONTROLS: [(&str, Option<&str>); 5] = [
     (
         "API Gateway's CloudWatch role trusts API Gateway for this account only",
@@ -272,17 +301,42 @@ fn outside_production_multi_az_deletion_protection_and_concurrency_are_not_appli
         (concurrency, "payment-validator-dev"),
         (concurrency, "payment-processor-dev"),
         (concurrency, "payment-audit-logger-dev"),
+        // No web ACL outside production unless `waf = true`, no AWS Backup.
+        (
+            "API stage is associated with the stack's WAF web ACL",
+            "apigw_stage.main",
+        ),
+        (
+            "WAF web ACL blocks with the managed rule groups and the per-IP rate rule",
+            "apigw_stage.main",
+        ),
+        (
+            "RDS instance is protected by the stack's backup plan",
+            "backup_plan.main",
+        ),
+        (
+            "DynamoDB table is protected by the stack's backup plan",
+            "backup_plan.main",
+        ),
+        (
+            "Backup plan runs daily and keeps recovery points 35 days",
+            "backup_plan.main",
+        ),
+        (
+            "Backup vault is encrypted with the stack's RDS key",
+            "backup_plan.main",
+        ),
     ]
     .iter()
     .map(|(c, r)| (c.to_string(), r.to_string()))
     .collect();
     assert_eq!(not_applicable, want);
     assert!(failing(&v.report).is_empty());
-    assert_eq!(v.report["not_applicable"], 5);
+    assert_eq!(v.report["not_applicable"], 11);
     let summary = v.stderr.lines().last().unwrap_or_default();
     assert!(
         summary.starts_with("verify dev: ")
-            && summary.ends_with(" passed, 0 failed, 5 not applicable"),
+            && summary.ends_with(" passed, 0 failed, 11 not applicable"),
         "{}",
         v.stderr
     );
@@ -343,6 +397,8 @@ async fn prod_passes_every_control_read_only_and_each_break_fails_its_own_check(
     assert_eq!(count("Subnet does not assign public IPs on launch"), 6);
     assert_eq!(count("KMS key rotation is enabled"), 5);
     assert_eq!(count("Elastic IP of the environment is attached"), 3);
+    // Both buckets: the audit bucket and its access log bucket.
+    assert_eq!(count("S3 bucket blocks all public access"), 2);
     assert_eq!(count("SQS queue is encrypted at rest"), 2);
     assert_eq!(count("API method requires an API key"), 3);
     assert_eq!(count("CloudWatch log group has a retention period"), 5);

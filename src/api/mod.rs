@@ -12,7 +12,9 @@
 //!   the stage named after the environment, with logging, metrics, throttling, access
 //!   logs and X-Ray tracing;
 //! - [`api_key`] (`apigw_api_key`) and [`usage_plan`] (`apigw_usage_plan`): the client key
-//!   and the plan tying it to the stage with a throttle and a daily quota.
+//!   and the plan tying it to the stage with a throttle and a daily quota;
+//! - [`web_acl`] (`wafv2_web_acl`): the WAF web ACL on the stage (managed rule groups and
+//!   a per-IP rate rule), in production and wherever `waf = true`.
 //!
 //! The API key's value is never written to the state file, a log line or an error: only
 //! `payctl outputs --show-api-key` reads it, from API Gateway ([`api_key_value`]).
@@ -27,6 +29,7 @@ pub mod rest_api;
 pub mod stage;
 pub mod support;
 pub mod usage_plan;
+pub mod web_acl;
 
 use crate::aws::Clients;
 use crate::engine::{Ctx, Layer, Service};
@@ -45,6 +48,7 @@ pub fn layer() -> Layer {
             Arc::new(stage::Stage),
             Arc::new(api_key::ApiKey),
             Arc::new(usage_plan::UsagePlan),
+            Arc::new(web_acl::WebAclOfStage),
         ],
     }
 }

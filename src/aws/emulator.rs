@@ -26,6 +26,29 @@ pub fn account_settings_unanswered(e: &SdkError<GetAccountSettingsError>) -> boo
         || (matches!(e, SdkError::ServiceError(_)) && e.code().is_none())
 }
 
+/// "Every principal" in the deny statement of a bucket that receives S3 server access
+/// logs: `{"AWS": "*"}` rather than the bare `"*"`. IAM reads both as every principal in a
+/// resource-based policy ("All principals",
+/// <https://docs.aws.amazon.com/IAM/latest/UserGuide/reference_policies_elements_principal.html#principal-anonymous>;
+/// the CDK's `enforceSSL` writes this form). moto 5.2.5's `PutBucketLogging` looks for the
+/// logging service's grant in the target's policy with `Principal.get("Service")`, which
+/// fails on a bare string: it answers 500 for every target whose policy has one.
+pub fn any_principal_beside_log_delivery() -> serde_json::Value {
+    serde_json::json!({"AWS": "*"})
+}
+
+/// Before `down` empties a bucket it is about to delete (outside production), the
+/// bucket's policy goes first. moto 5.2.5 evaluates a bucket policy statement whose
+/// condition it cannot check (`aws:SecureTransport`) as matching, so the TLS-only Deny
+/// refuses every `DeleteObjects`, over TLS or not; S3 evaluates the condition, and the
+/// Deny never matches payctl's requests, which are all HTTPS. On AWS this deletes a
+/// policy that was about to go with its bucket; should the emptying fail, the next `up`
+/// puts the policy back.
+pub async fn drop_policy_before_emptying(s3: &aws_sdk_s3::Client, bucket: &str) -> Result<()> {
+    let out = s3.delete_bucket_policy().bucket(bucket).send().await;
+    out.map(drop).map_err(aws("DeleteBucketPolicy", bucket))
+}
+
 /// The event source mappings of `source` (every mapping of the account when `None`),
 /// listed without a `FunctionName` filter: callers compare the function ARN themselves.
 /// moto 5.2.5 compares `FunctionName` with the function's name literally, so a function

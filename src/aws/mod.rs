@@ -33,6 +33,8 @@ pub struct Clients {
     pub apigateway: aws_sdk_apigateway::Client,
     pub cloudwatch: aws_sdk_cloudwatch::Client,
     pub sns: aws_sdk_sns::Client,
+    pub wafv2: aws_sdk_wafv2::Client,
+    pub backup: aws_sdk_backup::Client,
 }
 
 /// A client of service `$krate`, with the [`ReadOnly`] guard when `$guard` holds.
@@ -76,6 +78,8 @@ impl Clients {
             apigateway: client!(aws_sdk_apigateway, config, read_only),
             cloudwatch: client!(aws_sdk_cloudwatch, config, read_only),
             sns: client!(aws_sdk_sns, config, read_only),
+            wafv2: client!(aws_sdk_wafv2, config, read_only),
+            backup: client!(aws_sdk_backup, config, read_only),
         }
     }
 }

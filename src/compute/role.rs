@@ -1,11 +1,18 @@
 //! One IAM execution role per function, `payment-<function>-role-<env>`, trusted by
 //! Lambda for this account only, with one inline policy that names the exact ARNs the
-//! function uses (see [`policy`]); and the role the VPC's flow logs deliver with,
+//! function uses (see [`policy`]); the role the VPC's flow logs deliver with,
 //! `payment-flow-logs-role-<env>`, trusted by `vpc-flow-logs.amazonaws.com` for this
-//! account's flow logs only, writing to the flow log group only. No managed policies are attached: the AWS-managed
+//! account's flow logs only, writing to the flow log group only; and, in production,
+//! the role AWS Backup backs up and restores with, `payment-backup-role-<env>`.
+//!
+//! No managed policies are attached to the function and flow log roles: the AWS-managed
 //! basic-execution and VPC-access policies grant `logs:CreateLogGroup` on `*`, and the
 //! functions must not re-create their log groups behind payctl's back, so their
-//! remaining permissions are written out here instead.
+//! remaining permissions are written out here instead. The backup role is the one
+//! exception ([`MANAGED`]): AWS Backup's own managed policies carry the exact, changing
+//! set of per-service calls a backup and a restore make (RDS, DynamoDB, KMS grants,
+//! tags), which a hand-written copy would silently fall behind; the role can be used
+//! only by AWS Backup, and only where someone in this account passes it.
 
 use super::support::Shown;
 use super::{AUDIT_LOGGER, FUNCTIONS, PROCESSOR, VALIDATOR, log_group};
@@ -29,19 +36,38 @@ pub struct Roles;
 
 /// The flow logs' delivery role (`iam_role.flow-logs`).
 pub const FLOW_LOGS: &str = "flow-logs";
+/// AWS Backup's role (`iam_role.backup`), in production.
+pub const BACKUP: &str = "backup";
 
-/// Every role: one per function, and the flow logs' one.
-fn keys() -> impl Iterator<Item = &'static str> {
-    FUNCTIONS.iter().map(|f| f.key).chain([FLOW_LOGS])
+/// The AWS-managed policies of the backup role
+/// (<https://docs.aws.amazon.com/aws-backup/latest/devguide/iam-service-roles.html>).
+pub const MANAGED: [&str; 2] = [
+    "arn:aws:iam::aws:policy/service-role/AWSBackupServiceRolePolicyForBackup",
+    "arn:aws:iam::aws:policy/service-role/AWSBackupServiceRolePolicyForRestores",
+];
+
+/// The roles this environment wants: one per function, the flow logs' one, and AWS
+/// Backup's in production.
+fn keys(ctx: &Ctx) -> Vec<&'static str> {
+    let mut keys: Vec<&str> = FUNCTIONS.iter().map(|f| f.key).chain([FLOW_LOGS]).collect();
+    if crate::backup::wanted(ctx) {
+        keys.push(BACKUP);
+    }
+    keys
 }
 
 /// Who may assume role `key`, as `plan` shows it.
 fn trusted(key: &str) -> &'static str {
-    if key == FLOW_LOGS {
-        "VPC flow logs only"
-    } else {
-        "Lambda only"
+    match key {
+        FLOW_LOGS => "VPC flow logs only",
+        BACKUP => "AWS Backup only",
+        _ => "Lambda only",
     }
+}
+
+/// The managed policies role `key` has attached.
+fn managed(key: &str) -> &'static [&'static str] {
+    if key == BACKUP { &MANAGED } else { &[] }
 }
 
 pub fn address(key: &str) -> String {
@@ -54,8 +80,23 @@ pub fn role_name(ctx: &Ctx, key: &str) -> String {
 
 /// Lambda for a function's role; VPC flow logs for the flow logs' role, and only for
 /// this account's flow logs ("IAM role for publishing flow logs to CloudWatch Logs",
-/// <https://docs.aws.amazon.com/vpc/latest/userguide/flow-logs-iam-role.html>).
+/// <https://docs.aws.amazon.com/vpc/latest/userguide/flow-logs-iam-role.html>); AWS
+/// Backup for the backup role, without conditions: AWS Backup documents confused-deputy
+/// keys for resource policies only (its SNS topics and KMS keys,
+/// <https://docs.aws.amazon.com/aws-backup/latest/devguide/cross-service-confused-deputy-prevention.html>),
+/// not for assuming the role a backup plan's selection names, which only a principal of
+/// this account with `iam:PassRole` can name.
 pub fn trust_policy(ctx: &Ctx, key: &str) -> Value {
+    if key == BACKUP {
+        return json!({
+            "Version": "2012-10-17",
+            "Statement": [{
+                "Effect": "Allow",
+                "Principal": {"Service": "backup.amazonaws.com"},
+                "Action": "sts:AssumeRole"
+            }]
+        });
+    }
     let (service, mut condition) = match key {
         FLOW_LOGS => (
             "vpc-flow-logs.amazonaws.com",
@@ -97,6 +138,17 @@ fn through(ctx: &Ctx, action: &str, key: String, service: &str) -> Value {
 /// The inline policy of function `key`: exact ARNs, `*` only where AWS has no narrower
 /// resource for the action (each such statement says why).
 pub fn policy(ctx: &Ctx, key: &str) -> Result<Value> {
+    if key == BACKUP {
+        // The vault's key (the RDS key), used by AWS Backup only; the managed policies
+        // grant the rest.
+        let rds_key = ctx.needed_arn(&kms_key::address("rds"))?;
+        let statements = [
+            through(ctx, "kms:Decrypt", rds_key.clone(), "backup"),
+            through(ctx, "kms:GenerateDataKey", rds_key.clone(), "backup"),
+            through(ctx, "kms:DescribeKey", rds_key, "backup"),
+        ];
+        return Ok(json!({"Version": "2012-10-17", "Statement": statements}));
+    }
     let log_group = log_group::arn(ctx, key)?;
     if key == FLOW_LOGS {
         // Delivery to the flow log group only (the group is payctl's: no CreateLogGroup).
@@ -305,7 +357,53 @@ async fn converge_policies(ctx: &Ctx, addr: &str, role: &Role, key: &str) -> Res
     );
     let attribute = format!("inline policy {POLICY_NAME}");
     wrote |= ctx.converge(addr, &attribute, have, want, write).await?;
+    wrote |= converge_managed(ctx, addr, name, managed(key)).await?;
     Ok(wrote)
+}
+
+/// Attaches the managed policies `want` the role lacks (others attached by hand are
+/// left as they are).
+async fn converge_managed(ctx: &Ctx, addr: &str, name: &str, want: &[&str]) -> Result<bool> {
+    if want.is_empty() {
+        return Ok(false);
+    }
+    let iam = &ctx.aws.iam;
+    let out = iam
+        .list_attached_role_policies()
+        .role_name(name)
+        .send()
+        .await;
+    let out = out.map_err(aws("ListAttachedRolePolicies", name))?;
+    let have: Vec<&str> = out
+        .attached_policies()
+        .iter()
+        .filter_map(|p| p.policy_arn())
+        .collect();
+    let missing: Vec<&str> = want.iter().copied().filter(|w| !have.contains(w)).collect();
+    let shown = |arns: &[&str]| {
+        let names: Vec<&str> = arns.iter().filter_map(|a| a.rsplit('/').next()).collect();
+        if names.is_empty() {
+            "none".to_string()
+        } else {
+            names.join(", ")
+        }
+    };
+    let have_text = shown(
+        &want
+            .iter()
+            .copied()
+            .filter(|w| have.contains(w))
+            .collect::<Vec<_>>(),
+    );
+    let attach = || async {
+        for arn in &missing {
+            let call = iam.attach_role_policy().role_name(name).policy_arn(*arn);
+            call.send().await.map_err(aws("AttachRolePolicy", name))?;
+        }
+        Ok(())
+    };
+    ctx.converge(addr, "managed policies", have_text, shown(want), attach)
+        .await
 }
 
 async fn ensure_one(ctx: &Ctx, key: &str) -> Result<()> {
@@ -393,10 +491,15 @@ impl Resource for Roles {
     );
 
     async fn ensure(&self, ctx: &Ctx) -> Result<()> {
-        all_ok(join_all(keys().map(|key| ensure_one(ctx, key))).await)
+        all_ok(join_all(keys(ctx).into_iter().map(|key| ensure_one(ctx, key))).await)
     }
 
     async fn delete(&self, ctx: &Ctx) -> Result<()> {
-        all_ok(join_all(keys().map(|key| delete_one(ctx, key))).await)
+        let mut keys = keys(ctx);
+        // The backup role of an environment that was once a production one.
+        if !keys.contains(&BACKUP) && ctx.state.get(&address(BACKUP)).is_some() {
+            keys.push(BACKUP);
+        }
+        all_ok(join_all(keys.into_iter().map(|key| delete_one(ctx, key))).await)
     }
 }

@@ -26,6 +26,8 @@ pub enum Service {
     S3,
     Sns,
     Sqs,
+    Wafv2,
+    Backup,
 }
 
 /// EC2 resource types, each with its own NotFound code ("Error codes for the Amazon EC2
@@ -114,6 +116,8 @@ impl Service {
                 "AWS.SimpleQueueService.NonExistentQueue",
                 "QueueDoesNotExist",
             ],
+            Service::Wafv2 => &["WAFNonexistentItemException"],
+            Service::Backup => &["ResourceNotFoundException"],
         }
     }
 

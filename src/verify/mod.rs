@@ -18,6 +18,7 @@
 //! order, so the report reads the same on every run.
 
 pub mod api;
+pub mod backup;
 pub mod deputy;
 pub mod dynamodb;
 pub mod kms;
@@ -27,6 +28,7 @@ pub mod monitoring;
 pub mod network;
 pub mod rds;
 pub mod s3;
+pub mod waf;
 
 use crate::aws::Clients;
 use crate::config::Settings;
@@ -240,8 +242,9 @@ pub async fn run(t: &Target) -> Vec<Check> {
         monitoring::checks(t),
         deputy::checks(t),
     );
+    let (waf, backup) = tokio::join!(waf::checks(t), backup::checks(t));
     [
-        s3, rds, dynamodb, kms, messaging, network, lambda, api, monitoring, deputy,
+        s3, rds, dynamodb, kms, messaging, network, lambda, api, waf, monitoring, backup, deputy,
     ]
     .into_iter()
     .flatten()

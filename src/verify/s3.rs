@@ -1,6 +1,8 @@
 //! The audit bucket: all public access blocked (S3.8), a policy that denies requests
-//! without TLS (S3.5), default encryption SSE-KMS with the stack's S3 key (S3.17), and
-//! versioning on (S3.14).
+//! without TLS (S3.5), default encryption SSE-KMS with the stack's S3 key (S3.17),
+//! versioning on (S3.14) and server access logging into the stack's log bucket (S3.9).
+//! The log bucket: S3.8, S3.5 and S3.14 too, and SSE-S3, the encryption S3 server access
+//! logging requires of its target.
 //!
 //! Versioning is read with `data::s3_bucket::versioning_of`, which also understands the
 //! local emulator's answer (see docs/emulator.md).
@@ -21,28 +23,129 @@ pub const ENCRYPTION: Control = Control::new(
     Some("S3.17"),
 );
 pub const VERSIONING: Control = Control::new("S3 bucket versioning is enabled", Some("S3.14"));
+pub const ACCESS_LOGGING: Control = Control::new(
+    "S3 audit bucket server access logging goes to the stack's log bucket",
+    Some("S3.9"),
+);
+pub const LOG_ENCRYPTION: Control = Control::new(
+    "S3 access log bucket default encryption is SSE-S3 (as log delivery requires)",
+    None,
+);
 
-const ALL: [Control; 4] = [PUBLIC_ACCESS, TLS_ONLY, ENCRYPTION, VERSIONING];
+const AUDIT: [Control; 5] = [
+    PUBLIC_ACCESS,
+    TLS_ONLY,
+    ENCRYPTION,
+    VERSIONING,
+    ACCESS_LOGGING,
+];
+const LOGS: [Control; 4] = [PUBLIC_ACCESS, TLS_ONLY, LOG_ENCRYPTION, VERSIONING];
 
 pub async fn checks(t: &Target) -> Vec<Check> {
-    let Some(rec) = t.record(s3_bucket::ADDR) else {
-        return fail_all(&ALL, s3_bucket::ADDR, "not in the state file");
+    let (mut audit, logs) = tokio::join!(audit_checks(t), log_checks(t));
+    audit.extend(logs);
+    audit
+}
+
+/// The bucket `addr` records, when it exists; else the FAIL of each of `controls`.
+async fn bucket<'a>(
+    t: &'a Target,
+    addr: &str,
+    controls: &[Control],
+) -> Result<&'a str, Vec<Check>> {
+    let Some(rec) = t.record(addr) else {
+        return Err(fail_all(controls, addr, "not in the state file"));
     };
     let bucket = rec.id.as_str();
     let head = t.aws.s3.head_bucket().bucket(bucket).send().await;
     match read(head, Service::S3, "HeadBucket", bucket) {
-        Read::Got(_) => {}
-        Read::Gone => return fail_all(&ALL, bucket, "not found"),
-        Read::Unreadable(why) => return fail_all(&ALL, bucket, &why),
+        Read::Got(_) => Ok(bucket),
+        Read::Gone => Err(fail_all(controls, bucket, "not found")),
+        Read::Unreadable(why) => Err(fail_all(controls, bucket, &why)),
     }
+}
+
+async fn audit_checks(t: &Target) -> Vec<Check> {
+    let bucket = match bucket(t, s3_bucket::ADDR, &AUDIT).await {
+        Ok(bucket) => bucket,
+        Err(fails) => return fails,
+    };
     let key = t.record(&kms_key::address("s3"));
-    let (a, b, c, d) = tokio::join!(
+    let logs = t.record(s3_bucket::LOGS_ADDR).map(|r| r.id.as_str());
+    let (a, b, c, d, e) = tokio::join!(
         public_access(t, bucket),
         tls_only(t, bucket),
         encryption(t, bucket, key),
         versioning(t, bucket),
+        access_logging(t, bucket, logs),
+    );
+    vec![a, b, c, d, e]
+}
+
+async fn log_checks(t: &Target) -> Vec<Check> {
+    let bucket = match bucket(t, s3_bucket::LOGS_ADDR, &LOGS).await {
+        Ok(bucket) => bucket,
+        Err(fails) => return fails,
+    };
+    let (a, b, c, d) = tokio::join!(
+        public_access(t, bucket),
+        tls_only(t, bucket),
+        log_encryption(t, bucket),
+        versioning(t, bucket),
     );
     vec![a, b, c, d]
+}
+
+async fn access_logging(t: &Target, bucket: &str, logs: Option<&str>) -> Check {
+    let Some(logs) = logs else {
+        return ACCESS_LOGGING.fail(
+            bucket,
+            "the log bucket (s3_bucket.access-logs) is not in the state file",
+        );
+    };
+    let out = match t.aws.s3.get_bucket_logging().bucket(bucket).send().await {
+        Ok(out) => out,
+        Err(e) => return ACCESS_LOGGING.fail(bucket, unreadable("GetBucketLogging", bucket, e)),
+    };
+    match out.logging_enabled() {
+        Some(l) if l.target_bucket() == logs => ACCESS_LOGGING.pass(
+            bucket,
+            format!("logs to {}/{}", l.target_bucket(), l.target_prefix()),
+        ),
+        Some(l) => ACCESS_LOGGING.fail(
+            bucket,
+            format!(
+                "logs to {}, not the stack's log bucket {logs}",
+                l.target_bucket()
+            ),
+        ),
+        None => ACCESS_LOGGING.fail(bucket, "server access logging is off"),
+    }
+}
+
+async fn log_encryption(t: &Target, bucket: &str) -> Check {
+    let out = match t.aws.s3.get_bucket_encryption().bucket(bucket).send().await {
+        Ok(out) => out,
+        Err(e) if e.code() == Some("ServerSideEncryptionConfigurationNotFoundError") => {
+            return LOG_ENCRYPTION.fail(bucket, "no default encryption");
+        }
+        Err(e) => return LOG_ENCRYPTION.fail(bucket, unreadable("GetBucketEncryption", bucket, e)),
+    };
+    let algorithm = out
+        .server_side_encryption_configuration()
+        .and_then(|c| c.rules().first())
+        .and_then(|r| r.apply_server_side_encryption_by_default())
+        .map(|d| d.sse_algorithm().as_str().to_string());
+    match algorithm {
+        Some(a) if a == ServerSideEncryption::Aes256.as_str() => {
+            LOG_ENCRYPTION.pass(bucket, "SSE-S3 (AES256)")
+        }
+        Some(a) => LOG_ENCRYPTION.fail(
+            bucket,
+            format!("default encryption is {a}: S3 does not deliver access logs to it"),
+        ),
+        None => LOG_ENCRYPTION.fail(bucket, "no default encryption"),
+    }
 }
 
 async fn public_access(t: &Target, bucket: &str) -> Check {

@@ -11,6 +11,8 @@ pub type Census = BTreeMap<&'static str, Vec<String>>;
 /// How many of each kind one converged stack of `env` has.
 pub fn expected(env: &str) -> BTreeMap<&'static str, usize> {
     let nats = if env == "prod" { 3 } else { 1 };
+    // Production only: the web ACL, AWS Backup and its role.
+    let prod = usize::from(env == "prod");
     BTreeMap::from([
         ("vpc", 1),
         ("subnet", 6),
@@ -26,9 +28,9 @@ pub fn expected(env: &str) -> BTreeMap<&'static str, usize> {
         ("db subnet group", 1),
         ("db parameter group", 1),
         ("dynamodb table", 1),
-        ("s3 bucket", 1),
+        ("s3 bucket", 2),
         ("sqs queue", 2),
-        ("iam role", 4),
+        ("iam role", 4 + prod),
         ("log group", 5),
         ("flow log", 1),
         ("lambda function", 3),
@@ -40,6 +42,10 @@ pub fn expected(env: &str) -> BTreeMap<&'static str, usize> {
         ("sns subscription", 1),
         ("alarm", 7),
         ("dashboard", 1),
+        ("web acl", prod),
+        ("backup vault", prod),
+        ("backup plan", prod),
+        ("backup selection", prod),
     ])
 }
 
@@ -278,11 +284,14 @@ pub async fn census(stack: &Stack) -> Census {
         .await
         .unwrap();
     let names = out.buckets().iter().filter_map(|b| b.name());
-    let prefix = format!("payment-audit-{env}-");
+    let prefixes = [
+        format!("payment-audit-{env}-"),
+        format!("payment-audit-logs-{env}-"),
+    ];
     c.insert(
         "s3 bucket",
         names
-            .filter(|n| n.starts_with(&prefix))
+            .filter(|n| prefixes.iter().any(|p| n.starts_with(p.as_str())))
             .map(String::from)
             .collect(),
     );
@@ -405,5 +414,49 @@ pub async fn census(stack: &Stack) -> Census {
             .map(String::from)
             .collect(),
     );
+
+    let waf = aws_sdk_wafv2::Client::new(&sdk);
+    let out = waf
+        .list_web_acls()
+        .scope(aws_sdk_wafv2::types::Scope::Regional);
+    let out = out.send().await.unwrap();
+    let acls = out
+        .web_acls()
+        .iter()
+        .filter(|a| a.name().is_some_and(|n| n.ends_with(&suffix)));
+    c.insert(
+        "web acl",
+        acls.filter_map(|a| a.arn()).map(String::from).collect(),
+    );
+
+    let backup = aws_sdk_backup::Client::new(&sdk);
+    let out = backup.list_backup_vaults().send().await.unwrap();
+    let vaults = out
+        .backup_vault_list()
+        .iter()
+        .filter_map(|v| v.backup_vault_name())
+        .filter(|n| n.ends_with(&suffix));
+    c.insert("backup vault", vaults.map(String::from).collect());
+    let out = backup.list_backup_plans().send().await.unwrap();
+    let plans: Vec<String> = out
+        .backup_plans_list()
+        .iter()
+        .filter(|p| p.deletion_date().is_none())
+        .filter(|p| p.backup_plan_name().is_some_and(|n| n.ends_with(&suffix)))
+        .filter_map(|p| p.backup_plan_id())
+        .map(String::from)
+        .collect();
+    let mut selections = Vec::new();
+    for plan in &plans {
+        let out = backup.list_backup_selections().backup_plan_id(plan);
+        let out = out.send().await.unwrap();
+        let ids = out
+            .backup_selections_list()
+            .iter()
+            .filter_map(|s| s.selection_id());
+        selections.extend(ids.map(String::from));
+    }
+    c.insert("backup plan", plans);
+    c.insert("backup selection", selections);
     c
 }

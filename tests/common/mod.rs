@@ -1,9 +1,12 @@
-//! Shared harness for the integration tests: a moto server on a free port, the real
-//! `payctl` binary pointed at it through `AWS_ENDPOINT_URL`, and SDK clients that read
-//! the emulator back independently of payctl's state file.
+//! Shared harness for the integration tests: a moto server on a free port behind a
+//! front (a [`proxy::Proxy`] that plays the AWS Backup parts moto lacks, see
+//! [`backup`]), the real `payctl` binary pointed at the front through
+//! `AWS_ENDPOINT_URL`, and SDK clients that read the emulator back independently of
+//! payctl's state file.
 
 #![allow(dead_code)]
 
+pub mod backup;
 pub mod census;
 pub mod pg_cluster;
 pub mod postgres;
@@ -15,6 +18,7 @@ use std::collections::BTreeMap;
 use std::net::{TcpListener, TcpStream};
 use std::path::PathBuf;
 use std::process::{Child, Command, Output, Stdio};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 pub const REGION: &str = "us-east-1";
@@ -26,9 +30,67 @@ fn moto_server() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/moto_server")
 }
 
+/// moto, and its front: every client (payctl, the SDK clients, the tests' own proxies)
+/// talks to the front (`endpoint`), which answers the AWS Backup plans, selections and
+/// recovery points from its model ([`Moto::backup`]) and forwards everything else to
+/// moto (`server`) as it came.
 pub struct Moto {
     child: Child,
+    /// The front: the endpoint for every client.
     pub endpoint: String,
+    /// moto itself, behind the front.
+    pub server: String,
+    backup: Arc<Mutex<backup::Backup>>,
+    front: Option<Front>,
+}
+
+/// The front's proxy, on its own Tokio runtime in its own thread: `Moto::start` is called
+/// both from plain tests and from inside the tests' runtimes.
+struct Front {
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Front {
+    fn start(server: &str, model: Arc<Mutex<backup::Backup>>) -> (Front, String) {
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let (tell, endpoint) = std::sync::mpsc::channel();
+        let server = server.to_string();
+        let thread = std::thread::Builder::new()
+            .name("moto-front".into())
+            .spawn(move || {
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .expect("the front's runtime");
+                rt.block_on(async move {
+                    let proxy = proxy::Proxy::start_with(&server, Some(model)).await;
+                    let _ = tell.send(proxy.endpoint.clone());
+                    // Until Moto is dropped (or dropped without a word).
+                    let _ = stopped.await;
+                    drop(proxy);
+                });
+                rt.shutdown_timeout(Duration::from_secs(1));
+            })
+            .expect("start the front's thread");
+        let endpoint = endpoint.recv().expect("the front's endpoint");
+        let front = Front {
+            stop: Some(stop),
+            thread: Some(thread),
+        };
+        (front, endpoint)
+    }
+}
+
+impl Drop for Front {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
 }
 
 impl Moto {
@@ -44,15 +106,24 @@ impl Moto {
             .local_addr()
             .unwrap()
             .port();
+        // AWS's managed IAM policies exist in every account; moto loads them only when
+        // asked (the backup role attaches two).
         let child = Command::new(&bin)
+            .env("MOTO_IAM_LOAD_MANAGED_POLICIES", "true")
             .args(["-H", "127.0.0.1", "-p", &port.to_string()])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
             .unwrap_or_else(|e| panic!("cannot start {}: {e}", bin.display()));
+        let server = format!("http://127.0.0.1:{port}");
+        let model = Arc::new(Mutex::new(backup::Backup::default()));
+        let (front, endpoint) = Front::start(&server, model.clone());
         let mut moto = Moto {
             child,
-            endpoint: format!("http://127.0.0.1:{port}"),
+            endpoint,
+            server,
+            backup: model,
+            front: Some(front),
         };
         let start = Instant::now();
         while TcpStream::connect(("127.0.0.1", port)).is_err() {
@@ -67,10 +138,31 @@ impl Moto {
         }
         moto
     }
+
+    /// The AWS Backup model the front plays.
+    pub fn backup(&self) -> Arc<Mutex<backup::Backup>> {
+        self.backup.clone()
+    }
+
+    /// Puts a completed recovery point of `resource_arn` into vault `vault` (see
+    /// [`backup::Backup::add_recovery_point`]); its ARN.
+    pub fn add_recovery_point(
+        &self,
+        vault: &str,
+        resource_arn: &str,
+        resource_type: &str,
+    ) -> String {
+        self.backup
+            .lock()
+            .unwrap()
+            .add_recovery_point(vault, resource_arn, resource_type)
+    }
 }
 
 impl Drop for Moto {
     fn drop(&mut self) {
+        // The front first: nothing reaches moto once it is gone.
+        drop(self.front.take());
         let _ = self.child.kill();
         let _ = self.child.wait();
     }

@@ -15,7 +15,12 @@
 //! for a set time by rewriting status fields; delay one operation's response; and send a
 //! signal to a process (payctl) after its Nth mutating request or when an operation
 //! arrives — the crash and Ctrl-C points of the reliability tests.
+//!
+//! Given a [`Backup`] model ([`Proxy::start_with`]), it answers the AWS Backup requests
+//! the model plays (plans, selections, recovery points; see [`super::backup`]) instead of
+//! moto: the emulator's front ([`super::Moto`]) is such a proxy.
 
+use super::backup::{self, Backup};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::{Client, connect::HttpConnector};
@@ -102,6 +107,8 @@ struct Shared {
     s3_owners: S3Owners,
     /// Operations whose request bodies are kept, and those bodies.
     recording: BTreeMap<String, Vec<String>>,
+    /// The AWS Backup model that answers in moto's place, if any.
+    backup: Option<Arc<Mutex<Backup>>>,
 }
 
 /// Whether a request changes something: anything but a read. Reads are the `Describe*`,
@@ -121,10 +128,19 @@ pub struct Proxy {
 
 impl Proxy {
     pub async fn start(upstream: &str) -> Proxy {
+        Proxy::start_with(upstream, None).await
+    }
+
+    /// A proxy whose AWS Backup requests (SigV4 service `backup`) go to `backup` first:
+    /// those the model plays it answers, the others go to moto.
+    pub async fn start_with(upstream: &str, backup: Option<Arc<Mutex<Backup>>>) -> Proxy {
         let upstream = upstream.trim_start_matches("http://").to_string();
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let endpoint = format!("http://{}", listener.local_addr().unwrap());
-        let shared = Arc::new(Mutex::new(Shared::default()));
+        let shared = Arc::new(Mutex::new(Shared {
+            backup,
+            ..Shared::default()
+        }));
         let s = shared.clone();
         let client: Upstream = Client::builder(hyper_util::rt::TokioExecutor::new())
             .pool_max_idle_per_host(0)
@@ -243,6 +259,11 @@ impl Proxy {
             .get(operation)
             .copied()
             .unwrap_or(0)
+    }
+
+    /// The AWS Backup model this proxy plays, if any.
+    pub fn backup(&self) -> Option<Arc<Mutex<Backup>>> {
+        self.shared.lock().unwrap().backup.clone()
     }
 
     /// How many requests of `operation` reached the proxy, and how many got a fault.
@@ -375,7 +396,26 @@ async fn serve(
     if let Some(denied) = s3_owner_check(&req, shared) {
         return denied;
     }
-    let (status, headers, mut payload) = match forward(&req, upstream, client).await {
+    let model = shared.lock().unwrap().backup.clone();
+    let modelled = match model {
+        Some(model) if service(&req) == "backup" => {
+            let moto = |probe: Request| async move {
+                let (status, headers, body) = forward(&probe, upstream, client).await.ok()?;
+                Some(Response {
+                    status,
+                    headers,
+                    body,
+                })
+            };
+            backup::answer(&model, &req, moto).await
+        }
+        _ => None,
+    };
+    let answer = match modelled {
+        Some(r) => Ok((r.status, r.headers, r.body)),
+        None => forward(&req, upstream, client).await,
+    };
+    let (status, headers, mut payload) = match answer {
         Ok(answer) => answer,
         Err(e) => return closing(502, &[], format!("test proxy: moto did not answer: {e}")),
     };
@@ -452,7 +492,7 @@ fn xorshift(mut x: u64) -> u64 {
 }
 
 /// The SigV4 credential scope's field `n` (2: the region, 3: the service).
-fn scope(req: &Request, n: usize) -> Option<String> {
+pub(crate) fn scope(req: &Request, n: usize) -> Option<String> {
     req.header("authorization")?
         .split("Credential=")
         .nth(1)?

@@ -1,19 +1,21 @@
-//! The audit bucket's settings, as declarations (see [`converge`]): object ownership,
-//! public access block, versioning, default encryption, lifecycle and bucket policy.
+//! The buckets' settings, as declarations (see [`converge`]): object ownership, public
+//! access block, versioning, default encryption, lifecycle, bucket policy and (for the
+//! audit bucket) server access logging. [`Target`] says what differs between the two.
 //!
 //! Each is read (a bucket created in this run has CreateBucket's settings, known without
 //! reading), shown as text, compared with what payctl wants, noted as `old → new` on
 //! `plan` and put on `up` by `Ctx::converge`.
 
-use super::{ADDR, ARCHIVE_AFTER_DAYS, LIFECYCLE_RULE, tls_only_policy};
+use super::{ARCHIVE_AFTER_DAYS, LOG_PREFIX, log_bucket_policy, tls_only_policy};
 use crate::aws::emulator;
 use crate::data::build_error;
 use crate::engine::Ctx;
 use crate::error::{Error, Result, aws};
 use aws_sdk_s3::error::ProvideErrorMetadata;
 use aws_sdk_s3::types::{
-    BucketLifecycleConfiguration, BucketVersioningStatus, ExpirationStatus, LifecycleRule,
-    LifecycleRuleFilter, NoncurrentVersionTransition, ObjectOwnership, OwnershipControls,
+    BucketLifecycleConfiguration, BucketLoggingStatus, BucketVersioningStatus, ExpirationStatus,
+    LifecycleExpiration, LifecycleRule, LifecycleRuleFilter, LoggingEnabled,
+    NoncurrentVersionExpiration, NoncurrentVersionTransition, ObjectOwnership, OwnershipControls,
     OwnershipControlsRule, PublicAccessBlockConfiguration, ServerSideEncryption,
     ServerSideEncryptionByDefault, ServerSideEncryptionConfiguration, ServerSideEncryptionRule,
     Transition, TransitionStorageClass, VersioningConfiguration,
@@ -21,10 +23,86 @@ use aws_sdk_s3::types::{
 use std::fmt;
 
 const ALL_FOUR: &str = "all four";
+const ARCHIVE_RULE: &str = "archive-to-glacier";
+const EXPIRE_RULE: &str = "expire-access-logs";
 
-/// Puts back every setting that differs; true when it wrote one. `new`: the bucket was
-/// created in this run.
-pub(super) async fn converge(ctx: &Ctx, bucket: &str, key_arn: &str, new: bool) -> Result<bool> {
+/// What one bucket's settings should be.
+pub(super) struct Target {
+    encryption: Encryption,
+    lifecycle: Lifecycle,
+    /// The policy payctl writes with TLS-only on, and with it off (`None`: no policy).
+    tls_policy: (&'static str, serde_json::Value),
+    plain_policy: Option<(&'static str, serde_json::Value)>,
+    /// The audit bucket's server access logging: the log bucket.
+    log_to: Option<String>,
+}
+
+enum Encryption {
+    Kms(String),
+    /// SSE-S3 (AES256).
+    S3Managed,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Lifecycle {
+    /// Current and noncurrent versions to Glacier after [`ARCHIVE_AFTER_DAYS`].
+    Archive,
+    /// Current and noncurrent versions expire after this many days.
+    Expire(i32),
+}
+
+impl fmt::Display for Lifecycle {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Lifecycle::Archive => write!(f, "{ARCHIVE_RULE} after {ARCHIVE_AFTER_DAYS} days"),
+            Lifecycle::Expire(days) => write!(f, "{EXPIRE_RULE} after {days} days"),
+        }
+    }
+}
+
+impl Target {
+    /// The audit bucket: SSE-KMS with `key_arn`, archived, TLS-only, logging to `logs`.
+    pub(super) fn audit(ctx: &Ctx, key_arn: String, logs: String) -> Target {
+        Target {
+            encryption: Encryption::Kms(key_arn),
+            lifecycle: Lifecycle::Archive,
+            tls_policy: ("TLS only", tls_only_policy(&super::bucket_name(ctx))),
+            plain_policy: None,
+            log_to: Some(logs),
+        }
+    }
+
+    /// The log bucket: SSE-S3, expired after the log retention, log delivery admitted.
+    pub(super) fn access_logs(ctx: &Ctx) -> Target {
+        Target {
+            encryption: Encryption::S3Managed,
+            lifecycle: Lifecycle::Expire(ctx.settings.log_retention_days),
+            tls_policy: ("TLS only, log delivery", log_bucket_policy(ctx, true)),
+            plain_policy: Some(("log delivery", log_bucket_policy(ctx, false))),
+            log_to: None,
+        }
+    }
+
+    fn encryption_text(&self) -> String {
+        match &self.encryption {
+            Encryption::Kms(key) => format!(
+                "{} {key} (bucket key)",
+                ServerSideEncryption::AwsKms.as_str()
+            ),
+            Encryption::S3Managed => ServerSideEncryption::Aes256.as_str().to_string(),
+        }
+    }
+}
+
+/// Puts back every setting of the bucket at `addr` that differs from `target`; true when
+/// it wrote one. `new`: the bucket was created in this run.
+pub(super) async fn converge(
+    ctx: &Ctx,
+    addr: &str,
+    bucket: &str,
+    target: &Target,
+    new: bool,
+) -> Result<bool> {
     let b = Bucket {
         ctx,
         name: bucket,
@@ -33,14 +111,14 @@ pub(super) async fn converge(ctx: &Ctx, bucket: &str, key_arn: &str, new: bool) 
     let enforced = ObjectOwnership::BucketOwnerEnforced.as_str();
     let have = b.ownership().await?;
     let mut wrote = ctx
-        .converge(ADDR, "object ownership", have.as_str(), enforced, || {
+        .converge(addr, "object ownership", have.as_str(), enforced, || {
             b.enforce_ownership()
         })
         .await?;
 
     let have = b.public_access().await?;
     wrote |= ctx
-        .converge(ADDR, "block public access", have, ALL_FOUR, || {
+        .converge(addr, "block public access", have, ALL_FOUR, || {
             b.block_public_access()
         })
         .await?;
@@ -48,46 +126,60 @@ pub(super) async fn converge(ctx: &Ctx, bucket: &str, key_arn: &str, new: bool) 
     let have = b.versioning().await?;
     let enabled = BucketVersioningStatus::Enabled.as_str();
     wrote |= ctx
-        .converge(ADDR, "versioning", have.as_str(), enabled, || {
+        .converge(addr, "versioning", have.as_str(), enabled, || {
             b.enable_versioning()
         })
         .await?;
 
     let have = b.encryption().await?;
-    let want = format!(
-        "{} {key_arn} (bucket key)",
-        ServerSideEncryption::AwsKms.as_str()
-    );
+    let want = target.encryption_text();
     wrote |= ctx
-        .converge(ADDR, "default encryption", have, want, || {
-            b.encrypt_with(key_arn)
+        .converge(addr, "default encryption", have, want, || {
+            b.encrypt_with(&target.encryption)
         })
         .await?;
 
-    let have = b.lifecycle().await?;
+    let have = b.lifecycle(target.lifecycle).await?;
+    let want = target.lifecycle.to_string();
     wrote |= ctx
-        .converge(ADDR, "lifecycle", have, LIFECYCLE_RULE, || b.archive())
+        .converge(addr, "lifecycle", have, want, || {
+            b.set_lifecycle(target.lifecycle)
+        })
         .await?;
 
-    let have = b.policy().await?;
-    let want = match (ctx.settings.audit_bucket_tls_only, have) {
-        (true, _) => Policy::TlsOnly,
-        // Turned off for this environment (payctl.toml): remove payctl's own policy only.
-        (false, Policy::TlsOnly) => Policy::None,
-        (false, other) => other,
+    let have = b.policy(target).await?;
+    let want = match (have, ctx.settings.audit_bucket_tls_only) {
+        // Another policy is left as it is.
+        (Policy::Edited, _) => Policy::Edited,
+        (_, true) => Policy::Ours(target.tls_policy.0),
+        // Turned off for this environment (payctl.toml): payctl's own TLS rule goes.
+        (_, false) => target
+            .plain_policy
+            .as_ref()
+            .map_or(Policy::None, |p| Policy::Ours(p.0)),
     };
     wrote |= ctx
-        .converge(ADDR, "bucket policy", have, want, || b.set_policy(want))
+        .converge(addr, "bucket policy", have, want, || {
+            b.set_policy(target, want)
+        })
         .await?;
+
+    if let Some(logs) = &target.log_to {
+        let have = b.logging().await?;
+        let want = format!("to {logs}/{LOG_PREFIX}");
+        wrote |= ctx
+            .converge(addr, "server access logging", have, want, || b.log_to(logs))
+            .await?;
+    }
     Ok(wrote)
 }
 
-/// The bucket's policy as far as payctl is concerned.
+/// A bucket's policy as far as payctl is concerned.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Policy {
     None,
-    /// payctl's TLS-only policy.
-    TlsOnly,
+    /// One of payctl's policies for the bucket, by its label.
+    Ours(&'static str),
     /// Any other policy.
     Edited,
 }
@@ -96,13 +188,13 @@ impl fmt::Display for Policy {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
             Policy::None => "none",
-            Policy::TlsOnly => "TLS only",
+            Policy::Ours(label) => label,
             Policy::Edited => "edited",
         })
     }
 }
 
-/// The audit bucket, with each setting's read and write.
+/// A bucket, with each setting's read and write.
 struct Bucket<'a> {
     ctx: &'a Ctx,
     name: &'a str,
@@ -272,15 +364,18 @@ impl Bucket<'_> {
         Ok(text)
     }
 
-    async fn encrypt_with(&self, key_arn: &str) -> Result<()> {
-        let by_default = ServerSideEncryptionByDefault::builder()
-            .sse_algorithm(ServerSideEncryption::AwsKms)
-            .kms_master_key_id(key_arn)
-            .build()
-            .map_err(build_error)?;
+    async fn encrypt_with(&self, encryption: &Encryption) -> Result<()> {
+        let by_default = match encryption {
+            Encryption::Kms(key_arn) => ServerSideEncryptionByDefault::builder()
+                .sse_algorithm(ServerSideEncryption::AwsKms)
+                .kms_master_key_id(key_arn),
+            Encryption::S3Managed => {
+                ServerSideEncryptionByDefault::builder().sse_algorithm(ServerSideEncryption::Aes256)
+            }
+        };
         let rule = ServerSideEncryptionRule::builder()
-            .apply_server_side_encryption_by_default(by_default)
-            .bucket_key_enabled(true)
+            .apply_server_side_encryption_by_default(by_default.build().map_err(build_error)?)
+            .bucket_key_enabled(matches!(encryption, Encryption::Kms(_)))
             .build();
         let conf = ServerSideEncryptionConfiguration::builder()
             .rules(rule)
@@ -290,8 +385,9 @@ impl Bucket<'_> {
         self.put("PutBucketEncryption", call.send().await)
     }
 
-    /// The archive rule's name when the bucket has it as payctl sets it.
-    async fn lifecycle(&self) -> Result<&'static str> {
+    /// `want` as [`Lifecycle`] shows it when the bucket has that rule as payctl sets it,
+    /// else what it lacks.
+    async fn lifecycle(&self, want: Lifecycle) -> Result<String> {
         let rules = if self.new {
             Vec::new()
         } else {
@@ -304,41 +400,65 @@ impl Bucket<'_> {
         let to_glacier = |days: Option<i32>, class: Option<&TransitionStorageClass>| {
             days == Some(ARCHIVE_AFTER_DAYS) && class == Some(&TransitionStorageClass::Glacier)
         };
-        let archived = rules.iter().any(|r| {
-            r.id() == Some(LIFECYCLE_RULE)
-                && r.status() == &ExpirationStatus::Enabled
-                && r.transitions()
-                    .iter()
-                    .any(|t| to_glacier(t.days(), t.storage_class()))
-                && r.noncurrent_version_transitions()
-                    .iter()
-                    .any(|t| to_glacier(t.noncurrent_days(), t.storage_class()))
-        });
-        Ok(if archived {
-            LIFECYCLE_RULE
+        let enabled = |r: &&LifecycleRule| r.status() == &ExpirationStatus::Enabled;
+        let found = match want {
+            Lifecycle::Archive => rules.iter().filter(enabled).any(|r| {
+                r.id() == Some(ARCHIVE_RULE)
+                    && r.transitions()
+                        .iter()
+                        .any(|t| to_glacier(t.days(), t.storage_class()))
+                    && r.noncurrent_version_transitions()
+                        .iter()
+                        .any(|t| to_glacier(t.noncurrent_days(), t.storage_class()))
+            }),
+            Lifecycle::Expire(days) => rules.iter().filter(enabled).any(|r| {
+                r.id() == Some(EXPIRE_RULE)
+                    && r.expiration().and_then(|e| e.days()) == Some(days)
+                    && r.noncurrent_version_expiration()
+                        .and_then(|e| e.noncurrent_days())
+                        == Some(days)
+            }),
+        };
+        Ok(if found {
+            want.to_string()
         } else {
-            "no archive rule"
+            match want {
+                Lifecycle::Archive => "no archive rule".into(),
+                Lifecycle::Expire(_) => "no expiry rule".into(),
+            }
         })
     }
 
-    async fn archive(&self) -> Result<()> {
-        let current = Transition::builder()
-            .days(ARCHIVE_AFTER_DAYS)
-            .storage_class(TransitionStorageClass::Glacier)
-            .build();
-        let noncurrent = NoncurrentVersionTransition::builder()
-            .noncurrent_days(ARCHIVE_AFTER_DAYS)
-            .storage_class(TransitionStorageClass::Glacier)
-            .build();
+    async fn set_lifecycle(&self, want: Lifecycle) -> Result<()> {
         let rule = LifecycleRule::builder()
-            .id(LIFECYCLE_RULE)
             .status(ExpirationStatus::Enabled)
-            .filter(LifecycleRuleFilter::builder().prefix("").build())
-            .transitions(current)
-            .noncurrent_version_transitions(noncurrent)
-            .build()
-            .map_err(build_error)?;
-        let conf = BucketLifecycleConfiguration::builder().rules(rule).build();
+            .filter(LifecycleRuleFilter::builder().prefix("").build());
+        let rule = match want {
+            Lifecycle::Archive => {
+                let current = Transition::builder()
+                    .days(ARCHIVE_AFTER_DAYS)
+                    .storage_class(TransitionStorageClass::Glacier)
+                    .build();
+                let noncurrent = NoncurrentVersionTransition::builder()
+                    .noncurrent_days(ARCHIVE_AFTER_DAYS)
+                    .storage_class(TransitionStorageClass::Glacier)
+                    .build();
+                rule.id(ARCHIVE_RULE)
+                    .transitions(current)
+                    .noncurrent_version_transitions(noncurrent)
+            }
+            Lifecycle::Expire(days) => rule
+                .id(EXPIRE_RULE)
+                .expiration(LifecycleExpiration::builder().days(days).build())
+                .noncurrent_version_expiration(
+                    NoncurrentVersionExpiration::builder()
+                        .noncurrent_days(days)
+                        .build(),
+                ),
+        };
+        let conf = BucketLifecycleConfiguration::builder()
+            .rules(rule.build().map_err(build_error)?)
+            .build();
         let call = self
             .s3()
             .put_bucket_lifecycle_configuration()
@@ -347,7 +467,7 @@ impl Bucket<'_> {
         self.put("PutBucketLifecycleConfiguration", call.send().await)
     }
 
-    async fn policy(&self) -> Result<Policy> {
+    async fn policy(&self, target: &Target) -> Result<Policy> {
         if self.new {
             return Ok(Policy::None);
         }
@@ -358,19 +478,24 @@ impl Bucket<'_> {
         let have = out
             .policy()
             .and_then(|p| serde_json::from_str::<serde_json::Value>(p).ok());
-        Ok(if have == Some(tls_only_policy(self.name)) {
-            Policy::TlsOnly
-        } else {
-            Policy::Edited
-        })
+        let ours = std::iter::once(&target.tls_policy).chain(&target.plain_policy);
+        let label = ours
+            .into_iter()
+            .find(|(_, p)| have.as_ref() == Some(p))
+            .map(|(label, _)| *label);
+        Ok(label.map_or(Policy::Edited, Policy::Ours))
     }
 
-    async fn set_policy(&self, want: Policy) -> Result<()> {
+    async fn set_policy(&self, target: &Target, want: Policy) -> Result<()> {
         let s3 = self.s3();
         match want {
-            Policy::TlsOnly => {
+            Policy::Ours(label) => {
+                let ours = std::iter::once(&target.tls_policy).chain(&target.plain_policy);
+                let Some((_, policy)) = ours.into_iter().find(|(l, _)| *l == label) else {
+                    return Ok(());
+                };
                 let call = s3.put_bucket_policy().bucket(self.name);
-                let call = call.policy(tls_only_policy(self.name).to_string());
+                let call = call.policy(policy.to_string());
                 self.put("PutBucketPolicy", call.send().await)
             }
             Policy::None => {
@@ -380,5 +505,36 @@ impl Bucket<'_> {
             // Never wanted: another policy is left as it is.
             Policy::Edited => Ok(()),
         }
+    }
+
+    /// `to <bucket>/<prefix>`, or `off`.
+    async fn logging(&self) -> Result<String> {
+        if self.new {
+            return Ok("off".into());
+        }
+        let out = self
+            .s3()
+            .get_bucket_logging()
+            .bucket(self.name)
+            .send()
+            .await;
+        let out = out.map_err(aws("GetBucketLogging", self.name))?;
+        Ok(out.logging_enabled().map_or("off".into(), |l| {
+            format!("to {}/{}", l.target_bucket(), l.target_prefix())
+        }))
+    }
+
+    async fn log_to(&self, logs: &str) -> Result<()> {
+        let enabled = LoggingEnabled::builder()
+            .target_bucket(logs)
+            .target_prefix(LOG_PREFIX)
+            .build()
+            .map_err(build_error)?;
+        let status = BucketLoggingStatus::builder()
+            .logging_enabled(enabled)
+            .build();
+        let call = self.s3().put_bucket_logging().bucket(self.name);
+        let call = call.bucket_logging_status(status);
+        self.put("PutBucketLogging", call.send().await)
     }
 }

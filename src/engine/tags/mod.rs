@@ -10,7 +10,7 @@
 mod services;
 
 pub use services::{
-    ArnMap, CloudWatch, DynamoDb, Ec2, IamRole, KmsKey, Rds, S3Bucket, SnsTopic, SqsQueue,
+    ArnMap, CloudWatch, DynamoDb, Ec2, IamRole, KmsKey, Rds, S3Bucket, SnsTopic, SqsQueue, Wafv2,
 };
 
 use super::Ctx;

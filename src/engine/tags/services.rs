@@ -233,12 +233,13 @@ impl Tagged for SqsQueue<'_> {
     }
 }
 
-/// Services that take tags as a string map and an ARN: Lambda functions, log groups
-/// and API Gateway resources.
+/// Services that take tags as a string map and an ARN: Lambda functions, log groups,
+/// API Gateway and AWS Backup resources.
 pub enum ArnMap<'a> {
     Lambda(&'a str),
     Logs(&'a str),
     ApiGateway(&'a str),
+    Backup(&'a str),
 }
 
 #[async_trait]
@@ -248,6 +249,7 @@ impl Tagged for ArnMap<'_> {
             ArnMap::Lambda(a) => format!("Lambda function {a}"),
             ArnMap::Logs(a) => format!("log group {a}"),
             ArnMap::ApiGateway(a) => format!("API Gateway resource {a}"),
+            ArnMap::Backup(a) => format!("AWS Backup resource {a}"),
         }
     }
     async fn read(&self, ctx: &Ctx) -> Result<Tags> {
@@ -271,6 +273,10 @@ impl Tagged for ArnMap<'_> {
             ArnMap::ApiGateway(arn) => {
                 let out = ctx.aws.apigateway.get_tags().resource_arn(arn).send().await;
                 out.map_err(aws("GetTags", arn))?.tags().cloned()
+            }
+            ArnMap::Backup(arn) => {
+                let out = ctx.aws.backup.list_tags().resource_arn(arn).send().await;
+                out.map_err(aws("ListTags", arn))?.tags().cloned()
             }
         };
         Ok(map.unwrap_or_default().into_iter().collect())
@@ -305,7 +311,46 @@ impl Tagged for ArnMap<'_> {
                     .set_tags(Some(map));
                 call.send().await.map_err(aws("TagResource", arn))?;
             }
+            ArnMap::Backup(arn) => {
+                let call = ctx.aws.backup.tag_resource().resource_arn(arn);
+                let call = call.set_tags(Some(map));
+                call.send().await.map_err(aws("TagResource", arn))?;
+            }
         }
+        Ok(())
+    }
+}
+
+/// A WAFv2 web ACL, by ARN.
+pub struct Wafv2<'a>(pub &'a str);
+
+#[async_trait]
+impl Tagged for Wafv2<'_> {
+    fn what(&self) -> String {
+        format!("WAF web ACL {}", self.0)
+    }
+    async fn read(&self, ctx: &Ctx) -> Result<Tags> {
+        let call = ctx.aws.wafv2.list_tags_for_resource().resource_arn(self.0);
+        let out = call
+            .send()
+            .await
+            .map_err(aws("ListTagsForResource", self.0))?;
+        let tags = out.tag_info_for_resource().map(|i| i.tag_list());
+        Ok(tags
+            .unwrap_or_default()
+            .iter()
+            .map(|t| owned(t.key(), t.value()))
+            .collect())
+    }
+    async fn add(&self, ctx: &Ctx, tags: Tags) -> Result<()> {
+        let tags = tags.into_iter().map(|(k, v)| {
+            let tag = aws_sdk_wafv2::types::Tag::builder().key(k).value(v);
+            tag.build().map_err(build_err)
+        });
+        let tags = tags.collect::<Result<Vec<_>>>()?;
+        let call = ctx.aws.wafv2.tag_resource().resource_arn(self.0);
+        let call = call.set_tags(Some(tags));
+        call.send().await.map_err(aws("TagResource", self.0))?;
         Ok(())
     }
 }

@@ -1,5 +1,5 @@
 //! A key that still encrypts something kept is never scheduled for deletion: the RDS key
-//! while any DB snapshot is encrypted with it, the S3 key while the audit bucket exists,
+//! while any DB snapshot is encrypted with it or the stack's backup vault exists, the S3 key while the audit bucket exists,
 //! the logs key while any of the stack's log groups exists.
 //! This is read from AWS, not from the state file, so it holds after a lost state too.
 
@@ -14,12 +14,14 @@ pub(super) async fn still_needed(ctx: &Ctx, purpose: &str, id: &str) -> Result<O
     match purpose {
         "rds" => {
             let snapshots = snapshots_encrypted_with(ctx, id).await?;
-            Ok((!snapshots.is_empty()).then(|| {
-                format!(
+            if !snapshots.is_empty() {
+                return Ok(Some(format!(
                     "it encrypts the DB snapshot(s) {}, which cannot be restored without it",
                     snapshots.join(", ")
-                )
-            }))
+                )));
+            }
+            let vault = crate::backup::vault::kept(ctx).await?;
+            Ok(vault.map(|v| format!("it encrypts the kept backup vault {v}")))
         }
         "s3" => {
             let bucket = crate::data::s3_bucket::bucket_name(ctx);
