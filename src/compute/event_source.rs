@@ -7,7 +7,7 @@
 //! function (both ARNs come from the state file). Mappings are found by listing them and
 //! comparing the source and function ARNs (see [`emulator::mappings`]).
 
-use super::support::drifted;
+use super::support::{ROLE_PROPAGATION, drifted, role_not_ready};
 use super::{AUDIT_LOGGER, PROCESSOR, function, function_arn};
 use crate::aws::emulator;
 use crate::data::{dynamodb_table, sqs_queue};
@@ -15,7 +15,7 @@ use crate::engine::report::Change;
 use crate::engine::{Ctx, Found, Resource, Service, find, kind};
 use crate::error::{Result, all_ok, aws, required};
 use crate::state::Record;
-use crate::waiter::{Status, Wait, wait_for};
+use crate::waiter::{Status, Wait, retry_while, wait_for};
 use async_trait::async_trait;
 use aws_sdk_lambda::types::{
     DestinationConfig, EventSourceMappingConfiguration, EventSourcePosition, FunctionResponseType,
@@ -171,10 +171,15 @@ async fn create(ctx: &Ctx, want: &Mapping) -> Result<String> {
             .bisect_batch_on_function_error(true)
             .destination_config(on_failure(dlq));
     }
-    let out = call
-        .send()
-        .await
-        .map_err(aws("CreateEventSourceMapping", &want.source))?;
+    let what = format!(
+        "creating the mapping {} → {} (waiting for its role's policy)",
+        want.source, want.function
+    );
+    let send = || async {
+        let out = call.clone().send().await;
+        out.map_err(aws("CreateEventSourceMapping", &want.source))
+    };
+    let out = retry_while(&what, ROLE_PROPAGATION, role_not_ready, send).await?;
     required(out.uuid(), "mapping UUID")
 }
 

@@ -49,6 +49,7 @@ pub enum Ec2 {
     /// A security group rule, by rule id.
     SecurityGroupRule,
     FlowLogs,
+    NetworkInterface,
 }
 
 impl Ec2 {
@@ -70,6 +71,7 @@ impl Ec2 {
             Ec2::SecurityGroup => &["InvalidGroup.NotFound", "InvalidGroupId.NotFound"],
             Ec2::SecurityGroupRule => &["InvalidSecurityGroupRuleId.NotFound"],
             Ec2::FlowLogs => &["InvalidFlowLogId.NotFound"],
+            Ec2::NetworkInterface => &["InvalidNetworkInterfaceID.NotFound"],
         }
     }
 }

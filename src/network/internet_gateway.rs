@@ -1,12 +1,14 @@
 //! The internet gateway, attached to the VPC.
 
-use super::{owned_filters, tag_pairs, tag_spec, vpc_id};
+use super::{DEPENDENCY_WAIT, owned_filters, tag_pairs, tag_spec, vpc_id};
 use crate::engine::found::only_one;
+use crate::engine::gone::is_dependency_violation;
 use crate::engine::report::Change;
 use crate::engine::tags::{self, converge_tags};
 use crate::engine::{Ctx, Ec2, Found, Resource, Service, find, kind};
 use crate::error::{Error, Result, aws, required};
 use crate::state::Record;
+use crate::waiter::retry_while;
 use async_trait::async_trait;
 use aws_sdk_ec2::types::{InternetGateway as Igw, ResourceType};
 
@@ -119,14 +121,24 @@ impl Resource for InternetGateway {
         let id = required(g.internet_gateway_id(), "internet gateway id")?;
         tags::check_owned(ctx, &tags::Ec2(&id), &tag_pairs(g.tags()))?;
         for vpc in attached_vpcs(g) {
-            let call = ctx.aws.ec2.detach_internet_gateway();
-            let call = call.internet_gateway_id(&id).vpc_id(&vpc);
-            match call.send().await.map_err(aws("DetachInternetGateway", &id)) {
-                Ok(_) => {}
-                Err(e)
-                    if SERVICE.is_not_found(&e) || e.aws_code() == Some("Gateway.NotAttached") => {}
-                Err(e) => return Err(e),
-            }
+            // Right after a NAT gateway of the VPC is deleted, EC2 refuses the detach
+            // with DependencyViolation ("has some mapped public address(es)") until it
+            // has released the NAT's Elastic IP mapping.
+            let what = format!("detaching internet gateway {id} from {vpc}");
+            let detach = || async {
+                let call = ctx.aws.ec2.detach_internet_gateway();
+                let call = call.internet_gateway_id(&id).vpc_id(&vpc);
+                match call.send().await.map_err(aws("DetachInternetGateway", &id)) {
+                    Err(e)
+                        if SERVICE.is_not_found(&e)
+                            || e.aws_code() == Some("Gateway.NotAttached") =>
+                    {
+                        Ok(())
+                    }
+                    other => other.map(drop),
+                }
+            };
+            retry_while(&what, DEPENDENCY_WAIT, is_dependency_violation, detach).await?;
         }
         let delete = || async {
             let call = ctx

@@ -1,5 +1,6 @@
 //! The network layer: VPC, subnets, internet gateway, Elastic IPs and NAT gateways,
-//! route tables, gateway endpoints and security groups. One file per resource kind.
+//! route tables, gateway endpoints and security groups. One file per resource kind, and
+//! [`lambda_enis`], `down`'s clean-up of the interfaces Lambda leaves in the groups.
 //!
 //! EC2 models no error shapes, so the SDK has no `is_*` methods for its errors: the
 //! predicates below compare the documented error code strings, which are EC2's contract.
@@ -9,6 +10,7 @@
 pub mod default_security_group;
 pub mod eip;
 pub mod internet_gateway;
+pub mod lambda_enis;
 pub mod nat_gateway;
 pub mod nat_surplus;
 pub mod route_table;

@@ -4,7 +4,7 @@
 //!
 //! Both groups reference each other, so `down` revokes every rule first, then deletes.
 
-use super::{DEPENDENCY_WAIT, filter, owned_filters, tag_pairs, tag_spec, vpc_id};
+use super::{DEPENDENCY_WAIT, filter, lambda_enis, owned_filters, tag_pairs, tag_spec, vpc_id};
 use crate::engine::gone::is_dependency_violation;
 use crate::engine::report::Change;
 use crate::engine::tags::{self, converge_tags};
@@ -419,6 +419,7 @@ impl Resource for SecurityGroups {
         let known = ctx.state.of_kind(KIND);
         let deleted = join_all(groups.iter().map(|g| async {
             let id = g.group_id().unwrap_or_default();
+            lambda_enis::release(ctx, id).await?;
             let addr = known
                 .iter()
                 .find(|(_, r)| r.id == id)

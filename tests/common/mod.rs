@@ -8,6 +8,7 @@
 
 pub mod backup;
 pub mod census;
+pub mod lambda_enis;
 pub mod pg_cluster;
 pub mod postgres;
 pub mod processor_world;

@@ -21,6 +21,7 @@
 //! moto: the emulator's front ([`super::Moto`]) is such a proxy.
 
 use super::backup::{self, Backup};
+use super::lambda_enis::{self, LambdaEnis};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::{Client, connect::HttpConnector};
@@ -69,6 +70,77 @@ pub struct Hold {
     pub hold: Duration,
 }
 
+/// For `window` after moto answered an operation starting with `trigger` with success,
+/// requests whose operation starts with `operation` get `fault` (its `operation` and
+/// `times` are not used): AWS releasing something slowly, or a change that has not
+/// propagated yet (see the AWS-realism tests and the builders [`ec2_error`],
+/// [`query_error`], [`rest_json_error`]). Each success of `trigger` starts the window
+/// again.
+#[derive(Clone, Debug)]
+pub struct After {
+    pub trigger: String,
+    pub operation: String,
+    pub window: Duration,
+    pub fault: Fault,
+}
+
+/// A control-plane request rate: requests signed for `service` above `per_second`
+/// (with a bucket of `burst`) are answered `429 TooManyRequestsException` with
+/// `Retry-After`, as API Gateway does above its documented limits.
+#[derive(Clone, Debug)]
+pub struct RateLimit {
+    pub service: String,
+    pub per_second: f64,
+    pub burst: f64,
+}
+
+/// An EC2 error (`<Response><Errors>…`), status 400.
+pub fn ec2_error(code: &str, message: &str) -> Fault {
+    let body = format!(
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Response><Errors><Error><Code>{code}</Code><Message>{message}</Message></Error></Errors><RequestID>proxy</RequestID></Response>"
+    );
+    fault_of(400, "text/xml", vec![], body)
+}
+
+/// An error of a query-protocol service (RDS, IAM, SNS, …), status 400.
+pub fn query_error(code: &str, message: &str) -> Fault {
+    let body = format!(
+        "<ErrorResponse><Error><Type>Sender</Type><Code>{code}</Code><Message>{message}</Message></Error><RequestId>proxy</RequestId></ErrorResponse>"
+    );
+    fault_of(400, "text/xml", vec![], body)
+}
+
+/// An error of a REST-JSON service (Lambda, API Gateway): `x-amzn-ErrorType`.
+pub fn rest_json_error(status: u16, code: &str, message: &str) -> Fault {
+    let body = format!(r#"{{"message":"{message}","Type":"User"}}"#);
+    let headers = vec![("x-amzn-ErrorType".to_string(), code.to_string())];
+    fault_of(status, "application/json", headers, body)
+}
+
+fn fault_of(
+    status: u16,
+    content_type: &str,
+    mut headers: Vec<(String, String)>,
+    body: String,
+) -> Fault {
+    headers.push(("Content-Type".to_string(), content_type.to_string()));
+    Fault {
+        operation: String::new(),
+        times: 0,
+        status,
+        headers,
+        body,
+    }
+}
+
+/// The token bucket of a [`RateLimit`].
+#[derive(Debug)]
+struct Bucket {
+    limit: RateLimit,
+    tokens: f64,
+    at: Instant,
+}
+
 /// When to send a signal to a process.
 #[derive(Clone, Debug)]
 pub enum When {
@@ -109,6 +181,15 @@ struct Shared {
     recording: BTreeMap<String, Vec<String>>,
     /// The AWS Backup model that answers in moto's place, if any.
     backup: Option<Arc<Mutex<Backup>>>,
+    afters: Vec<After>,
+    /// When each [`After`] rule's trigger last succeeded, by rule.
+    triggered: BTreeMap<usize, Instant>,
+    /// Answers given by [`After`] rules, by operation.
+    after_injected: BTreeMap<String, usize>,
+    rate: Option<Bucket>,
+    throttled: usize,
+    /// Lambda's network interfaces, when modelled (see [`lambda_enis`]).
+    enis: Option<LambdaEnis>,
 }
 
 /// Whether a request changes something: anything but a read. Reads are the `Describe*`,
@@ -233,6 +314,49 @@ impl Proxy {
             .unwrap_or(0)
     }
 
+    /// Adds an [`After`] rule.
+    pub fn after(&self, rule: After) {
+        self.shared.lock().unwrap().afters.push(rule);
+    }
+
+    /// How many requests of `operation` an [`After`] rule answered.
+    pub fn after_injected(&self, operation: &str) -> usize {
+        let s = self.shared.lock().unwrap();
+        s.after_injected.get(operation).copied().unwrap_or(0)
+    }
+
+    /// Limits the request rate of one service (see [`RateLimit`]).
+    pub fn rate_limit(&self, limit: RateLimit) {
+        let tokens = limit.burst;
+        self.shared.lock().unwrap().rate = Some(Bucket {
+            limit,
+            tokens,
+            at: Instant::now(),
+        });
+    }
+
+    /// Models Lambda's network interfaces (see [`super::lambda_enis`]).
+    pub fn model_lambda_enis(&self, in_use_for: Duration, collected_after: Duration) {
+        self.shared.lock().unwrap().enis = Some(LambdaEnis::new(in_use_for, collected_after));
+    }
+
+    /// What happened to Lambda's interfaces, in order (see [`LambdaEnis::log`]).
+    pub fn eni_log(&self) -> Vec<String> {
+        let s = self.shared.lock().unwrap();
+        s.enis.as_ref().map(|m| m.log.clone()).unwrap_or_default()
+    }
+
+    /// How many of Lambda's interfaces exist now.
+    pub fn lambda_enis(&self) -> usize {
+        let s = self.shared.lock().unwrap();
+        s.enis.as_ref().map_or(0, |m| m.enis.len())
+    }
+
+    /// How many requests the rate limit refused.
+    pub fn throttled(&self) -> usize {
+        self.shared.lock().unwrap().throttled
+    }
+
     /// Requests seen, by operation.
     /// Keeps the request body of every later request for `operation` (see [`Self::bodies`]).
     pub fn record(&self, operation: &str) {
@@ -350,6 +474,188 @@ async fn forward(
     Ok((status, headers, body.to_vec()))
 }
 
+/// An EC2 query request to moto, made by the proxy itself (moto reads the service from
+/// the credential scope and checks no signature).
+fn ec2_request(base: &Request, params: &[(&str, &str)]) -> Request {
+    let mut req = base.clone();
+    req.method = "POST".into();
+    req.target = "/".into();
+    let enc = |v: &str| {
+        percent_encoding::utf8_percent_encode(v, percent_encoding::NON_ALPHANUMERIC).to_string()
+    };
+    let mut body = String::from("Version=2016-11-15");
+    for (k, v) in params {
+        body.push_str(&format!("&{k}={}", enc(v)));
+    }
+    req.body = body.into_bytes();
+    req.headers.clear();
+    let auth = "AWS4-HMAC-SHA256 Credential=testing/20260101/us-east-1/ec2/aws4_request, SignedHeaders=host, Signature=proxy";
+    for (k, v) in [
+        ("authorization", auth),
+        (
+            "content-type",
+            "application/x-www-form-urlencoded; charset=utf-8",
+        ),
+        ("host", "127.0.0.1"),
+    ] {
+        req.headers.insert(
+            hyper::header::HeaderName::from_static(k),
+            hyper::header::HeaderValue::from_str(v).expect("a header value"),
+        );
+    }
+    req
+}
+
+/// Lambda's garbage collection of released interfaces, then the model's refusal of
+/// `req`, if any.
+async fn lambda_enis_before(
+    req: &Request,
+    op: &str,
+    upstream: &str,
+    client: &Upstream,
+    shared: &Mutex<Shared>,
+) -> Option<Response> {
+    let due = {
+        let s = shared.lock().unwrap();
+        s.enis.as_ref()?.due(Instant::now())
+    };
+    for id in due {
+        let delete = ec2_request(
+            req,
+            &[
+                ("Action", "DeleteNetworkInterface"),
+                ("NetworkInterfaceId", &id),
+            ],
+        );
+        let _ = forward(&delete, upstream, client).await;
+        if let Some(m) = shared.lock().unwrap().enis.as_mut() {
+            m.collected(&id);
+        }
+    }
+    if service(req) != "ec2" {
+        return None;
+    }
+    let body = String::from_utf8_lossy(&req.body).to_string();
+    let s = shared.lock().unwrap();
+    s.enis
+        .as_ref()?
+        .refuse(op, &body)
+        .map(lambda_enis::ec2_refusal)
+}
+
+/// After a successful `req`: a new function's interfaces made, releases and deletions
+/// noted, and a `DescribeNetworkInterfaces` answer shown as AWS would.
+async fn lambda_enis_after(
+    req: &Request,
+    op: &str,
+    payload: Vec<u8>,
+    upstream: &str,
+    client: &Upstream,
+    shared: &Mutex<Shared>,
+) -> Vec<u8> {
+    if shared.lock().unwrap().enis.is_none() {
+        return payload;
+    }
+    if let Some((function, subnets, groups)) = LambdaEnis::vpc_of(req) {
+        for (n, subnet) in subnets.iter().enumerate() {
+            let description = format!("AWS Lambda VPC ENI-{function}-{n}");
+            let mut params = vec![
+                ("Action", "CreateNetworkInterface"),
+                ("SubnetId", subnet.as_str()),
+                ("Description", description.as_str()),
+            ];
+            let keys: Vec<String> = (1..=groups.len())
+                .map(|i| format!("SecurityGroupId.{i}"))
+                .collect();
+            for (k, g) in keys.iter().zip(&groups) {
+                params.push((k.as_str(), g.as_str()));
+            }
+            let create = ec2_request(req, &params);
+            let Ok((_, _, body)) = forward(&create, upstream, client).await else {
+                continue;
+            };
+            let body = String::from_utf8_lossy(&body).to_string();
+            let id = body
+                .split("<networkInterfaceId>")
+                .nth(1)
+                .and_then(|r| r.split('<').next())
+                .map(str::to_string);
+            if let (Some(id), Some(m)) = (id, shared.lock().unwrap().enis.as_mut()) {
+                m.enis.insert(
+                    id,
+                    lambda_enis::Eni {
+                        function: function.clone(),
+                        subnet: subnet.clone(),
+                        groups: groups.clone(),
+                        released: None,
+                    },
+                );
+            }
+        }
+    }
+    let mut s = shared.lock().unwrap();
+    let Some(m) = s.enis.as_mut() else {
+        return payload;
+    };
+    m.observe(req, op);
+    if op == "DescribeNetworkInterfaces" {
+        return m.rewrite(&String::from_utf8_lossy(&payload)).into_bytes();
+    }
+    payload
+}
+
+/// The fault of an [`After`] rule whose window is open for `op`, counted.
+fn after_fault(s: &mut Shared, op: &str) -> Option<Fault> {
+    let now = Instant::now();
+    let open = s.afters.iter().enumerate().find(|(i, rule)| {
+        op.starts_with(&rule.operation)
+            && s.triggered
+                .get(i)
+                .is_some_and(|at| now.duration_since(*at) < rule.window)
+    });
+    let fault = open.map(|(_, rule)| rule.fault.clone())?;
+    *s.after_injected.entry(op.to_string()).or_default() += 1;
+    Some(fault)
+}
+
+/// Opens the window of every [`After`] rule that `op`, answered with `status`, triggers.
+fn trigger_afters(shared: &Mutex<Shared>, op: &str, status: u16) {
+    if status >= 300 {
+        return;
+    }
+    let mut s = shared.lock().unwrap();
+    let now = Instant::now();
+    let hits: Vec<usize> = (0..s.afters.len())
+        .filter(|i| op.starts_with(&s.afters[*i].trigger))
+        .collect();
+    for i in hits {
+        s.triggered.insert(i, now);
+    }
+}
+
+/// API Gateway's `429 TooManyRequestsException` when the request is over the rate.
+fn rate_limited(s: &mut Shared, req: &Request) -> Option<Fault> {
+    let service = service(req);
+    let bucket = s.rate.as_mut()?;
+    if bucket.limit.service != service {
+        return None;
+    }
+    let now = Instant::now();
+    let refill = now.duration_since(bucket.at).as_secs_f64() * bucket.limit.per_second;
+    bucket.tokens = (bucket.tokens + refill).min(bucket.limit.burst);
+    bucket.at = now;
+    if bucket.tokens >= 1.0 {
+        bucket.tokens -= 1.0;
+        return None;
+    }
+    s.throttled += 1;
+    let mut fault = rest_json_error(429, "TooManyRequestsException", "Too Many Requests");
+    fault
+        .headers
+        .push(("Retry-After".to_string(), "1".to_string()));
+    Some(fault)
+}
+
 async fn serve(
     req: Request,
     upstream: &str,
@@ -371,6 +677,10 @@ async fn serve(
             .cloned();
         if fault.is_some() {
             *s.injected.entry(op.clone()).or_default() += 1;
+        } else if let Some(f) = after_fault(&mut s, &op) {
+            fault = Some(f);
+        } else if let Some(f) = rate_limited(&mut s, &req) {
+            fault = Some(f);
         } else if let Some((p, seed)) = s.transient {
             let next = xorshift(seed);
             s.transient = Some((p, next));
@@ -396,6 +706,9 @@ async fn serve(
     if let Some(denied) = s3_owner_check(&req, shared) {
         return denied;
     }
+    if let Some(refused) = lambda_enis_before(&req, &op, upstream, client, shared).await {
+        return refused;
+    }
     let model = shared.lock().unwrap().backup.clone();
     let modelled = match model {
         Some(model) if service(&req) == "backup" => {
@@ -419,6 +732,10 @@ async fn serve(
         Ok(answer) => answer,
         Err(e) => return closing(502, &[], format!("test proxy: moto did not answer: {e}")),
     };
+    trigger_afters(shared, &op, status);
+    if status < 300 {
+        payload = lambda_enis_after(&req, &op, payload, upstream, client, shared).await;
+    }
     if let Some(n) = ordinal {
         let mut s = shared.lock().unwrap();
         let before = s.triggers.len();

@@ -14,7 +14,7 @@ mod desired;
 pub use desired::{Desired, config_drift, desired, reserved};
 
 use super::support::package::{self, Package};
-use super::support::{Shown, drifted, number};
+use super::support::{ROLE_PROPAGATION, Shown, drifted, number, role_not_ready};
 use super::{FUNCTIONS, FunctionSpec, function_name, log_group, role};
 use crate::engine::report::Change;
 use crate::engine::tags::{self, ArnMap, converge_tags};
@@ -32,28 +32,15 @@ use aws_sdk_lambda::types::{
 use desired::{HANDLER, vpc_config};
 use futures::future::join_all;
 use std::collections::HashMap;
-use std::time::Duration;
 
 pub const KIND: &str = "lambda_function";
 const SERVICE: Service = Service::Lambda;
 const SETTLE: Wait = Wait::minutes(10);
-/// IAM changes reach Lambda within seconds, rarely a minute or two.
-const ROLE_PROPAGATION: Wait = Wait {
-    timeout: Duration::from_secs(120),
-    first: Duration::from_secs(2),
-    max_interval: Duration::from_secs(10),
-};
 
 pub struct Functions;
 
 pub fn address(key: &str) -> String {
     format!("{KIND}.{key}")
-}
-
-/// Lambda cannot assume a role IAM has not propagated yet; it passes within a minute.
-fn role_not_ready(e: &Error) -> bool {
-    matches!(e, Error::Aws { code, message, .. }
-        if code == "InvalidParameterValueException" && message.contains("cannot be assumed by Lambda"))
 }
 
 /// What one `GetFunction` tells: the configuration, the tags and the reserved concurrency.
