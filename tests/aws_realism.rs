@@ -1,13 +1,17 @@
 //! Stacks against the proxy playing what AWS does and moto does not (issue #18, first
 //! part): IAM propagation, RDS's slow states, the NAT gateway's address mapping released
 //! after the gateway, API Gateway's control-plane rate limit, and the network interfaces
-//! Lambda leaves behind. `up` then `down` must both succeed, with each model having
-//! answered at least once, and `up` must make exactly one stack.
+//! Lambda leaves behind, and EC2's eventual consistency after a create. `up` then
+//! `down` must both succeed, with each model having answered at least once, and `up`
+//! must make exactly one stack; a run killed inside the consistency window must not make
+//! anything twice.
 
 mod common;
 
 use common::census::{assert_converged, census};
-use common::proxy::{After, Hold, Proxy, RateLimit, ec2_error, query_error, rest_json_error};
+use common::proxy::{
+    After, Hold, Lag, Proxy, RateLimit, When, ec2_error, query_error, rest_json_error,
+};
 use common::*;
 use std::time::Duration;
 
@@ -58,6 +62,18 @@ async fn aws_like(stack: &Stack) -> Proxy {
         to: "<DBInstanceStatus>backing-up".into(),
         hold: WINDOW,
     });
+    // A new instance is busy (its first backup) for a while: RDS refuses changes and
+    // deletes with InvalidDBInstanceState
+    // (https://docs.aws.amazon.com/AmazonRDS/latest/APIReference/API_DeleteDBInstance.html).
+    for op in ["ModifyDBInstance", "DeleteDBInstance"] {
+        let mut busy = query_error(
+            "InvalidDBInstanceState",
+            "Instance payment-db-prod is not in available state (backing-up).",
+        );
+        busy.operation = op.into();
+        busy.times = 2;
+        proxy.inject(busy);
+    }
     // An instance being deleted still uses its subnet group
     // (https://docs.aws.amazon.com/AmazonRDS/latest/APIReference/API_DeleteDBSubnetGroup.html:
     // InvalidDBSubnetGroupStateFault).
@@ -90,6 +106,9 @@ async fn aws_like(stack: &Stack) -> Proxy {
     // Lambda's network interfaces: released a while after their function lets go,
     // collected by Lambda only much later (see `common::lambda_enis`).
     proxy.model_lambda_enis(WINDOW, Duration::from_secs(600));
+    // EC2's eventual consistency after each token-less create (shorter than payctl's
+    // consistency wait at this run's scale, 3 s).
+    lag_ec2_creates(&proxy, Duration::from_secs(2));
     proxy
 }
 
@@ -110,6 +129,8 @@ async fn prod_up_and_down_ride_out_propagation_slow_releases_and_throttling() {
     }
     assert!(proxy.rewritten("DescribeDBInstances") > 0);
     assert!(proxy.throttled() > 0, "API Gateway was never throttled");
+    // (The EC2 lag is on too, but a clean `up` reads nothing it just made back by its
+    // tags; the crash test below is where it answers.)
     // Each refused create was retried until it went through, once.
     assert_eq!(census(&stack).await["lambda function"].len(), 3);
 
@@ -117,6 +138,10 @@ async fn prod_up_and_down_ride_out_propagation_slow_releases_and_throttling() {
     assert!(down.ok, "down:\n{}", down.stderr);
     for op in ["DeleteDBSubnetGroup", "DetachInternetGateway"] {
         assert!(proxy.after_injected(op) > 0, "{op} was never refused");
+    }
+    // The deletion protection was lifted and the instance deleted once RDS took them.
+    for op in ["ModifyDBInstance", "DeleteDBInstance"] {
+        assert_eq!(proxy.count(op).1, 2, "{op}");
     }
     let log = proxy.eni_log();
     let by_payctl = log.iter().filter(|l| l.ends_with("by the client")).count();
@@ -188,4 +213,105 @@ async fn down_waits_for_lambda_to_release_its_interfaces_and_deletes_them_itself
     }
     assert_eq!(proxy.lambda_enis(), 0);
     assert!(census(&stack).await["vpc"].is_empty());
+}
+
+/// The EC2 creates that take no idempotency token, each lagging behind its create for
+/// `window`: (create, list, id element, set element, NotFound code).
+fn lag_ec2_creates(proxy: &Proxy, window: Duration) {
+    for (create, list, id, set, not_found) in [
+        (
+            "CreateVpc",
+            "DescribeVpcs",
+            "vpcId",
+            "vpcSet",
+            "InvalidVpcID.NotFound",
+        ),
+        (
+            "CreateSubnet",
+            "DescribeSubnets",
+            "subnetId",
+            "subnetSet",
+            "InvalidSubnetID.NotFound",
+        ),
+        (
+            "CreateInternetGateway",
+            "DescribeInternetGateways",
+            "internetGatewayId",
+            "internetGatewaySet",
+            "InvalidInternetGatewayID.NotFound",
+        ),
+        (
+            "AllocateAddress",
+            "DescribeAddresses",
+            "allocationId",
+            "addressesSet",
+            "InvalidAllocationID.NotFound",
+        ),
+    ] {
+        proxy.lag(Lag {
+            create: create.into(),
+            list: list.into(),
+            id_tag: id.into(),
+            set_tag: set.into(),
+            not_found: not_found.into(),
+            window,
+        });
+    }
+}
+
+/// Waits for a payctl started with `spawn_via`, off the async runtime's threads.
+async fn finish(child: std::process::Child) -> std::process::ExitStatus {
+    tokio::task::spawn_blocking(move || child.wait_with_output().expect("wait").status)
+        .await
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_killed_in_the_consistency_window_of_its_creates_makes_nothing_twice() {
+    use std::os::unix::process::ExitStatusExt;
+    let stack = Stack::new("dev");
+    let proxy = Proxy::start(&stack.moto.endpoint).await;
+    lag_ec2_creates(&proxy, Duration::from_secs(8));
+    let scale = [("PAYCTL_WAIT_SCALE", "0.2")];
+    // Killed as each token-less create reaches EC2: the resource is made, the run never
+    // hears of it, and the next run cannot see it by its tags for a while. (The Elastic
+    // IP does not wait for the VPC: an earlier run may have made it already, and then
+    // that run is not killed.)
+    let mut killed = Vec::new();
+    for create in [
+        "CreateVpc",
+        "CreateInternetGateway",
+        "CreateSubnet",
+        "AllocateAddress",
+    ] {
+        let child = stack.spawn_via(&proxy.endpoint, &["up"], &scale);
+        proxy.signal(When::OnRequest(create.into()), child.id(), libc::SIGKILL);
+        let status = finish(child).await;
+        proxy.clear_signals();
+        if status.signal() != Some(libc::SIGKILL) {
+            continue;
+        }
+        killed.push(create);
+        let state: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(stack.state_file()).unwrap()).unwrap();
+        assert!(
+            state["intents"].as_object().is_some_and(|i| !i.is_empty()),
+            "no intent recorded before {create}: {state}"
+        );
+    }
+    for create in ["CreateVpc", "CreateInternetGateway", "CreateSubnet"] {
+        assert!(
+            killed.contains(&create),
+            "never killed at {create}: {killed:?}"
+        );
+    }
+    let up = stack.payctl_via(&proxy.endpoint, &["up"], &scale);
+    assert!(up.ok, "{}", up.stderr);
+    assert!(proxy.lag_hidden() > 0, "nothing ever lagged");
+    // One of each: every intent was found by its tags once visible, none made again.
+    assert_converged(&stack).await;
+    let state: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(stack.state_file()).unwrap()).unwrap();
+    assert!(state["intents"].is_null(), "{}", state["intents"]);
+    stack.must(&["down"]);
 }

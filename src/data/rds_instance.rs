@@ -19,7 +19,7 @@ use crate::error::{Error, Result, aws, required};
 use crate::network::security_group;
 use crate::security::kms_key;
 use crate::state::Record;
-use crate::waiter::{Status, Wait, wait_for};
+use crate::waiter::{Status, Wait, retry_while, wait_for};
 use async_trait::async_trait;
 use aws_sdk_rds::operation::modify_db_instance::builders::ModifyDBInstanceFluentBuilder as Modify;
 use aws_sdk_rds::types::{CloudwatchLogsExportConfiguration, DbInstance as Instance};
@@ -248,10 +248,30 @@ async fn converge_settings(ctx: &Ctx, db: &Instance, id: &str) -> Result<bool> {
         let call = ctx.aws.rds.modify_db_instance().db_instance_identifier(id);
         let call = call.apply_immediately(immediately);
         let call = fixes.into_iter().fold(call, |call, fix| fix(call));
-        call.send().await.map_err(aws("ModifyDBInstance", id))?;
+        when_not_busy(id, || {
+            let call = call.clone();
+            async move { call.send().await.map_err(aws("ModifyDBInstance", id)) }
+        })
+        .await?;
         wrote = true;
     }
     Ok(wrote)
+}
+
+/// RDS refuses a change or a delete while the instance is busy — `backing-up` right
+/// after it is created, `modifying`, `configuring-enhanced-monitoring` — with
+/// `InvalidDBInstanceState`
+/// (<https://docs.aws.amazon.com/AmazonRDS/latest/APIReference/API_ModifyDBInstance.html>).
+/// `call` is made again until the instance takes it, for as long as the instance may
+/// take to become available.
+async fn when_not_busy<T, F, Fut>(id: &str, call: F) -> Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T>>,
+{
+    let busy = |e: &Error| e.aws_code() == Some("InvalidDBInstanceState");
+    let what = format!("DB instance {id} to take the change (it is busy)");
+    retry_while(&what, READY_WAIT, busy, call).await
 }
 
 async fn create(ctx: &Ctx, id: &str) -> Result<Instance> {
@@ -455,7 +475,11 @@ impl Resource for DbInstance {
             // Only reached from a confirmed `down`.
             let call = rds.modify_db_instance().db_instance_identifier(&id);
             let call = call.deletion_protection(false).apply_immediately(true);
-            call.send().await.map_err(aws("ModifyDBInstance", &id))?;
+            when_not_busy(&id, || {
+                let call = call.clone();
+                async { call.send().await.map_err(aws("ModifyDBInstance", &id)) }
+            })
+            .await?;
             tracing::info!("lifted deletion protection on DB instance {id}");
         }
         let skip = ctx.options.skip_final_snapshot && !ctx.settings.production;
@@ -464,7 +488,12 @@ impl Resource for DbInstance {
         let call = call
             .skip_final_snapshot(skip)
             .set_final_db_snapshot_identifier(snapshot.clone());
-        SERVICE.found(call.send().await.map_err(aws("DeleteDBInstance", &id)))?;
+        let deleted = when_not_busy(&id, || {
+            let call = call.clone();
+            async { call.send().await.map_err(aws("DeleteDBInstance", &id)) }
+        })
+        .await;
+        SERVICE.found(deleted)?;
         let how = match &snapshot {
             Some(name) => {
                 keep_snapshot(ctx, name).await?;

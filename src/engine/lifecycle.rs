@@ -10,7 +10,8 @@
 use super::Ctx;
 use super::gone::Service;
 use super::report::Change;
-use crate::error::Result;
+use crate::error::{Error, Result};
+use crate::waiter::{Status, wait_for};
 use std::fmt::Display;
 use std::future::Future;
 
@@ -98,11 +99,106 @@ impl Ctx {
         Ok(())
     }
 
+    /// Creates what `addr` records with `create`, a call AWS gives no idempotency token
+    /// (EC2's `CreateVpc`, `CreateSubnet`, `CreateInternetGateway`, `AllocateAddress`):
+    /// a run killed after AWS made the resource but before the state recorded it would
+    /// otherwise make a second one next time, since EC2's tag-filtered describes may not
+    /// show the first for a while ("Eventual consistency in the Amazon EC2 API",
+    /// <https://docs.aws.amazon.com/ec2/latest/devguide/eventual-consistency.html>).
+    /// So the intent is written to the state before the call, and the record that
+    /// follows replaces it. A run whose lookup found nothing, but that finds an intent —
+    /// or a record, whose resource a describe by id may equally not show yet — polls
+    /// `by_tags` for up to [`CONSISTENCY_WAIT`](super::found::CONSISTENCY_WAIT) before
+    /// it creates: [`Made::Found`] when the earlier run's resource appears. (A resource
+    /// deleted out of band is thus made again a minute later.) A create AWS refused made
+    /// nothing, and its intent goes.
+    pub async fn create_once<T, G, GF, C, CF>(
+        &self,
+        addr: &str,
+        by_tags: G,
+        create: C,
+    ) -> Result<Made<T>>
+    where
+        G: Fn() -> GF,
+        GF: Future<Output = Result<Option<T>>>,
+        C: FnOnce() -> CF,
+        CF: Future<Output = Result<T>>,
+    {
+        let earlier = match (self.state.intent(addr), self.state.id(addr)) {
+            (Some(at), _) => Some(format!(
+                "whose create a run started at {at} and did not record"
+            )),
+            (None, Some(id)) => Some(format!("recorded as {id} but not seen by id")),
+            (None, None) => None,
+        };
+        if let Some(earlier) = earlier {
+            let what = format!("{addr}, {earlier}, to appear by its tags");
+            let wait = super::found::CONSISTENCY_WAIT;
+            let found = wait_for(&what, wait, || async {
+                Ok(match by_tags().await? {
+                    Some(v) => Status::Ready(v),
+                    None => Status::Pending("not visible".into()),
+                })
+            })
+            .await;
+            match found {
+                Ok(v) => return Ok(Made::Found(v)),
+                // The earlier run stopped before its call reached AWS: nothing was made.
+                Err(Error::Timeout { .. }) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        self.state.put_intent(addr).await?;
+        match create().await {
+            Ok(v) => Ok(Made::Created(v)),
+            // A refusal (a validation error, a limit) made nothing; after a server
+            // error or throttling that outlasted the retries it may have: the intent stays.
+            Err(e @ Error::Aws { .. }) if !e.aws_code().is_some_and(maybe_made) => {
+                self.state.clear_intent(addr).await?;
+                Err(e)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
     /// There is nothing to delete: forgets the record and notes it as already gone.
     pub async fn forget_gone(&self, address: &str) -> Result<()> {
         self.forget(address).await?;
         self.report.note(Change::Absent, address);
         Ok(())
+    }
+}
+
+/// Whether a create that failed with `code` may still have made its resource.
+fn maybe_made(code: &str) -> bool {
+    matches!(
+        code,
+        "InternalError"
+            | "InternalFailure"
+            | "ServiceUnavailable"
+            | "Unavailable"
+            | "RequestLimitExceeded"
+            | "Throttling"
+            | "ThrottlingException"
+    )
+}
+
+/// What [`Ctx::create_once`] did.
+#[derive(Debug)]
+pub enum Made<T> {
+    /// Created in this run.
+    Created(T),
+    /// Made by an earlier run that stopped before recording it; found by its tags.
+    Found(T),
+}
+
+impl<T> Made<T> {
+    /// The resource, and `created` or `adopted`.
+    pub fn into_parts(self) -> (T, Change) {
+        match self {
+            Made::Created(v) => (v, Change::Created),
+            Made::Found(v) => (v, Change::Adopted),
+        }
     }
 }
 
@@ -160,6 +256,38 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(ctx.report.summary(), "1 deleted, 1 already gone");
+    }
+
+    #[tokio::test]
+    async fn create_once_drops_the_intent_of_a_refused_create_and_keeps_a_doubtful_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let ctx = test_ctx(dir.path()).await;
+        let none = || async { Ok::<Option<String>, Error>(None) };
+        let refused = ctx
+            .create_once("ec2_vpc.main", none, || async {
+                Err::<String, _>(aws_err("VpcLimitExceeded"))
+            })
+            .await;
+        assert!(refused.is_err());
+        assert_eq!(ctx.state.intent("ec2_vpc.main"), None);
+        let doubtful = ctx
+            .create_once("ec2_vpc.main", none, || async {
+                Err::<String, _>(aws_err("InternalError"))
+            })
+            .await;
+        assert!(doubtful.is_err());
+        assert!(ctx.state.intent("ec2_vpc.main").is_some());
+        // The next run finds the intent and waits for the resource to show by its tags.
+        let seen = || async { Ok(Some("vpc-1".to_string())) };
+        let made = ctx
+            .create_once("ec2_vpc.main", seen, || async { panic!("created twice") })
+            .await
+            .unwrap();
+        assert!(matches!(made, Made::Found(ref id) if id == "vpc-1"));
+        ctx.record("ec2_vpc.main", Record::new("ec2_vpc", "vpc-1"))
+            .await
+            .unwrap();
+        assert_eq!(ctx.state.intent("ec2_vpc.main"), None, "the record ends it");
     }
 
     #[tokio::test]

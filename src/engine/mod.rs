@@ -21,6 +21,7 @@
 pub mod found;
 pub mod gone;
 mod lifecycle;
+pub use lifecycle::Made;
 pub mod report;
 pub mod shown;
 pub mod tags;

@@ -81,21 +81,22 @@ async fn ensure_one(ctx: &Ctx, index: usize, owned: &[Address]) -> Result<()> {
             if !ctx.would_create(format!("{addr} ({name})")) {
                 return Ok(());
             }
-            let out = ctx
-                .aws
-                .ec2
-                .allocate_address()
-                .domain(DomainType::Vpc)
-                .tag_specifications(tag_spec(ctx, ResourceType::ElasticIp, &name))
-                .send()
-                .await
-                .map_err(aws("AllocateAddress", &name))?;
-            let alloc = required(out.allocation_id(), "allocation id")?;
-            (
-                alloc,
-                out.public_ip().unwrap_or_default().to_string(),
-                Change::Created,
-            )
+            // AllocateAddress takes no idempotency token: see `Ctx::create_once`.
+            let by_tags =
+                || async { only_one(describe(ctx, None, Some(&name)).await?, "Elastic IPs") };
+            let create = || async {
+                let call = ctx.aws.ec2.allocate_address().domain(DomainType::Vpc);
+                let spec = tag_spec(ctx, ResourceType::ElasticIp, &name);
+                let out = call.tag_specifications(spec).send().await;
+                let out = out.map_err(aws("AllocateAddress", &name))?;
+                Ok(Address::builder()
+                    .set_allocation_id(out.allocation_id().map(str::to_string))
+                    .set_public_ip(out.public_ip().map(str::to_string))
+                    .build())
+            };
+            let (a, change) = ctx.create_once(&addr, by_tags, create).await?.into_parts();
+            let alloc = required(a.allocation_id(), "allocation id")?;
+            (alloc, a.public_ip().unwrap_or_default().to_string(), change)
         }
     };
     ctx.record(&addr, Record::new(KIND, &alloc).attr("public_ip", &ip))

@@ -3,7 +3,6 @@
 use super::{DEPENDENCY_WAIT, owned_filters, tag_pairs, tag_spec, vpc_id};
 use crate::engine::found::only_one;
 use crate::engine::gone::is_dependency_violation;
-use crate::engine::report::Change;
 use crate::engine::tags::{self, converge_tags};
 use crate::engine::{Ctx, Ec2, Found, Resource, Service, find, kind};
 use crate::error::{Error, Result, aws, required};
@@ -30,18 +29,17 @@ async fn lookup(ctx: &Ctx) -> Result<Option<Found<Igw>>> {
         let out = out.map_err(aws("DescribeInternetGateways", &id))?;
         Ok(out.internet_gateways().first().cloned())
     };
-    let by_tags = || async {
-        let name = ctx.name("igw");
-        let call = ec2
-            .describe_internet_gateways()
-            .set_filters(Some(owned_filters(ctx, Some(&name))));
-        let out = call
-            .send()
-            .await
-            .map_err(aws("DescribeInternetGateways", &name))?;
-        only_one(out.internet_gateways().to_vec(), "internet gateways")
-    };
-    find(ctx, ADDR, SERVICE, by_id, by_tags).await
+    find(ctx, ADDR, SERVICE, by_id, || by_tags(ctx)).await
+}
+
+/// The internet gateway by its name and ownership tags.
+async fn by_tags(ctx: &Ctx) -> Result<Option<Igw>> {
+    let name = ctx.name("igw");
+    let call = ctx.aws.ec2.describe_internet_gateways();
+    let call = call.set_filters(Some(owned_filters(ctx, Some(&name))));
+    let out = call.send().await;
+    let out = out.map_err(aws("DescribeInternetGateways", &name))?;
+    only_one(out.internet_gateways().to_vec(), "internet gateways")
 }
 
 fn attached_vpcs(g: &Igw) -> Vec<String> {
@@ -70,19 +68,19 @@ impl Resource for InternetGateway {
                 if !ctx.would_create(format!("{ADDR} ({name})")) {
                     return Ok(());
                 }
-                let out = ctx
-                    .aws
-                    .ec2
-                    .create_internet_gateway()
-                    .tag_specifications(tag_spec(ctx, ResourceType::InternetGateway, &name))
-                    .send()
-                    .await
-                    .map_err(aws("CreateInternetGateway", &name))?;
-                let id = required(
-                    out.internet_gateway().and_then(|g| g.internet_gateway_id()),
-                    "internet gateway id",
-                )?;
-                (id, Vec::new(), Change::Created)
+                // No idempotency token: see `Ctx::create_once`.
+                let create = || async {
+                    let call = ctx.aws.ec2.create_internet_gateway();
+                    let spec = tag_spec(ctx, ResourceType::InternetGateway, &name);
+                    let out = call.tag_specifications(spec).send().await;
+                    let out = out.map_err(aws("CreateInternetGateway", &name))?;
+                    let g = out.internet_gateway().cloned();
+                    g.ok_or_else(|| Error::Invalid("CreateInternetGateway: no gateway".into()))
+                };
+                let made = ctx.create_once(ADDR, || by_tags(ctx), create).await?;
+                let (g, change) = made.into_parts();
+                let id = required(g.internet_gateway_id(), "internet gateway id")?;
+                (id, attached_vpcs(&g), change)
             }
         };
         ctx.record(ADDR, Record::new(KIND, &id).attr("vpc_id", &vpc))

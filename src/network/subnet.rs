@@ -6,6 +6,7 @@
 
 use super::{DEPENDENCY_WAIT, filter, name_of, owned_filters, tag_pairs, tag_spec, vpc_id};
 use crate::config::AZ_COUNT;
+use crate::engine::found::only_one;
 use crate::engine::found::read_by_id;
 use crate::engine::gone::is_dependency_violation;
 use crate::engine::report::Change;
@@ -103,21 +104,24 @@ async fn ensure_one(
             if !ctx.would_create(format!("{addr} ({name}, {cidr})")) {
                 return Ok(());
             }
-            let out = ctx
-                .aws
-                .ec2
-                .create_subnet()
-                .vpc_id(vpc)
-                .cidr_block(&cidr)
-                .availability_zone(az)
-                .tag_specifications(tag_spec(ctx, ResourceType::Subnet, &name))
-                .send()
-                .await
-                .map_err(aws("CreateSubnet", &name))?;
-            (
-                required(out.subnet().and_then(|s| s.subnet_id()), "subnet id")?,
-                Change::Created,
-            )
+            // CreateSubnet takes no idempotency token: see `Ctx::create_once`.
+            let by_tags = || async {
+                let mut filters = owned_filters(ctx, Some(&name));
+                filters.push(filter("vpc-id", vpc));
+                let call = ctx.aws.ec2.describe_subnets().set_filters(Some(filters));
+                let out = call.send().await.map_err(aws("DescribeSubnets", &name))?;
+                only_one(out.subnets().to_vec(), "subnets")
+            };
+            let create = || async {
+                let call = ctx.aws.ec2.create_subnet().vpc_id(vpc).cidr_block(&cidr);
+                let spec = tag_spec(ctx, ResourceType::Subnet, &name);
+                let call = call.availability_zone(az).tag_specifications(spec);
+                let out = call.send().await.map_err(aws("CreateSubnet", &name))?;
+                let subnet = out.subnet().cloned();
+                subnet.ok_or_else(|| Error::Invalid("CreateSubnet: no subnet".into()))
+            };
+            let (subnet, change) = ctx.create_once(&addr, by_tags, create).await?.into_parts();
+            (required(subnet.subnet_id(), "subnet id")?, change)
         }
     };
     ctx.record(

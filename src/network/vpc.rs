@@ -7,7 +7,6 @@
 use super::{DEPENDENCY_WAIT, owned_filters, tag_pairs, tag_spec};
 use crate::engine::found::only_one;
 use crate::engine::gone::is_dependency_violation;
-use crate::engine::report::Change;
 use crate::engine::tags::{self, converge_tags};
 use crate::engine::{Ctx, Ec2, Found, Resource, Service, find, kind};
 use crate::error::{Error, Result, aws, required};
@@ -33,15 +32,16 @@ async fn lookup(ctx: &Ctx) -> Result<Option<Found<AwsVpc>>> {
             .first()
             .cloned())
     };
-    let by_tags = || async {
-        let name = ctx.name("vpc");
-        let call = ec2
-            .describe_vpcs()
-            .set_filters(Some(owned_filters(ctx, Some(&name))));
-        let out = call.send().await.map_err(aws("DescribeVpcs", &name))?;
-        only_one(out.vpcs().to_vec(), "VPCs")
-    };
-    find(ctx, ADDR, SERVICE, by_id, by_tags).await
+    find(ctx, ADDR, SERVICE, by_id, || by_tags(ctx)).await
+}
+
+/// The VPC by its name and ownership tags.
+async fn by_tags(ctx: &Ctx) -> Result<Option<AwsVpc>> {
+    let name = ctx.name("vpc");
+    let call = ctx.aws.ec2.describe_vpcs();
+    let call = call.set_filters(Some(owned_filters(ctx, Some(&name))));
+    let out = call.send().await.map_err(aws("DescribeVpcs", &name))?;
+    only_one(out.vpcs().to_vec(), "VPCs")
 }
 
 async fn dns_attribute(ctx: &Ctx, id: &str, attr: &VpcAttributeName) -> Result<bool> {
@@ -110,14 +110,20 @@ impl Resource for Vpc {
                 if !ctx.would_create(format!("{ADDR} ({name}, {cidr})")) {
                     return Ok(());
                 }
-                let call = ctx.aws.ec2.create_vpc().cidr_block(&cidr);
-                let out = call
-                    .tag_specifications(tag_spec(ctx, ResourceType::Vpc, &name))
-                    .send()
-                    .await
-                    .map_err(aws("CreateVpc", &name))?;
-                let id = required(out.vpc().and_then(|v| v.vpc_id()), "VPC id")?;
-                (id, Change::Created)
+                // CreateVpc takes no idempotency token: see `Ctx::create_once`.
+                let create = || async {
+                    let call = ctx.aws.ec2.create_vpc().cidr_block(&cidr);
+                    let call = call.tag_specifications(tag_spec(ctx, ResourceType::Vpc, &name));
+                    let out = call.send().await.map_err(aws("CreateVpc", &name))?;
+                    out.vpc()
+                        .cloned()
+                        .ok_or_else(|| Error::Invalid("CreateVpc: no VPC".into()))
+                };
+                let (vpc, change) = ctx
+                    .create_once(ADDR, || by_tags(ctx), create)
+                    .await?
+                    .into_parts();
+                (required(vpc.vpc_id(), "VPC id")?, change)
             }
         };
         ctx.record(ADDR, Record::new(KIND, &id).attr("cidr", &cidr))

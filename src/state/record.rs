@@ -56,6 +56,11 @@ pub struct State {
     pub production: bool,
     #[serde(default)]
     pub resources: BTreeMap<String, Record>,
+    /// Creates under way, by address, with when the intent was written (RFC 3339): a
+    /// resource whose create call AWS gives no idempotency token is announced here before
+    /// the call, and the record replaces the intent (see `Ctx::create_once`).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub intents: BTreeMap<String, String>,
 }
 
 impl State {
@@ -69,6 +74,7 @@ impl State {
             account_id: account_id.to_string(),
             production: false,
             resources: BTreeMap::new(),
+            intents: BTreeMap::new(),
         }
     }
 

@@ -139,14 +139,19 @@ impl StateStore {
         .await
     }
 
-    /// Records (or replaces) a resource and writes the state when anything changed.
+    /// Records (or replaces) a resource, which ends an intent to create it, and writes
+    /// the state when anything changed.
     pub async fn put(&self, addr: &str, record: Record) -> Result<(), StateError> {
-        if self.memory().resources.get(addr) == Some(&record) {
-            return Ok(());
+        {
+            let s = self.memory();
+            if s.resources.get(addr) == Some(&record) && !s.intents.contains_key(addr) {
+                return Ok(());
+            }
         }
         self.update(|s| {
+            let intent = s.intents.remove(addr).is_some();
             if s.resources.get(addr) == Some(&record) {
-                return false;
+                return intent;
             }
             s.resources.insert(addr.to_string(), record);
             true
@@ -154,12 +159,39 @@ impl StateStore {
         .await
     }
 
-    /// Forgets a resource (it is gone) and writes the state.
+    /// Forgets a resource (it is gone), and any intent to create it, and writes the state.
     pub async fn remove(&self, addr: &str) -> Result<(), StateError> {
-        if !self.memory().resources.contains_key(addr) {
+        {
+            let s = self.memory();
+            if !s.resources.contains_key(addr) && !s.intents.contains_key(addr) {
+                return Ok(());
+            }
+        }
+        self.update(|s| s.resources.remove(addr).is_some() | s.intents.remove(addr).is_some())
+            .await
+    }
+
+    /// When an intent to create what `addr` records was written, if one is pending.
+    pub fn intent(&self, addr: &str) -> Option<String> {
+        self.memory().intents.get(addr).cloned()
+    }
+
+    /// Writes an intent to create what `addr` records, before the create call.
+    pub async fn put_intent(&self, addr: &str) -> Result<(), StateError> {
+        let at = chrono::Utc::now().to_rfc3339();
+        self.update(|s| {
+            s.intents.insert(addr.to_string(), at);
+            true
+        })
+        .await
+    }
+
+    /// Drops the intent for `addr` (its create was refused: nothing was made).
+    pub async fn clear_intent(&self, addr: &str) -> Result<(), StateError> {
+        if self.intent(addr).is_none() {
             return Ok(());
         }
-        self.update(|s| s.resources.remove(addr).is_some()).await
+        self.update(|s| s.intents.remove(addr).is_some()).await
     }
 
     /// Applies `change` (which answers whether it changed anything) and, if it did,

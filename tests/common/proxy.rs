@@ -94,6 +94,21 @@ pub struct RateLimit {
     pub burst: f64,
 }
 
+/// EC2's eventual consistency ("Eventual consistency in the Amazon EC2 API",
+/// <https://docs.aws.amazon.com/ec2/latest/devguide/eventual-consistency.html>): for
+/// `window` after a successful `create` (e.g. `CreateVpc`), the new resource — its id is
+/// read from the answer's `<id_tag>` — is unknown to `list` by id (`not_found`) and left
+/// out of `list`'s other answers (the `<set_tag>` items that carry it).
+#[derive(Clone, Debug)]
+pub struct Lag {
+    pub create: String,
+    pub list: String,
+    pub id_tag: String,
+    pub set_tag: String,
+    pub not_found: String,
+    pub window: Duration,
+}
+
 /// An EC2 error (`<Response><Errors>…`), status 400.
 pub fn ec2_error(code: &str, message: &str) -> Fault {
     let body = format!(
@@ -190,6 +205,11 @@ struct Shared {
     throttled: usize,
     /// Lambda's network interfaces, when modelled (see [`lambda_enis`]).
     enis: Option<LambdaEnis>,
+    lags: Vec<Lag>,
+    /// (rule, id, created at) of the resources still lagging.
+    lagging: Vec<(usize, String, Instant)>,
+    /// Answers a [`Lag`] changed (a NotFound, or an item left out).
+    lag_hidden: usize,
 }
 
 /// Whether a request changes something: anything but a read. Reads are the `Describe*`,
@@ -350,6 +370,16 @@ impl Proxy {
     pub fn lambda_enis(&self) -> usize {
         let s = self.shared.lock().unwrap();
         s.enis.as_ref().map_or(0, |m| m.enis.len())
+    }
+
+    /// Adds a [`Lag`] rule.
+    pub fn lag(&self, rule: Lag) {
+        self.shared.lock().unwrap().lags.push(rule);
+    }
+
+    /// How many answers a [`Lag`] rule changed.
+    pub fn lag_hidden(&self) -> usize {
+        self.shared.lock().unwrap().lag_hidden
     }
 
     /// How many requests the rate limit refused.
@@ -604,6 +634,113 @@ async fn lambda_enis_after(
     payload
 }
 
+/// The ids still lagging for the [`Lag`] rules of list operation `op`, with their rule.
+fn lagging_for(s: &Shared, op: &str) -> Vec<(Lag, String)> {
+    let now = Instant::now();
+    s.lagging
+        .iter()
+        .filter(|(rule, _, at)| {
+            let r = &s.lags[*rule];
+            r.list == op && now.duration_since(*at) < r.window
+        })
+        .map(|(rule, id, _)| (s.lags[*rule].clone(), id.clone()))
+        .collect()
+}
+
+/// NotFound for a describe by id of a resource that is still lagging.
+fn lag_not_found(req: &Request, op: &str, shared: &Mutex<Shared>) -> Option<Response> {
+    let mut s = shared.lock().unwrap();
+    let body = String::from_utf8_lossy(&req.body).to_string();
+    let (rule, id) = lagging_for(&s, op)
+        .into_iter()
+        .find(|(_, id)| body.split('&').any(|p| p.ends_with(&format!("={id}"))))?;
+    s.lag_hidden += 1;
+    let f = ec2_error(&rule.not_found, &format!("The id '{id}' does not exist"));
+    Some(closing(f.status, &f.headers, f.body))
+}
+
+/// After a successful answer: a create starts its resource's lag; a list leaves out the
+/// items of the resources still lagging.
+fn lag_after(op: &str, payload: Vec<u8>, shared: &Mutex<Shared>) -> Vec<u8> {
+    let mut s = shared.lock().unwrap();
+    let text = String::from_utf8_lossy(&payload).to_string();
+    let now = Instant::now();
+    let created: Vec<(usize, String)> = s
+        .lags
+        .iter()
+        .enumerate()
+        .filter(|(_, r)| r.create == op)
+        .filter_map(|(i, r)| {
+            let open = format!("<{}>", r.id_tag);
+            let id = text.split(&open).nth(1)?.split('<').next()?.to_string();
+            Some((i, id))
+        })
+        .collect();
+    for (i, id) in created {
+        s.lagging.push((i, id, now));
+    }
+    let hide = lagging_for(&s, op);
+    if hide.is_empty() {
+        return payload;
+    }
+    let mut out = text;
+    for (rule, id) in hide {
+        let marker = format!("<{0}>{id}</{0}>", rule.id_tag);
+        let (dropped, kept) = drop_items(&out, &rule.set_tag, &marker);
+        if dropped > 0 {
+            s.lag_hidden += 1;
+            out = kept;
+        }
+    }
+    out.into_bytes()
+}
+
+/// `xml` without the top-level `<item>`s of `<set_tag>` that contain `marker` (items
+/// nest: depth is counted); how many were dropped.
+fn drop_items(xml: &str, set_tag: &str, marker: &str) -> (usize, String) {
+    let (open, close) = (format!("<{set_tag}>"), format!("</{set_tag}>"));
+    let (Some(start), Some(end)) = (xml.find(&open), xml.rfind(&close)) else {
+        return (0, xml.to_string());
+    };
+    let inner = &xml[start + open.len()..end];
+    let mut kept = String::new();
+    let mut dropped = 0;
+    let mut rest = inner;
+    while let Some(at) = rest.find("<item>") {
+        kept.push_str(&rest[..at]);
+        let mut depth = 0;
+        let mut i = at;
+        let item_end = loop {
+            let next_open = rest[i..].find("<item>").map(|n| i + n);
+            let next_close = rest[i..].find("</item>").map(|n| i + n);
+            match (next_open, next_close) {
+                (Some(o), Some(c)) if o < c => {
+                    depth += 1;
+                    i = o + "<item>".len();
+                }
+                (_, Some(c)) => {
+                    depth -= 1;
+                    i = c + "</item>".len();
+                    if depth == 0 {
+                        break i;
+                    }
+                }
+                _ => break rest.len(),
+            }
+        };
+        let item = &rest[at..item_end];
+        if item.contains(marker) {
+            dropped += 1;
+        } else {
+            kept.push_str(item);
+        }
+        rest = &rest[item_end..];
+    }
+    kept.push_str(rest);
+    let out = format!("{}{open}{kept}{}", &xml[..start], &xml[end..]);
+    (dropped, out)
+}
+
 /// The fault of an [`After`] rule whose window is open for `op`, counted.
 fn after_fault(s: &mut Shared, op: &str) -> Option<Fault> {
     let now = Instant::now();
@@ -709,6 +846,9 @@ async fn serve(
     if let Some(refused) = lambda_enis_before(&req, &op, upstream, client, shared).await {
         return refused;
     }
+    if let Some(unknown) = lag_not_found(&req, &op, shared) {
+        return unknown;
+    }
     let model = shared.lock().unwrap().backup.clone();
     let modelled = match model {
         Some(model) if service(&req) == "backup" => {
@@ -735,6 +875,7 @@ async fn serve(
     trigger_afters(shared, &op, status);
     if status < 300 {
         payload = lambda_enis_after(&req, &op, payload, upstream, client, shared).await;
+        payload = lag_after(&op, payload, shared);
     }
     if let Some(n) = ordinal {
         let mut s = shared.lock().unwrap();
