@@ -219,32 +219,46 @@ async fn create(ctx: &Ctx, name: &str) -> Result<WebAcl> {
         .map_err(build_error)
 }
 
+/// Runs `change` with the web ACL's current lock token, again with a fresh one while WAF
+/// answers that another writer got in between; `what` names it in the logs.
+async fn with_lock_token<F, Fut>(
+    ctx: &Ctx,
+    what: &str,
+    name: &str,
+    id: &str,
+    change: F,
+) -> Result<()>
+where
+    F: Fn(String) -> Fut,
+    Fut: std::future::Future<Output = Result<()>>,
+{
+    retry_while(what, SETTLE, lock_conflict, || async {
+        change(lock_token(ctx, name, id).await?).await
+    })
+    .await
+}
+
 /// Puts payctl's rules and default action back (one `UpdateWebACL`).
 async fn update(ctx: &Ctx, name: &str, id: &str) -> Result<()> {
-    retry_while(
-        &format!("updating web ACL {name}"),
-        SETTLE,
-        lock_conflict,
-        || async {
-            let token = lock_token(ctx, name, id).await?;
-            let call = ctx
-                .aws
-                .wafv2
-                .update_web_acl()
-                .name(name)
-                .id(id)
-                .scope(SCOPE);
-            let call = call
-                .lock_token(token)
-                .default_action(allow_all())
-                .set_rules(Some(rules(ctx)?))
-                .visibility_config(visibility(name)?);
-            call.send()
-                .await
-                .map_err(aws("UpdateWebACL", name))
-                .map(drop)
-        },
-    )
+    let what = format!("updating web ACL {name}");
+    with_lock_token(ctx, &what, name, id, |token| async move {
+        let call = ctx
+            .aws
+            .wafv2
+            .update_web_acl()
+            .name(name)
+            .id(id)
+            .scope(SCOPE);
+        let call = call
+            .lock_token(token)
+            .default_action(allow_all())
+            .set_rules(Some(rules(ctx)?))
+            .visibility_config(visibility(name)?);
+        call.send()
+            .await
+            .map_err(aws("UpdateWebACL", name))
+            .map(drop)
+    })
     .await
 }
 
@@ -293,25 +307,19 @@ async fn remove(ctx: &Ctx, acl: &WebAcl) -> Result<()> {
     if let Some(stage) = ctx.state.get(stage::ADDR).and_then(|r| r.arn) {
         disassociate(ctx, arn, &stage).await?;
     }
-    let delete = || async {
-        retry_while(
-            &format!("deleting web ACL {name}"),
-            SETTLE,
-            lock_conflict,
-            || async {
-                let token = lock_token(ctx, name, id).await?;
-                let call = ctx
-                    .aws
-                    .wafv2
-                    .delete_web_acl()
-                    .name(name)
-                    .id(id)
-                    .scope(SCOPE);
-                let out = call.lock_token(token).send().await;
-                out.map_err(aws("DeleteWebACL", name)).map(drop)
-            },
-        )
-        .await
+    let what = format!("deleting web ACL {name}");
+    let delete = || {
+        with_lock_token(ctx, &what, name, id, |token| async move {
+            let call = ctx
+                .aws
+                .wafv2
+                .delete_web_acl()
+                .name(name)
+                .id(id)
+                .scope(SCOPE);
+            let out = call.lock_token(token).send().await;
+            out.map_err(aws("DeleteWebACL", name)).map(drop)
+        })
     };
     ctx.delete_and_forget(ADDR, arn, SERVICE, delete).await
 }
