@@ -13,8 +13,24 @@ use serde_json::Value;
 #[tokio::test]
 async fn prod_comes_up_with_all_seven_outputs_and_down_leaves_only_the_kept_data() {
     let stack = Stack::new("prod");
-    let up = stack.must(&["up"]);
+    let timings = stack.state_dir.path().join("up.timings.json");
+    let up = stack.must(&["up", "--timings", &timings.to_string_lossy()]);
     let sdk = stack.sdk().await;
+    // `--timings` counts each kind's requests by operation: the VPC kind made the VPC
+    // once, the function kind the three functions, and nothing is counted twice.
+    let t: Value = serde_json::from_str(&std::fs::read_to_string(&timings).unwrap()).unwrap();
+    let requests = |kind: &str| -> Value {
+        let kinds = t["kinds"].as_array().unwrap();
+        let k = kinds.iter().find(|k| k["kind"] == kind).unwrap();
+        k["requests"].clone()
+    };
+    assert_eq!(requests("ec2_vpc")["CreateVpc"], 1, "{t}");
+    assert_eq!(requests("lambda_function")["CreateFunction"], 3, "{t}");
+    assert!(
+        requests("lambda_function").get("CreateVpc").is_none(),
+        "{t}"
+    );
+    assert!(t["requests_outside_kinds"].is_object(), "{t}");
 
     let run = stack.must(&["outputs", "--json"]);
     let outputs: Value = serde_json::from_str(&run.stdout).unwrap();

@@ -8,6 +8,7 @@
 //! call; payctl's own bounded waiters (`waiter.rs`) handle eventual consistency.
 
 pub mod emulator;
+pub mod tally;
 
 use crate::error::{Error, Result, aws};
 use aws_config::meta::region::RegionProviderChain;
@@ -40,7 +41,7 @@ pub struct Clients {
 /// A client of service `$krate`, with the [`ReadOnly`] guard when `$guard` holds.
 macro_rules! client {
     ($krate:ident, $config:expr, $guard:expr) => {{
-        let mut builder = $krate::config::Builder::from($config);
+        let mut builder = $krate::config::Builder::from($config).interceptor(tally::Count);
         if $guard {
             builder = builder.interceptor(ReadOnly);
         }
@@ -61,7 +62,7 @@ impl Clients {
     }
 
     fn build(config: &SdkConfig, account_id: &str, read_only: bool) -> Self {
-        let mut s3 = s3_config(config, account_id);
+        let mut s3 = s3_config(config, account_id).interceptor(tally::Count);
         if read_only {
             s3 = s3.interceptor(ReadOnly);
         }

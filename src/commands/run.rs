@@ -21,6 +21,7 @@ pub(super) fn write_timings(
         "setup_ms": setup.as_millis(),
         "total_ms": started.elapsed().as_millis(),
         "kinds": outcome.timings,
+        "requests_outside_kinds": crate::aws::tally::outside(),
     });
     if let Err(e) = std::fs::write(path, body.to_string()) {
         tracing::warn!("could not write the timings to {}: {e}", path.display());

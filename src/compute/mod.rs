@@ -65,7 +65,7 @@ pub fn layer() -> Layer {
         resources: vec![
             Arc::new(log_group::LogGroups),
             Arc::new(role::Roles),
-            Arc::new(function::Functions),
+            Arc::new(function::Functions::default()),
             Arc::new(event_source::EventSources),
         ],
     }

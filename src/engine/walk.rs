@@ -12,7 +12,7 @@ use super::report::Change;
 use super::{Ctx, Layer, Resource};
 use crate::error::Error;
 use crate::state::{Record, StateError};
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 use tokio::task::JoinSet;
 
@@ -43,6 +43,8 @@ pub struct Timing {
     pub ok: bool,
     /// Started before what it waits for had finished (see `Walk::may_speculate`).
     pub early: bool,
+    /// The requests it sent, by operation (retries included).
+    pub requests: BTreeMap<String, u32>,
 }
 
 impl Outcome {
@@ -96,6 +98,7 @@ pub async fn walk(ctx: Arc<Ctx>, layers: &[Layer], direction: Direction) -> Outc
     };
     let mut running = JoinSet::new();
     let mut task_kind = HashMap::new();
+    let mut tallies: HashMap<&'static str, Arc<crate::aws::tally::Tally>> = HashMap::new();
     let mut halted = false;
     let walk_start = std::time::Instant::now();
     loop {
@@ -147,7 +150,8 @@ pub async fn walk(ctx: Arc<Ctx>, layers: &[Layer], direction: Direction) -> Outc
                 };
                 crate::progress::start(kind, verb);
                 let (r, ctx) = (r.clone(), ctx.clone());
-                let handle = running.spawn(async move {
+                let tally = tallies.entry(kind).or_default().clone();
+                let handle = running.spawn(crate::aws::tally::counted(tally, async move {
                     let result = match direction {
                         Direction::Up => r.ensure(&ctx).await,
                         Direction::Down => r.delete(&ctx).await,
@@ -159,7 +163,7 @@ pub async fn walk(ctx: Arc<Ctx>, layers: &[Layer], direction: Direction) -> Outc
                         err => err,
                     };
                     (kind, result)
-                });
+                }));
                 task_kind.insert(handle.id(), kind);
             }
         }
@@ -189,6 +193,7 @@ pub async fn walk(ctx: Arc<Ctx>, layers: &[Layer], direction: Direction) -> Outc
             end_ms: walk_start.elapsed().as_millis(),
             ok: result.is_ok(),
             early: w.started.get(kind).copied().unwrap_or(false),
+            requests: tallies.get(kind).map(|t| t.snapshot()).unwrap_or_default(),
         });
         let ok = result.is_ok();
         crate::progress::finish(kind, ok);

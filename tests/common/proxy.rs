@@ -109,6 +109,21 @@ pub struct Lag {
     pub window: Duration,
 }
 
+/// For `window` after moto answered an operation starting with `trigger` with success,
+/// answers to `operation` are its last successful answer that contained `from` (kept from
+/// before the trigger), with `from` written `to`: a resource AWS takes minutes to delete
+/// and moto deletes at once, e.g. an RDS instance that reads `deleting` while its final
+/// snapshot is taken
+/// (<https://docs.aws.amazon.com/AmazonRDS/latest/UserGuide/USER_DeleteInstance.html>).
+#[derive(Clone, Debug)]
+pub struct Linger {
+    pub trigger: String,
+    pub operation: String,
+    pub from: String,
+    pub to: String,
+    pub window: Duration,
+}
+
 /// An EC2 error (`<Response><Errors>…`), status 400.
 pub fn ec2_error(code: &str, message: &str) -> Fault {
     let body = format!(
@@ -210,6 +225,12 @@ struct Shared {
     lagging: Vec<(usize, String, Instant)>,
     /// Answers a [`Lag`] changed (a NotFound, or an item left out).
     lag_hidden: usize,
+    lingers: Vec<Linger>,
+    /// By [`Linger`] rule: the answer kept, and when the trigger last succeeded.
+    linger_kept: BTreeMap<usize, Vec<u8>>,
+    linger_at: BTreeMap<usize, Instant>,
+    /// Answers a [`Linger`] rule gave.
+    lingered: usize,
 }
 
 /// Whether a request changes something: anything but a read. Reads are the `Describe*`,
@@ -378,6 +399,15 @@ impl Proxy {
     }
 
     /// How many answers a [`Lag`] rule changed.
+    pub fn linger(&self, rule: Linger) {
+        self.shared.lock().unwrap().lingers.push(rule);
+    }
+
+    /// How many answers the [`Linger`] rules gave.
+    pub fn lingered(&self) -> usize {
+        self.shared.lock().unwrap().lingered
+    }
+
     pub fn lag_hidden(&self) -> usize {
         self.shared.lock().unwrap().lag_hidden
     }
@@ -755,6 +785,37 @@ fn after_fault(s: &mut Shared, op: &str) -> Option<Fault> {
     Some(fault)
 }
 
+/// The answer to `op` after the [`Linger`] rules: a kept answer while a rule's window is
+/// open; otherwise moto's, kept when it contains a rule's `from`.
+fn linger(shared: &Mutex<Shared>, op: &str, status: u16, payload: Vec<u8>) -> (u16, Vec<u8>) {
+    let mut s = shared.lock().unwrap();
+    let now = Instant::now();
+    for i in 0..s.lingers.len() {
+        if status < 300 && op.starts_with(&s.lingers[i].trigger) {
+            s.linger_at.insert(i, now);
+        }
+    }
+    for i in 0..s.lingers.len() {
+        let rule = s.lingers[i].clone();
+        if !op.starts_with(&rule.operation) {
+            continue;
+        }
+        let open = s
+            .linger_at
+            .get(&i)
+            .is_some_and(|at| now.duration_since(*at) < rule.window);
+        if open && let Some(kept) = s.linger_kept.get(&i) {
+            let text = String::from_utf8_lossy(kept).replace(&rule.from, &rule.to);
+            s.lingered += 1;
+            return (200, text.into_bytes());
+        }
+        if !open && status < 300 && String::from_utf8_lossy(&payload).contains(&rule.from) {
+            s.linger_kept.insert(i, payload.clone());
+        }
+    }
+    (status, payload)
+}
+
 /// Opens the window of every [`After`] rule that `op`, answered with `status`, triggers.
 fn trigger_afters(shared: &Mutex<Shared>, op: &str, status: u16) {
     if status >= 300 {
@@ -877,6 +938,7 @@ async fn serve(
         payload = lambda_enis_after(&req, &op, payload, upstream, client, shared).await;
         payload = lag_after(&op, payload, shared);
     }
+    let (status, mut payload) = linger(shared, &op, status, payload);
     if let Some(n) = ordinal {
         let mut s = shared.lock().unwrap();
         let before = s.triggers.len();

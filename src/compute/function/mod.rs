@@ -32,12 +32,31 @@ use aws_sdk_lambda::types::{
 use desired::{HANDLER, vpc_config};
 use futures::future::join_all;
 use std::collections::HashMap;
+use std::sync::Arc;
 
 pub const KIND: &str = "lambda_function";
 const SERVICE: Service = Service::Lambda;
 const SETTLE: Wait = Wait::minutes(10);
 
-pub struct Functions;
+/// The kind; it keeps the packages the pre-flight check read, so each is read and
+/// hashed once per run, and what is uploaded is what was checked.
+#[derive(Default)]
+pub struct Functions {
+    packages: std::sync::Mutex<HashMap<&'static str, Arc<Package>>>,
+}
+
+impl Functions {
+    fn package(&self, ctx: &Ctx, key: &'static str) -> Result<Arc<Package>> {
+        if let Some(p) = self.packages.lock().ok().and_then(|m| m.get(key).cloned()) {
+            return Ok(p);
+        }
+        let p = Arc::new(package::load(&ctx.options.packages, key)?);
+        if let Ok(mut m) = self.packages.lock() {
+            m.insert(key, p.clone());
+        }
+        Ok(p)
+    }
+}
 
 pub fn address(key: &str) -> String {
     format!("{KIND}.{key}")
@@ -260,10 +279,9 @@ async fn converge_settings(
     Ok(changed)
 }
 
-async fn ensure_one(ctx: &Ctx, spec: &FunctionSpec) -> Result<()> {
+async fn ensure_one(ctx: &Ctx, spec: &FunctionSpec, pkg: &Package) -> Result<()> {
     let name = function_name(ctx, spec.key);
     let addr = address(spec.key);
-    let pkg = package::load(&ctx.options.packages, spec.key)?;
     let want = desired(ctx, spec)?;
     let (deployed, change) = match lookup(ctx, &addr, &name).await? {
         Some(found) => {
@@ -277,7 +295,7 @@ async fn ensure_one(ctx: &Ctx, spec: &FunctionSpec) -> Result<()> {
             if !ctx.would_create(format!("{addr} {name}")) {
                 return Ok(());
             }
-            create(ctx, &name, &want, &pkg).await?;
+            create(ctx, &name, &want, pkg).await?;
             (None, Change::Created)
         }
     };
@@ -289,7 +307,7 @@ async fn ensure_one(ctx: &Ctx, spec: &FunctionSpec) -> Result<()> {
     let arn = required(current.function_arn(), "function ARN")?;
     ctx.record(&addr, Record::new(KIND, &name).arn(&arn))
         .await?;
-    let changed = converge_settings(ctx, &addr, &name, current, reserved, &want, &pkg).await?;
+    let changed = converge_settings(ctx, &addr, &name, current, reserved, &want, pkg).await?;
     let record = Record::new(KIND, &name).arn(&arn);
     let record = record.attr("code_sha256", &pkg.sha256);
     let record = record.attr("architecture", pkg.architecture.as_str());
@@ -365,13 +383,17 @@ impl Resource for Functions {
 
     async fn preflight_ensure(&self, ctx: &Ctx) -> Result<()> {
         for spec in &FUNCTIONS {
-            package::load(&ctx.options.packages, spec.key)?;
+            self.package(ctx, spec.key)?;
         }
         super::support::concurrency::check(ctx).await
     }
 
     async fn ensure(&self, ctx: &Ctx) -> Result<()> {
-        all_ok(join_all(FUNCTIONS.iter().map(|f| ensure_one(ctx, f))).await)
+        let mut each = Vec::new();
+        for spec in &FUNCTIONS {
+            each.push((spec, self.package(ctx, spec.key)?));
+        }
+        all_ok(join_all(each.iter().map(|(f, p)| ensure_one(ctx, f, p))).await)
     }
 
     async fn delete(&self, ctx: &Ctx) -> Result<()> {
