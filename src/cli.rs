@@ -238,6 +238,18 @@ pub enum Command {
         #[command(flatten)]
         common: Common,
     },
+    /// Point each function's alias `live` back at its previous version.
+    #[command(
+        long_about = "Point the alias `live` of every function (or of --function) back at the version it was on before the last release, as the state file records it: nothing is built, uploaded or published, and the change takes effect for the next invocation. A function whose canary is still weighted (a run was killed during its bake) goes back wholly to its primary version. The version rolled back from is remembered: `up` does not release it again until its package changes, and a second `rollback` rolls forward to it.",
+        after_help = "Examples:\n  payctl rollback --env prod\n  payctl rollback --env prod --function processor"
+    )]
+    Rollback {
+        #[command(flatten)]
+        common: Common,
+        /// Only this function: validator, processor or audit-logger.
+        #[arg(long, value_name = "NAME")]
+        function: Option<String>,
+    },
     /// Copy the state between the local directory and S3 (`pull`, `push`).
     #[command(
         subcommand,

@@ -69,7 +69,25 @@ pub struct Settings {
     /// before WAF blocks it (30000 in production, a fifth of the stage's rate; 3000
     /// elsewhere).
     pub waf_rate_limit: i64,
+    /// How a new version of a function goes live (see `compute::alias`).
+    pub rollout: RolloutSettings,
 }
+
+/// How a function's new version reaches its alias `live`: in production through a canary
+/// (`canary_percent` of the traffic for `bake`, rolled back when the version's errors or
+/// throttles exceed the maxima or the function's error alarm fires); elsewhere at once
+/// (`canary_percent` 0). After a promotion, `versions_kept` versions are kept.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RolloutSettings {
+    pub canary_percent: f64,
+    pub bake: std::time::Duration,
+    pub max_errors: f64,
+    pub max_throttles: f64,
+    pub versions_kept: usize,
+}
+
+/// The shares of traffic a canary may take (`AdditionalVersionWeights` takes 0 to 1).
+pub const CANARY_PERCENTS: std::ops::RangeInclusive<f64> = 1.0..=50.0;
 
 /// The limits WAF accepts for a rate-based rule (`RateBasedStatement.Limit`,
 /// <https://docs.aws.amazon.com/waf/latest/APIReference/API_RateBasedStatement.html>).
@@ -150,6 +168,13 @@ impl Settings {
             log_retention_days: if production { 365 } else { 90 },
             waf: production,
             waf_rate_limit: if production { 30_000 } else { 3_000 },
+            rollout: RolloutSettings {
+                canary_percent: if production { 10.0 } else { 0.0 },
+                bake: std::time::Duration::from_secs(600),
+                max_errors: 0.0,
+                max_throttles: 0.0,
+                versions_kept: 5,
+            },
         }
     }
 }
@@ -184,6 +209,13 @@ pub struct Overrides {
     pub log_retention_days: Option<i64>,
     pub waf: Option<bool>,
     pub waf_rate_limit: Option<i64>,
+    /// Production: the canary's share in percent (1 to 50). Elsewhere 0 (at once) or
+    /// a canary like production's.
+    pub canary_percent: Option<f64>,
+    pub canary_bake_seconds: Option<i64>,
+    pub canary_max_errors: Option<i64>,
+    pub canary_max_throttles: Option<i64>,
+    pub versions_kept: Option<i64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -417,8 +449,61 @@ fn apply(s: &mut Settings, o: &Overrides, table: &str) -> Result<()> {
         }
         s.waf_rate_limit = limit;
     }
+    apply_rollout(&mut s.rollout, o, table, s.production)?;
     if let Some(owner) = &o.state_bucket_owner {
         s.state_bucket_owner = Some(account_id(owner, &format!("{table} state_bucket_owner"))?);
+    }
+    Ok(())
+}
+
+fn apply_rollout(
+    r: &mut RolloutSettings,
+    o: &Overrides,
+    table: &str,
+    production: bool,
+) -> Result<()> {
+    if let Some(p) = o.canary_percent {
+        let at_once = p == 0.0 && !production;
+        if !(at_once || CANARY_PERCENTS.contains(&p)) {
+            let zero = if production { "" } else { "0 (at once) or " };
+            return Err(Error::Config(format!(
+                "{table} canary_percent = {p} must be {zero}between 1 and 50 (percent of the traffic)"
+            )));
+        }
+        r.canary_percent = p;
+    }
+    if let Some(secs) = o.canary_bake_seconds {
+        if !(1..=86_400).contains(&secs) {
+            return Err(Error::Config(format!(
+                "{table} canary_bake_seconds = {secs} must be between 1 and 86400"
+            )));
+        }
+        r.bake = std::time::Duration::from_secs(secs as u64);
+    }
+    for (key, value, slot) in [
+        ("canary_max_errors", o.canary_max_errors, &mut r.max_errors),
+        (
+            "canary_max_throttles",
+            o.canary_max_throttles,
+            &mut r.max_throttles,
+        ),
+    ] {
+        if let Some(n) = value {
+            if !(0..=1_000_000).contains(&n) {
+                return Err(Error::Config(format!(
+                    "{table} {key} = {n} must be between 0 and 1000000"
+                )));
+            }
+            *slot = n as f64;
+        }
+    }
+    if let Some(n) = o.versions_kept {
+        if !(1..=100).contains(&n) {
+            return Err(Error::Config(format!(
+                "{table} versions_kept = {n} must be between 1 and 100"
+            )));
+        }
+        r.versions_kept = n as usize;
     }
     Ok(())
 }
@@ -436,6 +521,34 @@ pub fn account_id(value: &str, origin: &str) -> Result<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn production_rolls_out_through_a_canary_and_other_envs_at_once_unless_told() {
+        let prod = Settings::builtin("prod").rollout;
+        assert_eq!((prod.canary_percent, prod.bake.as_secs()), (10.0, 600));
+        assert_eq!(Settings::builtin("dev").rollout.canary_percent, 0.0);
+        let file = ConfigFile::parse(
+            "[env.qa]\ncanary_percent = 20\ncanary_bake_seconds = 5\nversions_kept = 2\n[env.prod]\ncanary_percent = 0\n",
+            "payctl.toml",
+        )
+        .unwrap();
+        let qa = file.settings_for("qa").unwrap().rollout;
+        assert_eq!(
+            (qa.canary_percent, qa.bake.as_secs(), qa.versions_kept),
+            (20.0, 5, 2)
+        );
+        let err = file.settings_for("prod").unwrap_err().to_string();
+        assert_eq!(
+            err,
+            "invalid configuration: [env.prod] canary_percent = 0 must be between 1 and 50 (percent of the traffic)"
+        );
+        let bad = ConfigFile::parse("[defaults]\nversions_kept = 0\n", "payctl.toml").unwrap();
+        let err = bad.settings_for("dev").unwrap_err().to_string();
+        assert!(
+            err.contains("versions_kept = 0 must be between 1 and 100"),
+            "{err}"
+        );
+    }
 
     #[test]
     fn the_web_acl_is_on_in_production_only_and_may_be_turned_on_elsewhere() {

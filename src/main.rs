@@ -98,6 +98,9 @@ async fn dispatch(cli: &Cli) -> payctl::error::Result<Option<u8>> {
         }
         Command::Verify { common, json } => payctl::commands::verify(common, *json).await,
         Command::Redrive { common } => payctl::commands::redrive(common).await,
+        Command::Rollback { common, function } => {
+            payctl::commands::rollback(common, function.as_deref()).await
+        }
         Command::Local(payctl::cli::LocalCommand::StartApi {
             common,
             port,

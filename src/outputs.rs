@@ -1,7 +1,8 @@
 //! The stack's outputs, read from the state file: `APIEndpoint`, `VPCId`, `RDSEndpoint`,
 //! `DynamoDBTable`, `S3AuditBucket`, `SQSRetryQueue` and `SNSAlertTopic`, each from the
-//! record that holds it. The API key's value is never in state: `outputs --show-api-key`
-//! reads it from API Gateway.
+//! record that holds it, and `FunctionVersions`, the version each function's alias
+//! `live` is on (`audit-logger=1 processor=4 validator=2`). The API key's value is never
+//! in state: `outputs --show-api-key` reads it from API Gateway.
 
 use crate::state::State;
 use std::collections::BTreeMap;
@@ -22,7 +23,7 @@ const SOURCES: &[(&str, &str, Option<&str>)] = &[
 ];
 
 pub fn collect(state: &State) -> BTreeMap<&'static str, String> {
-    SOURCES
+    let mut out: BTreeMap<&'static str, String> = SOURCES
         .iter()
         .filter_map(|(key, addr, attr)| {
             let rec = state.resources.get(*addr)?;
@@ -31,6 +32,25 @@ pub fn collect(state: &State) -> BTreeMap<&'static str, String> {
                 None => rec.id.clone(),
             };
             Some((*key, value))
+        })
+        .collect();
+    let versions = live_versions(state);
+    if !versions.is_empty() {
+        let text: Vec<String> = versions.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        out.insert("FunctionVersions", text.join(" "));
+    }
+    out
+}
+
+/// The version each function's alias `live` is on, by function key, from state.
+pub fn live_versions(state: &State) -> BTreeMap<String, String> {
+    let prefix = format!("{}.", crate::compute::alias::KIND);
+    state
+        .resources
+        .iter()
+        .filter_map(|(addr, r)| {
+            let key = addr.strip_prefix(&prefix)?;
+            Some((key.to_string(), r.get("version")?.to_string()))
         })
         .collect()
 }
@@ -57,5 +77,14 @@ mod tests {
         let out = collect(&s);
         assert_eq!(out.get("VPCId").map(String::as_str), Some("vpc-123"));
         assert_eq!(table(&out), "VPCId  vpc-123\n");
+        for (key, v) in [("processor", "4"), ("validator", "2")] {
+            let rec = Record::new("lambda_alias", "arn").attr("version", v);
+            s.resources.insert(format!("lambda_alias.{key}"), rec);
+        }
+        let out = collect(&s);
+        assert_eq!(
+            out.get("FunctionVersions").map(String::as_str),
+            Some("processor=4 validator=2")
+        );
     }
 }

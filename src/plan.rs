@@ -11,6 +11,7 @@
 
 use crate::engine::report::{Change, Drift, Report};
 use serde::Serialize;
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -60,6 +61,8 @@ pub struct Plan {
     pub changes: bool,
     pub counts: Counts,
     pub resources: Vec<Step>,
+    /// The version each function's alias `live` is on now, by function.
+    pub function_versions: BTreeMap<String, String>,
 }
 
 impl Plan {
@@ -127,6 +130,7 @@ impl Plan {
             changes: counts.create + counts.update + counts.delete > 0,
             counts,
             resources,
+            function_versions: BTreeMap::new(),
         }
     }
 

@@ -48,6 +48,17 @@ pub fn start(kind: &'static str, verb: &str) {
     }
 }
 
+/// A running kind's status on its live line (e.g. a canary's bake).
+pub fn status(kind: &'static str, message: &str) {
+    let Some(live) = LIVE.get() else {
+        return;
+    };
+    let bars = live.bars.lock().unwrap_or_else(|p| p.into_inner());
+    if let Some(bar) = bars.get(kind) {
+        bar.set_message(message.to_string());
+    }
+}
+
 /// A kind finished: its line stays, with the outcome and the time it took.
 pub fn finish(kind: &'static str, ok: bool) {
     let Some(live) = LIVE.get() else {

@@ -92,26 +92,29 @@ async fn plans_named(c: &Clients, name: &str) -> Vec<aws_sdk_apigateway::types::
     all.into_iter().filter(|p| p.name() == Some(name)).collect()
 }
 
+/// What the API invokes of a function: its alias `live` (never `$LATEST`).
 async fn function_arn(c: &Clients, env: &str, key: &str) -> String {
-    c.lambda
-        .get_function()
+    let alias = c
+        .lambda
+        .get_alias()
         .function_name(format!("payment-{key}-{env}"))
+        .name("live")
         .send()
         .await
-        .unwrap()
-        .configuration()
-        .unwrap()
-        .function_arn()
-        .unwrap()
-        .to_string()
+        .unwrap();
+    let arn = alias.alias_arn().unwrap().to_string();
+    assert!(arn.ends_with(&format!("payment-{key}-{env}:live")), "{arn}");
+    arn
 }
 
-/// (Sid, source ARN) of every statement that lets API Gateway invoke the function.
+/// (Sid, source ARN) of every statement that lets API Gateway invoke the function's
+/// alias `live`.
 async fn api_grants(c: &Clients, env: &str, key: &str) -> BTreeSet<(String, String)> {
     let out = match c
         .lambda
         .get_policy()
         .function_name(format!("payment-{key}-{env}"))
+        .qualifier("live")
         .send()
         .await
     {
@@ -668,6 +671,7 @@ async fn api_settings_key_idempotency_drift_and_teardown() {
     c.lambda
         .remove_permission()
         .function_name("payment-processor-dev")
+        .qualifier("live")
         .statement_id("payctl-apigw-get-status")
         .send()
         .await

@@ -10,7 +10,6 @@ use common::proxy::{Fault, Proxy};
 use common::*;
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::Write;
 use std::path::Path;
 
 const FUNCTIONS: [&str; 3] = ["validator", "processor", "audit-logger"];
@@ -162,30 +161,6 @@ async fn code_hashes(c: &Clients, env: &str) -> BTreeMap<String, String> {
     out
 }
 
-/// A copy of the packages in which one function's zip differs (an extra file beside the
-/// unchanged `bootstrap`).
-fn packages_with_new(function: &str) -> tempfile::TempDir {
-    let dir = tempfile::tempdir().unwrap();
-    for f in FUNCTIONS {
-        let from = packages_dir().join(f).join("bootstrap.zip");
-        std::fs::create_dir_all(dir.path().join(f)).unwrap();
-        let to = dir.path().join(f).join("bootstrap.zip");
-        if f != function {
-            std::fs::copy(&from, &to).unwrap();
-            continue;
-        }
-        let mut src = zip::ZipArchive::new(std::fs::File::open(&from).unwrap()).unwrap();
-        let mut out = zip::ZipWriter::new(std::fs::File::create(&to).unwrap());
-        out.raw_copy_file(src.by_name("bootstrap").unwrap())
-            .unwrap();
-        out.start_file("CHANGED", zip::write::SimpleFileOptions::default())
-            .unwrap();
-        out.write_all(b"a new build\n").unwrap();
-        out.finish().unwrap();
-    }
-    dir
-}
-
 /// Requests that changed a function, role, log group or mapping since `before`, from
 /// the proxy's per-operation counts.
 fn function_writes(proxy: &Proxy, before: &BTreeMap<String, usize>) -> BTreeMap<String, usize> {
@@ -219,6 +194,12 @@ fn function_writes(proxy: &Proxy, before: &BTreeMap<String, usize>) -> BTreeMap<
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn prod_functions_are_deployed_as_specified_and_converge() {
     let stack = Stack::new("prod");
+    // A changed function goes live through a canary; this test's bake is a second.
+    std::fs::write(
+        stack.home.path().join("payctl.toml"),
+        "[env.prod]\ncanary_bake_seconds = 1\n",
+    )
+    .unwrap();
     // Every run goes through one proxy that counts the requests: the emulator puts the
     // endpoint it was reached at into queue URLs, so all runs use the same one.
     let proxy = Proxy::start(&stack.moto.endpoint).await;
@@ -486,10 +467,20 @@ async fn prod_functions_are_deployed_as_specified_and_converge() {
 
     // Event source mappings: stream → audit logger (DLQ on failure), queue → processor.
     let mappings = c.lambda.list_event_source_mappings().send().await.unwrap();
+    // Each invokes its function's alias `live`: AWS keeps the alias ARN the mapping was
+    // created with; moto 5.2.5 stores the ARN of the version the alias pointed at then.
     let by_function: BTreeMap<&str, _> = mappings
         .event_source_mappings()
         .iter()
-        .map(|m| (m.function_arn().unwrap(), m))
+        .map(|m| {
+            let arn = m.function_arn().unwrap();
+            let (function, qualifier) = arn.rsplit_once(':').unwrap();
+            assert!(
+                qualifier == "live" || qualifier.parse::<u32>().is_ok(),
+                "{arn} is not the alias live"
+            );
+            (function, m)
+        })
         .collect();
     assert_eq!(
         by_function.len(),
@@ -549,17 +540,41 @@ async fn prod_functions_are_deployed_as_specified_and_converge() {
     );
     let before = code_hashes(&c, "prod").await;
 
-    // New code for the processor only: one code upload, to the processor.
+    // New code for the processor only: one code upload, to the processor, one version
+    // published, and the alias `live` first weighted (the canary), then promoted.
     let changed = packages_with_new("processor");
     let counts = proxy.counts();
-    up(&[("PAYCTL_PACKAGES", changed.path().to_str().unwrap())]);
+    let run = up(&[("PAYCTL_PACKAGES", changed.path().to_str().unwrap())]);
+    let processor = "/2015-03-31/functions/payment-processor-prod";
     assert_eq!(
         function_writes(&proxy, &counts),
-        BTreeMap::from([(
-            "PUT /2015-03-31/functions/payment-processor-prod/code".to_string(),
-            1
-        )])
+        BTreeMap::from([
+            (format!("PUT {processor}/code"), 1),
+            (format!("POST {processor}/versions"), 1),
+            (format!("PUT {processor}/aliases/live"), 2),
+        ])
     );
+    assert!(run.stderr.contains("canary promoted"), "{}", run.stderr);
+    let live = c
+        .lambda
+        .get_alias()
+        .function_name("payment-processor-prod")
+        .name("live")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(live.function_version(), Some("2"));
+    assert!(
+        live.routing_config()
+            .and_then(|r| r.additional_version_weights())
+            .is_none_or(|w| w.is_empty()),
+        "{live:?}"
+    );
+    let state = stack.state();
+    let rec = &state["resources"]["lambda_alias.processor"];
+    assert_eq!(rec["attrs"]["version"], "2", "{rec}");
+    assert_eq!(rec["attrs"]["previous"], "1", "{rec}");
+    assert!(rec["attrs"].get("canary").is_none(), "{rec}");
     let after = code_hashes(&c, "prod").await;
     assert_eq!(
         after["processor"],

@@ -1,4 +1,4 @@
-//! The whole stack from one `payctl up --env prod`: all seven outputs, and `payctl down`
+//! The whole stack from one `payctl up --env prod`: all the outputs (the seven of the stack and the functions' live versions), and `payctl down`
 //! leaves nothing of the environment in any service, checked with each service's own
 //! list and describe calls (the tagging API misses API Gateway and IAM), but the data a
 //! production teardown keeps (the final database snapshot, a backup of the table, the
@@ -11,7 +11,7 @@ use common::*;
 use serde_json::Value;
 
 #[tokio::test]
-async fn prod_comes_up_with_all_seven_outputs_and_down_leaves_only_the_kept_data() {
+async fn prod_comes_up_with_all_outputs_and_down_leaves_only_the_kept_data() {
     let stack = Stack::new("prod");
     let timings = stack.state_dir.path().join("up.timings.json");
     let up = stack.must(&["up", "--timings", &timings.to_string_lossy()]);
@@ -43,6 +43,7 @@ async fn prod_comes_up_with_all_seven_outputs_and_down_leaves_only_the_kept_data
     let mut want = vec![
         "APIEndpoint",
         "DynamoDBTable",
+        "FunctionVersions",
         "RDSEndpoint",
         "S3AuditBucket",
         "SNSAlertTopic",
@@ -51,6 +52,12 @@ async fn prod_comes_up_with_all_seven_outputs_and_down_leaves_only_the_kept_data
     ];
     want.sort();
     assert_eq!(keys, want, "{}", run.stdout);
+    // Each function's alias `live` is on its first version.
+    assert_eq!(
+        outputs["FunctionVersions"], "audit-logger=1 processor=1 validator=1",
+        "{}",
+        run.stdout
+    );
     let api = aws_sdk_apigateway::Client::new(&sdk);
     let apis = api.get_rest_apis().send().await.unwrap();
     let api_id = apis
@@ -86,7 +93,10 @@ async fn prod_comes_up_with_all_seven_outputs_and_down_leaves_only_the_kept_data
     assert!(outputs["RDSEndpoint"].as_str().unwrap().ends_with(":5432"));
     // `up` prints the same outputs as a table.
     assert!(
-        up.stdout.contains(&format!("SNSAlertTopic  {topic}")),
+        up.stdout.lines().any(|l| {
+            let mut words = l.split_whitespace();
+            words.next() == Some("SNSAlertTopic") && words.next() == Some(topic)
+        }),
         "{}",
         up.stdout
     );

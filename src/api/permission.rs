@@ -3,6 +3,10 @@
 //! `arn:aws:execute-api:<region>:<account>:<api-id>/<stage>/<METHOD>/<path>` (no
 //! wildcards: another stage, method or API of the account cannot invoke the function).
 //!
+//! The statements are on the alias `live` (its own policy, `Qualifier=live`), which is
+//! what API Gateway invokes; statements a stack made before it had aliases, on the
+//! unqualified function, are removed.
+//!
 //! Statements are payctl's by their id (`payctl-apigw-<method>-<path>`): `up` reads the
 //! policy (GetPolicy) and adds a statement only when it is missing or says something else
 //! (then it is removed and added again), and removes payctl statements the API no longer
@@ -11,6 +15,8 @@
 
 use super::support::definition::{ROUTES, Route};
 use super::{api_id, partition, stage_name};
+use crate::aws::emulator;
+use crate::compute::alias::ALIAS;
 use crate::compute::{self, function_name};
 use crate::engine::report::Change;
 use crate::engine::{Ctx, Found, Resource, Service, Via, kind};
@@ -101,13 +107,12 @@ pub fn statement_matches(stmt: &Value, sid: &str, function_arn: &str, source: &s
         && condition_ok
 }
 
-/// The function's policy statements; none when it has no policy (or no function).
-async fn read_policy(ctx: &Ctx, function: &str) -> Result<Vec<Value>> {
-    let out = ctx
-        .aws
-        .lambda
-        .get_policy()
-        .function_name(function)
+/// The policy statements of the function, or of its alias `qualifier`; none when it has
+/// no policy (or no function).
+async fn read_policy(ctx: &Ctx, function: &str, qualifier: Option<&str>) -> Result<Vec<Value>> {
+    let call = ctx.aws.lambda.get_policy().function_name(function);
+    let out = call
+        .set_qualifier(qualifier.map(str::to_string))
         .send()
         .await;
     let out = SERVICE.found(out.map_err(aws("GetPolicy", function)))?;
@@ -115,17 +120,19 @@ async fn read_policy(ctx: &Ctx, function: &str) -> Result<Vec<Value>> {
 }
 
 /// Removes one statement (NotFound is an error for the caller to judge).
-async fn remove(ctx: &Ctx, function: &str, sid: &str) -> Result<()> {
+async fn remove(ctx: &Ctx, function: &str, qualifier: Option<&str>, sid: &str) -> Result<()> {
     let call = ctx.aws.lambda.remove_permission().function_name(function);
+    let call = call.set_qualifier(qualifier.map(str::to_string));
     let out = call.statement_id(sid).send().await;
     out.map_err(aws("RemovePermission", format!("{function} {sid}")))?;
     Ok(())
 }
 
-/// Adds the statement for one method.
+/// Adds the statement for one method, on the alias `live`.
 async fn add(ctx: &Ctx, function: &str, sid: &str, source: &str) -> Result<()> {
     let call = ctx.aws.lambda.add_permission().function_name(function);
     let out = call
+        .qualifier(ALIAS)
         .statement_id(sid)
         .action(ACTION)
         .principal(PRINCIPAL)
@@ -164,7 +171,7 @@ fn lookup<'a>(ctx: &Ctx, have: &'a [Value], route: &Route) -> Option<Found<&'a V
 /// One method's statement: added when missing, replaced when it says something else.
 async fn ensure_route(ctx: &Ctx, have: &[Value], route: &Route, api: &str) -> Result<()> {
     let function = function_name(ctx, route.function);
-    let function_arn = compute::function_arn(ctx, route.function)?;
+    let function_arn = compute::live_arn(ctx, route.function)?;
     let sid = statement_id(route);
     let addr = address(route);
     let source = source_arn(&ctx.region, &ctx.account_id, api, &stage_name(ctx), route);
@@ -179,7 +186,7 @@ async fn ensure_route(ctx: &Ctx, have: &[Value], route: &Route, api: &str) -> Re
                 ctx.report.note(Change::Updated, note);
                 return Ok(());
             }
-            remove(ctx, &function, &sid).await?;
+            remove(ctx, &function, Some(ALIAS), &sid).await?;
             add(ctx, &function, &sid, &source).await?;
             Change::Updated
         }
@@ -209,31 +216,45 @@ fn stale<'a>(have: &'a [Value], key: &str) -> Vec<&'a str> {
     ours.filter(|sid| !routed(sid)).collect()
 }
 
-/// Removes a statement no route has any more (on `plan`: notes it).
-async fn remove_stale(ctx: &Ctx, function: &str, sid: &str) -> Result<()> {
+/// Removes a statement no route has any more, or one on the unqualified function
+/// (`qualifier` None), where payctl no longer puts them (on `plan`: notes it).
+async fn remove_stale(ctx: &Ctx, function: &str, qualifier: Option<&str>, sid: &str) -> Result<()> {
     let what = format!("{KIND} {function} {sid} (stale)");
     if ctx.apply_delete(what.clone()) {
-        SERVICE.found(remove(ctx, function, sid).await)?;
+        SERVICE.found(remove(ctx, function, qualifier, sid).await)?;
         ctx.report.note(Change::Deleted, what);
     }
     Ok(())
 }
 
+/// payctl's statements on the unqualified function (made before the stack had aliases).
+fn unqualified(have: &[Value], alias_arn: &str) -> Vec<String> {
+    let ours = have.iter().filter(|s| {
+        sid_of(s).is_some_and(|sid| sid.starts_with(SID_PREFIX))
+            && !emulator::on_alias(s.get("Resource"), alias_arn)
+    });
+    ours.filter_map(|s| sid_of(s).map(str::to_string)).collect()
+}
+
 async fn ensure_function(ctx: &Ctx, key: &str, api: &str) -> Result<()> {
     let function = function_name(ctx, key);
-    let have = read_policy(ctx, &function).await?;
+    let alias_arn = compute::live_arn(ctx, key)?;
+    for sid in unqualified(&read_policy(ctx, &function, None).await?, &alias_arn) {
+        remove_stale(ctx, &function, None, &sid).await?;
+    }
+    let have = read_policy(ctx, &function, Some(ALIAS)).await?;
     for route in ROUTES.iter().filter(|r| r.function == key) {
         ensure_route(ctx, &have, route, api).await?;
     }
     for sid in stale(&have, key) {
-        remove_stale(ctx, &function, sid).await?;
+        remove_stale(ctx, &function, Some(ALIAS), sid).await?;
     }
     Ok(())
 }
 
 async fn delete_function(ctx: &Ctx, key: &str) -> Result<()> {
     let function = function_name(ctx, key);
-    let have = read_policy(ctx, &function).await?;
+    let have = read_policy(ctx, &function, Some(ALIAS)).await?;
     for route in ROUTES.iter().filter(|r| r.function == key) {
         let addr = address(route);
         if lookup(ctx, &have, route).is_none() {
@@ -241,12 +262,12 @@ async fn delete_function(ctx: &Ctx, key: &str) -> Result<()> {
             continue;
         }
         let sid = statement_id(route);
-        let delete = async || remove(ctx, &function, &sid).await;
+        let delete = async || remove(ctx, &function, Some(ALIAS), &sid).await;
         let id = format!("{function} {sid}");
         ctx.delete_and_forget(&addr, &id, SERVICE, delete).await?;
     }
     for sid in stale(&have, key) {
-        SERVICE.found(remove(ctx, &function, sid).await)?;
+        SERVICE.found(remove(ctx, &function, Some(ALIAS), sid).await)?;
         ctx.report
             .note(Change::Deleted, format!("{KIND} {function} {sid}"));
     }
@@ -257,7 +278,7 @@ async fn delete_function(ctx: &Ctx, key: &str) -> Result<()> {
 impl Resource for Permissions {
     kind!(
         KIND,
-        depends_on = [compute::function::KIND, super::rest_api::KIND]
+        depends_on = [compute::alias::KIND, super::rest_api::KIND]
     );
 
     async fn ensure(&self, ctx: &Ctx) -> Result<()> {

@@ -155,3 +155,64 @@ mod tests {
         assert_eq!(status_in("<Status>Enabled"), None);
     }
 }
+
+/// Whether a policy statement's `Resource` is the alias `alias_arn`: payctl's statements
+/// on the unqualified function are the others. On AWS an alias has its own policy
+/// (`Qualifier`), and the function's unqualified policy never holds the alias's
+/// statements. moto 5.2.5 shares one policy object between a function and all its
+/// versions and aliases (a shallow copy at `PublishVersion`), so the unqualified policy
+/// lists the alias's statements too, with the alias ARN as their `Resource`.
+pub fn on_alias(resource: Option<&serde_json::Value>, alias_arn: &str) -> bool {
+    match resource {
+        Some(serde_json::Value::String(r)) => r == alias_arn,
+        Some(serde_json::Value::Array(a)) => a.iter().all(|r| r.as_str() == Some(alias_arn)),
+        _ => false,
+    }
+}
+
+/// Whether an event source mapping's `FunctionArn` is the alias `alias_arn`. AWS keeps
+/// the alias ARN a mapping was created with
+/// (<https://docs.aws.amazon.com/lambda/latest/api/API_CreateEventSourceMapping.html>:
+/// the mapping invokes the alias, so it follows the alias to each new version). moto
+/// 5.2.5 resolves the alias when the mapping is created and stores the ARN of the
+/// version it pointed at then (`…:function:<name>:<n>`); that ARN is accepted here as
+/// the alias's, so the mapping is not re-pointed on every run.
+pub fn invokes_alias(function_arn: Option<&str>, alias_arn: &str) -> bool {
+    let Some(have) = function_arn else {
+        return false;
+    };
+    if have == alias_arn {
+        return true;
+    }
+    let base = alias_arn.rsplit_once(':').map_or(alias_arn, |(b, _)| b);
+    have.strip_prefix(base)
+        .and_then(|q| q.strip_prefix(':'))
+        .is_some_and(|n| !n.is_empty() && n.chars().all(|c| c.is_ascii_digit()))
+}
+
+#[cfg(test)]
+mod alias_tests {
+    use super::*;
+
+    #[test]
+    fn a_mapping_on_the_alias_or_on_the_version_moto_resolved_it_to_invokes_the_alias() {
+        let alias = "arn:aws:lambda:us-east-1:123456789012:function:payment-processor-dev:live";
+        let base = "arn:aws:lambda:us-east-1:123456789012:function:payment-processor-dev";
+        assert!(invokes_alias(Some(alias), alias));
+        assert!(invokes_alias(Some(&format!("{base}:12")), alias));
+        assert!(!invokes_alias(Some(base), alias));
+        assert!(!invokes_alias(Some(&format!("{base}:$LATEST")), alias));
+        assert!(!invokes_alias(Some(&format!("{base}-x:1")), alias));
+        assert!(!invokes_alias(None, alias));
+    }
+
+    #[test]
+    fn a_statement_is_on_the_alias_only_when_its_resource_is_the_alias() {
+        let alias = "arn:aws:lambda:us-east-1:1:function:f:live";
+        assert!(on_alias(Some(&serde_json::json!(alias)), alias));
+        assert!(on_alias(Some(&serde_json::json!([alias])), alias));
+        let base = serde_json::json!("arn:aws:lambda:us-east-1:1:function:f");
+        assert!(!on_alias(Some(&base), alias));
+        assert!(!on_alias(None, alias));
+    }
+}

@@ -3,11 +3,12 @@
 //!
 //! One file per concern: [`setup`] (the run context and where the state lives),
 //! [`run`] (what `up` and `down` share around the walk), [`up`] (`up`, `plan`),
-//! [`down`], [`state`] (`outputs`, `force-unlock`, `state pull`/`push`), [`verify`] and
-//! [`redrive`].
+//! [`down`], [`state`] (`outputs`, `force-unlock`, `state pull`/`push`), [`verify`],
+//! [`redrive`] and [`rollback`].
 
 mod down;
 mod redrive;
+mod rollback;
 mod run;
 mod setup;
 mod state;
@@ -21,6 +22,7 @@ use std::path::Path;
 
 pub use down::down;
 pub use redrive::redrive;
+pub use rollback::rollback;
 pub use state::{force_unlock, outputs, state_transfer};
 pub use up::{plan, up};
 pub use verify::verify;

@@ -49,7 +49,8 @@ pub async fn plan(c: &Common, mut options: Options, json: bool) -> Result<bool> 
             "plan could not read {kind}: {first}; nothing was changed"
         )));
     }
-    let plan = crate::plan::Plan::from_report(&ctx.env, &ctx.region, &ctx.report);
+    let mut plan = crate::plan::Plan::from_report(&ctx.env, &ctx.region, &ctx.report);
+    plan.function_versions = crate::outputs::live_versions(&ctx.state.snapshot());
     if json {
         let text =
             serde_json::to_string_pretty(&plan).map_err(|e| Error::Invalid(e.to_string()))?;

@@ -8,7 +8,7 @@
 //! comparing the source and function ARNs (see [`emulator::mappings`]).
 
 use super::support::{ROLE_PROPAGATION, drifted, role_not_ready};
-use super::{AUDIT_LOGGER, PROCESSOR, function, function_arn};
+use super::{AUDIT_LOGGER, PROCESSOR, alias, live_arn};
 use crate::aws::emulator;
 use crate::data::{dynamodb_table, sqs_queue};
 use crate::engine::report::Change;
@@ -54,14 +54,14 @@ pub fn desired(ctx: &Ctx) -> Result<Vec<Mapping>> {
         Mapping {
             which: STREAM,
             source: ctx.needed_attr(dynamodb_table::ADDR, "stream_arn")?,
-            function: function_arn(ctx, AUDIT_LOGGER)?,
+            function: live_arn(ctx, AUDIT_LOGGER)?,
             batch_size: STREAM_BATCH,
             on_failure: Some(ctx.needed_arn(&sqs_queue::address("dlq"))?),
         },
         Mapping {
             which: RETRY,
             source: ctx.needed_arn(&sqs_queue::address("retry"))?,
-            function: function_arn(ctx, PROCESSOR)?,
+            function: live_arn(ctx, PROCESSOR)?,
             batch_size: RETRY_BATCH,
             on_failure: None,
         },
@@ -71,6 +71,9 @@ pub fn desired(ctx: &Ctx) -> Result<Vec<Mapping>> {
 /// The settings in which `have` differs from `want`.
 pub fn drift(have: &EventSourceMappingConfiguration, want: &Mapping) -> Vec<&'static str> {
     let mut d = Vec::new();
+    if !emulator::invokes_alias(have.function_arn(), &want.function) {
+        d.push("function (the alias live)");
+    }
     if have.batch_size() != Some(want.batch_size) {
         d.push("batch size");
     }
@@ -95,10 +98,20 @@ pub fn drift(have: &EventSourceMappingConfiguration, want: &Mapping) -> Vec<&'st
     d
 }
 
-/// Whether `m` joins `want`'s source to `want`'s function.
+/// A Lambda ARN without its qualifier (`…:function:<name>`).
+pub fn unqualified(arn: &str) -> &str {
+    match arn.match_indices(':').nth(6) {
+        Some((at, _)) => &arn[..at],
+        None => arn,
+    }
+}
+
+/// Whether `m` joins `want`'s source to `want`'s function (its alias, a version, or the
+/// unqualified function a stack used before it had aliases: `up` re-points it).
 fn joins(m: &EventSourceMappingConfiguration, want: &Mapping) -> bool {
     m.event_source_arn() == Some(want.source.as_str())
-        && m.function_arn() == Some(want.function.as_str())
+        && m.function_arn()
+            .is_some_and(|f| unqualified(f) == unqualified(&want.function))
 }
 
 /// The mapping, by the UUID in state (while it still joins the same source and
@@ -142,6 +155,7 @@ async fn update(ctx: &Ctx, uuid: &str, want: &Mapping, what: &str) -> Result<()>
     tracing::info!("event source mapping {}: updating {what}", want.which);
     let call = ctx.aws.lambda.update_event_source_mapping().uuid(uuid);
     let mut call = call
+        .function_name(&want.function)
         .batch_size(want.batch_size)
         .function_response_types(FunctionResponseType::ReportBatchItemFailures);
     if let Some(dlq) = &want.on_failure {
@@ -232,7 +246,7 @@ async fn located(ctx: &Ctx, which: &str) -> Result<Option<String>> {
     );
     let all = emulator::mappings(&ctx.aws.lambda, None).await?;
     let mut mine = all.iter().filter(|m| {
-        m.function_arn() == Some(function.as_str())
+        m.function_arn().map(unqualified) == Some(function.as_str())
             && m.event_source_arn().is_some_and(|s| s.contains(source))
     });
     Ok(mine.next().and_then(|m| m.uuid().map(str::to_string)))
@@ -256,7 +270,7 @@ async fn delete_one(ctx: &Ctx, which: &str) -> Result<()> {
 impl Resource for EventSources {
     kind!(
         KIND,
-        depends_on = [function::KIND, dynamodb_table::KIND, sqs_queue::KIND]
+        depends_on = [alias::KIND, dynamodb_table::KIND, sqs_queue::KIND]
     );
 
     async fn ensure(&self, ctx: &Ctx) -> Result<()> {
@@ -277,5 +291,18 @@ impl Resource for EventSources {
 
     async fn delete(&self, ctx: &Ctx) -> Result<()> {
         all_ok(join_all([STREAM, RETRY].map(|w| delete_one(ctx, w))).await)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_arn_without_its_qualifier_is_the_function() {
+        let f = "arn:aws:lambda:us-east-1:123456789012:function:payment-processor-dev";
+        assert_eq!(unqualified(&format!("{f}:live")), f);
+        assert_eq!(unqualified(&format!("{f}:7")), f);
+        assert_eq!(unqualified(f), f);
     }
 }

@@ -9,6 +9,8 @@
 //! created here too, with the others. What the kinds share and is no kind (packages,
 //! the concurrency pre-flight check, emulator differences) is in [`support`].
 
+pub mod alias;
+pub mod canary;
 pub mod event_source;
 pub mod function;
 pub mod log_group;
@@ -54,9 +56,10 @@ pub fn function_name(ctx: &Ctx, key: &str) -> String {
     ctx.name(key)
 }
 
-/// The function's ARN, from state (the function kind ran before every dependent kind).
-pub fn function_arn(ctx: &Ctx, key: &str) -> Result<String> {
-    ctx.needed_arn(&function::address(key))
+/// What the stack invokes of a function: its alias `live`'s ARN, from state (the alias
+/// kind ran before every kind that invokes a function).
+pub fn live_arn(ctx: &Ctx, key: &str) -> Result<String> {
+    alias::live_arn(ctx, key)
 }
 
 pub fn layer() -> Layer {
@@ -66,6 +69,7 @@ pub fn layer() -> Layer {
             Arc::new(log_group::LogGroups),
             Arc::new(role::Roles),
             Arc::new(function::Functions::default()),
+            Arc::new(alias::Aliases),
             Arc::new(event_source::EventSources),
         ],
     }

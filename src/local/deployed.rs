@@ -7,6 +7,7 @@
 
 use crate::api::{api_key, rest_api, stage, usage_plan};
 use crate::aws::Clients;
+use crate::compute::event_source::unqualified;
 use crate::compute::{AUDIT_LOGGER, PROCESSOR, event_source, function};
 use crate::data::{dynamodb_table, sqs_queue};
 use crate::error::{Error, Result, aws};
@@ -107,12 +108,14 @@ fn missing(state: &State, what: &str, addr: &str) -> Error {
     ))
 }
 
-/// The function ARN a Lambda proxy integration URI names
-/// (`arn:aws:apigateway:<region>:lambda:path/2015-03-31/functions/<arn>/invocations`).
+/// The function a Lambda proxy integration URI names
+/// (`arn:aws:apigateway:<region>:lambda:path/2015-03-31/functions/<arn>/invocations`),
+/// without the qualifier (the alias `live`): the local run runs the local build.
 pub fn function_of_uri(uri: &str) -> Option<String> {
     let (_, rest) = uri.split_once("/functions/")?;
     let arn = rest.strip_suffix("/invocations")?;
-    arn.starts_with("arn:").then(|| arn.to_string())
+    arn.starts_with("arn:")
+        .then(|| unqualified(arn).to_string())
 }
 
 pub async fn read(clients: &Clients, state: &State) -> Result<Deployed> {
@@ -300,6 +303,8 @@ async fn event_sources(
         let (Some(source), Some(function_arn)) = (m.event_source_arn(), m.function_arn()) else {
             continue;
         };
+        // The alias (or, on moto, the version it resolved to): the local build runs.
+        let function_arn = unqualified(function_arn);
         if !functions.contains_key(function_arn) {
             continue;
         }
@@ -451,6 +456,8 @@ mod tests {
             "arn:aws:apigateway:us-east-1:lambda:path/2015-03-31/functions/{arn}/invocations"
         );
         assert_eq!(function_of_uri(&uri).as_deref(), Some(arn));
+        let live = uri.replace("-dev/", "-dev:live/");
+        assert_eq!(function_of_uri(&live).as_deref(), Some(arn));
         assert_eq!(function_of_uri("http://example.com/x"), None);
     }
 

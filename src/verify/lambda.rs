@@ -79,7 +79,9 @@ pub async fn checks(t: &Target) -> Vec<Check> {
         let name = rec.id.as_str();
         let got = t.aws.lambda.get_function().function_name(name).send().await;
         let policy = t.aws.lambda.get_policy().function_name(name).send().await;
-        (got, policy)
+        let call = t.aws.lambda.get_policy().function_name(name);
+        let live = call.qualifier(compute::alias::ALIAS).send().await;
+        (got, (policy, live))
     });
     let reads = join_all(reads).await;
     // The AZ of every subnet the functions use, in one call.
@@ -104,22 +106,31 @@ pub async fn checks(t: &Target) -> Vec<Check> {
             }
         };
         checks.extend(judge(t, Target::key(addr), name, &f, &zones));
-        checks.push(match read(policy, Service::Lambda, "GetPolicy", name) {
-            Read::Got(out) => {
-                let parsed = out
+        // The function's own policy and its alias `live`'s, which API Gateway invokes.
+        let (policy, live) = policy;
+        let live_name = format!("{name}:{}", compute::alias::ALIAS);
+        let mut verdict = NOT_PUBLIC.pass(name, "no statement allows the public");
+        for (which, got) in [(name, policy), (live_name.as_str(), live)] {
+            let why = match read(got, Service::Lambda, "GetPolicy", which) {
+                Read::Got(out) => out
                     .policy()
-                    .and_then(|p| serde_json::from_str::<Value>(p).ok());
-                match parsed.as_ref().and_then(public_statement) {
-                    Some(sid) => NOT_PUBLIC.fail(
-                        name,
-                        format!("statement {sid} allows principal * without a source condition"),
-                    ),
-                    None => NOT_PUBLIC.pass(name, "no statement allows the public"),
-                }
+                    .and_then(|p| serde_json::from_str::<Value>(p).ok())
+                    .as_ref()
+                    .and_then(public_statement)
+                    .map(|sid| {
+                        format!(
+                            "{which}: statement {sid} allows principal * without a source condition"
+                        )
+                    }),
+                Read::Gone => None,
+                Read::Unreadable(why) => Some(why),
+            };
+            if let Some(why) = why {
+                verdict = NOT_PUBLIC.fail(name, why);
+                break;
             }
-            Read::Gone => NOT_PUBLIC.pass(name, "no resource policy"),
-            Read::Unreadable(why) => NOT_PUBLIC.fail(name, why),
-        });
+        }
+        checks.push(verdict);
     }
     checks
 }

@@ -332,9 +332,13 @@ pub async fn census(stack: &Stack) -> Census {
         .map(String::from)
         .collect();
     let out = lambda.list_event_source_mappings().send().await.unwrap();
+    // A mapping invokes a function's alias `live` (on moto: the version it resolved to).
     let ids = out.event_source_mappings().iter().filter(|m| {
-        m.function_arn()
-            .is_some_and(|a| functions.iter().any(|f| a.ends_with(&format!(":{f}"))))
+        m.function_arn().is_some_and(|a| {
+            functions
+                .iter()
+                .any(|f| a.contains(&format!(":function:{f}:")) || a.ends_with(&format!(":{f}")))
+        })
     });
     c.insert(
         "event source mapping",

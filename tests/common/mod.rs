@@ -326,6 +326,12 @@ impl Stack {
         self.state_dir.path().join(format!("{}.json", self.env))
     }
 
+    /// The state file, read.
+    pub fn state(&self) -> serde_json::Value {
+        let text = std::fs::read_to_string(self.state_file()).expect("a state file");
+        serde_json::from_str(&text).expect("a JSON state file")
+    }
+
     /// The run lock, `<env>.json.lock` beside the state file.
     pub fn lock_file(&self) -> PathBuf {
         self.state_dir
@@ -469,4 +475,35 @@ pub fn assert_under_line(stdout: &str, at: usize, wanted: &str, address: &str) {
         under.contains(&wanted),
         "expected {wanted:?} under {address}:\n{stdout}"
     );
+}
+
+/// A copy of the packages in which one function's zip differs (an extra file beside the
+/// unchanged `bootstrap`): a new build of that function.
+pub fn packages_with_new(function: &str) -> tempfile::TempDir {
+    packages_with(function, "a new build")
+}
+
+/// A copy of the packages in which one function's zip carries `build` in an extra file:
+/// each distinct `build` is a distinct build of that function.
+pub fn packages_with(function: &str, build: &str) -> tempfile::TempDir {
+    use std::io::Write;
+    let dir = tempfile::tempdir().unwrap();
+    for f in ["validator", "processor", "audit-logger"] {
+        let from = packages_dir().join(f).join("bootstrap.zip");
+        std::fs::create_dir_all(dir.path().join(f)).unwrap();
+        let to = dir.path().join(f).join("bootstrap.zip");
+        if f != function {
+            std::fs::copy(&from, &to).unwrap();
+            continue;
+        }
+        let mut src = zip::ZipArchive::new(std::fs::File::open(&from).unwrap()).unwrap();
+        let mut out = zip::ZipWriter::new(std::fs::File::create(&to).unwrap());
+        out.raw_copy_file(src.by_name("bootstrap").unwrap())
+            .unwrap();
+        out.start_file("CHANGED", zip::write::SimpleFileOptions::default())
+            .unwrap();
+        out.write_all(build.as_bytes()).unwrap();
+        out.finish().unwrap();
+    }
+    dir
 }

@@ -48,7 +48,7 @@ impl Draft<'_> {
                 }
                 return Err(no(self.api, format_args!("resource {path}")));
             };
-            let function_arn = compute::function_arn(self.ctx, route.function)?;
+            let function_arn = compute::live_arn(self.ctx, route.function)?;
             let uri = integration_uri(&self.ctx.region, &function_arn);
             self.converge_method(resource_id, &route, validator_id, &uri)
                 .await?;

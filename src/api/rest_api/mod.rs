@@ -247,7 +247,7 @@ pub async fn clear_redeploy(ctx: &Ctx) -> Result<()> {
 
 #[async_trait]
 impl Resource for RestApi {
-    kind!(KIND, depends_on = [compute::function::KIND]);
+    kind!(KIND, depends_on = [compute::alias::KIND]);
 
     async fn ensure(&self, ctx: &Ctx) -> Result<()> {
         let name = ctx.name("api");

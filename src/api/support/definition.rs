@@ -158,7 +158,7 @@ pub fn describe(region: &str, function_arns: &BTreeMap<&str, String>) -> Result<
 pub fn definition(ctx: &Ctx) -> Result<Value> {
     let mut arns = BTreeMap::new();
     for r in ROUTES {
-        arns.insert(r.function, compute::function_arn(ctx, r.function)?);
+        arns.insert(r.function, compute::live_arn(ctx, r.function)?);
     }
     describe(&ctx.region, &arns)
 }

@@ -6,8 +6,12 @@
 //! `CodeSha256`; configuration only when it differs. Each step waits for the function
 //! to be `Active` with `LastUpdateStatus=Successful`. A freshly created role can take a
 //! few seconds to become assumable by Lambda; that error is retried for a bounded time.
-//! `down` first detaches a function from the VPC (an update with no subnets) and waits,
-//! so Lambda releases its network interfaces before the subnets and security groups go.
+//! What the stack invokes is a published version, through the alias `live` (see
+//! [`super::alias`]). `down` deletes each function with its versions and aliases
+//! (`DeleteFunction` without a qualifier). A published version keeps the VPC
+//! configuration it was published with, so detaching `$LATEST` would free no network
+//! interface: `down` waits for Lambda to release them before the security groups go,
+//! and deletes them itself (see `network::lambda_enis`).
 
 mod desired;
 
@@ -27,7 +31,7 @@ use async_trait::async_trait;
 use aws_sdk_lambda::primitives::Blob;
 use aws_sdk_lambda::types::{
     Architecture, Environment, FunctionCode, FunctionConfiguration, LastUpdateStatus, Runtime,
-    State, TracingConfig, TracingMode, VpcConfig,
+    State, TracingConfig, TracingMode,
 };
 use desired::{HANDLER, vpc_config};
 use futures::future::join_all;
@@ -330,23 +334,6 @@ fn settled(c: &FunctionConfiguration) -> bool {
         )
 }
 
-/// Detaches the function from the VPC so Lambda releases the network interfaces now
-/// rather than holding the subnets and security groups for tens of minutes.
-async fn detach_from_vpc(ctx: &Ctx, name: &str) -> Result<()> {
-    tracing::info!("function {name}: detaching from the VPC before deleting it");
-    let none = VpcConfig::builder()
-        .set_subnet_ids(Some(vec![]))
-        .set_security_group_ids(Some(vec![]))
-        .build();
-    let call = ctx.aws.lambda.update_function_configuration();
-    let call = call.function_name(name).vpc_config(none);
-    call.send()
-        .await
-        .map_err(aws("UpdateFunctionConfiguration", name))?;
-    settle(ctx, name).await?;
-    Ok(())
-}
-
 async fn delete_one(ctx: &Ctx, spec: &FunctionSpec) -> Result<()> {
     let name = function_name(ctx, spec.key);
     let addr = address(spec.key);
@@ -356,12 +343,6 @@ async fn delete_one(ctx: &Ctx, spec: &FunctionSpec) -> Result<()> {
     let Deployed { config, tags, .. } = found.value;
     let arn = required(config.function_arn(), "function ARN")?;
     tags::check_owned(ctx, &ArnMap::Lambda(&arn), &tags)?;
-    if config
-        .vpc_config()
-        .is_some_and(|v| !v.subnet_ids().is_empty())
-    {
-        detach_from_vpc(ctx, &name).await?;
-    }
     let delete = || async {
         let call = ctx.aws.lambda.delete_function().function_name(&name);
         call.send().await.map_err(aws("DeleteFunction", &name))
