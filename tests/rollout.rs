@@ -345,3 +345,73 @@ async fn a_run_killed_during_the_bake_is_resumed_and_live_ends_on_one_version() 
     );
     assert!(rec.get("canary").is_none(), "{rec}");
 }
+
+/// Ctrl-C during the bake puts `live` back on the old version at once, without rejecting
+/// the build: the run exits with 130, and the next `up` bakes it again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ctrl_c_during_the_bake_puts_live_back_and_the_next_up_bakes_again() {
+    let Release {
+        stack,
+        lambda: l,
+        function,
+        packages,
+        child,
+    } = Release::start(60).await;
+    canary_of(&l, &function).await;
+    let interrupted = std::process::Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(interrupted.success());
+    let out = finish(child).await;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(130), "{stderr}");
+    assert!(stderr.contains("live is on version 1 again"), "{stderr}");
+    assert_eq!(alias(&l, &function).await, ("1".to_string(), vec![]));
+    let state = stack.state();
+    let rec = &state["resources"]["lambda_alias.processor"]["attrs"];
+    assert_eq!(rec["version"], "1", "{rec}");
+    assert!(
+        rec.get("canary").is_none() && rec.get("rejected").is_none(),
+        "{rec}"
+    );
+
+    bake_config(&stack, 2);
+    let env = [("PAYCTL_PACKAGES", packages.path().to_str().unwrap())];
+    let run = stack.payctl_via(&stack.moto.endpoint, &["up"], &env);
+    assert!(run.ok, "{}", run.stderr);
+    assert!(run.stderr.contains("canary promoted"), "{}", run.stderr);
+    assert_eq!(alias(&l, &function).await, ("2".to_string(), vec![]));
+}
+
+/// Production: the function's error alarm going to ALARM during the bake rolls the
+/// canary back too (moto never evaluates alarms: the test sets its state).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn prod_canary_rolls_back_when_the_error_alarm_fires() {
+    let Release {
+        stack,
+        lambda: l,
+        function,
+        child,
+        packages: _packages,
+    } = Release::start(30).await;
+    canary_of(&l, &function).await;
+    let cw = aws_sdk_cloudwatch::Client::new(&stack.sdk().await);
+    cw.set_alarm_state()
+        .alarm_name("payment-processor-errors-prod")
+        .state_value(aws_sdk_cloudwatch::types::StateValue::Alarm)
+        .state_reason("Threshold Crossed: 12 errors")
+        .send()
+        .await
+        .unwrap();
+    let out = finish(child).await;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains(
+            "alarm payment-processor-errors-prod is in ALARM (Threshold Crossed: 12 errors)"
+        ),
+        "{stderr}"
+    );
+    assert_eq!(alias(&l, &function).await, ("1".to_string(), vec![]));
+}

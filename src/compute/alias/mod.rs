@@ -209,9 +209,11 @@ async fn ensure_one(ctx: &Ctx, spec: &FunctionSpec) -> Result<()> {
         return unfinished(ctx, key, &name, &arn, &primary, &v, rec).await;
     }
     if rec.canary.is_some() || rec.live.as_deref() != Some(&primary) {
-        // A run stopped between the alias and the state file: the alias tells.
+        // A run stopped between the alias and the state file: the alias tells (the
+        // version the state had live, if the alias moved off it, is the previous one).
         if !ctx.planning() {
-            rec.previous = rec.previous.filter(|p| *p != primary);
+            let moved_off = rec.live.clone().filter(|l| *l != primary);
+            rec.previous = moved_off.or(rec.previous).filter(|p| *p != primary);
             rec.live = Some(primary.clone());
             rec.canary = None;
             save(ctx, key, &arn, &rec).await?;

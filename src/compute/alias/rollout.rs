@@ -120,13 +120,20 @@ pub(super) async fn bake(
                 "function {name}: canary version {new} rolled back, {ALIAS} is on version {old} again: {why}"
             )))
         }
-        Err(e @ Error::Interrupted(_)) => {
+        Err(e) => {
+            // Ctrl-C, or the metrics could not be read: no verdict on the build, so it
+            // is not rejected, but no traffic stays on an unjudged version either.
             point(ctx, name, old, None).await?;
+            let back = Recorded {
+                rejected: rec.rejected,
+                ..back
+            };
             save(ctx, key, arn, &back).await?;
-            tracing::warn!("function {name}: bake interrupted; {ALIAS} is on version {old} again");
+            tracing::warn!(
+                "function {name}: the bake of version {new} stopped ({e}); {ALIAS} is on version {old} again, and the next `up` starts the canary again"
+            );
             Err(e)
         }
-        Err(e) => Err(e),
     }
 }
 
