@@ -90,13 +90,16 @@ fn lambda(sdk: &aws_config::SdkConfig) -> aws_sdk_lambda::Client {
 }
 
 /// A production stack (bake of `bake` seconds) that is up, with a second `up` of a new
-/// processor build running in the background.
+/// processor build running in the background, its canary weighted.
 struct Release {
     stack: Stack,
     lambda: aws_sdk_lambda::Client,
     function: String,
     packages: tempfile::TempDir,
     child: std::process::Child,
+    /// The canary version, and its weight, once `live` is weighted.
+    version: String,
+    weight: f64,
 }
 
 impl Release {
@@ -111,12 +114,16 @@ impl Release {
             &["up"],
             &[("PAYCTL_PACKAGES", packages.path().to_str().unwrap())],
         );
+        let function = format!("{PROCESSOR}-prod");
+        let (version, weight) = canary_of(&lambda, &function).await;
         Release {
             stack,
             lambda,
-            function: format!("{PROCESSOR}-prod"),
+            function,
             packages,
             child,
+            version,
+            weight,
         }
     }
 }
@@ -252,39 +259,29 @@ async fn a_new_build_moves_live_at_once_and_rollback_flips_it() {
 /// bake promote it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn prod_canary_is_promoted_when_its_metrics_stay_healthy() {
-    let Release {
-        stack,
-        lambda: l,
-        function,
-        child,
-        packages: _packages,
-    } = Release::start(4).await;
-    let (version, weight) = canary_of(&l, &function).await;
-    assert_eq!((version.as_str(), weight), ("2", 0.1));
-    assert_eq!(alias(&l, &function).await.0, "1");
-    publish(&stack, &function, "2", "Errors", 0.0).await;
+    let r = Release::start(4).await;
+    let (stack, l, function) = (&r.stack, &r.lambda, &r.function);
+    let child = r.child;
+    assert_eq!((r.version.as_str(), r.weight), ("2", 0.1));
+    assert_eq!(alias(l, function).await.0, "1");
+    publish(stack, function, "2", "Errors", 0.0).await;
     let out = finish(child).await;
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stderr}");
     assert!(stderr.contains("canary promoted"), "{stderr}");
-    assert_eq!(alias(&l, &function).await, ("2".to_string(), vec![]));
+    assert_eq!(alias(l, function).await, ("2".to_string(), vec![]));
 }
 
 /// Production: errors of the new version during the bake send `live` back to the old
 /// version; the run fails naming the metric and its value, and nothing else changes.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn prod_canary_with_errors_rolls_back_and_the_run_fails_naming_the_metric() {
-    let Release {
-        stack,
-        lambda: l,
-        function,
-        child,
-        packages: _packages,
-    } = Release::start(30).await;
+    let r = Release::start(30).await;
+    let (stack, l, function) = (&r.stack, &r.lambda, &r.function);
+    let child = r.child;
     // Counted while the release bakes: it creates and deletes nothing.
-    let before = census(&stack).await;
-    let (version, _) = canary_of(&l, &function).await;
-    publish(&stack, &function, &version, "Errors", 3.0).await;
+    let before = census(stack).await;
+    publish(stack, function, &r.version, "Errors", 3.0).await;
     let started = Instant::now();
     let out = finish(child).await;
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -295,16 +292,16 @@ async fn prod_canary_with_errors_rolls_back_and_the_run_fails_naming_the_metric(
         stderr.contains("canary version 2 rolled back, live is on version 1 again: Errors = 3"),
         "{stderr}"
     );
-    assert_eq!(alias(&l, &function).await, ("1".to_string(), vec![]));
+    assert_eq!(alias(l, function).await, ("1".to_string(), vec![]));
     let state = stack.state();
     let rec = &state["resources"]["lambda_alias.processor"]["attrs"];
     assert_eq!(rec["version"], "1", "{rec}");
     assert_eq!(rec["rejected"], "2", "{rec}");
     assert!(rec.get("canary").is_none(), "{rec}");
-    assert_eq!(census(&stack).await, before);
+    assert_eq!(census(stack).await, before);
     // The other functions were not touched.
     for other in ["payment-validator-prod", "payment-audit-logger-prod"] {
-        assert_eq!(alias(&l, other).await, ("1".to_string(), vec![]));
+        assert_eq!(alias(l, other).await, ("1".to_string(), vec![]));
     }
 }
 
@@ -312,21 +309,17 @@ async fn prod_canary_with_errors_rolls_back_and_the_run_fails_naming_the_metric(
 /// next `up` resumes it and ends with `live` on exactly one version.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_run_killed_during_the_bake_is_resumed_and_live_ends_on_one_version() {
-    let Release {
-        stack,
-        lambda: l,
-        function,
-        packages,
-        mut child,
-    } = Release::start(3).await;
+    let r = Release::start(3).await;
+    let (stack, l, function, packages) = (&r.stack, &r.lambda, &r.function, &r.packages);
+    let mut child = r.child;
     let env = [("PAYCTL_PACKAGES", packages.path().to_str().unwrap())];
-    let (version, _) = canary_of(&l, &function).await;
+    let version = &r.version;
     child.kill().unwrap();
     let _ = finish(child).await;
     let state = stack.state();
     let rec = &state["resources"]["lambda_alias.processor"]["attrs"];
     assert_eq!(rec["canary"], version.as_str(), "{rec}");
-    let (_, weights) = alias(&l, &function).await;
+    let (_, weights) = alias(l, function).await;
     assert_eq!(weights.len(), 1, "the kill left the canary weighted");
 
     let run = stack.payctl_via(&stack.moto.endpoint, &["up"], &env);
@@ -336,7 +329,7 @@ async fn a_run_killed_during_the_bake_is_resumed_and_live_ends_on_one_version() 
         "{}",
         run.stderr
     );
-    assert_eq!(alias(&l, &function).await, ("2".to_string(), vec![]));
+    assert_eq!(alias(l, function).await, ("2".to_string(), vec![]));
     let state = stack.state();
     let rec = &state["resources"]["lambda_alias.processor"]["attrs"];
     assert_eq!(
@@ -350,14 +343,9 @@ async fn a_run_killed_during_the_bake_is_resumed_and_live_ends_on_one_version() 
 /// the build: the run exits with 130, and the next `up` bakes it again.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ctrl_c_during_the_bake_puts_live_back_and_the_next_up_bakes_again() {
-    let Release {
-        stack,
-        lambda: l,
-        function,
-        packages,
-        child,
-    } = Release::start(60).await;
-    canary_of(&l, &function).await;
+    let r = Release::start(60).await;
+    let (stack, l, function, packages) = (&r.stack, &r.lambda, &r.function, &r.packages);
+    let child = r.child;
     let interrupted = std::process::Command::new("kill")
         .args(["-INT", &child.id().to_string()])
         .status()
@@ -367,7 +355,7 @@ async fn ctrl_c_during_the_bake_puts_live_back_and_the_next_up_bakes_again() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(130), "{stderr}");
     assert!(stderr.contains("live is on version 1 again"), "{stderr}");
-    assert_eq!(alias(&l, &function).await, ("1".to_string(), vec![]));
+    assert_eq!(alias(l, function).await, ("1".to_string(), vec![]));
     let state = stack.state();
     let rec = &state["resources"]["lambda_alias.processor"]["attrs"];
     assert_eq!(rec["version"], "1", "{rec}");
@@ -376,26 +364,21 @@ async fn ctrl_c_during_the_bake_puts_live_back_and_the_next_up_bakes_again() {
         "{rec}"
     );
 
-    bake_config(&stack, 2);
+    bake_config(stack, 2);
     let env = [("PAYCTL_PACKAGES", packages.path().to_str().unwrap())];
     let run = stack.payctl_via(&stack.moto.endpoint, &["up"], &env);
     assert!(run.ok, "{}", run.stderr);
     assert!(run.stderr.contains("canary promoted"), "{}", run.stderr);
-    assert_eq!(alias(&l, &function).await, ("2".to_string(), vec![]));
+    assert_eq!(alias(l, function).await, ("2".to_string(), vec![]));
 }
 
 /// Production: the function's error alarm going to ALARM during the bake rolls the
 /// canary back too (moto never evaluates alarms: the test sets its state).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn prod_canary_rolls_back_when_the_error_alarm_fires() {
-    let Release {
-        stack,
-        lambda: l,
-        function,
-        child,
-        packages: _packages,
-    } = Release::start(30).await;
-    canary_of(&l, &function).await;
+    let r = Release::start(30).await;
+    let (stack, l, function) = (&r.stack, &r.lambda, &r.function);
+    let child = r.child;
     let cw = aws_sdk_cloudwatch::Client::new(&stack.sdk().await);
     cw.set_alarm_state()
         .alarm_name("payment-processor-errors-prod")
@@ -413,5 +396,5 @@ async fn prod_canary_rolls_back_when_the_error_alarm_fires() {
         ),
         "{stderr}"
     );
-    assert_eq!(alias(&l, &function).await, ("1".to_string(), vec![]));
+    assert_eq!(alias(l, function).await, ("1".to_string(), vec![]));
 }
